@@ -1,0 +1,353 @@
+//! The daemon's configuration: a TOML file, parsed strictly and validated once at start.
+//!
+//! Every key has a default, so an empty file (or none) is a working configuration. Unknown keys
+//! are errors because a typo in a kiosk's config should stop it at install time, not silently
+//! fall back to a default for months. Every error names the file, the key, what was found and
+//! what is allowed, on one line, so it reads well in `journalctl`.
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where a configuration error was found and what is wrong with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The file the configuration came from.
+    pub file: PathBuf,
+    /// Dotted key path such as `camera.fps`; empty for a file-level problem.
+    pub key: String,
+    /// 1-based line of the offending value, when the parser knows it.
+    pub line: Option<usize>,
+    /// What is wrong, including what was found and what is allowed.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config {}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, " line {line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ", key `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub camera: CameraConfig,
+    pub detector: DetectorConfig,
+    pub model: ModelConfig,
+    pub display: DisplayConfig,
+}
+
+/// Where frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraSource {
+    /// A V4L2 camera (`/dev/videoN`); needs the `device` build.
+    V4l2,
+    /// Still images from a folder, in file-name order.
+    Folder,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraConfig {
+    pub source: CameraSource,
+    pub device: PathBuf,
+    pub folder: PathBuf,
+    /// With `source = "folder"`: start again at the first image after the last one.
+    pub repeat: bool,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            source: CameraSource::V4l2,
+            device: PathBuf::from("/dev/video0"),
+            folder: PathBuf::from("/usr/share/agecam/demo"),
+            repeat: false,
+            width: 640,
+            height: 480,
+            fps: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Smallest face side, in pixels of the camera frame, that is looked for.
+    pub min_face_size: u32,
+    /// Detector score a face must reach (the SeetaFace cascade's scale; 2.0 is its author's default).
+    pub score_threshold: f32,
+    /// At most this many faces per frame, largest first.
+    pub max_faces: usize,
+    /// Margin added around the detected box on each side, as a fraction of the box side.
+    pub crop_margin: f32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            min_face_size: 40,
+            score_threshold: 2.0,
+            max_faces: 8,
+            crop_margin: 0.25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Folder holding `manifest.json` and the model files it lists.
+    pub dir: PathBuf,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            dir: PathBuf::from("/usr/share/agecam/models"),
+        }
+    }
+}
+
+/// Where the overlay is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayTarget {
+    /// Draw nothing (statistics only).
+    None,
+    /// Write annotated PNG snapshots into `display.png_dir`.
+    Png,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisplayConfig {
+    pub target: DisplayTarget,
+    pub png_dir: PathBuf,
+    /// With `target = "png"`: write one snapshot every this many frames.
+    pub png_every: u32,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        DisplayConfig {
+            target: DisplayTarget::None,
+            png_dir: PathBuf::from("/var/lib/agecam/snapshots"),
+            png_every: 1,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: String::new(),
+            line: None,
+            problem: format!(
+                "cannot read it ({e}); check the path, or start from deploy/agecam.toml"
+            ),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `file` is only used in error messages.
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            ConfigError {
+                file: file.to_path_buf(),
+                key: if key == "." { String::new() } else { key },
+                line,
+                problem: inner.message().trim().replace('\n', " "),
+            }
+        })?;
+        config.validate().map_err(|(key, problem)| ConfigError {
+            file: file.to_path_buf(),
+            line: line_of_key(text, &key),
+            key,
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    /// Range checks serde cannot express. Returns the key and the problem.
+    fn validate(&self) -> Result<(), (String, String)> {
+        fn bad(key: &str, found: impl fmt::Display, allowed: &str) -> Result<(), (String, String)> {
+            Err((key.to_string(), format!("found {found}, allowed {allowed}")))
+        }
+        let c = &self.camera;
+        if !(16..=7680).contains(&c.width) {
+            return bad("camera.width", c.width, "16 to 7680 pixels");
+        }
+        if !(16..=4320).contains(&c.height) {
+            return bad("camera.height", c.height, "16 to 4320 pixels");
+        }
+        if !(1..=240).contains(&c.fps) {
+            return bad("camera.fps", c.fps, "1 to 240 frames per second");
+        }
+        let d = &self.detector;
+        if !(20..=2000).contains(&d.min_face_size) {
+            // The SeetaFace cascade's smallest window is 20 pixels.
+            return bad(
+                "detector.min_face_size",
+                d.min_face_size,
+                "20 to 2000 pixels",
+            );
+        }
+        if !d.score_threshold.is_finite() || d.score_threshold < 0.0 {
+            return bad(
+                "detector.score_threshold",
+                d.score_threshold,
+                "a number >= 0",
+            );
+        }
+        if !(1..=64).contains(&d.max_faces) {
+            return bad("detector.max_faces", d.max_faces, "1 to 64");
+        }
+        if !(0.0..=1.0).contains(&d.crop_margin) {
+            return bad("detector.crop_margin", d.crop_margin, "0.0 to 1.0");
+        }
+        if self.display.png_every == 0 {
+            return bad("display.png_every", 0, "1 or more frames");
+        }
+        Ok(())
+    }
+}
+
+/// Best-effort line of `section.key = …` in the text, for range errors found after parsing.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = dotted.rsplit_once('.')?;
+    let mut in_section = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            in_section = header.trim_end_matches(']').trim() == section;
+            continue;
+        }
+        let name = line.split('=').next().unwrap_or("").trim();
+        if in_section && name == key {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/agecam/agecam.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn shipped_default_config_parses_and_matches_the_code_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/agecam.toml");
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_key_and_line() {
+        let err = parse("[camera]\nwidth = 320\nfsp = 15\n").unwrap_err();
+        let line = err.to_string();
+        assert_eq!(err.line, Some(3), "{line}");
+        assert!(
+            line.starts_with("config /etc/agecam/agecam.toml line 3"),
+            "{line}"
+        );
+        assert!(line.contains("unknown field `fsp`"), "{line}");
+        assert!(line.contains("`fps`"), "lists the allowed keys: {line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let err = parse("[camra]\nfps = 15\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `camra`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_found_and_expected() {
+        let err = parse("[camera]\nfps = \"fast\"\n").unwrap_err();
+        assert_eq!(err.key, "camera.fps");
+        assert_eq!(err.line, Some(2));
+        let line = err.to_string();
+        assert!(line.contains("string \"fast\""), "{line}");
+        assert!(line.contains("u32"), "{line}");
+    }
+
+    #[test]
+    fn bad_enum_value_lists_the_allowed_values() {
+        let err = parse("[display]\ntarget = \"hdmi\"\n").unwrap_err();
+        assert_eq!(err.key, "display.target");
+        let line = err.to_string();
+        assert!(
+            line.contains("hdmi") && line.contains("`png`") && line.contains("`none`"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_value_names_key_found_and_allowed() {
+        let err = parse("[camera]\nwidth = 640\nfps = 0\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config /etc/agecam/agecam.toml line 3, key `camera.fps`: found 0, allowed 1 to 240 frames per second"
+        );
+        let err = parse("[detector]\ncrop_margin = 1.5\n").unwrap_err();
+        assert_eq!(err.key, "detector.crop_margin");
+        assert!(
+            err.to_string().contains("found 1.5, allowed 0.0 to 1.0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn negative_number_for_unsigned_key_is_a_type_error() {
+        let err = parse("[detector]\nmax_faces = -3\n").unwrap_err();
+        assert_eq!(err.key, "detector.max_faces");
+        assert!(err.to_string().contains("-3"), "{err}");
+    }
+
+    #[test]
+    fn toml_syntax_error_gives_its_line() {
+        let err = parse("[camera]\nfps = = 3\n").unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(!err.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn missing_file_says_what_to_do() {
+        let err = Config::load(Path::new("/nonexistent/agecam.toml")).unwrap_err();
+        let line = err.to_string();
+        assert!(line.contains("/nonexistent/agecam.toml"), "{line}");
+        assert!(line.contains("deploy/agecam.toml"), "{line}");
+    }
+}
