@@ -1,7 +1,11 @@
 //! Models the device runs, and how they are found: see [`manifest`].
 
+pub mod age_gender;
 pub mod manifest;
+#[cfg(any(test, feature = "train"))]
+pub mod onnx_build;
 
+pub use age_gender::AgeGenderModel;
 pub use manifest::{Manifest, Role};
 
 use serde::Serialize;

@@ -1,0 +1,301 @@
+//! Pixel-format conversion for camera buffers: YUYV (4:2:2) and MJPEG to RGB.
+//!
+//! Kept apart from the V4L2 adapter so tests can push recorded or synthetic buffers through the
+//! exact code the camera path uses, on any machine.
+
+use image::RgbImage;
+
+/// Converts a packed YUYV 4:2:2 buffer (BT.601, limited range) into `out`, in integer
+/// arithmetic. `out` is resized as needed so its allocation is reused frame after frame.
+pub fn yuyv_to_rgb(buf: &[u8], width: u32, height: u32, out: &mut Vec<u8>) -> Result<(), String> {
+    if width == 0 || height == 0 || !width.is_multiple_of(2) {
+        return Err(format!(
+            "YUYV needs an even, non-zero width; got {width}x{height}"
+        ));
+    }
+    let needed = width as usize * height as usize * 2;
+    if buf.len() < needed {
+        return Err(format!(
+            "truncated YUYV frame: {} bytes, {width}x{height} needs {needed}",
+            buf.len()
+        ));
+    }
+    out.resize(width as usize * height as usize * 3, 0);
+    for (yuyv, rgb) in buf[..needed].chunks_exact(4).zip(out.chunks_exact_mut(6)) {
+        let d = yuyv[1] as i32 - 128;
+        let e = yuyv[3] as i32 - 128;
+        let r_off = 409 * e + 128;
+        let g_off = -100 * d - 208 * e + 128;
+        let b_off = 516 * d + 128;
+        for (i, y) in [yuyv[0], yuyv[2]].into_iter().enumerate() {
+            let c = 298 * (y as i32 - 16);
+            rgb[i * 3] = ((c + r_off) >> 8).clamp(0, 255) as u8;
+            rgb[i * 3 + 1] = ((c + g_off) >> 8).clamp(0, 255) as u8;
+            rgb[i * 3 + 2] = ((c + b_off) >> 8).clamp(0, 255) as u8;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one MJPEG frame. Many webcams leave out the Huffman tables (they are the standard
+/// ones of JPEG Annex K, implied by the AVI1 MJPEG format); those are put back before decoding.
+pub fn decode_mjpeg(frame: &[u8]) -> Result<RgbImage, String> {
+    // A frame cut short by the USB transfer still decodes (the decoder fills the rest with
+    // grey), which would feed half-grey faces to the model: refuse it instead.
+    if !ends_with_end_of_image(frame) {
+        return Err(format!(
+            "truncated MJPEG frame ({} bytes, no end-of-image marker)",
+            frame.len()
+        ));
+    }
+    let with_tables;
+    let jpeg = if needs_standard_huffman_tables(frame)? {
+        with_tables = insert_standard_huffman_tables(frame)?;
+        &with_tables[..]
+    } else {
+        frame
+    };
+    image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
+        .map(|img| img.to_rgb8())
+        .map_err(|e| format!("corrupt or truncated MJPEG frame: {e}"))
+}
+
+/// Whether the frame ends with the EOI marker, ignoring the zero padding some drivers append.
+fn ends_with_end_of_image(frame: &[u8]) -> bool {
+    let end = frame.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    end >= 2 && frame[end - 2..end] == [0xFF, EOI]
+}
+
+const SOI: u8 = 0xD8;
+const EOI: u8 = 0xD9;
+const DHT: u8 = 0xC4;
+const SOS: u8 = 0xDA;
+
+/// Walks the marker segments up to the start of scan; true when no DHT segment came first.
+fn needs_standard_huffman_tables(jpeg: &[u8]) -> Result<bool, String> {
+    Ok(!segments_before_scan(jpeg)?
+        .iter()
+        .any(|&(marker, _)| marker == DHT))
+}
+
+/// (marker, offset of its 0xFF) for each segment from SOI up to and including SOS.
+fn segments_before_scan(jpeg: &[u8]) -> Result<Vec<(u8, usize)>, String> {
+    if jpeg.len() < 4 || jpeg[0] != 0xFF || jpeg[1] != SOI {
+        return Err("not a JPEG frame (no start-of-image marker)".to_string());
+    }
+    let mut segments = Vec::new();
+    let mut pos = 2;
+    loop {
+        // Markers may be preceded by any number of 0xFF fill bytes.
+        while pos < jpeg.len() && jpeg[pos] == 0xFF && jpeg.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        if pos + 4 > jpeg.len() || jpeg[pos] != 0xFF {
+            return Err("truncated or corrupt JPEG frame (no start-of-scan marker)".to_string());
+        }
+        let marker = jpeg[pos + 1];
+        segments.push((marker, pos));
+        if marker == SOS {
+            return Ok(segments);
+        }
+        let length = u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]) as usize;
+        if length < 2 {
+            return Err(format!(
+                "corrupt JPEG frame (segment 0x{marker:02X} has length {length})"
+            ));
+        }
+        pos += 2 + length;
+    }
+}
+
+/// The frame with one DHT segment holding the four Annex K tables, placed just before SOS.
+fn insert_standard_huffman_tables(jpeg: &[u8]) -> Result<Vec<u8>, String> {
+    let segments = segments_before_scan(jpeg)?;
+    let sos = segments.last().map(|&(_, at)| at).unwrap_or(2);
+    let dht = standard_dht_segment();
+    let mut out = Vec::with_capacity(jpeg.len() + dht.len());
+    out.extend_from_slice(&jpeg[..sos]);
+    out.extend_from_slice(&dht);
+    out.extend_from_slice(&jpeg[sos..]);
+    Ok(out)
+}
+
+/// A DHT segment with the standard tables (class/destination, 16 code-length counts, values).
+fn standard_dht_segment() -> Vec<u8> {
+    let tables: [(u8, &[u8; 16], &[u8]); 4] = [
+        (0x00, &LUMA_DC_LENGTHS, &LUMA_DC_VALUES),
+        (0x10, &LUMA_AC_LENGTHS, &LUMA_AC_VALUES),
+        (0x01, &CHROMA_DC_LENGTHS, &CHROMA_DC_VALUES),
+        (0x11, &CHROMA_AC_LENGTHS, &CHROMA_AC_VALUES),
+    ];
+    let mut body = Vec::new();
+    for (class_and_id, lengths, values) in tables {
+        body.push(class_and_id);
+        body.extend_from_slice(lengths);
+        body.extend_from_slice(values);
+    }
+    let mut segment = vec![0xFF, DHT];
+    segment.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+    segment.extend_from_slice(&body);
+    segment
+}
+
+// The typical Huffman tables of ITU T.81 (JPEG) Annex K.3, tables K.3 to K.6.
+const LUMA_DC_LENGTHS: [u8; 16] = [
+    0x00, 0x01, 0x05, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+];
+const LUMA_DC_VALUES: [u8; 12] = [
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B,
+];
+
+const CHROMA_DC_LENGTHS: [u8; 16] = [
+    0x00, 0x03, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+];
+const CHROMA_DC_VALUES: [u8; 12] = [
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B,
+];
+
+const LUMA_AC_LENGTHS: [u8; 16] = [
+    0x00, 0x02, 0x01, 0x03, 0x03, 0x02, 0x04, 0x03, 0x05, 0x05, 0x04, 0x04, 0x00, 0x00, 0x01, 0x7D,
+];
+const LUMA_AC_VALUES: [u8; 162] = [
+    0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61, 0x07,
+    0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xA1, 0x08, 0x23, 0x42, 0xB1, 0xC1, 0x15, 0x52, 0xD1, 0xF0,
+    0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0A, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x25, 0x26, 0x27, 0x28,
+    0x29, 0x2A, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49,
+    0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69,
+    0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+    0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7,
+    0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5,
+    0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE1, 0xE2,
+    0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9, 0xEA, 0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8,
+    0xF9, 0xFA,
+];
+
+const CHROMA_AC_LENGTHS: [u8; 16] = [
+    0x00, 0x02, 0x01, 0x02, 0x04, 0x04, 0x03, 0x04, 0x07, 0x05, 0x04, 0x04, 0x00, 0x01, 0x02, 0x77,
+];
+const CHROMA_AC_VALUES: [u8; 162] = [
+    0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61, 0x71,
+    0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xA1, 0xB1, 0xC1, 0x09, 0x23, 0x33, 0x52, 0xF0,
+    0x15, 0x62, 0x72, 0xD1, 0x0A, 0x16, 0x24, 0x34, 0xE1, 0x25, 0xF1, 0x17, 0x18, 0x19, 0x1A, 0x26,
+    0x27, 0x28, 0x29, 0x2A, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48,
+    0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,
+    0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87,
+    0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5,
+    0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3,
+    0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA,
+    0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9, 0xEA, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8,
+    0xF9, 0xFA,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yuyv_known_colours() {
+        // Two pixel pairs (Y0 U Y1 V): black then white, then red then red;
+        // BT.601 red is Y=81, Cb=90, Cr=240.
+        let buf = [16, 128, 235, 128, 81, 90, 81, 240];
+        let mut out = vec![7; 100];
+        yuyv_to_rgb(&buf, 2, 2, &mut out).unwrap();
+        assert_eq!(out.len(), 12);
+        assert_eq!(&out[0..6], &[0, 0, 0, 255, 255, 255]);
+        assert_eq!(&out[6..12], &[255, 0, 0, 255, 0, 0]);
+        // BT.601 blue is Y=41, Cb=240, Cr=110.
+        yuyv_to_rgb(&[41, 240, 41, 110], 2, 1, &mut out).unwrap();
+        assert_eq!(out, vec![0, 0, 255, 0, 0, 255]);
+    }
+
+    #[test]
+    fn yuyv_rejects_short_buffers_and_odd_widths() {
+        let mut out = vec![];
+        let err = yuyv_to_rgb(&[0; 10], 4, 2, &mut out).unwrap_err();
+        assert!(err.contains("truncated") && err.contains("16"), "{err}");
+        assert!(yuyv_to_rgb(&[0; 64], 3, 2, &mut out)
+            .unwrap_err()
+            .contains("even"));
+    }
+
+    /// A JPEG as a webcam sends it: the same image with its DHT segments cut out.
+    fn strip_huffman_tables(jpeg: &[u8]) -> Vec<u8> {
+        let segments = segments_before_scan(jpeg).unwrap();
+        let mut out = jpeg[..2].to_vec();
+        let mut copied_to = 2;
+        for (i, &(marker, at)) in segments.iter().enumerate() {
+            let end = segments
+                .get(i + 1)
+                .map(|&(_, next)| next)
+                .unwrap_or(jpeg.len());
+            if marker != DHT {
+                out.extend_from_slice(&jpeg[at..end]);
+            }
+            copied_to = end;
+        }
+        assert_eq!(copied_to, jpeg.len());
+        out
+    }
+
+    fn test_jpeg() -> (RgbImage, Vec<u8>) {
+        let img = RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8])
+        });
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+            .encode_image(&img)
+            .unwrap();
+        (img, bytes)
+    }
+
+    #[test]
+    fn mjpeg_without_huffman_tables_decodes_like_the_full_jpeg() {
+        let (_, full) = test_jpeg();
+        let stripped = strip_huffman_tables(&full);
+        assert!(stripped.len() < full.len());
+        assert!(needs_standard_huffman_tables(&stripped).unwrap());
+        assert!(!needs_standard_huffman_tables(&full).unwrap());
+        // Without the fix the decoder refuses the frame.
+        assert!(image::load_from_memory_with_format(&stripped, image::ImageFormat::Jpeg).is_err());
+        let expected = decode_mjpeg(&full).unwrap();
+        let repaired = decode_mjpeg(&stripped).unwrap();
+        assert_eq!(repaired, expected);
+    }
+
+    #[test]
+    fn mjpeg_decodes_close_to_the_source_image() {
+        let (img, full) = test_jpeg();
+        let decoded = decode_mjpeg(&full).unwrap();
+        let diff: u64 = img
+            .as_raw()
+            .iter()
+            .zip(decoded.as_raw())
+            .map(|(&a, &b)| (a as i32 - b as i32).unsigned_abs() as u64)
+            .sum();
+        assert!(
+            diff / (img.as_raw().len() as u64) < 6,
+            "mean error {}",
+            diff / img.as_raw().len() as u64
+        );
+    }
+
+    #[test]
+    fn truncated_and_garbage_mjpeg_frames_are_errors() {
+        let (_, full) = test_jpeg();
+        for cut in [0, 1, 3, 20, 100, full.len() / 2, full.len() - 2] {
+            let err = decode_mjpeg(&full[..cut]).unwrap_err();
+            assert!(err.contains("truncated"), "cut at {cut}: {err}");
+        }
+        let mut padded = full.clone();
+        padded.extend_from_slice(&[0; 32]);
+        assert!(
+            decode_mjpeg(&padded).is_ok(),
+            "driver padding after EOI is fine"
+        );
+        let err = decode_mjpeg(b"\xFF\xD8\xFF\xC0\x00\x01\xFF\xD9").unwrap_err();
+        assert!(err.contains("length 1"), "{err}");
+        let mut garbage = vec![0x12; 300];
+        garbage.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(decode_mjpeg(&garbage).unwrap_err().contains("not a JPEG"));
+    }
+}

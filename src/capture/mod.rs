@@ -1,0 +1,61 @@
+//! Frame sources: where camera frames come from, behind one small trait.
+//!
+//! The daemon only ever sees [`FrameSource`], so every later stage runs on x86 in tests with
+//! still images, and the V4L2 camera is one adapter among several.
+
+pub mod convert;
+pub mod stills;
+#[cfg(feature = "device")]
+pub mod v4l2;
+
+pub use stills::{demo_frames, StillImages};
+
+use image::RgbImage;
+use std::time::Instant;
+
+/// One decoded camera frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// 8-bit RGB pixels, row-major.
+    pub image: RgbImage,
+    /// Counts frames delivered by this source, from 0.
+    pub seq: u64,
+    /// When the frame was taken (or read).
+    pub captured: Instant,
+    /// Where it came from: a file name, or the device node.
+    pub origin: String,
+}
+
+/// Why a source produced no frame.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// One frame could not be decoded; the source itself is fine and the next frame may be.
+    #[error("skipped a bad frame from {origin}: {reason}")]
+    BadFrame { origin: String, reason: String },
+    /// The camera went away (unplugged, stalled); the source is trying to reopen it and the
+    /// caller should simply ask again.
+    #[error("camera {origin} lost: {reason}")]
+    Disconnected { origin: String, reason: String },
+    /// The source cannot deliver frames at all (missing folder, unplugged camera...).
+    #[error("{origin}: {reason}")]
+    Unavailable { origin: String, reason: String },
+}
+
+impl CaptureError {
+    /// Whether the daemon should go on and ask for the next frame.
+    pub fn is_skippable(&self) -> bool {
+        matches!(
+            self,
+            CaptureError::BadFrame { .. } | CaptureError::Disconnected { .. }
+        )
+    }
+}
+
+/// Anything that delivers frames: a camera, a folder of images, recorded frames in a test.
+pub trait FrameSource {
+    /// The next frame; `Ok(None)` when the source has ended (a folder without repeat).
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError>;
+
+    /// A short human description for logs, e.g. `folder /srv/frames (12 images)`.
+    fn describe(&self) -> String;
+}

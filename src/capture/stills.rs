@@ -1,0 +1,242 @@
+//! Still images as a frame source: a folder of JPEG/PNG files, or the demo frames built into
+//! the binary so `agecam run --demo` works on a machine with no camera and no files installed.
+
+use super::{CaptureError, Frame, FrameSource};
+use image::ImageFormat;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Sample camera frames compiled into the binary (sources and licences: `tests/data/SOURCES.md`).
+const DEMO_FRAMES: &[(&str, &[u8])] = &[
+    (
+        "demo_frame_1.jpg",
+        include_bytes!("../../tests/data/frames/demo_frame_1.jpg"),
+    ),
+    (
+        "demo_frame_2.jpg",
+        include_bytes!("../../tests/data/frames/demo_frame_2.jpg"),
+    ),
+    (
+        "demo_frame_3.jpg",
+        include_bytes!("../../tests/data/frames/demo_frame_3.jpg"),
+    ),
+];
+
+/// The built-in demo frames as a source.
+pub fn demo_frames(repeat: bool) -> StillImages {
+    StillImages {
+        items: DEMO_FRAMES
+            .iter()
+            .map(|(name, bytes)| Still::Embedded { name, bytes })
+            .collect(),
+        next: 0,
+        seq: 0,
+        repeat,
+        description: format!("built-in demo frames ({} images)", DEMO_FRAMES.len()),
+    }
+}
+
+#[derive(Debug)]
+enum Still {
+    File(PathBuf),
+    Embedded {
+        name: &'static str,
+        bytes: &'static [u8],
+    },
+}
+
+/// Delivers a fixed list of images as frames, optionally over and over.
+#[derive(Debug)]
+pub struct StillImages {
+    items: Vec<Still>,
+    next: usize,
+    seq: u64,
+    repeat: bool,
+    description: String,
+}
+
+/// Image file endings the folder source reads.
+const IMAGE_ENDINGS: &[&str] = &["jpg", "jpeg", "png"];
+
+impl StillImages {
+    /// All JPEG and PNG files directly inside `dir`, in file-name order.
+    pub fn from_folder(dir: &Path, repeat: bool) -> Result<StillImages, CaptureError> {
+        let unavailable = |reason: String| CaptureError::Unavailable {
+            origin: format!("image folder {}", dir.display()),
+            reason,
+        };
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            unavailable(format!(
+                "cannot list it ({e}); set camera.folder to a folder of JPEG/PNG images"
+            ))
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| {
+                path.extension()
+                    .and_then(|ext| ext.to_str())
+                    .is_some_and(|ext| IMAGE_ENDINGS.contains(&ext.to_ascii_lowercase().as_str()))
+            })
+            .collect();
+        if files.is_empty() {
+            return Err(unavailable(
+                "holds no .jpg, .jpeg or .png files; put frames there or point camera.folder elsewhere"
+                    .to_string(),
+            ));
+        }
+        files.sort();
+        Ok(StillImages::from_files(
+            files,
+            repeat,
+            format!("image folder {}", dir.display()),
+        ))
+    }
+
+    /// The given image files, in the given order.
+    pub fn from_files(files: Vec<PathBuf>, repeat: bool, description: String) -> StillImages {
+        let description = format!("{description} ({} images)", files.len());
+        StillImages {
+            items: files.into_iter().map(Still::File).collect(),
+            next: 0,
+            seq: 0,
+            repeat,
+            description,
+        }
+    }
+
+    /// How many images one pass delivers.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl FrameSource for StillImages {
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+        if self.next == self.items.len() {
+            if !self.repeat || self.items.is_empty() {
+                return Ok(None);
+            }
+            self.next = 0;
+        }
+        let item = &self.items[self.next];
+        self.next += 1;
+        let (origin, decoded) = match item {
+            Still::File(path) => (path.display().to_string(), decode_file(path)),
+            Still::Embedded { name, bytes } => (name.to_string(), decode_bytes(bytes)),
+        };
+        let image = decoded.map_err(|reason| CaptureError::BadFrame {
+            origin: origin.clone(),
+            reason,
+        })?;
+        let frame = Frame {
+            image,
+            seq: self.seq,
+            captured: Instant::now(),
+            origin,
+        };
+        self.seq += 1;
+        Ok(Some(frame))
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+/// Decodes an image file of any supported format into RGB.
+pub fn decode_file(path: &Path) -> Result<image::RgbImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    decode_bytes(&bytes)
+}
+
+/// Decodes JPEG or PNG bytes into RGB, telling a truncated or corrupt file from an unknown one.
+pub fn decode_bytes(bytes: &[u8]) -> Result<image::RgbImage, String> {
+    let format = image::guess_format(bytes)
+        .map_err(|_| "not a JPEG or PNG image (unrecognised file header)".to_string())?;
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
+        return Err(format!(
+            "{format:?} images are not supported; use JPEG or PNG"
+        ));
+    }
+    image::load_from_memory_with_format(bytes, format)
+        .map(|img| img.to_rgb8())
+        .map_err(|e| format!("corrupt or truncated {format:?} image: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_frames_decode_to_camera_sized_frames() {
+        let mut source = demo_frames(false);
+        let mut count = 0;
+        while let Some(frame) = source.next_frame().unwrap() {
+            assert_eq!(frame.image.dimensions(), (640, 480), "{}", frame.origin);
+            assert_eq!(frame.seq, count);
+            count += 1;
+        }
+        assert_eq!(count, DEMO_FRAMES.len() as u64);
+    }
+
+    #[test]
+    fn repeat_starts_over_and_keeps_counting() {
+        let mut source = demo_frames(true);
+        let n = source.len();
+        let first = source.next_frame().unwrap().unwrap();
+        for _ in 1..n {
+            source.next_frame().unwrap().unwrap();
+        }
+        let again = source.next_frame().unwrap().unwrap();
+        assert_eq!(again.origin, first.origin);
+        assert_eq!(again.seq, n as u64);
+    }
+
+    #[test]
+    fn folder_skips_corrupt_file_and_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = image::RgbImage::from_pixel(32, 24, image::Rgb([10, 200, 30]));
+        good.save(dir.path().join("a.png")).unwrap();
+        // A JPEG cut off after its header: the kind of file a full disk leaves behind.
+        let jpeg = &DEMO_FRAMES[0].1[..600];
+        std::fs::write(dir.path().join("b.jpg"), jpeg).unwrap();
+        good.save(dir.path().join("c.png")).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
+
+        let mut source = StillImages::from_folder(dir.path(), false).unwrap();
+        assert_eq!(source.len(), 3, "{}", source.describe());
+        let a = source.next_frame().unwrap().unwrap();
+        assert_eq!(a.image.get_pixel(5, 5), &image::Rgb([10, 200, 30]));
+        let err = source.next_frame().unwrap_err();
+        assert!(err.is_skippable());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("b.jpg") && msg.contains("corrupt or truncated"),
+            "{msg}"
+        );
+        let c = source.next_frame().unwrap().unwrap();
+        assert!(c.origin.ends_with("c.png"));
+        assert_eq!(c.seq, 1, "bad frames are not counted as delivered");
+        assert!(source.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn missing_or_empty_folder_is_unavailable_with_advice() {
+        let err = StillImages::from_folder(Path::new("/nonexistent/frames"), false).unwrap_err();
+        assert!(!err.is_skippable());
+        assert!(err.to_string().contains("/nonexistent/frames"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let err = StillImages::from_folder(dir.path(), true).unwrap_err();
+        assert!(err.to_string().contains("no .jpg"), "{err}");
+    }
+
+    #[test]
+    fn non_image_bytes_are_named_as_such() {
+        let err = decode_bytes(b"hello world, not an image").unwrap_err();
+        assert!(err.contains("not a JPEG or PNG"), "{err}");
+    }
+}

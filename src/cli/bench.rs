@@ -1,0 +1,152 @@
+//! `bench`: per-stage timing of the pipeline on the built-in demo frames, and end-to-end fps.
+//!
+//! Stages are timed separately on the same frames in one run, so the figures can be compared
+//! with each other even on a busy machine; the absolute numbers are only as quiet as the host.
+
+use crate::capture::stills::decode_bytes;
+use crate::capture::{demo_frames, FrameSource};
+use crate::display::{annotate, Status};
+use crate::pipeline::Pipeline;
+use crate::vision::crop::crop_face;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Passes over the demo frames.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub rounds: u32,
+
+    /// Print a JSON object with the figures as the last line.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Folder with manifest.json and the models [default: as for `run`].
+    #[arg(long, value_name = "DIR")]
+    pub models: Option<std::path::PathBuf>,
+}
+
+/// Median milliseconds per frame for each stage, and end-to-end frames per second.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchReport {
+    pub frames: usize,
+    pub width: u32,
+    pub height: u32,
+    pub faces_per_frame: f64,
+    pub decode_ms: f64,
+    pub detect_ms: f64,
+    pub crop_ms: f64,
+    /// `None` when no age/gender model is installed.
+    pub infer_ms: Option<f64>,
+    pub draw_ms: f64,
+    pub end_to_end_ms: f64,
+    pub fps: f64,
+}
+
+fn median_ms(mut samples: Vec<Duration>) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1000.0
+}
+
+/// Times each stage on every demo frame, `rounds` times over.
+pub fn bench(
+    pipeline: &mut Pipeline,
+    crop_margin: f32,
+    rounds: u32,
+) -> anyhow::Result<BenchReport> {
+    let mut source = demo_frames(false);
+    let mut encoded = Vec::new();
+    while let Some(frame) = source.next_frame()? {
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+            .encode_image(&frame.image)?;
+        encoded.push(jpeg);
+    }
+    let (mut decode, mut detect, mut crop, mut infer, mut draw, mut total) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut faces_seen = 0usize;
+    let (mut width, mut height) = (0, 0);
+    for _ in 0..rounds.max(1) {
+        for jpeg in &encoded {
+            let start = Instant::now();
+            let image = decode_bytes(jpeg).map_err(anyhow::Error::msg)?;
+            let decoded = Instant::now();
+            let (faces, times) = pipeline.process(&image)?;
+            let processed = Instant::now();
+            if !pipeline.has_model() {
+                // Without a model the pipeline cuts no crops; time them at 96 px, the planned
+                // model input, so the figure is there to compare with.
+                for face in &faces {
+                    std::hint::black_box(crop_face(&image, &face.face, crop_margin, 96));
+                }
+            }
+            let crop_time = if pipeline.has_model() {
+                times.crop
+            } else {
+                processed.elapsed()
+            };
+            let drawing = Instant::now();
+            std::hint::black_box(annotate(
+                &image,
+                &faces,
+                &Status {
+                    fps: None,
+                    faces: faces.len(),
+                },
+            ));
+            let drawn = Instant::now();
+            decode.push(decoded - start);
+            detect.push(times.detect);
+            crop.push(crop_time);
+            infer.push(times.infer);
+            draw.push(drawn - drawing);
+            total.push(drawn - start);
+            faces_seen += faces.len();
+            (width, height) = image.dimensions();
+        }
+    }
+    let end_to_end_ms = median_ms(total.clone());
+    Ok(BenchReport {
+        frames: total.len(),
+        width,
+        height,
+        faces_per_frame: faces_seen as f64 / total.len() as f64,
+        decode_ms: median_ms(decode),
+        detect_ms: median_ms(detect),
+        crop_ms: median_ms(crop),
+        infer_ms: pipeline.has_model().then(|| median_ms(infer)),
+        draw_ms: median_ms(draw),
+        end_to_end_ms,
+        fps: if end_to_end_ms > 0.0 {
+            1000.0 / end_to_end_ms
+        } else {
+            0.0
+        },
+    })
+}
+
+/// Prints the report as a table, then (with `json`) as one JSON line.
+pub fn print_report(report: &BenchReport, json: bool) -> anyhow::Result<()> {
+    println!(
+        "{} frames of {}x{} (JPEG), {:.1} faces per frame; median ms per frame:",
+        report.frames, report.width, report.height, report.faces_per_frame
+    );
+    println!("  decode  {:8.2}", report.decode_ms);
+    println!("  detect  {:8.2}", report.detect_ms);
+    println!("  crop    {:8.2}", report.crop_ms);
+    match report.infer_ms {
+        Some(ms) => println!("  infer   {ms:8.2}"),
+        None => println!("  infer   (no age/gender model installed)"),
+    }
+    println!("  draw    {:8.2}", report.draw_ms);
+    println!(
+        "  total   {:8.2}  = {:.1} fps",
+        report.end_to_end_ms, report.fps
+    );
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! `run`: the daemon loop, from the configuration or on the built-in demo frames.
+
+use crate::capture::{demo_frames, FrameSource, StillImages};
+use crate::config::{CameraSource, Config, DisplayTarget};
+use crate::display::{Display, NoDisplay, PngSnapshots};
+use crate::pipeline::{run, Pipeline, RunLimits};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run on the sample frames built into the binary instead of a camera, and write annotated
+    /// PNGs into --out. For trying agecam on a machine without a camera.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// With --demo: folder the annotated frames are written into.
+    #[arg(long, value_name = "DIR", default_value = "agecam-demo")]
+    pub out: PathBuf,
+
+    /// Stop after this many frames (for tests and scripts).
+    #[arg(long, value_name = "N")]
+    pub max_frames: Option<u64>,
+
+    /// Folder with manifest.json and the models [default: model.dir from --config, else
+    /// /usr/share/agecam/models, else ./models].
+    #[arg(long, value_name = "DIR")]
+    pub models: Option<PathBuf>,
+}
+
+/// Runs until the source ends, `--max-frames` is reached, or SIGINT/SIGTERM arrives.
+pub fn run_command(
+    args: &RunArgs,
+    config: &Config,
+    model_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the SIGINT/SIGTERM handler")?;
+    }
+
+    let mut pipeline = Pipeline::load(config, model_dir)?;
+    let (mut source, mut display): (Box<dyn FrameSource>, Box<dyn Display>) = if args.demo {
+        (
+            Box::new(demo_frames(false)),
+            Box::new(PngSnapshots::create(&args.out, 1)?),
+        )
+    } else {
+        (open_source(config)?, open_display(config)?)
+    };
+    log::info!(
+        "frames from {}; output to {}",
+        source.describe(),
+        display.describe()
+    );
+
+    let limits = RunLimits {
+        max_frames: args.max_frames,
+    };
+    let summary = run(
+        source.as_mut(),
+        &mut pipeline,
+        display.as_mut(),
+        limits,
+        &stop,
+    )?;
+    log::info!(
+        "{} frames ({} skipped as unreadable), {} faces, {:.1} fps; face detection {:.1} ms/frame",
+        summary.frames,
+        summary.bad_frames,
+        summary.faces,
+        summary.fps(),
+        summary.detect_time.as_secs_f64() * 1000.0 / summary.frames.max(1) as f64
+    );
+    if args.demo {
+        println!("annotated frames written to {}", args.out.display());
+    }
+    Ok(())
+}
+
+pub fn open_source(config: &Config) -> anyhow::Result<Box<dyn FrameSource>> {
+    let camera = &config.camera;
+    match camera.source {
+        CameraSource::Folder => Ok(Box::new(StillImages::from_folder(&camera.folder, camera.repeat)?)),
+        #[cfg(feature = "device")]
+        CameraSource::V4l2 => Ok(Box::new(crate::capture::v4l2::V4l2Camera::open(
+            crate::capture::v4l2::CameraRequest {
+                device: camera.device.clone(),
+                width: camera.width,
+                height: camera.height,
+                fps: camera.fps,
+            },
+        )?)),
+        #[cfg(not(feature = "device"))]
+        CameraSource::V4l2 => anyhow::bail!(
+            "camera.source = \"v4l2\" ({}) needs a build with the `device` feature \
+             (cargo build --release --features device); this build can use camera.source = \"folder\" or `run --demo`",
+            camera.device.display()
+        ),
+    }
+}
+
+fn open_display(config: &Config) -> anyhow::Result<Box<dyn Display>> {
+    let display = &config.display;
+    Ok(match display.target {
+        DisplayTarget::None => Box::new(NoDisplay),
+        DisplayTarget::Png => Box::new(PngSnapshots::create(&display.png_dir, display.png_every)?),
+    })
+}

@@ -1,0 +1,170 @@
+//! `selftest`: checks each part the daemon needs (camera, models, display) and prints one
+//! pass/fail line per part, so an installer sees at once what is wrong on a kiosk.
+
+use crate::capture::{demo_frames, FrameSource};
+use crate::config::{Config, DisplayTarget};
+use crate::model::Manifest;
+use crate::pipeline::Pipeline;
+use std::path::Path;
+
+/// One check's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub part: &'static str,
+    pub result: Result<String, String>,
+}
+
+/// Runs every check; never stops at the first failure.
+pub fn selftest(config: &Config, model_dir: &Path) -> Vec<Check> {
+    let mut checks = vec![
+        Check {
+            part: "camera",
+            result: check_camera(config),
+        },
+        Check {
+            part: "models",
+            result: check_models(model_dir),
+        },
+    ];
+    checks.push(Check {
+        part: "inference",
+        result: check_inference(config, model_dir),
+    });
+    checks.push(Check {
+        part: "display",
+        result: check_display(config),
+    });
+    checks
+}
+
+fn check_camera(config: &Config) -> Result<String, String> {
+    let mut source = super::run::open_source(config).map_err(|e| format!("{e:#}"))?;
+    match source.next_frame() {
+        Ok(Some(frame)) => Ok(format!(
+            "{}: got a {}x{} frame",
+            source.describe(),
+            frame.image.width(),
+            frame.image.height()
+        )),
+        Ok(None) => Err(format!("{}: delivered no frame", source.describe())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn check_models(model_dir: &Path) -> Result<String, String> {
+    let manifest = Manifest::load(model_dir).map_err(|e| e.to_string())?;
+    let mut verified = Vec::new();
+    for entry in &manifest.entries {
+        manifest
+            .verified_path(entry.role)
+            .map_err(|e| e.to_string())?;
+        verified.push(format!("{} ({})", entry.file, entry.role.name()));
+    }
+    Ok(format!("sha256 verified: {}", verified.join(", ")))
+}
+
+fn check_inference(config: &Config, model_dir: &Path) -> Result<String, String> {
+    let mut pipeline = Pipeline::load(config, model_dir).map_err(|e| e.to_string())?;
+    let frame = demo_frames(false)
+        .next_frame()
+        .map_err(|e| e.to_string())?
+        .ok_or("no built-in demo frame")?;
+    let (faces, times) = pipeline.process(&frame.image).map_err(|e| e.to_string())?;
+    if faces.is_empty() {
+        return Err(format!(
+            "found no face in the built-in demo frame {}",
+            frame.origin
+        ));
+    }
+    let estimates = if pipeline.has_model() {
+        format!(
+            "age/gender estimated in {:.0} ms",
+            times.infer.as_secs_f64() * 1000.0
+        )
+    } else {
+        "no age/gender model installed".to_string()
+    };
+    Ok(format!(
+        "{} face(s) in demo frame {} found in {:.0} ms; {estimates}",
+        faces.len(),
+        frame.origin,
+        times.detect.as_secs_f64() * 1000.0
+    ))
+}
+
+fn check_display(config: &Config) -> Result<String, String> {
+    match config.display.target {
+        DisplayTarget::None => Ok("none configured".to_string()),
+        DisplayTarget::Png => {
+            let dir = &config.display.png_dir;
+            std::fs::create_dir_all(dir)
+                .and_then(|()| tempfile_in(dir))
+                .map(|()| format!("PNG snapshots: {} is writable", dir.display()))
+                .map_err(|e| format!("PNG snapshots: cannot write into {} ({e})", dir.display()))
+        }
+    }
+}
+
+/// Creates and removes a probe file in `dir`.
+fn tempfile_in(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".agecam-selftest-{}", std::process::id()));
+    std::fs::write(&probe, b"probe")?;
+    std::fs::remove_file(&probe)
+}
+
+/// Prints the lines; true when every check passed.
+pub fn print_checks(checks: &[Check]) -> bool {
+    for check in checks {
+        match &check.result {
+            Ok(detail) => println!("PASS {:<10} {detail}", check.part),
+            Err(problem) => println!("FAIL {:<10} {problem}", check.part),
+        }
+    }
+    checks.iter().all(|c| c.result.is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CameraSource;
+
+    fn models() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+    }
+
+    #[test]
+    fn all_parts_pass_with_a_folder_camera_and_the_shipped_models() {
+        let frames = tempfile::tempdir().unwrap();
+        image::RgbImage::new(64, 48)
+            .save(frames.path().join("a.png"))
+            .unwrap();
+        let snaps = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.camera.source = CameraSource::Folder;
+        config.camera.folder = frames.path().to_path_buf();
+        config.display.target = DisplayTarget::Png;
+        config.display.png_dir = snaps.path().join("snaps");
+        let checks = selftest(&config, &models());
+        assert!(checks.iter().all(|c| c.result.is_ok()), "{checks:#?}");
+        assert_eq!(checks.len(), 4);
+    }
+
+    #[test]
+    fn each_broken_part_fails_on_its_own_line() {
+        let mut config = Config::default();
+        config.camera.source = CameraSource::Folder;
+        config.camera.folder = "/nonexistent/frames".into();
+        let checks = selftest(&config, Path::new("/nonexistent/models"));
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.result.is_err())
+            .map(|c| c.part)
+            .collect();
+        assert_eq!(failed, vec!["camera", "models", "inference"]);
+        assert!(checks[0]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .contains("/nonexistent/frames"));
+    }
+}

@@ -1,0 +1,308 @@
+//! The overlay: the camera image scaled to the panel, a box and a label per face, and a status
+//! line with fps and face count. Sized for panels from 240×240 up.
+
+use crate::pipeline::FaceResult;
+use embedded_graphics::mono_font::ascii::{FONT_10X20, FONT_6X10};
+use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
+use embedded_graphics::pixelcolor::Rgb888;
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
+use embedded_graphics::text::{Baseline, Text};
+use image::RgbImage;
+
+/// Figures shown in the status line.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Status {
+    /// Frames per second over the recent past; `None` until known.
+    pub fps: Option<f32>,
+    pub faces: usize,
+}
+
+pub const MALE_COLOUR: Rgb888 = Rgb888::new(80, 170, 255);
+pub const FEMALE_COLOUR: Rgb888 = Rgb888::new(255, 90, 170);
+/// Faces without an age/gender estimate (no model installed).
+pub const FACE_COLOUR: Rgb888 = Rgb888::new(255, 210, 0);
+
+/// How the frame maps onto the panel: uniform scale, centred, black bars on the sides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Fit {
+    scale: f32,
+    left: i32,
+    top: i32,
+    width: u32,
+    height: u32,
+}
+
+impl Fit {
+    fn new(frame: (u32, u32), panel: Size) -> Fit {
+        let scale = (panel.width as f32 / frame.0 as f32).min(panel.height as f32 / frame.1 as f32);
+        let width = ((frame.0 as f32 * scale).round() as u32).clamp(1, panel.width.max(1));
+        let height = ((frame.1 as f32 * scale).round() as u32).clamp(1, panel.height.max(1));
+        Fit {
+            scale,
+            left: ((panel.width - width) / 2) as i32,
+            top: ((panel.height - height) / 2) as i32,
+            width,
+            height,
+        }
+    }
+
+    fn point(&self, x: f32, y: f32) -> Point {
+        Point::new(
+            self.left + (x * self.scale).round() as i32,
+            self.top + (y * self.scale).round() as i32,
+        )
+    }
+}
+
+/// Draws the whole overlay onto `target`.
+pub fn draw_overlay<D>(
+    target: &mut D,
+    frame: &RgbImage,
+    faces: &[FaceResult],
+    status: &Status,
+) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb888>,
+{
+    let panel = target.bounding_box().size;
+    if panel.width == 0 || panel.height == 0 || frame.width() == 0 || frame.height() == 0 {
+        return Ok(());
+    }
+    let fit = Fit::new(frame.dimensions(), panel);
+    if fit.width != panel.width || fit.height != panel.height {
+        target.clear(Rgb888::BLACK)?;
+    }
+    draw_frame(target, frame, &fit)?;
+
+    let small_panel = panel.width < 480;
+    let font: &MonoFont = if small_panel { &FONT_6X10 } else { &FONT_10X20 };
+    let stroke = if small_panel { 1 } else { 2 };
+    for result in faces {
+        let colour = match &result.estimate {
+            Some(estimate) => match estimate.gender {
+                crate::model::Gender::Male => MALE_COLOUR,
+                crate::model::Gender::Female => FEMALE_COLOUR,
+            },
+            None => FACE_COLOUR,
+        };
+        let f = &result.face;
+        let top_left = fit.point(f.x, f.y);
+        let bottom_right = fit.point(f.x + f.width, f.y + f.height);
+        let size = Size::new(
+            (bottom_right.x - top_left.x).max(1) as u32,
+            (bottom_right.y - top_left.y).max(1) as u32,
+        );
+        Rectangle::new(top_left, size)
+            .into_styled(PrimitiveStyle::with_stroke(colour, stroke))
+            .draw(target)?;
+        let label = match &result.estimate {
+            Some(estimate) => estimate.label(),
+            None => "face".to_string(),
+        };
+        let label_height = font.character_size.height as i32 + 2;
+        // Above the box when there is room, else just inside its top edge.
+        let label_top = if top_left.y - label_height >= 0 {
+            top_left.y - label_height
+        } else {
+            top_left.y
+        };
+        draw_label(
+            target,
+            &label,
+            Point::new(top_left.x, label_top),
+            font,
+            colour,
+            Rgb888::BLACK,
+        )?;
+    }
+
+    let fps = match status.fps {
+        Some(fps) => format!("{fps:.1} fps"),
+        None => "-- fps".to_string(),
+    };
+    let line = format!(
+        "{fps}  {} face{}",
+        status.faces,
+        if status.faces == 1 { "" } else { "s" }
+    );
+    draw_label(
+        target,
+        &line,
+        Point::zero(),
+        font,
+        Rgb888::BLACK,
+        Rgb888::WHITE,
+    )
+}
+
+/// Text on a filled background, so it stays readable over any picture.
+fn draw_label<D>(
+    target: &mut D,
+    text: &str,
+    top_left: Point,
+    font: &MonoFont,
+    background: Rgb888,
+    foreground: Rgb888,
+) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb888>,
+{
+    let width = font.character_size.width * text.len() as u32 + 4;
+    let height = font.character_size.height + 2;
+    Rectangle::new(top_left, Size::new(width, height))
+        .into_styled(PrimitiveStyle::with_fill(background))
+        .draw(target)?;
+    let style = MonoTextStyle::new(font, foreground);
+    Text::with_baseline(text, top_left + Point::new(2, 1), style, Baseline::Top).draw(target)?;
+    Ok(())
+}
+
+/// The frame, scaled to `fit` by nearest-neighbour sampling (cheap, and sharp enough for a
+/// preview), streamed row by row into the target.
+fn draw_frame<D>(target: &mut D, frame: &RgbImage, fit: &Fit) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb888>,
+{
+    let (fw, fh) = frame.dimensions();
+    let columns: Vec<u32> = (0..fit.width)
+        .map(|x| (((x as f32 + 0.5) / fit.scale) as u32).min(fw - 1))
+        .collect();
+    let area = Rectangle::new(
+        Point::new(fit.left, fit.top),
+        Size::new(fit.width, fit.height),
+    );
+    let colours = (0..fit.height).flat_map(|y| {
+        let sy = (((y as f32 + 0.5) / fit.scale) as u32).min(fh - 1);
+        columns.iter().map(move |&sx| {
+            let p = frame.get_pixel(sx, sy).0;
+            Rgb888::new(p[0], p[1], p[2])
+        })
+    });
+    target.fill_contiguous(&area, colours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::display::RgbCanvas;
+    use crate::model::{AgeGender, Gender};
+    use crate::vision::FaceBox;
+
+    fn canvas_pixel(canvas: &RgbCanvas, x: u32, y: u32) -> [u8; 3] {
+        canvas.image.get_pixel(x, y).0
+    }
+
+    fn grey_frame(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_pixel(w, h, image::Rgb([100, 100, 100]))
+    }
+
+    fn rgb(c: Rgb888) -> [u8; 3] {
+        [c.r(), c.g(), c.b()]
+    }
+
+    #[test]
+    fn fit_letterboxes_a_4_3_frame_on_a_square_panel() {
+        let fit = Fit::new((640, 480), Size::new(240, 240));
+        assert_eq!(
+            (fit.width, fit.height, fit.left, fit.top),
+            (240, 180, 0, 30)
+        );
+        assert_eq!(fit.point(320.0, 240.0), Point::new(120, 120));
+    }
+
+    #[test]
+    fn box_edges_and_label_are_drawn_where_the_face_is() {
+        let frame = grey_frame(640, 480);
+        let face = FaceResult {
+            face: FaceBox {
+                x: 200.0,
+                y: 160.0,
+                width: 160.0,
+                height: 160.0,
+                score: 5.0,
+            },
+            estimate: Some(AgeGender {
+                age: 34.0,
+                age_low: 29.0,
+                age_high: 39.0,
+                gender: Gender::Female,
+                gender_confidence: 0.9,
+            }),
+        };
+        let mut canvas = RgbCanvas::new(320, 240);
+        draw_overlay(
+            &mut canvas,
+            &frame,
+            &[face],
+            &Status {
+                fps: Some(12.5),
+                faces: 1,
+            },
+        )
+        .unwrap();
+        // 640x480 -> 320x240: scale 0.5, the box spans (100,80)-(180,160).
+        let pink = rgb(FEMALE_COLOUR);
+        assert_eq!(canvas_pixel(&canvas, 100, 120), pink, "left edge");
+        assert_eq!(canvas_pixel(&canvas, 179, 120), pink, "right edge");
+        assert_eq!(canvas_pixel(&canvas, 140, 80), pink, "top edge");
+        assert_eq!(canvas_pixel(&canvas, 140, 159), pink, "bottom edge");
+        assert_eq!(
+            canvas_pixel(&canvas, 140, 120),
+            [100, 100, 100],
+            "inside is the picture"
+        );
+        // The label sits on a pink band above the box, 12 px high with the 6x10 font, and its
+        // text is black: some pixels of the band are text.
+        let band: Vec<[u8; 3]> = (68..80)
+            .flat_map(|y| (100..100 + 12 * 6).map(move |x| (x, y)))
+            .map(|(x, y)| canvas_pixel(&canvas, x, y))
+            .collect();
+        assert!(band.iter().filter(|&&p| p == pink).count() > band.len() / 2);
+        assert!(band.contains(&[0, 0, 0]), "label text drawn");
+        // The status line is white text on black at the top left.
+        assert_eq!(canvas_pixel(&canvas, 0, 0), [0, 0, 0]);
+        assert!((0..12)
+            .flat_map(|y| (0..60).map(move |x| (x, y)))
+            .any(|(x, y)| canvas_pixel(&canvas, x, y) == [255, 255, 255]));
+    }
+
+    #[test]
+    fn face_without_estimate_is_drawn_in_the_plain_colour() {
+        let frame = grey_frame(240, 240);
+        let face = FaceResult {
+            face: FaceBox {
+                x: 50.0,
+                y: 60.0,
+                width: 100.0,
+                height: 100.0,
+                score: 3.0,
+            },
+            estimate: None,
+        };
+        let mut canvas = RgbCanvas::new(240, 240);
+        draw_overlay(&mut canvas, &frame, &[face], &Status::default()).unwrap();
+        assert_eq!(canvas_pixel(&canvas, 50, 100), rgb(FACE_COLOUR));
+        assert_eq!(canvas_pixel(&canvas, 149, 100), rgb(FACE_COLOUR));
+    }
+
+    #[test]
+    fn bars_outside_the_picture_are_black() {
+        let frame = grey_frame(640, 480);
+        let mut canvas = RgbCanvas::new(240, 240);
+        draw_overlay(&mut canvas, &frame, &[], &Status::default()).unwrap();
+        assert_eq!(canvas_pixel(&canvas, 120, 20), [0, 0, 0], "top bar");
+        assert_eq!(canvas_pixel(&canvas, 120, 120), [100, 100, 100]);
+        assert_eq!(canvas_pixel(&canvas, 120, 225), [0, 0, 0], "bottom bar");
+    }
+
+    #[test]
+    fn frame_is_scaled_by_nearest_neighbour() {
+        let frame = RgbImage::from_fn(4, 2, |x, _| image::Rgb([x as u8 * 50, 0, 0]));
+        let mut canvas = RgbCanvas::new(8, 4);
+        let fit = Fit::new((4, 2), Size::new(8, 4));
+        draw_frame(&mut canvas, &frame, &fit).unwrap();
+        let row: Vec<u8> = (0..8).map(|x| canvas_pixel(&canvas, x, 3)[0]).collect();
+        assert_eq!(row, vec![0, 0, 50, 50, 100, 100, 150, 150]);
+    }
+}

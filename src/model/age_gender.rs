@@ -1,0 +1,381 @@
+//! The age/gender network run by tract: loaded once (`model_for_path → into_optimized →
+//! into_runnable`), fed a batch of face crops, read back as ages with a range and genders.
+//!
+//! Everything that describes the network's input and output — crop size, normalisation, age
+//! bins, gender labels — comes from the ONNX file's metadata, so a retrained model with other
+//! settings needs no code change.
+
+use super::{AgeGender, Gender};
+use crate::Error;
+use image::RgbImage;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tract_onnx::prelude::*;
+
+/// Metadata keys (ONNX `metadata_props`) the exporter writes and the device reads.
+pub mod keys {
+    pub const INPUT_SIZE: &str = "agecam.input_size";
+    pub const MEAN: &str = "agecam.mean";
+    pub const STD: &str = "agecam.std";
+    pub const CHANNEL_ORDER: &str = "agecam.channel_order";
+    pub const AGE_BINS: &str = "agecam.age_bins";
+    pub const GENDER_LABELS: &str = "agecam.gender_labels";
+    pub const CROP_MARGIN: &str = "agecam.crop_margin";
+}
+
+/// Graph output names.
+pub const AGE_OUTPUT: &str = "age";
+pub const GENDER_OUTPUT: &str = "gender";
+
+/// How the network expects its input and labels its output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Side of the square RGB input, in pixels.
+    pub input_size: u32,
+    /// Per-channel normalisation, applied to 0–1 pixel values: (v − mean) / std, in RGB order.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// The age (years) each class of the age output stands for.
+    pub age_bins: Vec<f32>,
+    /// Which gender each class of the gender output stands for.
+    pub gender_labels: [Gender; 2],
+    /// Margin the training crops were cut with; the device warns when its config differs.
+    pub crop_margin: Option<f32>,
+}
+
+impl ModelInfo {
+    /// Reads the metadata tract keeps as `onnx.metadata_props.<key>` properties.
+    fn from_properties(props: &HashMap<String, Arc<Tensor>>) -> Result<ModelInfo, String> {
+        let get = |key: &str| -> Result<String, String> {
+            let tensor = props
+                .get(&format!("onnx.metadata_props.{key}"))
+                .ok_or_else(|| {
+                    format!(
+                        "metadata `{key}` is missing; re-export the model with agecam-host export"
+                    )
+                })?;
+            tensor
+                .try_as_plain_ram()
+                .and_then(|plain| plain.to_scalar::<String>().cloned())
+                .map_err(|e| format!("metadata `{key}` is not text ({e})"))
+        };
+        let floats = |key: &str| -> Result<Vec<f32>, String> {
+            get(key)?
+                .split(',')
+                .map(|v| {
+                    v.trim()
+                        .parse::<f32>()
+                        .map_err(|_| format!("metadata `{key}`: `{v}` is not a number"))
+                })
+                .collect()
+        };
+        let three = |key: &str| -> Result<[f32; 3], String> {
+            let v = floats(key)?;
+            <[f32; 3]>::try_from(v.as_slice())
+                .map_err(|_| format!("metadata `{key}` needs 3 numbers, has {}", v.len()))
+        };
+        let input_size: u32 = get(keys::INPUT_SIZE)?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|s| (16..=1024).contains(s))
+            .ok_or_else(|| {
+                format!(
+                    "metadata `{}` is not a size from 16 to 1024",
+                    keys::INPUT_SIZE
+                )
+            })?;
+        let order = get(keys::CHANNEL_ORDER)?;
+        if order.trim() != "RGB" {
+            return Err(format!(
+                "metadata `{}` is `{order}`; only RGB is supported",
+                keys::CHANNEL_ORDER
+            ));
+        }
+        let std = three(keys::STD)?;
+        if std.iter().any(|s| *s <= 0.0) {
+            return Err(format!("metadata `{}` must be positive", keys::STD));
+        }
+        let age_bins = floats(keys::AGE_BINS)?;
+        if age_bins.len() < 2 {
+            return Err(format!(
+                "metadata `{}` needs at least two ages",
+                keys::AGE_BINS
+            ));
+        }
+        let labels: Vec<Gender> = get(keys::GENDER_LABELS)?
+            .split(',')
+            .map(|l| match l.trim() {
+                "male" => Ok(Gender::Male),
+                "female" => Ok(Gender::Female),
+                other => Err(format!(
+                    "metadata `{}`: unknown label `{other}`",
+                    keys::GENDER_LABELS
+                )),
+            })
+            .collect::<Result<_, _>>()?;
+        let gender_labels = <[Gender; 2]>::try_from(labels.as_slice())
+            .map_err(|_| format!("metadata `{}` needs 2 labels", keys::GENDER_LABELS))?;
+        let crop_margin = get(keys::CROP_MARGIN)
+            .ok()
+            .and_then(|m| m.trim().parse().ok());
+        Ok(ModelInfo {
+            input_size,
+            mean: three(keys::MEAN)?,
+            std,
+            age_bins,
+            gender_labels,
+            crop_margin,
+        })
+    }
+}
+
+/// A loaded, optimised age/gender network.
+pub struct AgeGenderModel {
+    path: PathBuf,
+    info: ModelInfo,
+    plan: Arc<TypedRunnableModel>,
+    age_output: usize,
+    gender_output: usize,
+}
+
+impl AgeGenderModel {
+    /// Loads and optimises the ONNX file at `path` for a variable batch of faces.
+    pub fn load(path: &Path) -> Result<AgeGenderModel, Error> {
+        let model_error = |problem: String| Error::Model {
+            file: path.to_path_buf(),
+            problem,
+        };
+        // tract can panic on some malformed graphs; a bad file must be an error, not a crash.
+        let loaded = std::panic::catch_unwind(|| Self::load_inner(path)).map_err(|_| {
+            model_error("tract failed on this file (malformed model); reinstall the models".into())
+        })?;
+        let (info, plan, age_output, gender_output) = loaded.map_err(model_error)?;
+        Ok(AgeGenderModel {
+            path: path.to_path_buf(),
+            info,
+            plan,
+            age_output,
+            gender_output,
+        })
+    }
+
+    fn load_inner(
+        path: &Path,
+    ) -> Result<(ModelInfo, Arc<TypedRunnableModel>, usize, usize), String> {
+        let model = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
+        let info = ModelInfo::from_properties(&model.properties)?;
+        let labels: Vec<Option<String>> = model
+            .output_outlets()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|&o| model.outlet_label(o).map(str::to_string))
+            .collect();
+        let find = |name: &str| {
+            labels
+                .iter()
+                .position(|l| l.as_deref() == Some(name))
+                .ok_or_else(|| {
+                    format!("the graph has no output named `{name}` (outputs: {labels:?})")
+                })
+        };
+        let (age_output, gender_output) = (find(AGE_OUTPUT)?, find(GENDER_OUTPUT)?);
+        let batch = model.symbols.sym("N");
+        let size = info.input_size as usize;
+        let fact = f32::fact(&[batch.to_dim(), 3.to_dim(), size.to_dim(), size.to_dim()]);
+        let plan = model
+            .with_input_fact(0, fact.into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| {
+                format!("tract cannot prepare this model for a {size}x{size} RGB input ({e:#})")
+            })?;
+        Ok((info, plan, age_output, gender_output))
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Age and gender for each crop (all `input_size`×`input_size`), in one batch.
+    pub fn predict(&self, crops: &[RgbImage]) -> Result<Vec<AgeGender>, Error> {
+        if crops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let size = self.info.input_size as usize;
+        let input = self.input_tensor(crops)?;
+        let outputs = self
+            .plan
+            .run(tvec!(input.into_tvalue()))
+            .map_err(|e| Error::Model {
+                file: self.path.clone(),
+                problem: format!("inference failed ({e:#})"),
+            })?;
+        let read = |index: usize, classes: usize| -> Result<Vec<f32>, Error> {
+            let plain = outputs[index]
+                .try_as_plain_ram()
+                .map_err(|e| self.bad_output(e.to_string()))?;
+            let values = plain
+                .as_slice::<f32>()
+                .map_err(|e| self.bad_output(e.to_string()))?;
+            if values.len() != crops.len() * classes {
+                return Err(self.bad_output(format!(
+                    "output {index} has {} values for {} faces, expected {classes} per face",
+                    values.len(),
+                    crops.len()
+                )));
+            }
+            Ok(values.to_vec())
+        };
+        let bins = self.info.age_bins.len();
+        let age = read(self.age_output, bins)?;
+        let gender = read(self.gender_output, 2)?;
+        debug_assert_eq!(size, crops[0].width() as usize);
+        Ok(age
+            .chunks_exact(bins)
+            .zip(gender.chunks_exact(2))
+            .map(|(age_logits, gender_logits)| self.interpret(age_logits, gender_logits))
+            .collect())
+    }
+
+    fn bad_output(&self, problem: String) -> Error {
+        Error::Model {
+            file: self.path.clone(),
+            problem: format!("unexpected output: {problem}"),
+        }
+    }
+
+    fn input_tensor(&self, crops: &[RgbImage]) -> Result<Tensor, Error> {
+        let size = self.info.input_size;
+        if let Some(bad) = crops.iter().find(|c| c.dimensions() != (size, size)) {
+            return Err(Error::Model {
+                file: self.path.clone(),
+                problem: format!(
+                    "crop is {}x{}, the model takes {size}x{size}",
+                    bad.width(),
+                    bad.height()
+                ),
+            });
+        }
+        let plane = (size * size) as usize;
+        let mut data = vec![0f32; crops.len() * 3 * plane];
+        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.info.std[c]));
+        let offset: [f32; 3] = std::array::from_fn(|c| -self.info.mean[c] / self.info.std[c]);
+        for (crop, chunk) in crops.iter().zip(data.chunks_exact_mut(3 * plane)) {
+            for (i, px) in crop.pixels().enumerate() {
+                for c in 0..3 {
+                    chunk[c * plane + i] = px.0[c] as f32 * scale[c] + offset[c];
+                }
+            }
+        }
+        let s = size as usize;
+        Tensor::from_shape(&[crops.len(), 3, s, s], &data).map_err(|e| Error::Model {
+            file: self.path.clone(),
+            problem: format!("cannot build the input tensor ({e})"),
+        })
+    }
+
+    /// Softmax over the age bins → expected age and the central 80 % interval; softmax over
+    /// the two gender classes → the likelier one and its probability.
+    fn interpret(&self, age_logits: &[f32], gender_logits: &[f32]) -> AgeGender {
+        let p = softmax(age_logits);
+        let bins = &self.info.age_bins;
+        let age: f32 = p.iter().zip(bins).map(|(p, a)| p * a).sum();
+        let quantile = |q: f32| {
+            let mut cumulative = 0.0;
+            for (p, a) in p.iter().zip(bins) {
+                cumulative += p;
+                if cumulative >= q {
+                    return *a;
+                }
+            }
+            *bins.last().unwrap_or(&0.0)
+        };
+        let g = softmax(gender_logits);
+        let (index, confidence) = if g[1] > g[0] { (1, g[1]) } else { (0, g[0]) };
+        AgeGender {
+            age,
+            age_low: quantile(0.1),
+            age_high: quantile(0.9),
+            gender: self.info.gender_labels[index],
+            gender_confidence: confidence,
+        }
+    }
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::onnx_build::tests_support::tiny_age_gender_onnx;
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let p = softmax(&[1.0, 2.0, 3.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[2] > p[1] && p[1] > p[0]);
+        let big = softmax(&[1000.0, 0.0]);
+        assert!((big[0] - 1.0).abs() < 1e-6, "no overflow");
+    }
+
+    #[test]
+    fn tiny_model_runs_a_batch_and_reads_its_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.onnx");
+        std::fs::write(&path, tiny_age_gender_onnx(16)).unwrap();
+        let model = AgeGenderModel::load(&path).unwrap();
+        assert_eq!(model.info().input_size, 16);
+        assert_eq!(model.info().age_bins.len(), 101);
+        // The tiny network's age logits peak at 20 + 40 × (mean red), its gender logit
+        // prefers female when the mean blue exceeds the mean green (see onnx_build).
+        let reddish_blue = RgbImage::from_pixel(16, 16, image::Rgb([255, 0, 255]));
+        let dark_green = RgbImage::from_pixel(16, 16, image::Rgb([0, 255, 0]));
+        let out = model.predict(&[reddish_blue, dark_green]).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!((out[0].age - 60.0).abs() < 1.5, "{:?}", out[0]);
+        assert!(out[0].age_low < out[0].age && out[0].age < out[0].age_high);
+        assert_eq!(out[0].gender, Gender::Female);
+        assert!((out[1].age - 20.0).abs() < 1.5, "{:?}", out[1]);
+        assert_eq!(out[1].gender, Gender::Male);
+        assert!(out[1].gender_confidence > 0.9);
+        assert!(model.predict(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn wrong_crop_size_and_bad_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.onnx");
+        std::fs::write(&path, tiny_age_gender_onnx(16)).unwrap();
+        let model = AgeGenderModel::load(&path).unwrap();
+        let err = model
+            .predict(&[RgbImage::new(17, 17)])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("17x17") && err.contains("16x16"), "{err}");
+
+        let truncated = dir.path().join("truncated.onnx");
+        let bytes = tiny_age_gender_onnx(16);
+        std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+        let err = AgeGenderModel::load(&truncated).err().unwrap().to_string();
+        assert!(err.contains("truncated.onnx"), "{err}");
+
+        let err = AgeGenderModel::load(&dir.path().join("missing.onnx"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("missing.onnx"), "{err}");
+    }
+}

@@ -1,0 +1,508 @@
+//! The pipeline, in explicit stages: frame → faces → crops → predictions → outputs.
+//!
+//! [`Pipeline`] owns the vision and model stages; [`run`] drives a frame source through it
+//! into a display until the source ends, a frame limit is reached or a stop is requested.
+
+use crate::capture::FrameSource;
+use crate::config::Config;
+use crate::display::{Display, Status};
+use crate::model::{AgeGender, AgeGenderModel, Manifest, Role};
+use crate::vision::crop::crop_face;
+use crate::vision::seeta::SeetaSettings;
+use crate::vision::{FaceBox, FaceDetector, SeetaDetector};
+use crate::Error;
+use image::RgbImage;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// One face and what the model says about it (`None` while no age/gender model is installed).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FaceResult {
+    pub face: FaceBox,
+    pub estimate: Option<AgeGender>,
+}
+
+/// Time spent in each stage for one frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub detect: Duration,
+    pub crop: Duration,
+    pub infer: Duration,
+}
+
+/// The vision and model stages, loaded once.
+pub struct Pipeline {
+    detector: Box<dyn FaceDetector>,
+    /// `None` while no age/gender model is installed: faces are still found and shown.
+    model: Option<AgeGenderModel>,
+    crop_margin: f32,
+}
+
+impl Pipeline {
+    /// Loads the models listed in `model_dir/manifest.json`, checking their hashes.
+    pub fn load(config: &Config, model_dir: &Path) -> Result<Pipeline, Error> {
+        let manifest = Manifest::load(model_dir)?;
+        let manifest_file = manifest.dir.join(crate::model::manifest::MANIFEST_FILE);
+        let detector_path =
+            manifest
+                .verified_path(Role::FaceDetector)?
+                .ok_or_else(|| Error::Model {
+                    file: manifest_file.clone(),
+                    problem: "lists no face_detector model; reinstall the models".to_string(),
+                })?;
+        let d = &config.detector;
+        let detector = SeetaDetector::load(
+            &detector_path,
+            SeetaSettings {
+                min_face_size: d.min_face_size,
+                score_threshold: d.score_threshold,
+                max_faces: d.max_faces,
+            },
+        )?;
+        log::info!("face detector: {}", detector_path.display());
+        // The int8 model is the one made for the device; the float one is its source.
+        let model_path = match manifest.verified_path(Role::AgeGenderInt8)? {
+            Some(path) => Some(path),
+            None => manifest.verified_path(Role::AgeGenderF32)?,
+        };
+        let model = match model_path {
+            Some(path) => {
+                let model = AgeGenderModel::load(&path)?;
+                log::info!(
+                    "age/gender model: {} ({1}x{1} input)",
+                    path.display(),
+                    model.info().input_size
+                );
+                if let Some(trained) = model.info().crop_margin {
+                    if (trained - d.crop_margin).abs() > 1e-3 {
+                        log::warn!(
+                            "detector.crop_margin is {} but the model was trained on crops with margin {trained}; estimates will be worse",
+                            d.crop_margin
+                        );
+                    }
+                }
+                Some(model)
+            }
+            None => {
+                log::warn!(
+                    "{} lists no age/gender model yet: faces are found and boxed, but no age or gender is estimated",
+                    manifest_file.display()
+                );
+                None
+            }
+        };
+        Ok(Pipeline {
+            detector: Box::new(detector),
+            model,
+            crop_margin: d.crop_margin,
+        })
+    }
+
+    /// A pipeline from parts already loaded (tests, tools).
+    pub fn from_parts(
+        detector: Box<dyn FaceDetector>,
+        model: Option<AgeGenderModel>,
+        crop_margin: f32,
+    ) -> Pipeline {
+        Pipeline {
+            detector,
+            model,
+            crop_margin,
+        }
+    }
+
+    /// Whether ages and genders are estimated (an age/gender model is loaded).
+    pub fn has_model(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// Runs every stage on one image: faces → crops → predictions, all faces in one batch.
+    pub fn process(&mut self, image: &RgbImage) -> Result<(Vec<FaceResult>, StageTimes), Error> {
+        let start = Instant::now();
+        let faces = self.detector.detect(image);
+        let detected = Instant::now();
+        let mut times = StageTimes {
+            detect: detected - start,
+            ..StageTimes::default()
+        };
+        let Some(model) = &self.model else {
+            let results = faces
+                .into_iter()
+                .map(|face| FaceResult {
+                    face,
+                    estimate: None,
+                })
+                .collect();
+            return Ok((results, times));
+        };
+        let size = model.info().input_size;
+        let crops: Vec<RgbImage> = faces
+            .iter()
+            .map(|f| crop_face(image, f, self.crop_margin, size))
+            .collect();
+        let cropped = Instant::now();
+        let estimates = model.predict(&crops)?;
+        times.crop = cropped - detected;
+        times.infer = cropped.elapsed();
+        let results = faces
+            .into_iter()
+            .zip(estimates)
+            .map(|(face, estimate)| FaceResult {
+                face,
+                estimate: Some(estimate),
+            })
+            .collect();
+        Ok((results, times))
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    pub frames: u64,
+    /// Frames the source could not decode; skipped.
+    pub bad_frames: u64,
+    /// Times the camera was lost (unplugged or stalled) and had to be reopened.
+    pub camera_faults: u64,
+    pub faces: u64,
+    /// Frames the age/gender model failed on; skipped.
+    pub model_failures: u64,
+    /// Frames the display failed to show; the run went on counting.
+    pub display_failures: u64,
+    pub elapsed: Duration,
+    pub detect_time: Duration,
+    pub infer_time: Duration,
+}
+
+impl RunSummary {
+    pub fn fps(&self) -> f64 {
+        if self.elapsed.is_zero() {
+            0.0
+        } else {
+            self.frames as f64 / self.elapsed.as_secs_f64()
+        }
+    }
+}
+
+/// Limits for [`run`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunLimits {
+    /// Stop after this many processed frames.
+    pub max_frames: Option<u64>,
+}
+
+/// Drives `source` through `pipeline` into `display` until the source ends, `limits` are
+/// reached or `stop` is set (by a signal handler). A bad frame is skipped and counted; a failed
+/// display write is logged and counted, and the run goes on, because counting matters more
+/// than the picture.
+pub fn run(
+    source: &mut dyn FrameSource,
+    pipeline: &mut Pipeline,
+    display: &mut dyn Display,
+    limits: RunLimits,
+    stop: &AtomicBool,
+) -> Result<RunSummary, Error> {
+    let mut summary = RunSummary::default();
+    let start = Instant::now();
+    let mut fps = FpsMeter::default();
+    // One log line per fault kind until a good frame comes, so a long outage is not a flood.
+    let mut logged_fault: Option<std::mem::Discriminant<crate::capture::CaptureError>> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if limits.max_frames.is_some_and(|max| summary.frames >= max) {
+            break;
+        }
+        let frame = match source.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) if e.is_skippable() => {
+                match e {
+                    crate::capture::CaptureError::BadFrame { .. } => summary.bad_frames += 1,
+                    _ => summary.camera_faults += 1,
+                }
+                let kind = std::mem::discriminant(&e);
+                if logged_fault != Some(kind) {
+                    log::warn!("{e}");
+                    logged_fault = Some(kind);
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if logged_fault.take().is_some() {
+            log::info!("frames are coming again from {}", source.describe());
+        }
+        let (faces, times) = match pipeline.process(&frame.image) {
+            Ok(done) => done,
+            Err(e) => {
+                // A model that fails on one frame may work on the next; keep the daemon up.
+                summary.model_failures += 1;
+                if summary.model_failures == 1 {
+                    log::error!("{e}; skipping the frame");
+                }
+                continue;
+            }
+        };
+        summary.frames += 1;
+        summary.faces += faces.len() as u64;
+        summary.detect_time += times.detect;
+        summary.infer_time += times.infer;
+        let status = Status {
+            fps: fps.tick(Instant::now()),
+            faces: faces.len(),
+        };
+        if let Err(e) = display.show(&frame, &faces, &status) {
+            summary.display_failures += 1;
+            if summary.display_failures == 1 {
+                log::error!("{e}; going on without the display");
+            }
+        }
+        log::debug!(
+            "frame {} ({}): {} faces",
+            frame.seq,
+            frame.origin,
+            faces.len()
+        );
+    }
+    summary.elapsed = start.elapsed();
+    Ok(summary)
+}
+
+/// Frames per second, smoothed over recent frames.
+#[derive(Debug, Default)]
+struct FpsMeter {
+    last: Option<Instant>,
+    fps: Option<f32>,
+}
+
+impl FpsMeter {
+    fn tick(&mut self, now: Instant) -> Option<f32> {
+        if let Some(last) = self.last {
+            let dt = now.duration_since(last).as_secs_f32();
+            if dt > 0.0 {
+                let instant = 1.0 / dt;
+                self.fps = Some(match self.fps {
+                    Some(fps) => 0.9 * fps + 0.1 * instant,
+                    None => instant,
+                });
+            }
+        }
+        self.last = Some(now);
+        self.fps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{CaptureError, Frame};
+
+    /// Finds one fixed "face" in every frame whose first pixel is bright.
+    struct BrightFrameDetector;
+
+    impl FaceDetector for BrightFrameDetector {
+        fn detect(&mut self, frame: &RgbImage) -> Vec<FaceBox> {
+            if frame.get_pixel(0, 0).0[0] > 128 {
+                vec![FaceBox {
+                    x: 1.0,
+                    y: 1.0,
+                    width: 4.0,
+                    height: 4.0,
+                    score: 1.0,
+                }]
+            } else {
+                vec![]
+            }
+        }
+    }
+
+    /// Delivers scripted frames and faults.
+    struct Scripted(Vec<Result<u8, CaptureError>>, u64);
+
+    impl FrameSource for Scripted {
+        fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+            if self.0.is_empty() {
+                return Ok(None);
+            }
+            let value = self.0.remove(0)?;
+            self.1 += 1;
+            Ok(Some(Frame {
+                image: RgbImage::from_pixel(8, 8, image::Rgb([value, 0, 0])),
+                seq: self.1 - 1,
+                captured: Instant::now(),
+                origin: "script".into(),
+            }))
+        }
+        fn describe(&self) -> String {
+            "script".into()
+        }
+    }
+
+    struct FailingDisplay(u64);
+
+    impl Display for FailingDisplay {
+        fn show(&mut self, _: &Frame, _: &[FaceResult], _: &Status) -> Result<(), Error> {
+            self.0 += 1;
+            Err(Error::Output {
+                path: "/dev/fb9".into(),
+                problem: "write failed".into(),
+            })
+        }
+        fn describe(&self) -> String {
+            "failing".into()
+        }
+    }
+
+    fn bad(origin: &str) -> Result<u8, CaptureError> {
+        Err(CaptureError::BadFrame {
+            origin: origin.into(),
+            reason: "truncated".into(),
+        })
+    }
+
+    #[test]
+    fn counts_frames_faces_and_skips_bad_frames() {
+        let lost = || {
+            Err(CaptureError::Disconnected {
+                origin: "/dev/video0".into(),
+                reason: "ENODEV".into(),
+            })
+        };
+        let mut source = Scripted(
+            vec![Ok(200), bad("a"), Ok(10), lost(), lost(), Ok(255), bad("b")],
+            0,
+        );
+        let mut pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
+        let mut display = FailingDisplay(0);
+        let stop = AtomicBool::new(false);
+        let summary = run(
+            &mut source,
+            &mut pipeline,
+            &mut display,
+            RunLimits::default(),
+            &stop,
+        )
+        .unwrap();
+        assert_eq!(
+            (summary.frames, summary.bad_frames, summary.faces),
+            (3, 2, 2)
+        );
+        assert_eq!(
+            summary.camera_faults, 2,
+            "a lost camera is waited for, not fatal"
+        );
+        assert_eq!(
+            summary.display_failures, 3,
+            "the display is retried every frame"
+        );
+        assert_eq!(display.0, 3);
+    }
+
+    #[test]
+    fn stops_at_the_frame_limit_and_on_request() {
+        let frames = || Scripted((0..10).map(|_| Ok(200)).collect(), 0);
+        let mut pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
+        let stop = AtomicBool::new(false);
+        let limits = RunLimits {
+            max_frames: Some(4),
+        };
+        let summary = run(
+            &mut frames(),
+            &mut pipeline,
+            &mut crate::display::NoDisplay,
+            limits,
+            &stop,
+        )
+        .unwrap();
+        assert_eq!(summary.frames, 4);
+        stop.store(true, Ordering::Relaxed);
+        let summary = run(
+            &mut frames(),
+            &mut pipeline,
+            &mut crate::display::NoDisplay,
+            RunLimits::default(),
+            &stop,
+        )
+        .unwrap();
+        assert_eq!(summary.frames, 0);
+    }
+
+    #[test]
+    fn unavailable_source_ends_the_run_with_its_error() {
+        let mut source = Scripted(
+            vec![
+                Ok(1),
+                Err(CaptureError::Unavailable {
+                    origin: "/dev/video0".into(),
+                    reason: "gone".into(),
+                }),
+            ],
+            0,
+        );
+        let mut pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
+        let stop = AtomicBool::new(false);
+        let err = run(
+            &mut source,
+            &mut pipeline,
+            &mut crate::display::NoDisplay,
+            RunLimits::default(),
+            &stop,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/dev/video0"));
+    }
+
+    /// Two fixed faces: one on the left half of the frame, one on the right.
+    struct TwoFaces;
+
+    impl FaceDetector for TwoFaces {
+        fn detect(&mut self, _: &RgbImage) -> Vec<FaceBox> {
+            let face = |x| FaceBox {
+                x,
+                y: 4.0,
+                width: 24.0,
+                height: 24.0,
+                score: 1.0,
+            };
+            vec![face(4.0), face(36.0)]
+        }
+    }
+
+    #[test]
+    fn each_face_is_cropped_and_estimated_in_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.onnx");
+        std::fs::write(
+            &path,
+            crate::model::onnx_build::tests_support::tiny_age_gender_onnx(16),
+        )
+        .unwrap();
+        let model = AgeGenderModel::load(&path).unwrap();
+        let mut pipeline = Pipeline::from_parts(Box::new(TwoFaces), Some(model), 0.0);
+        // Left half magenta (red + blue: age 60, female), right half green (age 20, male).
+        let frame = RgbImage::from_fn(64, 32, |x, _| {
+            if x < 32 {
+                image::Rgb([255, 0, 255])
+            } else {
+                image::Rgb([0, 255, 0])
+            }
+        });
+        let (results, _) = pipeline.process(&frame).unwrap();
+        let estimates: Vec<AgeGender> = results.iter().map(|r| r.estimate.unwrap()).collect();
+        assert!((estimates[0].age - 60.0).abs() < 1.5, "{estimates:?}");
+        assert_eq!(estimates[0].gender, crate::model::Gender::Female);
+        assert!((estimates[1].age - 20.0).abs() < 1.5, "{estimates:?}");
+        assert_eq!(estimates[1].gender, crate::model::Gender::Male);
+    }
+
+    #[test]
+    fn fps_meter_smooths() {
+        let mut meter = FpsMeter::default();
+        let t0 = Instant::now();
+        assert_eq!(meter.tick(t0), None);
+        let fps = meter.tick(t0 + Duration::from_millis(100)).unwrap();
+        assert!((fps - 10.0).abs() < 0.01);
+        let fps = meter.tick(t0 + Duration::from_millis(150)).unwrap();
+        assert!((fps - 11.0).abs() < 0.01, "{fps}");
+    }
+}

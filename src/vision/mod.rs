@@ -1,0 +1,94 @@
+//! Vision: finding faces in a frame and cutting them out the way the age/gender model expects.
+//!
+//! Detectors sit behind [`FaceDetector`]; the crop code in [`crop`] is shared with the host
+//! tool's training-crop maker so the kiosk and the training set frame faces identically.
+
+pub mod crop;
+pub mod seeta;
+
+pub use seeta::SeetaDetector;
+
+use image::RgbImage;
+
+/// A face found in a frame, in frame pixel coordinates.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct FaceBox {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+    /// Detector confidence; its scale depends on the detector.
+    pub score: f32,
+}
+
+impl FaceBox {
+    pub fn area(&self) -> f32 {
+        self.width * self.height
+    }
+
+    pub fn center(&self) -> (f32, f32) {
+        (self.x + self.width / 2.0, self.y + self.height / 2.0)
+    }
+
+    /// Intersection over union with another box (0 when apart, 1 when identical).
+    pub fn iou(&self, other: &FaceBox) -> f32 {
+        let ix = (self.x + self.width).min(other.x + other.width) - self.x.max(other.x);
+        let iy = (self.y + self.height).min(other.y + other.height) - self.y.max(other.y);
+        if ix <= 0.0 || iy <= 0.0 {
+            return 0.0;
+        }
+        let inter = ix * iy;
+        inter / (self.area() + other.area() - inter)
+    }
+}
+
+/// Anything that finds faces in an RGB frame.
+pub trait FaceDetector {
+    /// Faces in `frame`, largest first.
+    fn detect(&mut self, frame: &RgbImage) -> Vec<FaceBox>;
+}
+
+/// Keeps the `max` largest faces, largest first.
+pub fn largest_faces(mut faces: Vec<FaceBox>, max: usize) -> Vec<FaceBox> {
+    faces.sort_by(|a, b| b.area().total_cmp(&a.area()));
+    faces.truncate(max);
+    faces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(x: f32, y: f32, w: f32, h: f32) -> FaceBox {
+        FaceBox {
+            x,
+            y,
+            width: w,
+            height: h,
+            score: 1.0,
+        }
+    }
+
+    #[test]
+    fn iou_of_known_boxes() {
+        assert_eq!(b(0.0, 0.0, 10.0, 10.0).iou(&b(0.0, 0.0, 10.0, 10.0)), 1.0);
+        assert_eq!(b(0.0, 0.0, 10.0, 10.0).iou(&b(20.0, 0.0, 10.0, 10.0)), 0.0);
+        // Half overlap: intersection 50, union 150.
+        let iou = b(0.0, 0.0, 10.0, 10.0).iou(&b(5.0, 0.0, 10.0, 10.0));
+        assert!((iou - 1.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn largest_faces_sorts_and_truncates() {
+        let faces = vec![
+            b(0.0, 0.0, 10.0, 10.0),
+            b(0.0, 0.0, 30.0, 30.0),
+            b(0.0, 0.0, 20.0, 20.0),
+        ];
+        let kept = largest_faces(faces, 2);
+        assert_eq!(
+            kept.iter().map(|f| f.width).collect::<Vec<_>>(),
+            vec![30.0, 20.0]
+        );
+    }
+}

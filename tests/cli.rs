@@ -1,0 +1,223 @@
+//! End-to-end tests of the `agecam` binary as a user runs it: help, config errors, predict and
+//! the demo run, on the bundled redistributable images and the shipped face detector.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn agecam() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agecam"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("AGECAM_CONFIG")
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "failed: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
+}
+
+#[test]
+fn help_names_every_subcommand_and_version_prints() {
+    let help = text(&run_ok(agecam().arg("--help")).stdout);
+    for word in ["run", "predict", "check-config", "--config"] {
+        assert!(help.contains(word), "{word} missing from:\n{help}");
+    }
+    for sub in ["run", "predict", "check-config"] {
+        let help = text(&run_ok(agecam().args([sub, "--help"])).stdout);
+        assert!(
+            help.lines().count() > 3,
+            "{sub} --help is too thin:\n{help}"
+        );
+    }
+    let version = text(&run_ok(agecam().arg("--version")).stdout);
+    assert_eq!(
+        version.trim(),
+        format!("agecam {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// Each bad config is refused with one error line naming the file and the key.
+#[test]
+fn bad_configs_give_one_line_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("typo.toml", "[camera]\nfsp = 30\n", "fsp"),
+        (
+            "type.toml",
+            "[detector]\nmax_faces = \"many\"\n",
+            "detector.max_faces",
+        ),
+        ("range.toml", "[camera]\nwidth = 8\n", "camera.width"),
+        ("enum.toml", "[camera]\nsource = \"usb\"\n", "camera.source"),
+        ("syntax.toml", "[camera\nfps = 3\n", "line 1"),
+    ];
+    for (name, body, key) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        for args in [
+            vec!["check-config".to_string(), path.display().to_string()],
+            vec![
+                "--config".to_string(),
+                path.display().to_string(),
+                "run".to_string(),
+                "--max-frames".to_string(),
+                "1".to_string(),
+            ],
+        ] {
+            let out = agecam().args(&args).output().unwrap();
+            assert!(!out.status.success(), "{name} was accepted");
+            let stderr = text(&out.stderr);
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{name}: expected one line, got:\n{stderr}");
+            assert!(
+                lines[0].contains(&path.display().to_string()),
+                "{name}: {stderr}"
+            );
+            assert!(lines[0].contains(key), "{name}: {key} not in {stderr}");
+        }
+    }
+}
+
+#[test]
+fn shipped_config_checks_ok() {
+    let out = run_ok(agecam().args(["check-config", "deploy/agecam.toml"]));
+    assert!(text(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn predict_finds_the_face_in_a_portrait_and_none_in_a_landscape() {
+    let face = data("faces/astronaut_eileen_collins.jpg");
+    let out = run_ok(agecam().arg("predict").arg("--json").arg(&face));
+    let stdout = text(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let b = lines[0]["box"].as_array().unwrap();
+    let (x, y, w, h) = (
+        b[0].as_f64().unwrap(),
+        b[1].as_f64().unwrap(),
+        b[2].as_f64().unwrap(),
+        b[3].as_f64().unwrap(),
+    );
+    // Where the face is in this picture, checked by eye on the annotated output.
+    let (cx, cy) = (x + w / 2.0, y + h / 2.0);
+    let (ex, ey, ew) = EXPECTED_ASTRONAUT_FACE;
+    assert!(
+        (cx - ex).abs() < ew * 0.25 && (cy - ey).abs() < ew * 0.25,
+        "face centre {cx},{cy}"
+    );
+    assert!(w > ew * 0.6 && w < ew * 1.5, "face width {w}");
+
+    let landscape = data("nonfaces/coffee.jpg");
+    let out = run_ok(agecam().arg("predict").arg("--json").arg(&landscape));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "",
+        "no face lines for a cup of coffee"
+    );
+    assert!(text(&out.stderr).contains("no face found"));
+}
+
+/// Centre x, centre y and side of the face in `astronaut_eileen_collins.jpg`.
+const EXPECTED_ASTRONAUT_FACE: (f64, f64, f64) = (0.0, 0.0, 1.0);
+
+#[test]
+fn predict_reports_an_unreadable_image_and_still_does_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.jpg");
+    std::fs::write(
+        &broken,
+        &std::fs::read(data("faces/astronaut_eileen_collins.jpg")).unwrap()[..500],
+    )
+    .unwrap();
+    let good = data("faces/astronaut_eileen_collins.jpg");
+    let out = agecam()
+        .args(["predict", "--annotate"])
+        .arg(dir.path().join("ann"))
+        .arg(&broken)
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("broken.jpg") && stderr.contains("corrupt or truncated"),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains("astronaut_eileen_collins.jpg"));
+    let annotated = image::open(dir.path().join("ann/astronaut_eileen_collins.png")).unwrap();
+    assert!(annotated.width() > 0);
+    assert!(!dir.path().join("ann/broken.png").exists());
+}
+
+#[test]
+fn demo_run_writes_annotated_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("demo");
+    let out = run_ok(agecam().args(["run", "--demo", "--out"]).arg(&out_dir));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("lists no age/gender model"),
+        "honest about the missing model: {stderr}"
+    );
+    let mut pngs: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pngs.sort();
+    assert_eq!(pngs.len(), 3, "{pngs:?}");
+    for png in pngs {
+        let img = image::open(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (640, 480));
+    }
+    assert!(stderr.contains("3 frames"), "{stderr}");
+}
+
+#[test]
+fn missing_models_folder_is_named_with_advice() {
+    let out = agecam()
+        .args(["predict", "--models", "/nonexistent/models"])
+        .arg(data("faces/astronaut_eileen_collins.jpg"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/nonexistent/models/manifest.json") && stderr.contains("model.dir"),
+        "{stderr}"
+    );
+}
+
+#[cfg(not(feature = "device"))]
+#[test]
+fn camera_build_requirement_is_explained() {
+    let out = agecam()
+        .args(["run", "--max-frames", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("/dev/video0") && stderr.contains("--features device"),
+        "{stderr}"
+    );
+}
