@@ -45,6 +45,7 @@ pub struct Config {
     pub detector: DetectorConfig,
     pub model: ModelConfig,
     pub display: DisplayConfig,
+    pub stats: StatsConfig,
 }
 
 /// Where frames come from.
@@ -152,6 +153,64 @@ impl Default for DisplayConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// Folder for the statistics database (`agecam-stats.sqlite`).
+    pub dir: PathBuf,
+    /// Name of this unit in exported statistics; empty means the machine's host name.
+    pub unit_id: String,
+    pub interval_minutes: u32,
+    /// A visit ends when its face has been gone this long.
+    pub visit_gap_seconds: f32,
+    /// Tracks seen in fewer frames are not counted (passing false detections).
+    pub min_track_frames: u32,
+    /// Lower bounds of the age buckets, rising from 0.
+    pub age_buckets: Vec<u32>,
+    /// Smallest count published by exports and pushes.
+    pub k_anonymity: u32,
+    /// Laplace noise on published counts; 0 turns it off.
+    pub laplace_epsilon: f64,
+    /// Intervals older than this are deleted; 0 keeps them all.
+    pub retention_days: u32,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            dir: PathBuf::from("/var/lib/agecam"),
+            unit_id: String::new(),
+            interval_minutes: 15,
+            visit_gap_seconds: 3.0,
+            min_track_frames: 3,
+            age_buckets: vec![0, 13, 18, 25, 35, 45, 55, 65],
+            k_anonymity: 5,
+            laplace_epsilon: 0.0,
+            retention_days: 365,
+        }
+    }
+}
+
+impl StatsConfig {
+    pub const DATABASE_FILE: &'static str = "agecam-stats.sqlite";
+
+    pub fn database(&self) -> PathBuf {
+        self.dir.join(Self::DATABASE_FILE)
+    }
+
+    /// `unit_id`, or the host name when it is empty.
+    pub fn unit_id(&self) -> String {
+        if !self.unit_id.is_empty() {
+            return self.unit_id.clone();
+        }
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "agecam".to_string())
+    }
+}
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -230,6 +289,57 @@ impl Config {
         }
         if self.display.png_every == 0 {
             return bad("display.png_every", 0, "1 or more frames");
+        }
+        let st = &self.stats;
+        if !(1..=1440).contains(&st.interval_minutes) {
+            return bad(
+                "stats.interval_minutes",
+                st.interval_minutes,
+                "1 to 1440 minutes",
+            );
+        }
+        if !(0.2..=600.0).contains(&st.visit_gap_seconds) {
+            return bad(
+                "stats.visit_gap_seconds",
+                st.visit_gap_seconds,
+                "0.2 to 600 seconds",
+            );
+        }
+        if !(1..=1000).contains(&st.min_track_frames) {
+            return bad(
+                "stats.min_track_frames",
+                st.min_track_frames,
+                "1 to 1000 frames",
+            );
+        }
+        if let Err(problem) = crate::stats::aggregate::AgeBuckets::new(st.age_buckets.clone()) {
+            return bad(
+                "stats.age_buckets",
+                format!("{:?}", st.age_buckets),
+                &format!("bounds starting at 0 and rising ({problem})"),
+            );
+        }
+        if !(1..=1000).contains(&st.k_anonymity) {
+            return bad("stats.k_anonymity", st.k_anonymity, "1 to 1000");
+        }
+        if !st.laplace_epsilon.is_finite() || st.laplace_epsilon < 0.0 {
+            return bad(
+                "stats.laplace_epsilon",
+                st.laplace_epsilon,
+                "0 (off) or a positive number",
+            );
+        }
+        if st.unit_id.len() > 64
+            || st
+                .unit_id
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            return bad(
+                "stats.unit_id",
+                format!("{:?}", st.unit_id),
+                "up to 64 letters, digits, '-', '_' or '.'",
+            );
         }
         Ok(())
     }
@@ -327,6 +437,17 @@ mod tests {
             err.to_string().contains("found 1.5, allowed 0.0 to 1.0"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn stats_settings_are_checked() {
+        let err = parse("[stats]\nage_buckets = [5, 10]\n").unwrap_err();
+        assert_eq!(err.key, "stats.age_buckets");
+        assert!(err.to_string().contains("[5, 10]"), "{err}");
+        let err = parse("[stats]\nunit_id = \"hall 2/b\"\n").unwrap_err();
+        assert_eq!(err.key, "stats.unit_id");
+        let err = parse("[stats]\ninterval_minutes = 0\n").unwrap_err();
+        assert_eq!(err.line, Some(2));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod error;
 pub mod logging;
 pub mod model;
 pub mod pipeline;
+pub mod stats;
 pub mod vision;
 
 pub use error::{Error, Result};

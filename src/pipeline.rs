@@ -7,6 +7,7 @@ use crate::capture::FrameSource;
 use crate::config::Config;
 use crate::display::{Display, Status};
 use crate::model::{AgeGender, AgeGenderModel, Manifest, Role};
+use crate::stats::{Clock, StatsRecorder};
 use crate::vision::crop::crop_face;
 use crate::vision::seeta::SeetaSettings;
 use crate::vision::{FaceBox, FaceDetector, SeetaDetector};
@@ -200,6 +201,8 @@ pub fn run(
     source: &mut dyn FrameSource,
     pipeline: &mut Pipeline,
     display: &mut dyn Display,
+    mut stats: Option<&mut StatsRecorder>,
+    clock: &dyn Clock,
     limits: RunLimits,
     stop: &AtomicBool,
 ) -> Result<RunSummary, Error> {
@@ -219,6 +222,9 @@ pub fn run(
                 match e {
                     crate::capture::CaptureError::BadFrame { .. } => summary.bad_frames += 1,
                     _ => summary.camera_faults += 1,
+                }
+                if let Some(stats) = stats.as_deref_mut() {
+                    stats.on_camera_fault(clock);
                 }
                 let kind = std::mem::discriminant(&e);
                 if logged_fault != Some(kind) {
@@ -247,6 +253,9 @@ pub fn run(
         summary.faces += faces.len() as u64;
         summary.detect_time += times.detect;
         summary.infer_time += times.infer;
+        if let Some(stats) = stats.as_deref_mut() {
+            stats.on_frame(&faces, clock);
+        }
         let status = Status {
             fps: fps.tick(Instant::now()),
             faces: faces.len(),
@@ -263,6 +272,9 @@ pub fn run(
             frame.origin,
             faces.len()
         );
+    }
+    if let Some(stats) = stats {
+        stats.finish(clock);
     }
     summary.elapsed = start.elapsed();
     Ok(summary)
@@ -296,6 +308,7 @@ impl FpsMeter {
 mod tests {
     use super::*;
     use crate::capture::{CaptureError, Frame};
+    use crate::stats::SystemClock;
 
     /// Finds one fixed "face" in every frame whose first pixel is bright.
     struct BrightFrameDetector;
@@ -379,6 +392,8 @@ mod tests {
             &mut source,
             &mut pipeline,
             &mut display,
+            None,
+            &SystemClock,
             RunLimits::default(),
             &stop,
         )
@@ -410,6 +425,8 @@ mod tests {
             &mut frames(),
             &mut pipeline,
             &mut crate::display::NoDisplay,
+            None,
+            &SystemClock,
             limits,
             &stop,
         )
@@ -420,6 +437,8 @@ mod tests {
             &mut frames(),
             &mut pipeline,
             &mut crate::display::NoDisplay,
+            None,
+            &SystemClock,
             RunLimits::default(),
             &stop,
         )
@@ -445,6 +464,8 @@ mod tests {
             &mut source,
             &mut pipeline,
             &mut crate::display::NoDisplay,
+            None,
+            &SystemClock,
             RunLimits::default(),
             &stop,
         )

@@ -189,7 +189,50 @@ fn demo_run_writes_annotated_frames() {
         let img = image::open(&png).unwrap();
         assert_eq!((img.width(), img.height()), (640, 480));
     }
-    assert!(stderr.contains("3 frames"), "{stderr}");
+    assert!(stderr.contains("30 frames"), "{stderr}");
+    // The statistics were stored and exported: one interval line with the demo's visits.
+    assert!(out_dir.join("agecam-stats.sqlite").is_file());
+    let stdout = text(&out.stdout);
+    let interval: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(interval["frames"], 30);
+    let visits: u64 = interval["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["visits"].as_u64().unwrap())
+        .sum();
+    assert!(visits >= 1, "{stdout}");
+}
+
+#[test]
+fn stats_export_reads_what_the_demo_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("demo");
+    run_ok(agecam().args(["run", "--demo", "--out"]).arg(&out_dir));
+    let db = out_dir.join("agecam-stats.sqlite");
+    let csv = text(
+        &run_ok(
+            agecam()
+                .args(["stats", "export", "--format", "csv", "--db"])
+                .arg(&db),
+        )
+        .stdout,
+    );
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "interval_id,start,end,uptime_s,frames,camera_faults,suppressed_cells,age_bucket,gender,visits"
+    );
+    assert!(lines.next().is_some(), "one interval row at least:\n{csv}");
+    let none = text(
+        &run_ok(
+            agecam()
+                .args(["stats", "export", "--since", "2100-01-01", "--db"])
+                .arg(&db),
+        )
+        .stdout,
+    );
+    assert_eq!(none.lines().count(), 1, "only the header:\n{none}");
 }
 
 #[test]

@@ -32,6 +32,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         models: Option<PathBuf>,
     },
+    /// Read the anonymous statistics the daemon stored.
+    #[command(subcommand)]
+    Stats(cli::stats::StatsCommand),
     /// Time each pipeline stage on the built-in demo frames and print frames per second.
     Bench(BenchArgs),
     /// Check a configuration file and explain the first problem in it.
@@ -77,6 +80,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Stats(cli::stats::StatsCommand::Export {
+            format,
+            since,
+            until,
+            db,
+        }) => {
+            let config = cli::load_config(config_file)?;
+            let since = since
+                .as_deref()
+                .map(cli::stats::parse_time)
+                .transpose()?
+                .unwrap_or(i64::MIN);
+            let until = until
+                .as_deref()
+                .map(cli::stats::parse_time)
+                .transpose()?
+                .unwrap_or(i64::MAX);
+            let database = db.clone().unwrap_or_else(|| config.stats.database());
+            let privacy = agecam::stats::privacy::PrivacySettings {
+                k: config.stats.k_anonymity,
+                epsilon: config.stats.laplace_epsilon,
+            };
+            cli::stats::export(
+                &database,
+                since,
+                until,
+                *format,
+                &privacy,
+                &mut std::io::stdout().lock(),
+            )?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
             let config = cli::load_config(config_file)?;

@@ -30,6 +30,9 @@ pub fn demo_frames(repeat: bool) -> StillImages {
             .map(|(name, bytes)| Still::Embedded { name, bytes })
             .collect(),
         next: 0,
+        each: 1,
+        delivered: 0,
+        current: None,
         seq: 0,
         repeat,
         description: format!("built-in demo frames ({} images)", DEMO_FRAMES.len()),
@@ -50,6 +53,11 @@ enum Still {
 pub struct StillImages {
     items: Vec<Still>,
     next: usize,
+    /// Each image is delivered this many times in a row.
+    each: u32,
+    /// How many times the current image has been delivered.
+    delivered: u32,
+    current: Option<(String, image::RgbImage)>,
     seq: u64,
     repeat: bool,
     description: String,
@@ -98,10 +106,20 @@ impl StillImages {
         StillImages {
             items: files.into_iter().map(Still::File).collect(),
             next: 0,
+            each: 1,
+            delivered: 0,
+            current: None,
             seq: 0,
             repeat,
             description,
         }
+    }
+
+    /// Delivers each image `times` times in a row (decoded once), like a camera watching a
+    /// person stand still.
+    pub fn repeat_each(mut self, times: u32) -> StillImages {
+        self.each = times.max(1);
+        self
     }
 
     /// How many images one pass delivers.
@@ -116,27 +134,36 @@ impl StillImages {
 
 impl FrameSource for StillImages {
     fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
-        if self.next == self.items.len() {
-            if !self.repeat || self.items.is_empty() {
-                return Ok(None);
+        if self.delivered == 0 || self.delivered >= self.each {
+            self.current = None;
+            self.delivered = 0;
+            if self.next == self.items.len() {
+                if !self.repeat || self.items.is_empty() {
+                    return Ok(None);
+                }
+                self.next = 0;
             }
-            self.next = 0;
+            let item = &self.items[self.next];
+            self.next += 1;
+            let (origin, decoded) = match item {
+                Still::File(path) => (path.display().to_string(), decode_file(path)),
+                Still::Embedded { name, bytes } => (name.to_string(), decode_bytes(bytes)),
+            };
+            let image = decoded.map_err(|reason| CaptureError::BadFrame {
+                origin: origin.clone(),
+                reason,
+            })?;
+            self.current = Some((origin, image));
         }
-        let item = &self.items[self.next];
-        self.next += 1;
-        let (origin, decoded) = match item {
-            Still::File(path) => (path.display().to_string(), decode_file(path)),
-            Still::Embedded { name, bytes } => (name.to_string(), decode_bytes(bytes)),
+        let Some((origin, image)) = &self.current else {
+            unreachable!("set above")
         };
-        let image = decoded.map_err(|reason| CaptureError::BadFrame {
-            origin: origin.clone(),
-            reason,
-        })?;
+        self.delivered += 1;
         let frame = Frame {
-            image,
+            image: image.clone(),
             seq: self.seq,
             captured: Instant::now(),
-            origin,
+            origin: origin.clone(),
         };
         self.seq += 1;
         Ok(Some(frame))
@@ -194,6 +221,17 @@ mod tests {
         let again = source.next_frame().unwrap().unwrap();
         assert_eq!(again.origin, first.origin);
         assert_eq!(again.seq, n as u64);
+    }
+
+    #[test]
+    fn repeat_each_delivers_every_image_several_times() {
+        let mut source = demo_frames(false).repeat_each(3);
+        let origins: Vec<String> = std::iter::from_fn(|| source.next_frame().unwrap())
+            .map(|f| f.origin)
+            .collect();
+        assert_eq!(origins.len(), 3 * DEMO_FRAMES.len());
+        assert_eq!(origins[0], origins[2]);
+        assert_ne!(origins[2], origins[3]);
     }
 
     #[test]

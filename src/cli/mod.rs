@@ -5,6 +5,7 @@ pub mod bench;
 pub mod predict;
 pub mod run;
 pub mod selftest;
+pub mod stats;
 
 use crate::config::Config;
 use anyhow::Context;

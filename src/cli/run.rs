@@ -1,9 +1,14 @@
 //! `run`: the daemon loop, from the configuration or on the built-in demo frames.
 
+use super::stats::ExportFormat;
 use crate::capture::{demo_frames, FrameSource, StillImages};
-use crate::config::{CameraSource, Config, DisplayTarget};
+use crate::config::{CameraSource, Config, DisplayTarget, StatsConfig};
 use crate::display::{Display, NoDisplay, PngSnapshots};
 use crate::pipeline::{run, Pipeline, RunLimits};
+use crate::stats::aggregate::AgeBuckets;
+use crate::stats::privacy::PrivacySettings;
+use crate::stats::tracker::TrackerSettings;
+use crate::stats::{Clock, StatsRecorder, StatsSettings, SystemClock};
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -44,9 +49,12 @@ pub fn run_command(
 
     let mut pipeline = Pipeline::load(config, model_dir)?;
     let (mut source, mut display): (Box<dyn FrameSource>, Box<dyn Display>) = if args.demo {
+        // Each still is shown for a second's worth of frames, as a person stands before a
+        // camera, so the tracker sees visits rather than single-frame flickers.
+        let frames = demo_frames(false).repeat_each(DEMO_FRAMES_PER_STILL);
         (
-            Box::new(demo_frames(false)),
-            Box::new(PngSnapshots::create(&args.out, 1)?),
+            Box::new(frames),
+            Box::new(PngSnapshots::create(&args.out, DEMO_FRAMES_PER_STILL)?),
         )
     } else {
         (open_source(config)?, open_display(config)?)
@@ -57,6 +65,18 @@ pub fn run_command(
         display.describe()
     );
 
+    let mut stats_config = config.stats.clone();
+    if args.demo {
+        // The demo keeps its statistics beside its pictures, and publishes even single visits
+        // so the handful of demo faces show up in the summary.
+        stats_config.dir = args.out.clone();
+        stats_config.k_anonymity = 1;
+    }
+    let settings = stats_settings(&stats_config)?;
+    let database = settings.database.clone();
+    let mut stats = StatsRecorder::new(settings, SystemClock.wall());
+    log::info!("statistics: {}", database.display());
+
     let limits = RunLimits {
         max_frames: args.max_frames,
     };
@@ -64,21 +84,60 @@ pub fn run_command(
         source.as_mut(),
         &mut pipeline,
         display.as_mut(),
+        Some(&mut stats),
+        &SystemClock,
         limits,
         &stop,
     )?;
     log::info!(
-        "{} frames ({} skipped as unreadable), {} faces, {:.1} fps; face detection {:.1} ms/frame",
+        "{} frames ({} skipped as unreadable, {} camera faults), {} faces, {:.1} fps; detection {:.1} ms/frame, age/gender {:.1} ms/frame",
         summary.frames,
         summary.bad_frames,
+        summary.camera_faults,
         summary.faces,
         summary.fps(),
-        summary.detect_time.as_secs_f64() * 1000.0 / summary.frames.max(1) as f64
+        summary.detect_time.as_secs_f64() * 1000.0 / summary.frames.max(1) as f64,
+        summary.infer_time.as_secs_f64() * 1000.0 / summary.frames.max(1) as f64
     );
     if args.demo {
         println!("annotated frames written to {}", args.out.display());
+        println!(
+            "statistics stored in {}; they export as:",
+            database.display()
+        );
+        let privacy = PrivacySettings {
+            k: stats_config.k_anonymity,
+            epsilon: stats_config.laplace_epsilon,
+        };
+        super::stats::export(
+            &database,
+            i64::MIN,
+            i64::MAX,
+            ExportFormat::Json,
+            &privacy,
+            &mut std::io::stdout().lock(),
+        )?;
     }
     Ok(())
+}
+
+/// Frames per demo still: about a second of a person in view at kiosk frame rates.
+const DEMO_FRAMES_PER_STILL: u32 = 10;
+
+/// The recorder's settings from the `[stats]` section.
+pub fn stats_settings(stats: &StatsConfig) -> anyhow::Result<StatsSettings> {
+    Ok(StatsSettings {
+        unit_id: stats.unit_id(),
+        database: stats.database(),
+        interval_s: stats.interval_minutes as i64 * 60,
+        buckets: AgeBuckets::new(stats.age_buckets.clone()).map_err(anyhow::Error::msg)?,
+        tracker: TrackerSettings {
+            visit_gap: std::time::Duration::from_secs_f32(stats.visit_gap_seconds),
+            min_frames: stats.min_track_frames,
+            ..TrackerSettings::default()
+        },
+        retention_s: (stats.retention_days > 0).then(|| stats.retention_days as i64 * 86_400),
+    })
 }
 
 pub fn open_source(config: &Config) -> anyhow::Result<Box<dyn FrameSource>> {

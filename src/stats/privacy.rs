@@ -1,0 +1,213 @@
+//! What leaves the store: k-anonymous (and optionally noised) aggregates.
+//!
+//! Rules, applied per interval and per age bucket, on the true counts:
+//! 1. a bucket whose gender cells are all 0 or ≥ k is published as it is;
+//! 2. otherwise, if the bucket's total is ≥ k, its genders are merged into one cell with
+//!    gender `any` (so no small gender cell can be recovered by subtraction);
+//! 3. otherwise the bucket is suppressed: it is left out and `suppressed_cells` counts it.
+//!
+//! No exact total is published beside suppressed buckets, because total − published would
+//! reveal them. With `epsilon > 0`, Laplace noise of scale 1/ε is added to every published
+//! count (rounded, never below 0) for ε-differential privacy of each count.
+
+use super::aggregate::IntervalStats;
+use rand::RngExt;
+use std::collections::BTreeMap;
+
+/// Gender label of a merged cell.
+pub const ANY_GENDER: &str = "any";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrivacySettings {
+    /// Smallest count published (k of k-anonymity); 1 disables suppression.
+    pub k: u32,
+    /// Laplace noise parameter; 0 disables noise.
+    pub epsilon: f64,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        PrivacySettings { k: 5, epsilon: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PublishedCell {
+    pub age_bucket: String,
+    pub gender: String,
+    pub visits: u32,
+}
+
+/// One interval as exported or pushed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PublishedInterval {
+    /// `unit@start`: stable, so a receiver can drop a re-sent interval.
+    pub id: String,
+    pub unit_id: String,
+    pub start: i64,
+    pub end: i64,
+    pub uptime_s: f64,
+    pub frames: u64,
+    pub camera_faults: u64,
+    pub cells: Vec<PublishedCell>,
+    /// Age buckets left out because they held fewer than k visits.
+    pub suppressed_cells: u32,
+    /// Mean dwell in seconds, only when the interval has at least k visits.
+    pub dwell_mean_s: Option<f64>,
+}
+
+/// Applies the rules above to one interval.
+pub fn publish(interval: &IntervalStats, settings: &PrivacySettings) -> PublishedInterval {
+    publish_with(interval, settings, &mut rand::rng())
+}
+
+/// [`publish`] with a given random source (tests use a seeded one).
+pub fn publish_with(
+    interval: &IntervalStats,
+    settings: &PrivacySettings,
+    rng: &mut impl rand::Rng,
+) -> PublishedInterval {
+    let k = settings.k.max(1);
+    let mut buckets: BTreeMap<&str, Vec<(&str, u32)>> = BTreeMap::new();
+    for ((bucket, gender), &visits) in &interval.cells {
+        if visits > 0 {
+            buckets.entry(bucket).or_default().push((gender, visits));
+        }
+    }
+    let mut cells = Vec::new();
+    let mut suppressed_cells = 0;
+    for (bucket, genders) in buckets {
+        let total: u32 = genders.iter().map(|g| g.1).sum();
+        if genders.iter().all(|&(_, v)| v >= k) {
+            cells.extend(genders.iter().map(|&(gender, visits)| PublishedCell {
+                age_bucket: bucket.to_string(),
+                gender: gender.to_string(),
+                visits,
+            }));
+        } else if total >= k {
+            cells.push(PublishedCell {
+                age_bucket: bucket.to_string(),
+                gender: ANY_GENDER.to_string(),
+                visits: total,
+            });
+        } else {
+            suppressed_cells += 1;
+        }
+    }
+    if settings.epsilon > 0.0 {
+        for cell in &mut cells {
+            let noisy = cell.visits as f64 + laplace(rng, 1.0 / settings.epsilon);
+            cell.visits = noisy.round().max(0.0) as u32;
+        }
+    }
+    let visits = interval.visits();
+    PublishedInterval {
+        id: interval.id(),
+        unit_id: interval.unit_id.clone(),
+        start: interval.start,
+        end: interval.start + interval.length_s,
+        uptime_s: (interval.uptime_s * 10.0).round() / 10.0,
+        frames: interval.frames,
+        camera_faults: interval.camera_faults,
+        cells,
+        suppressed_cells,
+        dwell_mean_s: (visits >= k && visits > 0)
+            .then(|| ((interval.dwell_total_s / visits as f64) * 10.0).round() / 10.0),
+    }
+}
+
+/// A Laplace(0, scale) sample by inverse transform.
+fn laplace(rng: &mut impl rand::Rng, scale: f64) -> f64 {
+    let u: f64 = rng.random::<f64>() - 0.5;
+    -scale * u.signum() * (1.0 - 2.0 * u.abs()).max(f64::MIN_POSITIVE).ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn interval(cells: &[(&str, &str, u32)]) -> IntervalStats {
+        let mut i = IntervalStats {
+            unit_id: "u1".into(),
+            start: 900,
+            length_s: 900,
+            dwell_total_s: 120.0,
+            ..Default::default()
+        };
+        for (b, g, v) in cells {
+            i.cells.insert((b.to_string(), g.to_string()), *v);
+        }
+        i
+    }
+
+    fn cells(p: &PublishedInterval) -> Vec<(String, String, u32)> {
+        p.cells
+            .iter()
+            .map(|c| (c.age_bucket.clone(), c.gender.clone(), c.visits))
+            .collect()
+    }
+
+    #[test]
+    fn large_cells_pass_small_gender_cells_merge_small_buckets_vanish() {
+        let i = interval(&[
+            ("25-34", "female", 7),
+            ("25-34", "male", 5),
+            ("35-44", "female", 6),
+            ("35-44", "male", 2),
+            ("65+", "male", 3),
+            ("0-12", "unknown", 1),
+        ]);
+        let p = publish(&i, &PrivacySettings::default());
+        assert_eq!(
+            cells(&p),
+            vec![
+                ("25-34".into(), "female".into(), 7),
+                ("25-34".into(), "male".into(), 5),
+                ("35-44".into(), "any".into(), 8),
+            ]
+        );
+        assert_eq!(p.suppressed_cells, 2);
+        assert_eq!(p.id, "u1@900");
+        assert_eq!(p.end, 1800);
+        assert_eq!(p.dwell_mean_s, Some(5.0));
+        // Nothing published lets the 2 or the 3 be recovered: no exact total is given.
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(
+            !json.contains("\"visits\":2")
+                && !json.contains("\"visits\":3")
+                && !json.contains("24"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn k_of_one_publishes_everything_and_few_visits_hide_the_dwell() {
+        let i = interval(&[("65+", "male", 1)]);
+        let p = publish(&i, &PrivacySettings { k: 1, epsilon: 0.0 });
+        assert_eq!(cells(&p), vec![("65+".into(), "male".into(), 1)]);
+        let p = publish(&i, &PrivacySettings::default());
+        assert!(p.cells.is_empty());
+        assert_eq!(p.dwell_mean_s, None);
+    }
+
+    #[test]
+    fn laplace_noise_has_the_right_scale_and_is_applied() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let n = 20_000;
+        let samples: Vec<f64> = (0..n).map(|_| laplace(&mut rng, 2.0)).collect();
+        let mean = samples.iter().sum::<f64>() / n as f64;
+        let mean_abs = samples.iter().map(|s| s.abs()).sum::<f64>() / n as f64;
+        assert!(mean.abs() < 0.1, "{mean}");
+        assert!((mean_abs - 2.0).abs() < 0.1, "E|X| = scale: {mean_abs}");
+        let i = interval(&[("25-34", "female", 50)]);
+        let noisy: Vec<u32> = (0..50)
+            .map(|_| {
+                publish_with(&i, &PrivacySettings { k: 5, epsilon: 0.5 }, &mut rng).cells[0].visits
+            })
+            .collect();
+        assert!(noisy.iter().any(|&v| v != 50), "noise applied");
+        let mean = noisy.iter().sum::<u32>() as f64 / noisy.len() as f64;
+        assert!((mean - 50.0).abs() < 2.0, "{mean}");
+    }
+}

@@ -1,0 +1,441 @@
+//! The durable statistics store: SQLite (bundled) in WAL mode, one transaction per interval.
+//!
+//! Only aggregates are stored: one row per interval and one per (interval, age bucket, gender)
+//! cell. A crash or power cut loses at most the interval in progress; a database that turns
+//! out to be corrupt at start is moved aside (never overwritten) and a fresh one begun; a full
+//! or read-only disk keeps finished intervals in memory and retries.
+
+use super::aggregate::IntervalStats;
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[error("statistics store {}: {problem}", path.display())]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS intervals (
+    unit_id TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    length_s INTEGER NOT NULL,
+    uptime_s REAL NOT NULL,
+    frames INTEGER NOT NULL,
+    camera_faults INTEGER NOT NULL,
+    dwell_total_s REAL NOT NULL,
+    dwell_max_s REAL NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (unit_id, start)
+);
+CREATE TABLE IF NOT EXISTS cells (
+    unit_id TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    age_bucket TEXT NOT NULL,
+    gender TEXT NOT NULL,
+    visits INTEGER NOT NULL,
+    PRIMARY KEY (unit_id, start, age_bucket, gender)
+);
+";
+
+/// An open statistics database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn store_error(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError {
+        path: path.to_path_buf(),
+        problem: format!("{what} ({e})"),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`. A file that is not a healthy SQLite database
+    /// is renamed to `<name>.corrupt-<unix time>` and a new one is started.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                store_error(
+                    path,
+                    "cannot create its folder; check stats.dir and the folder's owner",
+                    e,
+                )
+            })?;
+        }
+        match Self::open_checked(path) {
+            Ok(store) => Ok(store),
+            Err(Problem::Corrupt(why)) => {
+                let aside = path.with_extension(format!("corrupt-{}", unix_now()));
+                std::fs::rename(path, &aside)
+                    .map_err(|e| store_error(path, "is corrupt and cannot be moved aside", e))?;
+                for suffix in ["-wal", "-shm"] {
+                    let side = PathBuf::from(format!("{}{suffix}", path.display()));
+                    if side.exists() {
+                        let _ = std::fs::rename(
+                            &side,
+                            PathBuf::from(format!("{}{suffix}", aside.display())),
+                        );
+                    }
+                }
+                log::error!(
+                    "statistics store {} was corrupt ({why}); kept it as {} and started a new one",
+                    path.display(),
+                    aside.display()
+                );
+                Self::open_checked(path).map_err(|p| p.into_error(path))
+            }
+            Err(other) => Err(other.into_error(path)),
+        }
+    }
+
+    fn open_checked(path: &Path) -> Result<Store, Problem> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(Problem::classify)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(Problem::classify)?;
+        // FULL: a committed interval survives a power cut, not just a crash.
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            .map_err(Problem::classify)?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(Problem::classify)?;
+        if check != "ok" {
+            return Err(Problem::Corrupt(check));
+        }
+        conn.execute_batch(SCHEMA).map_err(Problem::classify)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Adds an interval in one transaction; a second part of the same interval (after a
+    /// restart) is added to the first.
+    pub fn save(&mut self, interval: &IntervalStats) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| store_error(&path, &explain_write(&e), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        tx.execute(
+            "INSERT INTO intervals (unit_id, start, length_s, uptime_s, frames, camera_faults, dwell_total_s, dwell_max_s)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (unit_id, start) DO UPDATE SET
+                uptime_s = uptime_s + excluded.uptime_s,
+                frames = frames + excluded.frames,
+                camera_faults = camera_faults + excluded.camera_faults,
+                dwell_total_s = dwell_total_s + excluded.dwell_total_s,
+                dwell_max_s = max(dwell_max_s, excluded.dwell_max_s),
+                sent = 0",
+            params![
+                interval.unit_id,
+                interval.start,
+                interval.length_s,
+                interval.uptime_s,
+                interval.frames as i64,
+                interval.camera_faults as i64,
+                interval.dwell_total_s,
+                interval.dwell_max_s
+            ],
+        )
+        .map_err(fail)?;
+        for ((bucket, gender), visits) in &interval.cells {
+            tx.execute(
+                "INSERT INTO cells (unit_id, start, age_bucket, gender, visits) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (unit_id, start, age_bucket, gender) DO UPDATE SET visits = visits + excluded.visits",
+                params![interval.unit_id, interval.start, bucket, gender, *visits as i64],
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// Intervals whose start lies in [since, until), oldest first.
+    pub fn load(&self, since: i64, until: i64) -> Result<Vec<IntervalStats>, StoreError> {
+        let fail = |e: rusqlite::Error| store_error(&self.path, "cannot read it", e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT unit_id, start, length_s, uptime_s, frames, camera_faults, dwell_total_s, dwell_max_s
+                 FROM intervals WHERE start >= ?1 AND start < ?2 ORDER BY start, unit_id",
+            )
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map(params![since, until], |r| {
+                Ok(IntervalStats {
+                    unit_id: r.get(0)?,
+                    start: r.get(1)?,
+                    length_s: r.get(2)?,
+                    uptime_s: r.get(3)?,
+                    frames: r.get::<_, i64>(4)? as u64,
+                    camera_faults: r.get::<_, i64>(5)? as u64,
+                    dwell_total_s: r.get(6)?,
+                    dwell_max_s: r.get(7)?,
+                    cells: Default::default(),
+                })
+            })
+            .map_err(fail)?;
+        let mut intervals = rows.collect::<Result<Vec<_>, _>>().map_err(fail)?;
+        let mut cells = self
+            .conn
+            .prepare(
+                "SELECT age_bucket, gender, visits FROM cells WHERE unit_id = ?1 AND start = ?2",
+            )
+            .map_err(fail)?;
+        for interval in &mut intervals {
+            let rows = cells
+                .query_map(params![interval.unit_id, interval.start], |r| {
+                    Ok((
+                        (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                        r.get::<_, i64>(2)? as u32,
+                    ))
+                })
+                .map_err(fail)?;
+            interval.cells = rows.collect::<Result<_, _>>().map_err(fail)?;
+        }
+        Ok(intervals)
+    }
+
+    /// Deletes intervals that started before `cutoff`; returns how many.
+    pub fn prune_before(&mut self, cutoff: i64) -> Result<usize, StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| store_error(&path, &explain_write(&e), e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        tx.execute("DELETE FROM cells WHERE start < ?1", params![cutoff])
+            .map_err(fail)?;
+        let n = tx
+            .execute("DELETE FROM intervals WHERE start < ?1", params![cutoff])
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(n)
+    }
+
+    /// `PRAGMA integrity_check`'s answer ("ok" when healthy).
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| store_error(&self.path, "cannot check it", e))
+    }
+
+    /// Every table and its columns, for the privacy test and `selftest`.
+    pub fn schema(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let fail = |e: rusqlite::Error| store_error(&self.path, "cannot read its schema", e);
+        let mut tables = self
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .map_err(fail)?;
+        let names: Vec<String> = tables
+            .query_map([], |r| r.get(0))
+            .map_err(fail)?
+            .collect::<Result<_, _>>()
+            .map_err(fail)?;
+        let mut schema = Vec::new();
+        for name in names {
+            let mut columns = self
+                .conn
+                .prepare(&format!("PRAGMA table_info({name})"))
+                .map_err(fail)?;
+            let cols: Vec<String> = columns
+                .query_map([], |r| r.get(1))
+                .map_err(fail)?
+                .collect::<Result<_, _>>()
+                .map_err(fail)?;
+            schema.push((name, cols));
+        }
+        Ok(schema)
+    }
+}
+
+enum Problem {
+    Corrupt(String),
+    Other(rusqlite::Error),
+}
+
+impl Problem {
+    fn classify(e: rusqlite::Error) -> Problem {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase)
+            | Some(rusqlite::ErrorCode::DatabaseCorrupt) => Problem::Corrupt(e.to_string()),
+            _ => Problem::Other(e),
+        }
+    }
+
+    fn into_error(self, path: &Path) -> StoreError {
+        match self {
+            Problem::Corrupt(why) => {
+                store_error(path, "is corrupt even after starting afresh", why)
+            }
+            Problem::Other(e) => store_error(path, &explain_open(&e), e),
+        }
+    }
+}
+
+fn explain_open(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::CannotOpen)
+        | Some(rusqlite::ErrorCode::PermissionDenied)
+        | Some(rusqlite::ErrorCode::ReadOnly) => {
+            "cannot open it for writing; check stats.dir exists and is writable by the agecam user"
+                .into()
+        }
+        _ => "cannot open it".into(),
+    }
+}
+
+fn explain_write(e: &rusqlite::Error) -> String {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => {
+            "disk full: finished intervals are kept in memory until space is freed".into()
+        }
+        Some(rusqlite::ErrorCode::ReadOnly) | Some(rusqlite::ErrorCode::PermissionDenied) => {
+            "read-only: finished intervals are kept in memory until it is writable".into()
+        }
+        _ => "cannot write to it".into(),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(start: i64, visits: u32) -> IntervalStats {
+        let mut i = IntervalStats {
+            unit_id: "kiosk-1".into(),
+            start,
+            length_s: 900,
+            uptime_s: 900.0,
+            frames: 100,
+            camera_faults: 1,
+            dwell_total_s: 30.0,
+            dwell_max_s: 12.0,
+            ..Default::default()
+        };
+        i.cells.insert(("25-34".into(), "female".into()), visits);
+        i
+    }
+
+    #[test]
+    fn saves_loads_and_merges_a_restarted_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats/agecam.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        store.save(&interval(900, 3)).unwrap();
+        store.save(&interval(1800, 1)).unwrap();
+        store.save(&interval(1800, 2)).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let loaded = store.load(0, i64::MAX).unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[0], interval(900, 3));
+        assert_eq!(loaded[1].visits(), 3);
+        assert_eq!(loaded[1].frames, 200);
+        assert_eq!(store.load(1000, 2000).unwrap().len(), 1);
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn schema_holds_only_aggregates() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        let schema = store.schema().unwrap();
+        let allowed = [
+            "unit_id",
+            "start",
+            "length_s",
+            "uptime_s",
+            "frames",
+            "camera_faults",
+            "dwell_total_s",
+            "dwell_max_s",
+            "sent",
+            "age_bucket",
+            "gender",
+            "visits",
+        ];
+        assert_eq!(
+            schema.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+            ["cells", "intervals"]
+        );
+        for (table, columns) in &schema {
+            for column in columns {
+                assert!(
+                    allowed.contains(&column.as_str()),
+                    "{table}.{column} is not an aggregate column"
+                );
+            }
+            // Every row is keyed by interval (and cell), never by a person or a time finer than
+            // the interval.
+            assert!(
+                columns.contains(&"start".to_string()) && columns.contains(&"unit_id".to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn corrupt_database_is_moved_aside_and_a_fresh_one_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agecam.sqlite");
+        std::fs::write(
+            &path,
+            b"this is not a database, it is a text file that got in the way",
+        )
+        .unwrap();
+        let mut store = Store::open(&path).unwrap();
+        store.save(&interval(900, 1)).unwrap();
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains(".corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        let kept = std::fs::read(dir.path().join(&aside[0])).unwrap();
+        assert!(
+            kept.starts_with(b"this is not a database"),
+            "the old file is kept as it was"
+        );
+    }
+
+    #[test]
+    fn prune_deletes_old_intervals_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        for start in [0, 900, 1800] {
+            store.save(&interval(start, 1)).unwrap();
+        }
+        assert_eq!(store.prune_before(1800).unwrap(), 2);
+        let left = store.load(0, i64::MAX).unwrap();
+        assert_eq!(left.iter().map(|i| i.start).collect::<Vec<_>>(), [1800]);
+    }
+
+    #[test]
+    fn unwritable_folder_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"x").unwrap();
+        let err = Store::open(&blocker.join("agecam.sqlite"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("stats.dir"), "{err}");
+    }
+}
