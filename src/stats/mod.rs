@@ -214,3 +214,174 @@ impl StatsRecorder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AgeGender, Gender};
+    use crate::pipeline::FaceResult;
+    use crate::vision::FaceBox;
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    /// Time that moves only when the test says.
+    struct FakeClock {
+        base_wall: f64,
+        base: Instant,
+        offset: Cell<f64>,
+    }
+
+    impl FakeClock {
+        fn new(base_wall: f64) -> FakeClock {
+            FakeClock {
+                base_wall,
+                base: Instant::now(),
+                offset: Cell::new(0.0),
+            }
+        }
+        fn advance(&self, seconds: f64) {
+            self.offset.set(self.offset.get() + seconds);
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn wall(&self) -> f64 {
+            self.base_wall + self.offset.get()
+        }
+        fn monotonic(&self) -> Instant {
+            self.base + Duration::from_secs_f64(self.offset.get())
+        }
+    }
+
+    fn face(x: f32, age: f32, gender: Gender) -> FaceResult {
+        FaceResult {
+            face: FaceBox {
+                x,
+                y: 100.0,
+                width: 90.0,
+                height: 90.0,
+                score: 0.9,
+            },
+            estimate: Some(AgeGender {
+                age,
+                age_low: age - 4.0,
+                age_high: age + 4.0,
+                gender,
+                gender_confidence: 0.95,
+            }),
+        }
+    }
+
+    fn settings(dir: &std::path::Path) -> StatsSettings {
+        StatsSettings {
+            unit_id: "test-unit".into(),
+            database: dir.join("stats.sqlite"),
+            interval_s: 900,
+            buckets: AgeBuckets::default(),
+            tracker: TrackerSettings::default(),
+            retention_s: None,
+        }
+    }
+
+    /// A scripted day part: every minute one person (alternating profiles) stands in view for
+    /// 20 s at 10 fps, sometimes beside a second person; the counts must come out exact.
+    #[test]
+    fn scripted_visits_give_exact_counts_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = 1_795_392_000.0; // an interval boundary
+        let clock = FakeClock::new(start);
+        let mut recorder = StatsRecorder::new(settings(dir.path()), clock.wall());
+        let minutes = 60;
+        for minute in 0..minutes {
+            let (age, gender) = if minute % 2 == 0 {
+                (30.0, Gender::Female)
+            } else {
+                (70.0, Gender::Male)
+            };
+            let pair = minute % 5 == 0;
+            for _ in 0..200 {
+                let mut faces = vec![face(100.0, age, gender)];
+                if pair {
+                    faces.push(face(400.0, 16.0, Gender::Male));
+                }
+                recorder.on_frame(&faces, &clock);
+                clock.advance(0.1);
+            }
+            // 40 s with nobody in view.
+            for _ in 0..400 {
+                recorder.on_frame(&[], &clock);
+                clock.advance(0.1);
+            }
+        }
+        recorder.finish(&clock);
+        assert_eq!(recorder.pending(), 0);
+        let store = Store::open(&dir.path().join("stats.sqlite")).unwrap();
+        let intervals = store.load(i64::MIN, i64::MAX).unwrap();
+        // 60 minutes = 4 full intervals, plus the empty partial one begun at the very end.
+        assert_eq!(intervals.iter().filter(|i| i.frames > 0).count(), 4);
+        let cell = |i: &IntervalStats, b: &str, g: &str| {
+            i.cells
+                .get(&(b.to_string(), g.to_string()))
+                .copied()
+                .unwrap_or(0)
+        };
+        for (n, interval) in intervals.iter().take(4).enumerate() {
+            assert_eq!(interval.frames, 15 * 600, "interval {n}");
+            assert!((interval.uptime_s - 900.0).abs() < 1e-6);
+            // Visits end (and are counted) 3 s after the face leaves, inside the same minute.
+            let minutes: Vec<i32> = (n as i32 * 15..n as i32 * 15 + 15).collect();
+            let female = minutes.iter().filter(|m| *m % 2 == 0).count() as u32;
+            let pairs = minutes.iter().filter(|m| *m % 5 == 0).count() as u32;
+            assert_eq!(cell(interval, "25-34", "female"), female, "interval {n}");
+            assert_eq!(cell(interval, "65+", "male"), 15 - female, "interval {n}");
+            assert_eq!(cell(interval, "13-17", "male"), pairs, "interval {n}");
+            assert_eq!(interval.visits(), 15 + pairs);
+            assert!(
+                (interval.dwell_max_s - 19.9).abs() < 1e-6,
+                "{}",
+                interval.dwell_max_s
+            );
+        }
+    }
+
+    #[test]
+    fn an_unwritable_store_keeps_intervals_in_memory_and_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocked = dir.path().join("stats-dir");
+        // A plain file where the folder should be: the store cannot be opened.
+        std::fs::write(&blocked, b"not a folder").unwrap();
+        let mut s = settings(&blocked);
+        s.interval_s = 60;
+        let clock = FakeClock::new(1_795_392_000.0);
+        let mut recorder = StatsRecorder::new(s, clock.wall());
+        for _ in 0..(3 * 600) {
+            recorder.on_frame(&[], &clock);
+            clock.advance(0.1);
+        }
+        recorder.on_frame(&[], &clock);
+        assert_eq!(
+            recorder.pending(),
+            3,
+            "three finished minutes wait in memory"
+        );
+        assert_eq!(recorder.saved(), 0);
+        // The disk comes back.
+        std::fs::remove_file(&blocked).unwrap();
+        clock.advance(60.0);
+        recorder.on_frame(&[], &clock);
+        assert_eq!(recorder.pending(), 0);
+        assert_eq!(recorder.saved(), 4);
+        let store = Store::open(&blocked.join("stats.sqlite")).unwrap();
+        let frames: u64 = store
+            .load(i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .map(|i| i.frames)
+            .sum();
+        assert_eq!(
+            frames,
+            3 * 600 + 1,
+            "not a frame lost while the store was away"
+        );
+    }
+}
