@@ -14,6 +14,7 @@ pub mod logging;
 pub mod model;
 pub mod pipeline;
 pub mod stats;
+pub mod systemd;
 pub mod vision;
 
 pub use error::{Error, Result};

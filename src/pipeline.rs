@@ -206,6 +206,8 @@ pub fn run(
     limits: RunLimits,
     stop: &AtomicBool,
 ) -> Result<RunSummary, Error> {
+    let mut systemd = crate::systemd::Notifier::from_env();
+    systemd.ready(&format!("frames from {}", source.describe()));
     let mut summary = RunSummary::default();
     let start = Instant::now();
     let mut fps = FpsMeter::default();
@@ -215,6 +217,7 @@ pub fn run(
         if limits.max_frames.is_some_and(|max| summary.frames >= max) {
             break;
         }
+        systemd.alive(Instant::now());
         let frame = match source.next_frame() {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
@@ -273,6 +276,7 @@ pub fn run(
             faces.len()
         );
     }
+    systemd.stopping();
     if let Some(stats) = stats {
         stats.finish(clock);
     }
