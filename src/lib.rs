@@ -13,6 +13,8 @@ mod error;
 pub mod logging;
 pub mod model;
 pub mod pipeline;
+#[cfg(any(test, feature = "train"))]
+pub mod tflite;
 pub mod vision;
 
 pub use error::{Error, Result};
