@@ -15,6 +15,8 @@ pub mod model;
 pub mod pipeline;
 pub mod stats;
 pub mod systemd;
+#[cfg(any(test, feature = "train"))]
+pub mod tflite;
 pub mod vision;
 
 pub use error::{Error, Result};

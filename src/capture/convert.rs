@@ -61,7 +61,7 @@ pub fn decode_mjpeg(frame: &[u8]) -> Result<RgbImage, String> {
 }
 
 /// Whether the frame ends with the EOI marker, ignoring the zero padding some drivers append.
-fn ends_with_end_of_image(frame: &[u8]) -> bool {
+pub(crate) fn ends_with_end_of_image(frame: &[u8]) -> bool {
     let end = frame.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     end >= 2 && frame[end - 2..end] == [0xFF, EOI]
 }

@@ -14,7 +14,7 @@ use image::RgbImage;
 use std::time::Instant;
 
 /// One decoded camera frame.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Frame {
     /// 8-bit RGB pixels, row-major.
     pub image: RgbImage,
@@ -24,6 +24,17 @@ pub struct Frame {
     pub captured: Instant,
     /// Where it came from: a file name, or the device node.
     pub origin: String,
+}
+
+impl std::fmt::Debug for Frame {
+    // Without the pixels: a failing test should print a line, not megabytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("size", &self.image.dimensions())
+            .field("seq", &self.seq)
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
 
 /// Why a source produced no frame.
