@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// Host tool for agecam: inspects face datasets and runs the device's face pipeline on images.
 /// Training, evaluation, ONNX export and int8 quantization join it as they are built.
 #[derive(Debug, Parser)]
-#[command(name = "agecam-host", version, about, long_about = None)]
+#[command(name = "agecam-host", version)]
 struct Cli {
     /// Configuration file (TOML, as the device uses) for the detector and crop settings.
     #[arg(long, short, global = true, value_name = "FILE", env = "AGECAM_CONFIG")]

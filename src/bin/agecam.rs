@@ -8,7 +8,7 @@ use std::process::ExitCode;
 /// agecam estimates the age and gender of faces seen by a camera, shows them on an attached
 /// display and logs only anonymous counts. Nothing it stores identifies a person.
 #[derive(Debug, Parser)]
-#[command(name = "agecam", version, about, long_about = None)]
+#[command(name = "agecam", version)]
 struct Cli {
     /// Configuration file (TOML; see deploy/agecam.toml for every key). Without it, built-in
     /// defaults are used.
