@@ -172,12 +172,16 @@ pub enum DisplayTarget {
     None,
     /// Write annotated PNG snapshots into `display.png_dir`.
     Png,
+    /// Draw on the Linux framebuffer `display.framebuffer` (HDMI or an fbtft SPI panel).
+    Framebuffer,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DisplayConfig {
     pub target: DisplayTarget,
+    /// With `target = "framebuffer"`: the device node.
+    pub framebuffer: PathBuf,
     pub png_dir: PathBuf,
     /// With `target = "png"`: write one snapshot every this many frames.
     pub png_every: u32,
@@ -187,6 +191,7 @@ impl Default for DisplayConfig {
     fn default() -> Self {
         DisplayConfig {
             target: DisplayTarget::None,
+            framebuffer: PathBuf::from("/dev/fb0"),
             png_dir: PathBuf::from("/var/lib/agecam/snapshots"),
             png_every: 1,
         }

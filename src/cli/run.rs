@@ -167,5 +167,8 @@ fn open_display(config: &Config) -> anyhow::Result<Box<dyn Display>> {
     Ok(match display.target {
         DisplayTarget::None => Box::new(NoDisplay),
         DisplayTarget::Png => Box::new(PngSnapshots::create(&display.png_dir, display.png_every)?),
+        DisplayTarget::Framebuffer => Box::new(crate::display::framebuffer::Framebuffer::open(
+            &display.framebuffer,
+        )?),
     })
 }

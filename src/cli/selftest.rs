@@ -102,6 +102,11 @@ fn check_display(config: &Config) -> Result<String, String> {
                 .map(|()| format!("PNG snapshots: {} is writable", dir.display()))
                 .map_err(|e| format!("PNG snapshots: cannot write into {} ({e})", dir.display()))
         }
+        DisplayTarget::Framebuffer => {
+            crate::display::framebuffer::Framebuffer::open(&config.display.framebuffer)
+                .map(|fb| format!("{} opened", crate::display::Display::describe(&fb)))
+                .map_err(|e| e.to_string())
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Display: one overlay, drawn with `embedded-graphics` onto any `DrawTarget`, and the outputs
 //! that show it. A panel driver is only an adapter; the PNG writer is one such target.
 
+pub mod framebuffer;
 mod overlay;
 mod png;
 
