@@ -85,13 +85,43 @@ impl Default for CameraConfig {
     }
 }
 
+/// Which face detector runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// MediaPipe BlazeFace short-range (a small network run by tract; ~10x faster). Scores are
+    /// probabilities from 0 to 1.
+    Blazeface,
+    /// The SeetaFace cascade (the fallback). Scores are the cascade's own, unbounded scale.
+    Seeta,
+}
+
+impl DetectorKind {
+    /// The score threshold used when `detector.score_threshold` is not set.
+    pub fn default_score_threshold(self) -> f32 {
+        match self {
+            DetectorKind::Blazeface => 0.5,
+            DetectorKind::Seeta => 2.0,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorKind::Blazeface => "blazeface",
+            DetectorKind::Seeta => "seeta",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
+    pub kind: DetectorKind,
     /// Smallest face side, in pixels of the camera frame, that is looked for.
     pub min_face_size: u32,
-    /// Detector score a face must reach (the SeetaFace cascade's scale; 2.0 is its author's default).
-    pub score_threshold: f32,
+    /// Score a face must reach, on the scale of `kind` (see [`DetectorConfig::score_threshold`]);
+    /// `None` takes that detector's default.
+    pub score_threshold: Option<f32>,
     /// At most this many faces per frame, largest first.
     pub max_faces: usize,
     /// Margin added around the detected box on each side, as a fraction of the box side.
@@ -101,11 +131,21 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
+            kind: DetectorKind::Blazeface,
             min_face_size: 40,
-            score_threshold: 2.0,
+            score_threshold: None,
             max_faces: 8,
             crop_margin: 0.25,
         }
+    }
+}
+
+impl DetectorConfig {
+    /// The threshold in force: the configured one, or the detector's default (0.5 for
+    /// BlazeFace's probabilities, 2.0 for the SeetaFace cascade's scores).
+    pub fn score_threshold(&self) -> f32 {
+        self.score_threshold
+            .unwrap_or(self.kind.default_score_threshold())
     }
 }
 
@@ -274,12 +314,23 @@ impl Config {
                 "20 to 2000 pixels",
             );
         }
-        if !d.score_threshold.is_finite() || d.score_threshold < 0.0 {
-            return bad(
-                "detector.score_threshold",
-                d.score_threshold,
-                "a number >= 0",
-            );
+        let threshold = d.score_threshold();
+        match d.kind {
+            DetectorKind::Blazeface if !(0.0..=1.0).contains(&threshold) => {
+                return bad(
+                    "detector.score_threshold",
+                    threshold,
+                    "0.0 to 1.0 (a probability) with detector.kind = \"blazeface\"; SeetaFace's scale needs kind = \"seeta\"",
+                );
+            }
+            DetectorKind::Seeta if !threshold.is_finite() || threshold < 0.0 => {
+                return bad(
+                    "detector.score_threshold",
+                    threshold,
+                    "a number >= 0 with detector.kind = \"seeta\"",
+                );
+            }
+            _ => {}
         }
         if !(1..=64).contains(&d.max_faces) {
             return bad("detector.max_faces", d.max_faces, "1 to 64");
@@ -448,6 +499,39 @@ mod tests {
         assert_eq!(err.key, "stats.unit_id");
         let err = parse("[stats]\ninterval_minutes = 0\n").unwrap_err();
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn score_threshold_default_and_range_follow_the_detector_kind() {
+        let blazeface = parse("").unwrap().detector;
+        assert_eq!(blazeface.kind, DetectorKind::Blazeface);
+        assert_eq!(blazeface.score_threshold(), 0.5);
+        let seeta = parse("[detector]\nkind = \"seeta\"\n").unwrap().detector;
+        assert_eq!(seeta.score_threshold(), 2.0);
+        let seeta = parse("[detector]\nkind = \"seeta\"\nscore_threshold = 3.5\n").unwrap();
+        assert_eq!(seeta.detector.score_threshold(), 3.5);
+
+        // A SeetaFace-scale threshold left over with the BlazeFace default is caught.
+        let err = parse("[detector]\nscore_threshold = 2.0\n").unwrap_err();
+        assert_eq!(err.key, "detector.score_threshold");
+        assert_eq!(err.line, Some(2));
+        let line = err.to_string();
+        assert!(line.contains("found 2, allowed 0.0 to 1.0"), "{line}");
+        assert!(line.contains("kind = \"seeta\""), "{line}");
+        assert!(!line.contains('\n'));
+        let err = parse("[detector]\nkind = \"seeta\"\nscore_threshold = -1\n").unwrap_err();
+        assert!(
+            err.to_string().contains("found -1, allowed a number >= 0"),
+            "{err}"
+        );
+
+        let err = parse("[detector]\nkind = \"haar\"\n").unwrap_err();
+        assert_eq!(err.key, "detector.kind");
+        let line = err.to_string();
+        assert!(
+            line.contains("`blazeface`") && line.contains("`seeta`"),
+            "{line}"
+        );
     }
 
     #[test]

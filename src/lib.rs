@@ -14,6 +14,8 @@ pub mod logging;
 pub mod model;
 pub mod pipeline;
 pub mod stats;
+#[cfg(any(test, feature = "train"))]
+pub mod tflite;
 pub mod vision;
 
 pub use error::{Error, Result};

@@ -5,12 +5,12 @@
 
 use crate::capture::FrameSource;
 use crate::config::Config;
+use crate::config::DetectorKind;
 use crate::display::{Display, Status};
 use crate::model::{AgeGender, AgeGenderModel, Manifest, Role};
 use crate::stats::{Clock, StatsRecorder};
 use crate::vision::crop::crop_face;
-use crate::vision::seeta::SeetaSettings;
-use crate::vision::{FaceBox, FaceDetector, SeetaDetector};
+use crate::vision::{BlazeFaceDetector, DetectorSettings, FaceBox, FaceDetector, SeetaDetector};
 use crate::Error;
 use image::RgbImage;
 use std::path::Path;
@@ -45,23 +45,8 @@ impl Pipeline {
     pub fn load(config: &Config, model_dir: &Path) -> Result<Pipeline, Error> {
         let manifest = Manifest::load(model_dir)?;
         let manifest_file = manifest.dir.join(crate::model::manifest::MANIFEST_FILE);
-        let detector_path =
-            manifest
-                .verified_path(Role::FaceDetector)?
-                .ok_or_else(|| Error::Model {
-                    file: manifest_file.clone(),
-                    problem: "lists no face_detector model; reinstall the models".to_string(),
-                })?;
         let d = &config.detector;
-        let detector = SeetaDetector::load(
-            &detector_path,
-            SeetaSettings {
-                min_face_size: d.min_face_size,
-                score_threshold: d.score_threshold,
-                max_faces: d.max_faces,
-            },
-        )?;
-        log::info!("face detector: {}", detector_path.display());
+        let detector = load_detector(&manifest, d)?;
         // The int8 model is the one made for the device; the float one is its source.
         let model_path = match manifest.verified_path(Role::AgeGenderInt8)? {
             Some(path) => Some(path),
@@ -94,7 +79,7 @@ impl Pipeline {
             }
         };
         Ok(Pipeline {
-            detector: Box::new(detector),
+            detector,
             model,
             crop_margin: d.crop_margin,
         })
@@ -155,6 +140,61 @@ impl Pipeline {
             })
             .collect();
         Ok((results, times))
+    }
+}
+
+/// Loads the detector `config.kind` names, from the manifest's `face_detector` (BlazeFace) or
+/// `face_detector_fallback` (SeetaFace) entry. A models folder from before BlazeFace, whose
+/// manifest lists no BlazeFace model, falls back to SeetaFace with its default threshold.
+pub fn load_detector(
+    manifest: &Manifest,
+    config: &crate::config::DetectorConfig,
+) -> Result<Box<dyn FaceDetector>, Error> {
+    let settings = DetectorSettings {
+        min_face_size: config.min_face_size,
+        score_threshold: config.score_threshold(),
+        max_faces: config.max_faces,
+    };
+    let manifest_file = manifest.dir.join(crate::model::manifest::MANIFEST_FILE);
+    let missing = |role: Role| Error::Model {
+        file: manifest_file.clone(),
+        problem: format!("lists no {} model; reinstall the models", role.name()),
+    };
+    let seeta = |settings: DetectorSettings| -> Result<Box<dyn FaceDetector>, Error> {
+        let path = manifest
+            .verified_path(Role::FaceDetectorFallback)?
+            .ok_or_else(|| missing(Role::FaceDetectorFallback))?;
+        let detector = SeetaDetector::load(&path, settings)?;
+        log::info!(
+            "face detector: SeetaFace {} (score threshold {})",
+            path.display(),
+            settings.score_threshold
+        );
+        Ok(Box::new(detector))
+    };
+    match config.kind {
+        DetectorKind::Seeta => seeta(settings),
+        DetectorKind::Blazeface => match manifest.verified_path(Role::FaceDetector)? {
+            Some(path) => {
+                let detector = BlazeFaceDetector::load(&path, settings)?;
+                log::info!(
+                    "face detector: BlazeFace {} (score threshold {})",
+                    path.display(),
+                    settings.score_threshold
+                );
+                Ok(Box::new(detector))
+            }
+            None => {
+                log::warn!(
+                    "{} lists no face_detector (BlazeFace) model; falling back to SeetaFace with its default threshold",
+                    manifest_file.display()
+                );
+                seeta(DetectorSettings {
+                    score_threshold: DetectorKind::Seeta.default_score_threshold(),
+                    ..settings
+                })
+            }
+        },
     }
 }
 

@@ -43,6 +43,16 @@ enum Command {
     },
     /// Find faces in image files and estimate their age and gender, as the device does.
     Predict(PredictArgs),
+    /// Convert a float TFLite face detector (MediaPipe BlazeFace) into the ONNX file the device
+    /// runs: float16 weights are widened, DEQUANTIZE ops dropped, layouts made NCHW.
+    ConvertDetector {
+        /// The TFLite model, e.g. face_detection_short_range.tflite.
+        #[arg(long, value_name = "FILE")]
+        tflite: PathBuf,
+        /// Where to write the ONNX model.
+        #[arg(long, value_name = "OUT.onnx")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +70,18 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Predict(args) => cli::predict::predict_command(args, cli.config.as_deref()),
+        Command::ConvertDetector { tflite, out } => {
+            let summary = agecam::model::tflite_onnx::convert_file(tflite, out)?;
+            println!(
+                "{}: {} operators ({} DEQUANTIZE folded into float32 weights), sha256 {}",
+                tflite.display(),
+                summary.operators,
+                summary.dequantize_dropped,
+                summary.source_sha256
+            );
+            println!("wrote {} ({} bytes)", out.display(), summary.onnx_bytes);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dataset {
             data,
             format,

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 pub enum Role {
     AgeGenderInt8,
     AgeGenderF32,
+    /// The BlazeFace network (ONNX).
     FaceDetector,
+    /// The SeetaFace cascade, used with `detector.kind = "seeta"`.
+    FaceDetectorFallback,
 }
 
 impl Role {
@@ -23,6 +26,7 @@ impl Role {
             Role::AgeGenderInt8 => "age_gender_int8",
             Role::AgeGenderF32 => "age_gender_f32",
             Role::FaceDetector => "face_detector",
+            Role::FaceDetectorFallback => "face_detector_fallback",
         }
     }
 }

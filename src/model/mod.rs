@@ -4,6 +4,8 @@ pub mod age_gender;
 pub mod manifest;
 #[cfg(any(test, feature = "train"))]
 pub mod onnx_build;
+#[cfg(any(test, feature = "train"))]
+pub mod tflite_onnx;
 
 pub use age_gender::AgeGenderModel;
 pub use manifest::{Manifest, Role};

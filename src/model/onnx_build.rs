@@ -8,6 +8,8 @@ use tract_onnx::pb;
 
 /// ONNX `TensorProto.DataType.FLOAT`.
 const FLOAT: i32 = 1;
+/// ONNX `TensorProto.DataType.INT64` (shapes, pads).
+const INT64: i32 = 7;
 
 /// A graph under construction: nodes, weights, inputs, outputs and model metadata.
 #[derive(Debug, Default)]
@@ -52,6 +54,23 @@ impl GraphBuilder {
             name: name.to_string(),
             dims: dims.to_vec(),
             data_type: FLOAT,
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        self
+    }
+
+    /// An int64 constant tensor, such as the shape of a Reshape or the pads of a Pad.
+    pub fn initializer_i64(&mut self, name: &str, dims: &[i64], values: &[i64]) -> &mut Self {
+        assert_eq!(
+            dims.iter().product::<i64>() as usize,
+            values.len(),
+            "initializer {name}: dims and values disagree"
+        );
+        self.graph.initializer.push(pb::TensorProto {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            data_type: INT64,
             raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ..Default::default()
         });

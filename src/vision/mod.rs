@@ -1,11 +1,14 @@
 //! Vision: finding faces in a frame and cutting them out the way the age/gender model expects.
 //!
-//! Detectors sit behind [`FaceDetector`]; the crop code in [`crop`] is shared with the host
+//! Detectors sit behind [`FaceDetector`]: BlazeFace ([`blazeface`], the default) and the
+//! SeetaFace cascade ([`seeta`], the fallback). The crop code in [`crop`] is shared with the host
 //! tool's training-crop maker so the kiosk and the training set frame faces identically.
 
+pub mod blazeface;
 pub mod crop;
 pub mod seeta;
 
+pub use blazeface::BlazeFaceDetector;
 pub use seeta::SeetaDetector;
 
 use image::RgbImage;
@@ -40,6 +43,16 @@ impl FaceBox {
         let inter = ix * iy;
         inter / (self.area() + other.area() - inter)
     }
+}
+
+/// Settings every detector takes from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectorSettings {
+    /// Smallest face side (the box's longer side), in frame pixels.
+    pub min_face_size: u32,
+    /// Score a face must reach, on the detector's own scale.
+    pub score_threshold: f32,
+    pub max_faces: usize,
 }
 
 /// Anything that finds faces in an RGB frame.

@@ -1,9 +1,11 @@
 //! Face detection with the SeetaFace frontal cascade (`rustface`, BSD-2-Clause).
 //!
-//! The model file is shipped in `models/` and found through the manifest (role `face_detector`),
+//! The fallback detector: slower than BlazeFace (≈60–80 ms per 640×480 frame) but with no
+//! neural network. The model file is shipped in `models/` and found through the manifest
+//! (role `face_detector_fallback`),
 //! so its hash is checked like every other model the device loads.
 
-use super::{largest_faces, FaceBox, FaceDetector};
+use super::{largest_faces, DetectorSettings, FaceBox, FaceDetector};
 use image::RgbImage;
 use std::path::Path;
 
@@ -14,17 +16,12 @@ pub struct SeetaDetector {
     gray: Vec<u8>,
 }
 
-/// Settings the detector takes from the configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct SeetaSettings {
-    pub min_face_size: u32,
-    pub score_threshold: f32,
-    pub max_faces: usize,
-}
-
 impl SeetaDetector {
     /// Loads the cascade from `model_path` (a `seeta_fd_frontal_v1.0.bin` file).
-    pub fn load(model_path: &Path, settings: SeetaSettings) -> Result<SeetaDetector, crate::Error> {
+    pub fn load(
+        model_path: &Path,
+        settings: DetectorSettings,
+    ) -> Result<SeetaDetector, crate::Error> {
         let bytes = std::fs::read(model_path).map_err(|e| crate::Error::Model {
             file: model_path.to_path_buf(),
             problem: format!("cannot read the face detector ({e})"),
@@ -35,7 +32,7 @@ impl SeetaDetector {
         })
     }
 
-    fn from_bytes(bytes: &[u8], settings: SeetaSettings) -> Result<SeetaDetector, String> {
+    fn from_bytes(bytes: &[u8], settings: DetectorSettings) -> Result<SeetaDetector, String> {
         // The cascade reader indexes into what it read, so a damaged file can panic inside it;
         // the sha256 check in the manifest catches damage first, and this catches the rest.
         let model = std::panic::catch_unwind(|| rustface::read_model(bytes))
@@ -114,7 +111,7 @@ mod tests {
 
     #[test]
     fn garbage_model_is_an_error_not_a_panic() {
-        let settings = SeetaSettings {
+        let settings = DetectorSettings {
             min_face_size: 40,
             score_threshold: 2.0,
             max_faces: 4,

@@ -1,0 +1,496 @@
+//! Face detection with MediaPipe's BlazeFace short-range network (Apache-2.0), converted to
+//! ONNX by `agecam-host convert-detector` and run by tract.
+//!
+//! Per frame: the RGB frame is letterboxed into the network's 128×128 input (aspect kept,
+//! centred, black bars; area-averaged downscaling), scaled to [−1, 1], run once, and the 896
+//! anchor outputs are decoded, thresholded, merged by weighted non-maximum suppression and
+//! mapped back to frame pixels. The network was trained for faces within about 2 m of a
+//! selfie/kiosk camera: a face should span at least ~1/12 of the frame's longer side.
+//!
+//! Scores are probabilities (sigmoid of the network's logit), so `detector.score_threshold`
+//! is between 0 and 1 for this detector (MediaPipe uses 0.5).
+
+use super::{largest_faces, DetectorSettings, FaceBox, FaceDetector};
+use image::RgbImage;
+use std::path::{Path, PathBuf};
+use tract_onnx::prelude::*;
+
+/// Side of the network's square input.
+pub const INPUT_SIZE: usize = 128;
+/// Anchors: a 16×16 grid (stride 8) with 2 per cell, then an 8×8 grid (stride 16) with 6.
+pub const ANCHOR_COUNT: usize = 16 * 16 * 2 + 8 * 8 * 6;
+/// Values per anchor in the regressor output: box (dx, dy, w, h) and 6 keypoints (x, y).
+const REGRESSOR_WIDTH: usize = 16;
+/// Overlap above which two candidate boxes are one face.
+pub const NMS_IOU: f32 = 0.3;
+
+/// Anchor centres in input-normalised coordinates (0–1), in the network's output order:
+/// per layer, row by row, column by column, anchor by anchor. BlazeFace's anchors all have
+/// size 1 (MediaPipe's `fixed_anchor_size`), so only the centre matters.
+pub fn anchors() -> Vec<[f32; 2]> {
+    let mut out = Vec::with_capacity(ANCHOR_COUNT);
+    for (stride, per_cell) in [(8usize, 2usize), (16, 6)] {
+        let grid = INPUT_SIZE / stride;
+        for y in 0..grid {
+            for x in 0..grid {
+                let centre = [
+                    (x as f32 + 0.5) / grid as f32,
+                    (y as f32 + 0.5) / grid as f32,
+                ];
+                out.extend(std::iter::repeat_n(centre, per_cell));
+            }
+        }
+    }
+    out
+}
+
+/// A decoded detection in input-normalised coordinates (0–1 over the 128×128 input).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub x: f32,
+    pub y: f32,
+    pub width: f32,
+    pub height: f32,
+    pub score: f32,
+}
+
+impl Candidate {
+    fn iou(&self, other: &Candidate) -> f32 {
+        let as_box = |c: &Candidate| FaceBox {
+            x: c.x,
+            y: c.y,
+            width: c.width,
+            height: c.height,
+            score: c.score,
+        };
+        as_box(self).iou(&as_box(other))
+    }
+}
+
+fn sigmoid(logit: f32) -> f32 {
+    1.0 / (1.0 + (-logit.clamp(-100.0, 100.0)).exp())
+}
+
+/// Decodes the raw outputs (`regressors` [896×16], `classificators` [896]) into the
+/// candidates scoring at least `threshold`. Box centre = anchor + offset/128, size = raw/128.
+pub fn decode(
+    regressors: &[f32],
+    logits: &[f32],
+    anchors: &[[f32; 2]],
+    threshold: f32,
+) -> Vec<Candidate> {
+    let scale = INPUT_SIZE as f32;
+    regressors
+        .chunks_exact(REGRESSOR_WIDTH)
+        .zip(logits)
+        .zip(anchors)
+        .filter_map(|((r, &logit), anchor)| {
+            let score = sigmoid(logit);
+            if score < threshold {
+                return None;
+            }
+            let (cx, cy) = (anchor[0] + r[0] / scale, anchor[1] + r[1] / scale);
+            let (w, h) = (r[2] / scale, r[3] / scale);
+            (w > 0.0 && h > 0.0).then_some(Candidate {
+                x: cx - w / 2.0,
+                y: cy - h / 2.0,
+                width: w,
+                height: h,
+                score,
+            })
+        })
+        .collect()
+}
+
+/// Weighted non-maximum suppression (as MediaPipe's BlazeFace graph does it): the best
+/// remaining candidate and every other overlapping it by more than `iou` make one face, whose
+/// box is their score-weighted mean and whose score is the best one's.
+pub fn weighted_nms(mut candidates: Vec<Candidate>, iou: f32) -> Vec<Candidate> {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut faces = Vec::new();
+    while let Some(best) = candidates.first().copied() {
+        let (group, rest): (Vec<Candidate>, Vec<Candidate>) = candidates
+            .into_iter()
+            .partition(|c| c.iou(&best) > iou || *c == best);
+        let total: f32 = group.iter().map(|c| c.score).sum();
+        let mean = |f: fn(&Candidate) -> f32| -> f32 {
+            group.iter().map(|c| f(c) * c.score).sum::<f32>() / total
+        };
+        faces.push(Candidate {
+            x: mean(|c| c.x),
+            y: mean(|c| c.y),
+            width: mean(|c| c.width),
+            height: mean(|c| c.height),
+            score: best.score,
+        });
+        candidates = rest;
+    }
+    faces
+}
+
+/// Where the frame sits inside the square input: scale (input px per frame px) and offsets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    pub scale: f32,
+    pub left: f32,
+    pub top: f32,
+    /// Size of the frame's image inside the input, in input pixels.
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Letterbox {
+    pub fn new(frame_width: u32, frame_height: u32) -> Letterbox {
+        let longer = frame_width.max(frame_height).max(1) as f32;
+        let scale = INPUT_SIZE as f32 / longer;
+        let width = ((frame_width as f32 * scale).round() as usize).clamp(1, INPUT_SIZE);
+        let height = ((frame_height as f32 * scale).round() as usize).clamp(1, INPUT_SIZE);
+        Letterbox {
+            scale,
+            left: ((INPUT_SIZE - width) / 2) as f32,
+            top: ((INPUT_SIZE - height) / 2) as f32,
+            width,
+            height,
+        }
+    }
+
+    /// A normalised candidate in frame pixels (not yet clipped).
+    fn to_frame(self, c: &Candidate) -> FaceBox {
+        let n = INPUT_SIZE as f32;
+        // The image occupies `width` input pixels for `frame_width` frame pixels.
+        FaceBox {
+            x: (c.x * n - self.left) / self.scale,
+            y: (c.y * n - self.top) / self.scale,
+            width: c.width * n / self.scale,
+            height: c.height * n / self.scale,
+            score: c.score,
+        }
+    }
+}
+
+/// Writes `frame` letterboxed into `out` (NCHW, 3×128×128, values in [−1, 1], bars −1), each
+/// input pixel the area average of the frame pixels it covers.
+fn letterbox_into(frame: &RgbImage, lb: &Letterbox, out: &mut [f32], rows: &mut Vec<f32>) {
+    out.fill(-1.0);
+    let (fw, fh) = frame.dimensions();
+    let (fw, fh) = (fw as usize, fh as usize);
+    let raw = frame.as_raw();
+    // Horizontal pass: every frame row averaged down to `lb.width` columns.
+    rows.clear();
+    rows.resize(fh * lb.width * 3, 0.0);
+    let spans_x = spans(fw, lb.width);
+    for y in 0..fh {
+        let src = &raw[y * fw * 3..(y + 1) * fw * 3];
+        let dst = &mut rows[y * lb.width * 3..(y + 1) * lb.width * 3];
+        for (ox, span) in spans_x.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for &(x, w) in span {
+                for c in 0..3 {
+                    acc[c] += w * src[x * 3 + c] as f32;
+                }
+            }
+            dst[ox * 3..ox * 3 + 3].copy_from_slice(&acc);
+        }
+    }
+    // Vertical pass into the NCHW planes, normalising 0–255 to −1–1.
+    let plane = INPUT_SIZE * INPUT_SIZE;
+    let (left, top) = (lb.left as usize, lb.top as usize);
+    for (oy, span) in spans(fh, lb.height).iter().enumerate() {
+        for ox in 0..lb.width {
+            let mut acc = [0f32; 3];
+            for &(y, w) in span {
+                let p = &rows[(y * lb.width + ox) * 3..];
+                for c in 0..3 {
+                    acc[c] += w * p[c];
+                }
+            }
+            let at = (top + oy) * INPUT_SIZE + left + ox;
+            for c in 0..3 {
+                out[c * plane + at] = acc[c] / 127.5 - 1.0;
+            }
+        }
+    }
+}
+
+/// For each of `to` output cells over `from` source cells: the source cells it covers and
+/// their weights (summing to 1). Upscaling degenerates to nearest neighbour.
+fn spans(from: usize, to: usize) -> Vec<Vec<(usize, f32)>> {
+    let ratio = from as f32 / to as f32;
+    (0..to)
+        .map(|o| {
+            let (start, end) = (o as f32 * ratio, ((o + 1) as f32 * ratio).min(from as f32));
+            if end - start <= 1.0 {
+                let i = ((start + end) / 2.0).floor().min(from as f32 - 1.0) as usize;
+                return vec![(i, 1.0)];
+            }
+            let mut cells = Vec::new();
+            let mut i = start.floor() as usize;
+            while (i as f32) < end && i < from {
+                let covered = (end.min(i as f32 + 1.0) - start.max(i as f32)).max(0.0);
+                if covered > 0.0 {
+                    cells.push((i, covered / (end - start)));
+                }
+                i += 1;
+            }
+            cells
+        })
+        .collect()
+}
+
+/// The BlazeFace short-range detector.
+pub struct BlazeFaceDetector {
+    path: PathBuf,
+    plan: Arc<TypedRunnableModel>,
+    anchors: Vec<[f32; 2]>,
+    settings: DetectorSettings,
+    input: Vec<f32>,
+    rows: Vec<f32>,
+    failed: bool,
+}
+
+impl BlazeFaceDetector {
+    /// Loads and optimises the converted ONNX model at `model_path` (batch of one, 1 thread:
+    /// tract's default executor is single-threaded).
+    pub fn load(
+        model_path: &Path,
+        settings: DetectorSettings,
+    ) -> Result<BlazeFaceDetector, crate::Error> {
+        let model_error = |problem: String| crate::Error::Model {
+            file: model_path.to_path_buf(),
+            problem,
+        };
+        let plan = std::panic::catch_unwind(|| Self::plan(model_path))
+            .map_err(|_| {
+                model_error(
+                    "tract failed on this file (malformed model); reinstall the models".into(),
+                )
+            })?
+            .map_err(model_error)?;
+        Ok(BlazeFaceDetector {
+            path: model_path.to_path_buf(),
+            plan,
+            anchors: anchors(),
+            settings,
+            input: vec![0.0; 3 * INPUT_SIZE * INPUT_SIZE],
+            rows: Vec::new(),
+            failed: false,
+        })
+    }
+
+    fn plan(path: &Path) -> Result<Arc<TypedRunnableModel>, String> {
+        let model = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
+        let n = INPUT_SIZE;
+        let plan = model
+            .with_input_fact(0, f32::fact([1, 3, n, n]).into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| {
+                format!("tract cannot prepare this model for a 1x3x{n}x{n} input ({e:#})")
+            })?;
+        // A model with other outputs is not the short-range BlazeFace the anchors are for.
+        let probe = Tensor::zero::<f32>(&[1, 3, n, n]).map_err(|e| e.to_string())?;
+        let out = plan
+            .run(tvec!(probe.into_tvalue()))
+            .map_err(|e| format!("the model does not run ({e:#})"))?;
+        let shapes: Vec<Vec<usize>> = out.iter().map(|t| t.shape().to_vec()).collect();
+        if shapes.len() != 2
+            || shapes[0] != [1, ANCHOR_COUNT, REGRESSOR_WIDTH]
+            || shapes[1] != [1, ANCHOR_COUNT, 1]
+        {
+            return Err(format!(
+                "outputs have shapes {shapes:?}; BlazeFace short-range gives [1, {ANCHOR_COUNT}, 16] and [1, {ANCHOR_COUNT}, 1]"
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// Runs the network on a frame; the raw outputs (regressors, logits).
+    fn infer(&mut self, frame: &RgbImage) -> Result<(Vec<f32>, Vec<f32>), String> {
+        let lb = Letterbox::new(frame.width(), frame.height());
+        letterbox_into(frame, &lb, &mut self.input, &mut self.rows);
+        let n = INPUT_SIZE;
+        let input = Tensor::from_shape(&[1, 3, n, n], &self.input).map_err(|e| e.to_string())?;
+        let out = self
+            .plan
+            .run(tvec!(input.into_tvalue()))
+            .map_err(|e| format!("{e:#}"))?;
+        let read = |t: &TValue| -> Result<Vec<f32>, String> {
+            Ok(t.try_as_plain_ram()
+                .map_err(|e| e.to_string())?
+                .as_slice::<f32>()
+                .map_err(|e| e.to_string())?
+                .to_vec())
+        };
+        Ok((read(&out[0])?, read(&out[1])?))
+    }
+}
+
+impl FaceDetector for BlazeFaceDetector {
+    fn detect(&mut self, frame: &RgbImage) -> Vec<FaceBox> {
+        let (width, height) = frame.dimensions();
+        if width == 0 || height == 0 {
+            return Vec::new();
+        }
+        let (regressors, logits) = match self.infer(frame) {
+            Ok(out) => out,
+            Err(e) => {
+                if !self.failed {
+                    log::error!(
+                        "face detector {}: inference failed ({e}); no faces this frame",
+                        self.path.display()
+                    );
+                    self.failed = true;
+                }
+                return Vec::new();
+            }
+        };
+        let candidates = decode(
+            &regressors,
+            &logits,
+            &self.anchors,
+            self.settings.score_threshold,
+        );
+        let lb = Letterbox::new(width, height);
+        let min_side = self.settings.min_face_size as f32;
+        let faces = weighted_nms(candidates, NMS_IOU)
+            .iter()
+            .map(|c| {
+                let f = lb.to_frame(c);
+                let x0 = f.x.max(0.0);
+                let y0 = f.y.max(0.0);
+                let x1 = (f.x + f.width).min(width as f32);
+                let y1 = (f.y + f.height).min(height as f32);
+                FaceBox {
+                    x: x0,
+                    y: y0,
+                    width: (x1 - x0).max(0.0),
+                    height: (y1 - y0).max(0.0),
+                    score: f.score,
+                }
+            })
+            .filter(|f| f.width > 0.0 && f.height > 0.0 && f.width.max(f.height) >= min_side)
+            .collect();
+        largest_faces(faces, self.settings.max_faces)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchors_follow_the_two_grids() {
+        let a = anchors();
+        assert_eq!(a.len(), 896);
+        // First cell of the 16×16 grid, twice.
+        assert_eq!(a[0], [0.5 / 16.0, 0.5 / 16.0]);
+        assert_eq!(a[1], a[0]);
+        // Row 0, column 1 of the stride-8 grid.
+        assert_eq!(a[2], [1.5 / 16.0, 0.5 / 16.0]);
+        // Row 1, column 0.
+        assert_eq!(a[32], [0.5 / 16.0, 1.5 / 16.0]);
+        // Last cell of the 16×16 grid, then the 8×8 grid with six per cell.
+        assert_eq!(a[511], [15.5 / 16.0, 15.5 / 16.0]);
+        assert_eq!(a[512], [0.5 / 8.0, 0.5 / 8.0]);
+        assert_eq!(a[517], a[512]);
+        assert_eq!(a[518], [1.5 / 8.0, 0.5 / 8.0]);
+        assert_eq!(a[895], [7.5 / 8.0, 7.5 / 8.0]);
+    }
+
+    #[test]
+    fn decode_places_boxes_on_their_anchors() {
+        let a = anchors();
+        let mut reg = vec![0f32; 896 * 16];
+        let mut logits = vec![-10f32; 896];
+        // Anchor 34 (stride 8, row 1, column 1: centre 1.5/16 = 0.09375): shifted by
+        // (+12.8, −6.4) input px, 32×16 px.
+        reg[34 * 16..34 * 16 + 4].copy_from_slice(&[12.8, -6.4, 32.0, 16.0]);
+        logits[34] = 2.0;
+        // Anchor 600 (stride 16): (600 − 512) / 6 = cell 14 → row 1, column 6.
+        reg[600 * 16 + 2] = 64.0;
+        reg[600 * 16 + 3] = 64.0;
+        logits[600] = 0.0; // probability exactly 0.5
+        logits[0] = 1e9; // clipped, no overflow; but a zero-size box is dropped
+        let got = decode(&reg, &logits, &a, 0.5);
+        assert_eq!(got.len(), 2, "{got:?}");
+        let c = got[0];
+        let (cx, cy) = (0.09375 + 0.1, 0.09375 - 0.05);
+        assert!((c.x - (cx - 0.125)).abs() < 1e-6 && (c.y - (cy - 0.0625)).abs() < 1e-6);
+        assert!((c.width - 0.25).abs() < 1e-6 && (c.height - 0.125).abs() < 1e-6);
+        assert!((c.score - sigmoid(2.0)).abs() < 1e-6);
+        let d = got[1];
+        assert_eq!(
+            [d.x + d.width / 2.0, d.y + d.height / 2.0],
+            [6.5 / 8.0, 1.5 / 8.0]
+        );
+        assert_eq!(d.score, 0.5);
+        assert_eq!(decode(&reg, &logits, &a, 0.6).len(), 1);
+    }
+
+    #[test]
+    fn weighted_nms_merges_overlaps_and_keeps_apart_boxes() {
+        let c = |x: f32, score: f32| Candidate {
+            x,
+            y: 0.0,
+            width: 0.2,
+            height: 0.2,
+            score,
+        };
+        let faces = weighted_nms(vec![c(0.0, 0.6), c(0.02, 0.9), c(0.5, 0.7)], 0.3);
+        assert_eq!(faces.len(), 2);
+        assert_eq!(faces[0].score, 0.9);
+        // Weighted mean of x = 0.02 (0.9) and 0.0 (0.6).
+        assert!((faces[0].x - 0.012).abs() < 1e-6, "{:?}", faces[0]);
+        assert_eq!(faces[1], c(0.5, 0.7));
+        assert!(weighted_nms(vec![], 0.3).is_empty());
+    }
+
+    #[test]
+    fn letterbox_maps_back_to_the_frame() {
+        let lb = Letterbox::new(640, 480);
+        assert_eq!((lb.width, lb.height, lb.left, lb.top), (128, 96, 0.0, 16.0));
+        // The whole image area in input coordinates maps to the whole frame.
+        let whole = Candidate {
+            x: 0.0,
+            y: 16.0 / 128.0,
+            width: 1.0,
+            height: 96.0 / 128.0,
+            score: 1.0,
+        };
+        let f = lb.to_frame(&whole);
+        assert!(f.x.abs() < 1e-3 && f.y.abs() < 1e-3, "{f:?}");
+        assert!((f.width - 640.0).abs() < 1e-3 && (f.height - 480.0).abs() < 1e-3);
+        let tall = Letterbox::new(300, 600);
+        assert_eq!(
+            (tall.width, tall.height, tall.left, tall.top),
+            (64, 128, 32.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn letterboxed_input_averages_and_pads() {
+        // 256×128, left half black, right half white → 128×64 centred vertically.
+        let frame = RgbImage::from_fn(256, 128, |x, _| {
+            if x < 128 {
+                image::Rgb([0, 0, 0])
+            } else {
+                image::Rgb([255, 255, 255])
+            }
+        });
+        let lb = Letterbox::new(256, 128);
+        let mut out = vec![0f32; 3 * 128 * 128];
+        letterbox_into(&frame, &lb, &mut out, &mut Vec::new());
+        let at = |c: usize, y: usize, x: usize| out[c * 128 * 128 + y * 128 + x];
+        assert_eq!(at(0, 0, 100), -1.0, "bar above");
+        assert_eq!(at(1, 32, 10), -1.0, "black");
+        assert!((at(2, 32, 100) - 1.0).abs() < 1e-6, "white");
+        assert_eq!(at(0, 127, 100), -1.0, "bar below");
+        // An odd ratio still sums its weights to one.
+        for span in spans(640, 128).iter().chain(&spans(7, 3)) {
+            let total: f32 = span.iter().map(|(_, w)| w).sum();
+            assert!((total - 1.0).abs() < 1e-5);
+        }
+    }
+}
