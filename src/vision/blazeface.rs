@@ -380,6 +380,126 @@ impl FaceDetector for BlazeFaceDetector {
 mod tests {
     use super::*;
 
+    fn shipped_detector() -> BlazeFaceDetector {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let manifest = crate::model::Manifest::load(&models).unwrap();
+        let path = manifest
+            .verified_path(crate::model::Role::FaceDetector)
+            .unwrap()
+            .unwrap();
+        let settings = DetectorSettings {
+            min_face_size: 40,
+            score_threshold: crate::config::DetectorKind::Blazeface.default_score_threshold(),
+            max_faces: 8,
+        };
+        BlazeFaceDetector::load(&path, settings).unwrap()
+    }
+
+    fn image(relative: &str) -> RgbImage {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/blazeface")
+            .join(relative);
+        image::open(&path).unwrap().to_rgb8()
+    }
+
+    fn face(x: f32, y: f32, width: f32, height: f32) -> FaceBox {
+        FaceBox {
+            x,
+            y,
+            width,
+            height,
+            score: 1.0,
+        }
+    }
+
+    /// Face positions marked by hand (forehead to chin, cheek to cheek); see
+    /// tests/data/blazeface/README.md for the images and how the 640×480 frame was composed.
+    #[test]
+    fn finds_the_bundled_faces_where_they_are() {
+        let mut detector = shipped_detector();
+        let cases: [(&str, &[FaceBox]); 3] = [
+            ("faces/astronaut.jpg", &[face(180.0, 80.0, 90.0, 95.0)]),
+            ("faces/cameraman.jpg", &[face(185.0, 115.0, 75.0, 88.0)]),
+            // The second face there (the cameraman at 60 px, near profile, behind his camera:
+            // face(468, 120, 60, 70)) is beyond the short-range model: it scores 0.34.
+            (
+                "faces/two_faces_640x480.jpg",
+                &[face(94.0, 214.0, 72.0, 76.0)],
+            ),
+        ];
+        for (file, expected) in cases {
+            let found = detector.detect(&image(file));
+            assert_eq!(found.len(), expected.len(), "{file}: {found:?}");
+            for want in expected {
+                let best = found.iter().map(|f| f.iou(want)).fold(0.0, f32::max);
+                assert!(best > 0.5, "{file}: no box near {want:?} in {found:?}");
+            }
+            assert!(
+                found.iter().all(|f| (0.5..=1.0).contains(&f.score)),
+                "{found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn finds_nothing_in_the_bundled_non_face_images() {
+        let mut detector = shipped_detector();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/blazeface/nonfaces");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 5);
+        for file in files {
+            let frame = image::open(&file).unwrap().to_rgb8();
+            let found = detector.detect(&frame);
+            assert!(found.is_empty(), "{}: {found:?}", file.display());
+        }
+        // A cat's face is BlazeFace's borderline case: it scores about 0.50, right at the
+        // threshold. Pin that it does not become a confident face.
+        let cat = detector.detect(&image("animals/chelsea.jpg"));
+        assert!(cat.iter().all(|f| f.score < 0.55), "{cat:?}");
+    }
+
+    #[test]
+    fn max_faces_min_face_size_and_odd_frames() {
+        let mut detector = shipped_detector();
+        detector.settings.min_face_size = 100; // the astronaut's face is ~94 px
+        assert!(detector.detect(&image("faces/astronaut.jpg")).is_empty());
+        detector.settings.min_face_size = 40;
+        detector.settings.score_threshold = 0.2;
+        detector.settings.max_faces = 1;
+        assert_eq!(detector.detect(&image("faces/cameraman.jpg")).len(), 1);
+        assert!(detector.detect(&RgbImage::new(0, 0)).is_empty());
+        assert!(detector.detect(&RgbImage::new(1, 300)).is_empty());
+    }
+
+    #[test]
+    fn a_model_that_is_not_blazeface_is_refused_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.onnx");
+        std::fs::write(
+            &path,
+            crate::model::onnx_build::tests_support::tiny_age_gender_onnx(128),
+        )
+        .unwrap();
+        let settings = shipped_detector().settings;
+        let err = BlazeFaceDetector::load(&path, settings)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("tiny.onnx") && err.contains("BlazeFace"),
+            "{err}"
+        );
+        let err = BlazeFaceDetector::load(&dir.path().join("none.onnx"), settings)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("none.onnx"), "{err}");
+    }
+
     #[test]
     fn anchors_follow_the_two_grids() {
         let a = anchors();
