@@ -2,9 +2,16 @@
 
 use agecam::cli::{self, predict::PredictArgs};
 use agecam::train::dataset::{self, GroupLimits};
+use agecam::train::net::{Arch, NetConfig};
+use agecam::train::trainer::{self, TrainOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// mimalloc for the host tool only: training frees and reallocates hundreds of MB per step,
+/// which glibc malloc handles poorly. The device binary keeps the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Host tool for agecam: inspects face datasets and runs the device's face pipeline on images.
 /// Training, evaluation, ONNX export and int8 quantization join it as they are built.
@@ -53,10 +60,129 @@ enum Command {
         #[arg(long, value_name = "OUT.onnx")]
         out: PathBuf,
     },
+    /// Cut training crops: the device's face detector and crop code over a dataset, cached
+    /// (resumable) as PNG files with a labels.csv.
+    Crops {
+        /// The dataset folder.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        #[arg(long, value_enum)]
+        format: Format,
+        /// The cache folder to fill.
+        #[arg(long, value_name = "CACHE")]
+        out: PathBuf,
+        /// Model folder (manifest.json) with the face detector; default as for `predict`.
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+    },
+    /// Train an age/gender network on a crop cache.
+    Train(TrainArgs),
+    /// Export a checkpoint to ONNX (BatchNorm folded, opset 13) with the device's metadata.
+    Export {
+        /// Checkpoint folder written by `train`.
+        #[arg(long, value_name = "DIR")]
+        checkpoint: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Training/inference throughput of MobileNetV2 on random data (images/s).
+    BenchTrain {
+        #[arg(long, default_value_t = 96)]
+        size: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 1.0)]
+        width: f64,
+        /// `custom` (the fused ops) or `plain` (candle's own conv2d/batch norm, for comparison).
+        #[arg(long, default_value = "custom")]
+        backend: String,
+        /// Inference batches to time (default: --steps).
+        #[arg(long)]
+        infer_steps: Option<usize>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// Crop cache made by `agecam-host crops`.
+    #[arg(long, value_name = "CACHE")]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value = "mobilenetv2")]
+    arch: Arch,
+    #[arg(long, default_value_t = 96)]
+    input_size: usize,
+    /// Width multiplier (MobileNetV2 alpha; channel scale of the scratch CNN).
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Linear warm-up, in steps.
+    #[arg(long, default_value_t = 300)]
+    warmup_steps: usize,
+    /// Gaussian label smoothing of the age target, in years (0 = one-hot).
+    #[arg(long, default_value_t = 2.0)]
+    age_sigma: f32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// ImageNet MobileNetV2 weights (.tflite) to start from.
+    #[arg(long, value_name = "PATH.tflite")]
+    init: Option<PathBuf>,
+    /// Checkpoint folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Continue from the checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    val_split: f64,
+    /// Stop each epoch after this many steps (quick trials).
+    #[arg(long)]
+    max_steps_per_epoch: Option<usize>,
+}
+
+/// Runtime settings that must be in the environment before the allocator and candle start:
+/// * `MIMALLOC_PURGE_DELAY=-1`: keep freed pages instead of returning them to the OS (each
+///   training step frees and reallocates hundreds of MB; re-faulting them is expensive).
+/// * `CANDLE_NUM_THREADS=1`: candle 0.11's spinning thread pool otherwise competes with the
+///   rayon threads of the custom ops on a 2-core machine (it was ~30 % of the CPU time).
+///
+/// If they are unset, the process re-executes itself with them (explicit values are kept).
+fn ensure_training_env() {
+    use std::os::unix::process::CommandExt;
+    let wanted = [("MIMALLOC_PURGE_DELAY", "-1"), ("CANDLE_NUM_THREADS", "1")];
+    if wanted.iter().all(|(k, _)| std::env::var_os(k).is_some()) {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1));
+    for (k, v) in wanted {
+        if std::env::var_os(k).is_none() {
+            cmd.env(k, v);
+        }
+    }
+    let err = cmd.exec();
+    log::warn!("could not re-execute with the training environment ({err}); continuing");
 }
 
 fn main() -> ExitCode {
     agecam::logging::init("info");
+    let training = std::env::args()
+        .nth(1)
+        .is_some_and(|a| a == "train" || a == "bench-train");
+    if training {
+        ensure_training_env();
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -70,6 +196,70 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Predict(args) => cli::predict::predict_command(args, cli.config.as_deref()),
+        Command::Crops {
+            data,
+            format,
+            out,
+            models,
+        } => crops_command(cli.config.as_deref(), data, *format, out, models.as_deref()),
+        Command::Train(a) => {
+            anyhow::ensure!(
+                (0.0..1.0).contains(&a.val_split),
+                "--val-split {} is out of range: give a fraction from 0.0 up to (not including) 1.0",
+                a.val_split
+            );
+            let opts = TrainOptions {
+                net: NetConfig {
+                    arch: a.arch,
+                    input_size: a.input_size,
+                    width: a.width,
+                },
+                epochs: a.epochs,
+                batch: a.batch,
+                lr: a.lr,
+                warmup_steps: a.warmup_steps,
+                age_sigma: a.age_sigma,
+                seed: a.seed,
+                init: a.init.clone(),
+                out: a.out.clone(),
+                resume: a.resume,
+                max_steps_per_epoch: a.max_steps_per_epoch,
+                crop_margin: agecam::config::Config::default().detector.crop_margin,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            trainer::train_from_cache(&opts, &a.data, a.val_split)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { checkpoint, out } => {
+            trainer::export(checkpoint, out)?;
+            println!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchTrain {
+            size,
+            batch,
+            steps,
+            warmup,
+            width,
+            backend,
+            infer_steps,
+        } => {
+            let backend = match backend.as_str() {
+                "custom" => agecam::train::mobilenet_v2::Backend::Custom,
+                "plain" => agecam::train::mobilenet_v2::Backend::Plain,
+                other => anyhow::bail!("--backend {other}: use custom or plain"),
+            };
+            agecam::train::bench::bench_train(
+                *size,
+                *batch,
+                *steps,
+                *warmup,
+                *width,
+                backend,
+                infer_steps.unwrap_or(*steps),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ConvertDetector { tflite, out } => {
             let summary = agecam::model::tflite_onnx::convert_file(tflite, out)?;
             println!(
@@ -116,4 +306,74 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn crops_command(
+    config_file: Option<&std::path::Path>,
+    data: &std::path::Path,
+    format: Format,
+    out: &std::path::Path,
+    models: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let config = cli::load_config(config_file)?;
+    let model_dir = cli::model_dir(models, config_file, &config);
+    let manifest = agecam::model::manifest::Manifest::load(&model_dir)?;
+    let mut detector = agecam::pipeline::load_detector(&manifest, &config.detector)?;
+    let limits = GroupLimits::default();
+    let loaded = match format {
+        Format::Utkface => dataset::load_utkface(data, &limits)?,
+        Format::Kaggle => dataset::load_kaggle(data, "Train")?,
+    };
+    let labelled = loaded
+        .samples
+        .iter()
+        .filter(|s| s.age.is_some() && s.gender.is_some())
+        .count();
+    anyhow::ensure!(
+        labelled > 0,
+        "{} has no images labelled with an age and a gender (training needs both)",
+        data.display()
+    );
+    let bar = indicatif::ProgressBar::new(loaded.samples.len() as u64);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report = agecam::train::crops::make_crops(
+        &loaded.samples,
+        detector.as_mut(),
+        config.detector.crop_margin,
+        out,
+        &|i, r| {
+            bar.set_position(i as u64);
+            if i % 2000 == 0 && i > 0 {
+                log::info!(
+                    "{i}/{}: {} direct, {} padded, {} missed",
+                    r.total,
+                    r.found_direct,
+                    r.found_padded,
+                    r.missed
+                );
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    let done = report.found_direct + report.found_padded;
+    println!("images:            {}", report.total);
+    println!("already cached:    {}", report.cached_before);
+    println!(
+        "face found:        {done} ({} directly, {} only after padding)",
+        report.found_direct, report.found_padded
+    );
+    println!("no face (missed):  {}", report.missed);
+    println!("unreadable:        {}", report.unreadable);
+    let tried = done + report.missed;
+    if tried > 0 {
+        println!(
+            "miss rate:         {:.2}% of all images ({:.2}% before padding)",
+            100.0 * report.missed as f64 / report.total.max(1) as f64,
+            100.0 * (report.missed + report.found_padded) as f64 / tried as f64
+        );
+    }
+    println!("crops in {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }

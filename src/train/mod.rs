@@ -1,4 +1,11 @@
-//! The host tool's side: datasets and (as it lands) training, evaluation, export and
+//! The host tool's side: datasets, training, evaluation, export and (as it lands)
 //! quantization. Compiled only with the `train` feature, so the device build stays small.
 
+pub mod bench;
+pub mod crops;
 pub mod dataset;
+pub mod mobilenet_v2;
+pub mod net;
+pub mod ops;
+pub mod tflite_init;
+pub mod trainer;

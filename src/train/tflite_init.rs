@@ -1,0 +1,395 @@
+//! `--init`: ImageNet MobileNetV2 weights from a TFLite file (e.g. the int8
+//! `mobilenet_v2_1.0_224_quant.tflite`, Apache-2.0) into [`MobileNetV2`]'s variables.
+//!
+//! # Mapping
+//!
+//! The TFLite graph runs its convolutions in network order: stem `CONV_2D`, then for each
+//! inverted-residual block the expansion `CONV_2D` (absent in block 1), the
+//! `DEPTHWISE_CONV_2D` and the projection `CONV_2D`, then the last 1×1 `CONV_2D` (1280), then
+//! the 1×1 `CONV_2D` classifier (1001 ImageNet classes). Our network holds the same 52
+//! convolutions in the same order (`features.0`, `features.1..=17`, `features.18`). So the
+//! k-th conv/depthwise operator of the file initialises our k-th convolution, and its shape must
+//! agree (a mismatch is an error naming the layer). Convolutions the file has beyond ours (the
+//! classifier) are ignored; our age/gender heads keep their random initialisation.
+//!
+//! Layouts: TFLite `CONV_2D` weights are `[out, kh, kw, in]`, `DEPTHWISE_CONV_2D` weights
+//! `[1, kh, kw, channels]`; ours are `[out, in, kh, kw]` and `[channels, 1, kh, kw]`. Values
+//! are dequantized as scale·(q − zero_point), per output channel where the file gives
+//! per-channel scales (the reader's [`crate::tflite::Model::values_f32`]).
+//!
+//! # BatchNorm
+//!
+//! TFLite has no BatchNorm: the converter folded each BN into the conv before it
+//! (w' = w·γ/√(σ²+ε), b' = β − μ·γ/√(σ²+ε)). We cannot unfold it, so we load w' as the conv
+//! weight and choose BN parameters that reproduce the folded layer in eval mode: γ = 1,
+//! β = b', running mean = 0, running variance = 1 (the output is then
+//! (w'·x − 0)/√(1 + ε) + b' ≈ w'·x + b', off by the factor 1/√(1+1e-5)). Training normalises
+//! with batch statistics anyway, so this is a starting point for fine-tuning, not an exact copy.
+//! (TFLite also pads stride-2 convs "SAME" — one pixel at the bottom/right only — where we pad
+//! one pixel on every side; fine-tuning absorbs the half-pixel shift.)
+
+use super::mobilenet_v2::{ConvBn, Kind, MobileNetV2, Norm};
+use crate::tflite::{Builtin, Model};
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::{Device, Tensor};
+
+/// One convolution read from the file, in our layout.
+#[derive(Debug, Clone)]
+pub struct TfliteConv {
+    pub depthwise: bool,
+    /// Our layout: `[out, in, kh, kw]` (`in` = 1 for depthwise).
+    pub dims: [usize; 4],
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// The convolutions of the first subgraph, in operator order, converted to our layout.
+pub fn read_convs(model: &Model) -> Result<Vec<TfliteConv>> {
+    let sg = model
+        .subgraphs
+        .first()
+        .context("the TFLite file has no subgraph")?;
+    let mut out = Vec::new();
+    for (i, op) in sg.operators.iter().enumerate() {
+        let depthwise = match model.builtin(op) {
+            Builtin::Conv2d => false,
+            Builtin::DepthwiseConv2d => true,
+            _ => continue,
+        };
+        let what = || {
+            format!(
+                "operator {i} ({})",
+                if depthwise {
+                    "DEPTHWISE_CONV_2D"
+                } else {
+                    "CONV_2D"
+                }
+            )
+        };
+        ensure!(op.inputs.len() >= 2, "{} has no weight input", what());
+        let wt = sg.tensor(op.inputs[1])?;
+        let w = model
+            .values_f32(wt)?
+            .with_context(|| format!("{}: weight tensor `{}` has no data", what(), wt.name))?;
+        let s: Vec<usize> = wt.shape.iter().map(|d| *d as usize).collect();
+        ensure!(
+            s.len() == 4,
+            "{}: weight `{}` has shape {:?}, not 4-D",
+            what(),
+            wt.name,
+            wt.shape
+        );
+        let (o, kh, kw, inn) = (s[0], s[1], s[2], s[3]);
+        let (dims, weight) = if depthwise {
+            // [1, kh, kw, c] → [c, 1, kh, kw]
+            ensure!(o == 1, "{}: depthwise multiplier {o} is not 1", what());
+            let c = inn;
+            let mut v = vec![0f32; c * kh * kw];
+            for y in 0..kh {
+                for x in 0..kw {
+                    for ch in 0..c {
+                        v[(ch * kh + y) * kw + x] = w[(y * kw + x) * c + ch];
+                    }
+                }
+            }
+            ([c, 1, kh, kw], v)
+        } else {
+            // [o, kh, kw, i] → [o, i, kh, kw]
+            let mut v = vec![0f32; o * inn * kh * kw];
+            for oc in 0..o {
+                for y in 0..kh {
+                    for x in 0..kw {
+                        for ic in 0..inn {
+                            v[((oc * inn + ic) * kh + y) * kw + x] =
+                                w[((oc * kh + y) * kw + x) * inn + ic];
+                        }
+                    }
+                }
+            }
+            ([o, inn, kh, kw], v)
+        };
+        let bias = match op.inputs.get(2).copied().filter(|b| *b >= 0) {
+            Some(b) => model
+                .values_f32(sg.tensor(b)?)?
+                .with_context(|| format!("{}: bias tensor has no data", what()))?,
+            None => vec![0.0; dims[0]],
+        };
+        ensure!(
+            bias.len() == dims[0],
+            "{}: bias has {} values for {} channels",
+            what(),
+            bias.len(),
+            dims[0]
+        );
+        out.push(TfliteConv {
+            depthwise,
+            dims,
+            weight,
+            bias,
+        });
+    }
+    Ok(out)
+}
+
+/// The 52 convolutions of `net` in network order, with their variable-name prefixes.
+fn convs_in_order(net: &MobileNetV2) -> Vec<(String, &ConvBn)> {
+    let mut v = vec![("features.0".to_string(), &net.stem)];
+    for (b, block) in net.blocks.iter().enumerate() {
+        for (j, l) in block.layers.iter().enumerate() {
+            v.push((format!("features.{}.conv[{j}]", b + 1), l));
+        }
+    }
+    v.push((format!("features.{}", net.blocks.len() + 1), &net.last));
+    v
+}
+
+/// Sets `net`'s conv weights and BN parameters from `convs` (see the module docs); returns
+/// how many convolutions were loaded. Errors name the first layer whose shape disagrees.
+pub fn apply(net: &MobileNetV2, convs: &[TfliteConv]) -> Result<usize> {
+    let ours = convs_in_order(net);
+    ensure!(
+        convs.len() >= ours.len(),
+        "the TFLite file has {} convolutions, MobileNetV2 (width {}) needs {}: is it a MobileNetV2?",
+        convs.len(),
+        net.config.width_mult,
+        ours.len()
+    );
+    // Check every shape before changing anything.
+    for (k, ((name, l), c)) in ours.iter().zip(convs).enumerate() {
+        let want = l.w.dims();
+        let kind_ok = matches!(l.kind, Kind::Depthwise { .. }) == c.depthwise;
+        if !kind_ok || want != c.dims {
+            bail!(
+                "TFLite convolution #{k} ({}, weight {:?}) does not fit our layer {name} ({}, weight {want:?}); \
+                 is the file a MobileNetV2 of width {}?",
+                if c.depthwise { "depthwise" } else { "conv" },
+                c.dims,
+                if matches!(l.kind, Kind::Depthwise { .. }) { "depthwise" } else { "conv" },
+                net.config.width_mult
+            );
+        }
+    }
+    let dev = Device::Cpu;
+    for ((_, l), c) in ours.iter().zip(convs) {
+        let Norm::Custom(bn) = &l.norm else {
+            bail!("--init needs the custom-op network");
+        };
+        let n = c.dims[0];
+        let w = candle_core::Var::from_tensor(&l.w)?;
+        w.set(&Tensor::from_vec(c.weight.clone(), c.dims.to_vec(), &dev)?)?;
+        bn.gamma
+            .set(&Tensor::ones(n, candle_core::DType::F32, &dev)?)?;
+        bn.beta.set(&Tensor::from_vec(c.bias.clone(), n, &dev)?)?;
+        bn.running_mean
+            .set(&Tensor::zeros(n, candle_core::DType::F32, &dev)?)?;
+        bn.running_var
+            .set(&Tensor::ones(n, candle_core::DType::F32, &dev)?)?;
+    }
+    Ok(ours.len())
+}
+
+/// Reads `path` and initialises `net` from it; returns (loaded, convolutions in the file).
+pub fn init_from_file(net: &MobileNetV2, path: &std::path::Path) -> Result<(usize, usize)> {
+    let model = Model::read_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let convs = read_convs(&model).with_context(|| format!("reading {}", path.display()))?;
+    let loaded = apply(net, &convs).with_context(|| format!("--init {}", path.display()))?;
+    Ok((loaded, convs.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tflite::{Operator, OperatorCode, Options, Quantization, Subgraph, TensorType};
+    use crate::train::mobilenet_v2::{Backend, Config};
+
+    fn small() -> (candle_nn::VarMap, MobileNetV2) {
+        let cfg = Config {
+            width_mult: 0.35,
+            input_size: 32,
+            ..Config::default()
+        };
+        MobileNetV2::with_varmap(cfg, Backend::Custom, &Device::Cpu).unwrap()
+    }
+
+    /// A TFLite model in memory holding int8 (per-channel) convolutions shaped like `net`'s,
+    /// plus a classifier conv at the end, as the real file has. Weight value of element e of
+    /// conv k (in TFLite layout) is q = (e + k) % 7 − 3 with scale 0.01·(channel + 1).
+    fn fake_tflite(net: &MobileNetV2, drop: Option<usize>) -> Model {
+        let mut shapes: Vec<(bool, [usize; 4])> = convs_in_order(net)
+            .iter()
+            .map(|(_, l)| {
+                let d = l.w.dims();
+                (
+                    matches!(l.kind, Kind::Depthwise { .. }),
+                    [d[0], d[1], d[2], d[3]],
+                )
+            })
+            .collect();
+        shapes.push((false, [1001, shapes.last().unwrap().1[0], 1, 1]));
+        if let Some(k) = drop {
+            shapes.remove(k);
+        }
+        let mut model = Model {
+            version: 3,
+            description: "fake".into(),
+            operator_codes: vec![
+                OperatorCode {
+                    builtin: Builtin::Conv2d,
+                    custom: None,
+                    version: 1,
+                },
+                OperatorCode {
+                    builtin: Builtin::DepthwiseConv2d,
+                    custom: None,
+                    version: 1,
+                },
+            ],
+            subgraphs: vec![Subgraph {
+                name: "main".into(),
+                tensors: vec![],
+                inputs: vec![],
+                outputs: vec![],
+                operators: vec![],
+            }],
+            buffers: vec![vec![]],
+        };
+        for (k, (dw, [o, i, kh, kw])) in shapes.iter().enumerate() {
+            let (tshape, channels, qdim) = if *dw {
+                (vec![1, *kh as i32, *kw as i32, *o as i32], *o, 3)
+            } else {
+                (vec![*o as i32, *kh as i32, *kw as i32, *i as i32], *o, 0)
+            };
+            let n = o * i * kh * kw;
+            let q: Vec<u8> = (0..n).map(|e| (((e + k) % 7) as i8 - 3) as u8).collect();
+            let bias: Vec<u8> = (0..channels)
+                .flat_map(|c| (c as i32 * 10 - 5).to_le_bytes())
+                .collect();
+            let sg = &mut model.subgraphs[0];
+            let base = sg.tensors.len() as i32;
+            model.buffers.push(q);
+            model.buffers.push(bias);
+            let scales: Vec<f32> = (0..channels).map(|c| 0.01 * (c + 1) as f32).collect();
+            sg.tensors.push(crate::tflite::Tensor {
+                name: format!("w{k}"),
+                shape: tshape,
+                dtype: TensorType::Int8,
+                buffer: model.buffers.len() - 2,
+                quantization: Some(Quantization {
+                    scale: scales.clone(),
+                    zero_point: vec![0; channels],
+                    quantized_dimension: qdim,
+                    ..Default::default()
+                }),
+                is_variable: false,
+            });
+            sg.tensors.push(crate::tflite::Tensor {
+                name: format!("b{k}"),
+                shape: vec![channels as i32],
+                dtype: TensorType::Int32,
+                buffer: model.buffers.len() - 1,
+                quantization: Some(Quantization {
+                    scale: vec![0.001; channels],
+                    zero_point: vec![0; channels],
+                    quantized_dimension: 0,
+                    ..Default::default()
+                }),
+                is_variable: false,
+            });
+            sg.operators.push(Operator {
+                opcode_index: usize::from(*dw),
+                inputs: vec![-1, base, base + 1],
+                outputs: vec![],
+                options: Options::Other(0),
+            });
+        }
+        model
+    }
+
+    #[test]
+    fn maps_dequantizes_and_transposes_every_conv() {
+        let (_vm, net) = small();
+        let model = fake_tflite(&net, None);
+        let convs = read_convs(&model).unwrap();
+        assert_eq!(convs.len(), 53);
+        assert_eq!(apply(&net, &convs).unwrap(), 52);
+        // Stem conv (k = 0, not depthwise): ours[o][i][y][x] = tflite[o][y][x][i].
+        let w = net.stem.w.to_vec3::<f32>().ok();
+        assert!(w.is_none()); // 4-D
+        let d = net.stem.w.dims().to_vec();
+        let ours = net.stem.w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (o, i, kh, kw) = (d[0], d[1], d[2], d[3]);
+        for (oc, ic, y, x) in [(0, 0, 0, 0), (1, 2, 1, 0), (o - 1, i - 1, kh - 1, kw - 1)] {
+            let e = ((oc * kh + y) * kw + x) * i + ic;
+            let q = (e % 7) as f32 - 3.0;
+            let want = 0.01 * (oc + 1) as f32 * q;
+            let got = ours[((oc * i + ic) * kh + y) * kw + x];
+            assert!(
+                (got - want).abs() < 1e-6,
+                "stem[{oc},{ic},{y},{x}] {got} vs {want}"
+            );
+        }
+        // Block 1's depthwise (k = 1): ours[c][0][y][x] = tflite[0][y][x][c].
+        let dw = &net.blocks[0].layers[0];
+        let c_n = dw.w.dims()[0];
+        let ours = dw.w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (c, y, x) in [(0, 0, 0), (3, 2, 1), (c_n - 1, 2, 2)] {
+            let e = (y * 3 + x) * c_n + c;
+            let want = 0.01 * (c + 1) as f32 * (((e + 1) % 7) as f32 - 3.0);
+            assert!((ours[(c * 3 + y) * 3 + x] - want).abs() < 1e-6);
+        }
+        // BN: gamma 1, beta = folded bias, mean 0, var 1.
+        let Norm::Custom(bn) = &net.last.norm else {
+            panic!()
+        };
+        let beta = bn.beta.to_vec1::<f32>().unwrap();
+        assert!((beta[3] - 0.001 * 25.0).abs() < 1e-6);
+        assert_eq!(bn.gamma.to_vec1::<f32>().unwrap()[7], 1.0);
+        assert_eq!(bn.running_mean.to_vec1::<f32>().unwrap()[7], 0.0);
+        assert_eq!(bn.running_var.to_vec1::<f32>().unwrap()[7], 1.0);
+    }
+
+    #[test]
+    fn a_missing_or_misshapen_conv_is_an_error_naming_the_layer() {
+        let (_vm, net) = small();
+        let before = net.stem.w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let model = fake_tflite(&net, Some(5));
+        let err = apply(&net, &read_convs(&model).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("#5") && err.contains("features."), "{err}");
+        // Nothing was changed.
+        assert_eq!(
+            before,
+            net.stem.w.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        let (_vm, wide) = MobileNetV2::with_varmap(
+            Config {
+                width_mult: 1.0,
+                input_size: 32,
+                ..Config::default()
+            },
+            Backend::Custom,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let err = apply(&wide, &read_convs(&model).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("#0"), "{err}");
+    }
+
+    /// The real ImageNet file, when it is present (it is not in the repository).
+    #[test]
+    fn real_mobilenet_v2_file_loads_when_present() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/data/pretrained/mobilenet_v2_1.0_224_quant.tflite");
+        if !path.exists() {
+            eprintln!("skipped: {} is absent", path.display());
+            return;
+        }
+        let (_vm, net) =
+            MobileNetV2::with_varmap(Config::default(), Backend::Custom, &Device::Cpu).unwrap();
+        let (loaded, in_file) = init_from_file(&net, &path).unwrap();
+        assert_eq!((loaded, in_file), (52, 53));
+    }
+}
