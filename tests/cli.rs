@@ -36,11 +36,29 @@ fn data(path: &str) -> PathBuf {
 #[test]
 fn help_names_every_subcommand_and_version_prints() {
     let help = text(&run_ok(agecam().arg("--help")).stdout);
-    assert!(help.starts_with("agecam estimates the age and gender"), "{help}");
-    for word in ["run", "predict", "selftest", "bench", "stats", "check-config", "--config"] {
+    assert!(
+        help.starts_with("agecam estimates the age and gender"),
+        "{help}"
+    );
+    for word in [
+        "run",
+        "predict",
+        "selftest",
+        "bench",
+        "stats",
+        "check-config",
+        "--config",
+    ] {
         assert!(help.contains(word), "{word} missing from:\n{help}");
     }
-    for sub in ["run", "predict", "selftest", "bench", "stats", "check-config"] {
+    for sub in [
+        "run",
+        "predict",
+        "selftest",
+        "bench",
+        "stats",
+        "check-config",
+    ] {
         let help = text(&run_ok(agecam().args([sub, "--help"])).stdout);
         assert!(
             help.lines().count() > 3,
