@@ -166,6 +166,22 @@ pub fn tls_config(ca_file: &std::path::Path) -> anyhow::Result<Arc<rustls::Clien
     Ok(Arc::new(config))
 }
 
+/// One round in the calling thread: connects if anything is unsent, sends it all, marks each
+/// interval sent on its PUBACK. Returns how many were acknowledged, or the problem as one line
+/// (e.g. the broker's refusal). For checks and tests; the daemon uses [`Pusher`].
+pub fn send_pending(settings: &PushSettings) -> Result<usize, String> {
+    let (_tx, rx) = mpsc::channel();
+    let mut worker = Worker {
+        settings: settings.clone(),
+        rx,
+        stopping: Arc::new(AtomicBool::new(false)),
+        socket: Arc::new(Mutex::new(None)),
+        store: None,
+        down: false,
+    };
+    worker.round().map_err(|e| e.to_string())
+}
+
 /// Plain TCP or TLS over TCP.
 enum Transport {
     Plain(TcpStream),
