@@ -46,6 +46,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub display: DisplayConfig,
     pub stats: StatsConfig,
+    pub push: PushConfig,
 }
 
 /// Where frames come from.
@@ -256,6 +257,132 @@ impl StatsConfig {
     }
 }
 
+/// Optional push of finished statistics intervals to an MQTT broker (see `crate::push`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    pub enabled: bool,
+    /// Broker host name or IP address; required when enabled.
+    pub host: String,
+    /// Broker port; `None` is 1883, or 8883 with `tls`.
+    pub port: Option<u16>,
+    /// Messages go to `<topic_prefix>/<unit_id>/intervals`.
+    pub topic_prefix: String,
+    pub username: Option<String>,
+    /// File holding the password (first line); read at start, so the secret never sits in
+    /// the main configuration.
+    pub password_file: Option<PathBuf>,
+    pub tls: bool,
+    /// PEM file of the CA certificate(s) the broker's certificate must chain to; required
+    /// with `tls`.
+    pub ca_file: Option<PathBuf>,
+    /// Seconds between attempts while the broker cannot be reached.
+    pub retry_seconds: u32,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            enabled: false,
+            host: String::new(),
+            port: None,
+            topic_prefix: "agecam".into(),
+            username: None,
+            password_file: None,
+            tls: false,
+            ca_file: None,
+            retry_seconds: 30,
+        }
+    }
+}
+
+impl PushConfig {
+    /// The port in force: the configured one, else 1883 (8883 with TLS).
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(if self.tls { 8883 } else { 1883 })
+    }
+
+    /// `<topic_prefix>/<unit_id>/intervals`.
+    pub fn topic(&self, unit_id: &str) -> String {
+        format!("{}/{unit_id}/intervals", self.topic_prefix)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        fn bad(key: &str, found: impl fmt::Display, allowed: &str) -> Result<(), (String, String)> {
+            Err((key.to_string(), format!("found {found}, allowed {allowed}")))
+        }
+        if self.port == Some(0) {
+            return bad("push.port", 0, "1 to 65535");
+        }
+        let host_ok = self.host.len() <= 253
+            && self
+                .host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:_[]".contains(c));
+        if !host_ok {
+            return bad(
+                "push.host",
+                format!("{:?}", self.host),
+                "a host name or IP address (letters, digits, '-', '.', ':')",
+            );
+        }
+        if self.enabled && self.host.is_empty() {
+            return bad(
+                "push.host",
+                "nothing",
+                "the broker's host name or IP address (required with push.enabled = true)",
+            );
+        }
+        let prefix = &self.topic_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 200
+            || prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || prefix.contains("//")
+            || prefix
+                .chars()
+                .any(|c| c.is_control() || c == '+' || c == '#')
+        {
+            return bad(
+                "push.topic_prefix",
+                format!("{prefix:?}"),
+                "1 to 200 bytes of MQTT topic levels such as \"agecam\" or \"acme/kiosks\" (no '+', '#', control characters, or empty levels)",
+            );
+        }
+        if let Some(user) = &self.username {
+            if user.is_empty() || user.len() > 1024 || user.chars().any(char::is_control) {
+                return bad(
+                    "push.username",
+                    format!("{user:?}"),
+                    "1 to 1024 bytes without control characters",
+                );
+            }
+        }
+        if self.password_file.is_some() && self.username.is_none() {
+            return bad(
+                "push.username",
+                "nothing",
+                "a user name whenever push.password_file is set (MQTT sends a password only with a user name)",
+            );
+        }
+        if self.tls && self.ca_file.is_none() {
+            return bad(
+                "push.ca_file",
+                "nothing",
+                "a PEM file of the broker's CA certificate (required with push.tls = true)",
+            );
+        }
+        if !(1..=86_400).contains(&self.retry_seconds) {
+            return bad(
+                "push.retry_seconds",
+                self.retry_seconds,
+                "1 to 86400 seconds",
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -397,7 +524,7 @@ impl Config {
                 "up to 64 letters, digits, '-', '_' or '.'",
             );
         }
-        Ok(())
+        self.push.validate()
     }
 }
 
@@ -504,6 +631,87 @@ mod tests {
         assert_eq!(err.key, "stats.unit_id");
         let err = parse("[stats]\ninterval_minutes = 0\n").unwrap_err();
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn push_settings_default_and_are_checked() {
+        let push = parse("").unwrap().push;
+        assert!(!push.enabled);
+        assert_eq!(push.port(), 1883);
+        assert_eq!(push.topic("hall"), "agecam/hall/intervals");
+        assert_eq!(push.retry_seconds, 30);
+        let tls = parse("[push]\ntls = true\nca_file = \"/etc/agecam/ca.pem\"\n")
+            .unwrap()
+            .push;
+        assert_eq!(tls.port(), 8883);
+        let ok = parse(
+            "[push]\nenabled = true\nhost = \"mqtt.example.org\"\nport = 1884\nusername = \"kiosk\"\npassword_file = \"/etc/agecam/mqtt-password\"\ntopic_prefix = \"acme/kiosks\"\n",
+        )
+        .unwrap()
+        .push;
+        assert_eq!(ok.port(), 1884);
+        assert_eq!(ok.topic("hall"), "acme/kiosks/hall/intervals");
+
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[push]\nenabled = true\n",
+                "push.host",
+                "required with push.enabled",
+            ),
+            ("[push]\nhost = \"a b\"\n", "push.host", "\"a b\""),
+            (
+                "[push]\nport = 0\n",
+                "push.port",
+                "found 0, allowed 1 to 65535",
+            ),
+            ("[push]\nport = 70000\n", "push.port", "70000"),
+            (
+                "[push]\ntopic_prefix = \"a/#\"\n",
+                "push.topic_prefix",
+                "\"a/#\"",
+            ),
+            (
+                "[push]\ntopic_prefix = \"\"\n",
+                "push.topic_prefix",
+                "found \"\"",
+            ),
+            (
+                "[push]\ntopic_prefix = \"a/\"\n",
+                "push.topic_prefix",
+                "empty levels",
+            ),
+            (
+                "[push]\npassword_file = \"/p\"\n",
+                "push.username",
+                "push.password_file",
+            ),
+            (
+                "[push]\ntls = true\n",
+                "push.ca_file",
+                "required with push.tls",
+            ),
+            (
+                "[push]\nretry_seconds = 0\n",
+                "push.retry_seconds",
+                "found 0, allowed 1 to 86400",
+            ),
+            ("[push]\ntls = \"yes\"\n", "push.tls", "\"yes\""),
+            (
+                "[push]\npasword_file = \"/p\"\n",
+                "push",
+                "unknown field `pasword_file`",
+            ),
+        ];
+        for (text, key, expected) in cases {
+            let err = parse(text).unwrap_err();
+            let line = err.to_string();
+            assert!(err.key == *key || line.contains(key), "{text}: {line}");
+            assert!(line.contains(expected), "{text}: {line}");
+            assert!(line.starts_with("config /etc/agecam/agecam.toml"), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+        }
+        let err = parse("[push]\nenabled = true\n\nretry_seconds = 0\nhost = \"h\"\n").unwrap_err();
+        assert_eq!(err.line, Some(4), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod error;
 pub mod logging;
 pub mod model;
 pub mod pipeline;
+pub mod push;
 pub mod stats;
 pub mod systemd;
 #[cfg(any(test, feature = "train"))]

@@ -5,6 +5,7 @@ use crate::capture::{demo_frames, FrameSource, StillImages};
 use crate::config::{CameraSource, Config, DisplayTarget, StatsConfig};
 use crate::display::{Display, NoDisplay, PngSnapshots};
 use crate::pipeline::{run, Pipeline, RunLimits};
+use crate::push::{PushSettings, Pusher};
 use crate::stats::aggregate::AgeBuckets;
 use crate::stats::privacy::PrivacySettings;
 use crate::stats::tracker::TrackerSettings;
@@ -76,6 +77,11 @@ pub fn run_command(
     let database = settings.database.clone();
     let mut stats = StatsRecorder::new(settings, SystemClock.wall());
     log::info!("statistics: {}", database.display());
+    let pusher = start_push(args, config)?;
+    if let Some(pusher) = &pusher {
+        let waker = pusher.waker();
+        stats.notify_on_save(move || waker.wake());
+    }
 
     let limits = RunLimits {
         max_frames: args.max_frames,
@@ -88,7 +94,13 @@ pub fn run_command(
         &SystemClock,
         limits,
         &stop,
-    )?;
+    );
+    // Stop the push thread before reporting, whatever the run's outcome: unsent intervals stay
+    // in the store and go out at the next start.
+    if let Some(pusher) = pusher {
+        pusher.stop();
+    }
+    let summary = summary?;
     log::info!(
         "{} frames ({} skipped as unreadable, {} camera faults), {} faces, {:.1} fps; detection {:.1} ms/frame, age/gender {:.1} ms/frame",
         summary.frames,
@@ -119,6 +131,23 @@ pub fn run_command(
         )?;
     }
     Ok(())
+}
+
+/// Starts the fleet push when `push.enabled` (never for `--demo`, whose made-up statistics
+/// must not reach a fleet).
+fn start_push(args: &RunArgs, config: &Config) -> anyhow::Result<Option<Pusher>> {
+    if args.demo {
+        if config.push.enabled {
+            log::info!("--demo: the fleet push ([push]) is not started");
+        }
+        return Ok(None);
+    }
+    let Some(settings) = PushSettings::from_config(config)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        Pusher::start(settings).context("cannot start the fleet push thread")?,
+    ))
 }
 
 /// Frames per demo still: about a second of a person in view at kiosk frame rates.

@@ -1,6 +1,6 @@
 //! `stats export`: the stored intervals, k-anonymous, as CSV or JSON lines.
 
-use crate::stats::privacy::{publish, PrivacySettings, PublishedInterval};
+use crate::stats::privacy::{publish, rfc3339, to_json, PrivacySettings, PublishedInterval};
 use crate::stats::store::Store;
 use anyhow::Context;
 use std::io::Write;
@@ -49,12 +49,6 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
         .as_second())
 }
 
-fn rfc3339(unix: i64) -> String {
-    jiff::Timestamp::from_second(unix)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| unix.to_string())
-}
-
 /// Writes every interval in [since, until) from `database`.
 pub fn export(
     database: &Path,
@@ -78,8 +72,7 @@ pub fn export(
         let published = publish(interval, privacy);
         match format {
             ExportFormat::Json => {
-                serde_json::to_writer(&mut *out, &JsonInterval::from(&published))?;
-                writeln!(out)?;
+                writeln!(out, "{}", to_json(&published))?;
             }
             ExportFormat::Csv => write_csv(out, &published)?,
         }
@@ -110,25 +103,6 @@ fn write_csv(out: &mut dyn Write, p: &PublishedInterval) -> std::io::Result<()> 
         )?;
     }
     Ok(())
-}
-
-/// The JSON form: the published interval with readable times.
-#[derive(serde::Serialize)]
-struct JsonInterval<'a> {
-    #[serde(flatten)]
-    interval: &'a PublishedInterval,
-    start_time: String,
-    end_time: String,
-}
-
-impl<'a> From<&'a PublishedInterval> for JsonInterval<'a> {
-    fn from(interval: &'a PublishedInterval) -> Self {
-        JsonInterval {
-            interval,
-            start_time: rfc3339(interval.start),
-            end_time: rfc3339(interval.end),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ pub struct StatsRecorder {
     /// Whether the current store outage has been logged.
     outage_logged: bool,
     saved: u64,
+    /// Called after intervals were saved (wakes the fleet push).
+    on_saved: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl StatsRecorder {
@@ -80,6 +82,7 @@ impl StatsRecorder {
             pending: VecDeque::new(),
             outage_logged: false,
             saved: 0,
+            on_saved: None,
             settings,
         };
         recorder.ensure_store();
@@ -156,6 +159,11 @@ impl StatsRecorder {
         }
     }
 
+    /// Calls `f` whenever finished intervals have been saved (e.g. [`crate::push::Waker::wake`]).
+    pub fn notify_on_save(&mut self, f: impl FnMut() + Send + 'static) {
+        self.on_saved = Some(Box::new(f));
+    }
+
     /// Intervals waiting for the store to become writable.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -185,6 +193,7 @@ impl StatsRecorder {
         let Some(store) = self.store.as_mut() else {
             return;
         };
+        let saved_before = self.saved;
         while let Some(interval) = self.pending.front() {
             match store.save(interval) {
                 Ok(()) => {
@@ -203,9 +212,17 @@ impl StatsRecorder {
                     // Reopen next time: the file may have been replaced or remounted.
                     self.store = None;
                     self.note_outage(&problem);
-                    return;
+                    break;
                 }
             }
+        }
+        if self.saved > saved_before {
+            if let Some(notify) = self.on_saved.as_mut() {
+                notify();
+            }
+        }
+        if self.store.is_none() {
+            return;
         }
         if let (Some(retention), Some(store)) = (self.settings.retention_s, self.store.as_mut()) {
             if let Err(e) = store.prune_before(now as i64 - retention) {

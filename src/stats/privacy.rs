@@ -116,6 +116,33 @@ pub fn publish_with(
     }
 }
 
+/// An interval's JSON form: the published interval with readable UTC times, on one line.
+/// This is both what `agecam stats export --format json` prints per interval and the payload
+/// of one fleet-push message.
+pub fn to_json(interval: &PublishedInterval) -> String {
+    #[derive(serde::Serialize)]
+    struct JsonInterval<'a> {
+        #[serde(flatten)]
+        interval: &'a PublishedInterval,
+        start_time: String,
+        end_time: String,
+    }
+    let json = JsonInterval {
+        interval,
+        start_time: rfc3339(interval.start),
+        end_time: rfc3339(interval.end),
+    };
+    // Plain numbers, strings and Option: serialising cannot fail.
+    serde_json::to_string(&json).unwrap_or_default()
+}
+
+/// Unix seconds as an RFC 3339 UTC time (`2026-11-23T00:00:00Z`).
+pub fn rfc3339(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| unix.to_string())
+}
+
 /// A Laplace(0, scale) sample by inverse transform.
 fn laplace(rng: &mut impl rand::Rng, scale: f64) -> f64 {
     let u: f64 = rng.random::<f64>() - 0.5;

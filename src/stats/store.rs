@@ -162,16 +162,69 @@ impl Store {
 
     /// Intervals whose start lies in [since, until), oldest first.
     pub fn load(&self, since: i64, until: i64) -> Result<Vec<IntervalStats>, StoreError> {
+        self.select(
+            "WHERE start >= ?1 AND start < ?2 ORDER BY start, unit_id",
+            params![since, until],
+        )
+    }
+
+    /// Up to `limit` intervals not yet acknowledged by the fleet broker, oldest first.
+    pub fn unsent(&self, limit: usize) -> Result<Vec<IntervalStats>, StoreError> {
+        self.select(
+            "WHERE sent = 0 ORDER BY start, unit_id LIMIT ?1",
+            params![limit.min(i64::MAX as usize) as i64],
+        )
+    }
+
+    /// Marks an interval as acknowledged by the fleet broker, but only if its row still holds
+    /// the totals in `as_sent` (what was published). If a restarted part of the interval was
+    /// merged in meanwhile ([`Store::save`] resets `sent`), the row stays unsent so the newer
+    /// totals go out too; returns whether the row was marked.
+    pub fn mark_sent(
+        &mut self,
+        unit_id: &str,
+        start: i64,
+        as_sent: &IntervalStats,
+    ) -> Result<bool, StoreError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| store_error(&path, &explain_write(&e), e);
+        let n = self
+            .conn
+            .execute(
+                "UPDATE intervals SET sent = 1
+                 WHERE unit_id = ?1 AND start = ?2 AND sent = 0
+                   AND frames = ?3 AND uptime_s = ?4 AND camera_faults = ?5 AND dwell_total_s = ?6
+                   AND (SELECT coalesce(sum(visits), 0) FROM cells
+                        WHERE cells.unit_id = ?1 AND cells.start = ?2) = ?7",
+                params![
+                    unit_id,
+                    start,
+                    as_sent.frames as i64,
+                    as_sent.uptime_s,
+                    as_sent.camera_faults as i64,
+                    as_sent.dwell_total_s,
+                    as_sent.visits() as i64
+                ],
+            )
+            .map_err(fail)?;
+        Ok(n == 1)
+    }
+
+    fn select(
+        &self,
+        filter: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<IntervalStats>, StoreError> {
         let fail = |e: rusqlite::Error| store_error(&self.path, "cannot read it", e);
         let mut stmt = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT unit_id, start, length_s, uptime_s, frames, camera_faults, dwell_total_s, dwell_max_s
-                 FROM intervals WHERE start >= ?1 AND start < ?2 ORDER BY start, unit_id",
-            )
+                 FROM intervals {filter}"
+            ))
             .map_err(fail)?;
         let rows = stmt
-            .query_map(params![since, until], |r| {
+            .query_map(args, |r| {
                 Ok(IntervalStats {
                     unit_id: r.get(0)?,
                     start: r.get(1)?,
@@ -351,6 +404,49 @@ mod tests {
         assert_eq!(loaded[1].frames, 200);
         assert_eq!(store.load(1000, 2000).unwrap().len(), 1);
         assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn unsent_and_mark_sent_follow_the_broker_acks_and_restarted_merges() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        for start in [1800, 0, 900] {
+            store.save(&interval(start, 1)).unwrap();
+        }
+        let unsent = store.unsent(10).unwrap();
+        assert_eq!(
+            unsent.iter().map(|i| i.start).collect::<Vec<_>>(),
+            [0, 900, 1800],
+            "oldest first"
+        );
+        assert_eq!(store.unsent(2).unwrap().len(), 2);
+        assert!(store.mark_sent("kiosk-1", 0, &unsent[0]).unwrap());
+        assert!(
+            !store.mark_sent("kiosk-1", 0, &unsent[0]).unwrap(),
+            "already sent"
+        );
+        assert_eq!(
+            store
+                .unsent(10)
+                .unwrap()
+                .iter()
+                .map(|i| i.start)
+                .collect::<Vec<_>>(),
+            [900, 1800]
+        );
+        // A restarted part of 900 is merged while its first part is on its way: the ack for
+        // the first part must not mark the merged row.
+        let on_the_way = store.unsent(1).unwrap().remove(0);
+        store.save(&interval(900, 4)).unwrap();
+        assert!(!store.mark_sent("kiosk-1", 900, &on_the_way).unwrap());
+        let merged = store.unsent(1).unwrap().remove(0);
+        assert_eq!(merged.visits(), 5);
+        assert!(store.mark_sent("kiosk-1", 900, &merged).unwrap());
+        // A merge into an interval already sent makes it unsent again, with the new totals.
+        store.save(&interval(0, 2)).unwrap();
+        let again = store.unsent(10).unwrap();
+        assert_eq!(again.iter().map(|i| i.start).collect::<Vec<_>>(), [0, 1800]);
+        assert_eq!(again[0].visits(), 3);
     }
 
     #[test]
