@@ -523,6 +523,42 @@ mod tests {
         assert_eq!(left.iter().map(|i| i.start).collect::<Vec<_>>(), [1800]);
     }
 
+    /// A full disk, simulated by capping the database's size: the failing interval is
+    /// refused with a clear message and everything committed before stays intact.
+    #[test]
+    fn full_disk_is_a_clear_error_and_loses_nothing_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+        store.save(&interval(0, 1)).unwrap();
+        let pages: i64 = store
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        let _: i64 = store
+            .conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let mut big = interval(900, 1);
+        for i in 0..2000 {
+            big.cells
+                .insert((format!("bucket-{i:04}"), "female".into()), 1);
+        }
+        let err = store.save(&big).unwrap_err().to_string();
+        assert!(
+            err.contains("disk full") && err.contains("kept in memory"),
+            "{err}"
+        );
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        let left = store.load(i64::MIN, i64::MAX).unwrap();
+        assert_eq!(
+            left,
+            vec![interval(0, 1)],
+            "the failed interval left no partial rows"
+        );
+    }
+
     #[test]
     fn unwritable_folder_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
