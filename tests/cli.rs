@@ -115,6 +115,30 @@ fn bad_configs_give_one_line_naming_file_and_key() {
 }
 
 #[test]
+fn check_config_reads_the_push_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("push.toml");
+    let missing = dir.path().join("mqtt-password");
+    std::fs::write(
+        &path,
+        format!(
+            "[push]\nenabled = true\nhost = \"127.0.0.1\"\nusername = \"kiosk\"\npassword_file = \"{}\"\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let out = agecam().arg("check-config").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("push.password_file") && stderr.contains("mqtt-password"),
+        "{stderr}"
+    );
+    std::fs::write(&missing, "secret\n").unwrap();
+    run_ok(agecam().arg("check-config").arg(&path));
+}
+
+#[test]
 fn shipped_config_checks_ok() {
     let out = run_ok(agecam().args(["check-config", "deploy/agecam.toml"]));
     assert!(text(&out.stdout).contains("OK"));

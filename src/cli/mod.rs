@@ -41,7 +41,11 @@ pub fn model_dir(cli: Option<&Path>, config_file: Option<&Path>, config: &Config
 
 /// `check-config`: parses and validates a configuration file.
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
-    Config::load(path).with_context(|| "the configuration is not valid".to_string())?;
+    let config =
+        Config::load(path).with_context(|| "the configuration is not valid".to_string())?;
+    // The files the config points at are read now too, so a missing secret or CA is found
+    // at install time rather than when the daemon starts.
+    crate::push::PushSettings::from_config(&config)?;
     println!("{}: OK", path.display());
     Ok(())
 }
