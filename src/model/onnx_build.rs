@@ -45,33 +45,35 @@ impl GraphBuilder {
 
     /// A float weight tensor.
     pub fn initializer(&mut self, name: &str, dims: &[i64], values: &[f32]) -> &mut Self {
-        assert_eq!(
-            dims.iter().product::<i64>() as usize,
-            values.len(),
-            "initializer {name}: dims and values disagree"
-        );
-        self.graph.initializer.push(pb::TensorProto {
-            name: name.to_string(),
-            dims: dims.to_vec(),
-            data_type: FLOAT,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        self
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push_initializer(name, dims, FLOAT, values.len(), raw)
     }
 
     /// An int64 constant tensor, such as the shape of a Reshape or the pads of a Pad.
     pub fn initializer_i64(&mut self, name: &str, dims: &[i64], values: &[i64]) -> &mut Self {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.push_initializer(name, dims, INT64, values.len(), raw)
+    }
+
+    /// Adds a little-endian tensor of `count` elements after checking it fills `dims`.
+    fn push_initializer(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        data_type: i32,
+        count: usize,
+        raw: Vec<u8>,
+    ) -> &mut Self {
         assert_eq!(
             dims.iter().product::<i64>() as usize,
-            values.len(),
+            count,
             "initializer {name}: dims and values disagree"
         );
         self.graph.initializer.push(pb::TensorProto {
             name: name.to_string(),
             dims: dims.to_vec(),
-            data_type: INT64,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data_type,
+            raw_data: raw,
             ..Default::default()
         });
         self
