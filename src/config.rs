@@ -155,14 +155,29 @@ impl DetectorConfig {
 pub struct ModelConfig {
     /// Folder holding `manifest.json` and the model files it lists.
     pub dir: PathBuf,
+    /// Which form of the age/gender model runs.
+    pub precision: ModelPrecision,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             dir: PathBuf::from("/usr/share/agecam/models"),
+            precision: ModelPrecision::Auto,
         }
     }
+}
+
+/// Form of the age/gender model the device runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelPrecision {
+    /// Time both forms at start-up and keep the faster (which one wins depends on the CPU).
+    Auto,
+    /// The int8 model (falls back to float if the manifest lists none).
+    Int8,
+    /// The float model.
+    F32,
 }
 
 /// Where the overlay is drawn.

@@ -47,19 +47,8 @@ impl Pipeline {
         let manifest_file = manifest.dir.join(crate::model::manifest::MANIFEST_FILE);
         let d = &config.detector;
         let detector = load_detector(&manifest, d)?;
-        // The int8 model is the one made for the device; the float one is its source.
-        let model_path = match manifest.verified_path(Role::AgeGenderInt8)? {
-            Some(path) => Some(path),
-            None => manifest.verified_path(Role::AgeGenderF32)?,
-        };
-        let model = match model_path {
-            Some(path) => {
-                let model = AgeGenderModel::load(&path)?;
-                log::info!(
-                    "age/gender model: {} ({1}x{1} input)",
-                    path.display(),
-                    model.info().input_size
-                );
+        let model = match choose_model(&manifest, config.model.precision)? {
+            Some(model) => {
                 if let Some(trained) = model.info().crop_margin {
                     if (trained - d.crop_margin).abs() > 1e-3 {
                         log::warn!(
@@ -146,6 +135,77 @@ impl Pipeline {
 /// Loads the detector `config.kind` names, from the manifest's `face_detector` (BlazeFace) or
 /// `face_detector_fallback` (SeetaFace) entry. A models folder from before BlazeFace, whose
 /// manifest lists no BlazeFace model, falls back to SeetaFace with its default threshold.
+/// Median time of a few single-face inferences (after one warm-up run).
+fn time_model(model: &AgeGenderModel) -> Result<std::time::Duration, Error> {
+    let size = model.info().input_size;
+    let crop = RgbImage::from_pixel(size, size, image::Rgb([128, 128, 128]));
+    model.predict(std::slice::from_ref(&crop))?;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        model.predict(std::slice::from_ref(&crop))?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+/// Loads the age/gender model form `precision` asks for. `Auto` loads both forms the manifest
+/// lists, times each and keeps the faster: on x86 tract runs the weight-only int8 model at
+/// float speed, while on some ARM cores its integer kernels may win, so it is measured where
+/// it runs rather than assumed.
+pub fn choose_model(
+    manifest: &Manifest,
+    precision: crate::config::ModelPrecision,
+) -> Result<Option<AgeGenderModel>, Error> {
+    use crate::config::ModelPrecision;
+    let int8 = manifest.verified_path(Role::AgeGenderInt8)?;
+    let f32 = manifest.verified_path(Role::AgeGenderF32)?;
+    let load = |path: &Path, why: &str| -> Result<AgeGenderModel, Error> {
+        let model = AgeGenderModel::load(path)?;
+        log::info!(
+            "age/gender model: {} ({1}x{1} input; {why})",
+            path.display(),
+            model.info().input_size
+        );
+        Ok(model)
+    };
+    let chosen = match (precision, int8, f32) {
+        (_, None, None) => None,
+        (ModelPrecision::F32, _, Some(f)) => Some(load(&f, "model.precision = f32")?),
+        (ModelPrecision::Int8, Some(i), _) => Some(load(&i, "model.precision = int8")?),
+        (ModelPrecision::Auto, Some(i), Some(f)) => {
+            let (mi, mf) = (AgeGenderModel::load(&i)?, AgeGenderModel::load(&f)?);
+            let (ti, tf) = (time_model(&mi)?, time_model(&mf)?);
+            let ms = |t: std::time::Duration| t.as_secs_f64() * 1e3;
+            let (keep, other) = if ti <= tf { (mi, "f32") } else { (mf, "int8") };
+            log::info!(
+                "model.precision = auto: int8 {:.2} ms, f32 {:.2} ms per face here; keeping the faster, dropping {other}",
+                ms(ti),
+                ms(tf)
+            );
+            log::info!(
+                "age/gender model: {} ({1}x{1} input)",
+                keep.path().display(),
+                keep.info().input_size
+            );
+            Some(keep)
+        }
+        (p, i, f) => {
+            // Only one form is installed: use it, and say so if another was asked for.
+            let path = i.or(f).expect("one form is present");
+            if p != ModelPrecision::Auto {
+                log::warn!(
+                    "model.precision = {p:?} but the manifest lists only {}; using it",
+                    path.display()
+                );
+            }
+            Some(load(&path, "the only form installed")?)
+        }
+    };
+    Ok(chosen)
+}
+
 pub fn load_detector(
     manifest: &Manifest,
     config: &crate::config::DetectorConfig,

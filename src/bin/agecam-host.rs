@@ -77,6 +77,9 @@ enum Command {
     },
     /// Train an age/gender network on a crop cache.
     Train(TrainArgs),
+    /// Score ONNX models on a labelled dataset through the device's own detector, crop and
+    /// tract code, and write a report folder (report.md, metrics.json, PNG charts).
+    Eval(EvalArgs),
     /// Export a checkpoint to ONNX (BatchNorm folded, opset 13) with the device's metadata.
     Export {
         /// Checkpoint folder written by `train`.
@@ -104,6 +107,43 @@ enum Command {
         #[arg(long)]
         infer_steps: Option<usize>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// ONNX model(s) to score on the same faces; repeat to compare (e.g. float and int8).
+    /// Default: the manifest's int8 age/gender model, else its float one.
+    #[arg(long = "model", value_name = "M.onnx")]
+    models: Vec<PathBuf>,
+    /// The dataset folder.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    #[arg(long, value_enum)]
+    format: Format,
+    /// Folder to write report.md, metrics.json and the charts into.
+    #[arg(long, value_name = "DIR")]
+    report: PathBuf,
+    /// Share of images (by a hash of the file name) in the validation split that is scored.
+    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    val_split: f64,
+    /// Score every image instead of the validation split (for a dataset never trained on).
+    #[arg(long)]
+    all: bool,
+    /// First age of the MIDDLE group (YOUNG is below it).
+    #[arg(long, default_value_t = 30)]
+    middle_from: u32,
+    /// First age of the OLD group.
+    #[arg(long, default_value_t = 60)]
+    old_from: u32,
+    /// A checkpoint's history.json, to chart training history in the report.
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// Model folder (manifest.json) with the face detector; default as for `predict`.
+    #[arg(long, value_name = "DIR")]
+    models_dir: Option<PathBuf>,
+    /// Stop after this many images (quick checks).
+    #[arg(long)]
+    max_images: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -230,6 +270,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             trainer::train_from_cache(&opts, &a.data, a.val_split)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Eval(a) => eval_command(cli.config.as_deref(), a),
         Command::Export { checkpoint, out } => {
             trainer::export(checkpoint, out)?;
             println!("wrote {}", out.display());
@@ -375,5 +416,107 @@ fn crops_command(
         );
     }
     println!("crops in {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_command(config_file: Option<&std::path::Path>, a: &EvalArgs) -> anyhow::Result<ExitCode> {
+    use agecam::model::Role;
+    use agecam::train::eval::{self, EvalRun, Subset};
+    anyhow::ensure!(
+        (0.0..1.0).contains(&a.val_split),
+        "--val-split {} is out of range: give a fraction from 0.0 up to (not including) 1.0",
+        a.val_split
+    );
+    anyhow::ensure!(
+        0 < a.middle_from && a.middle_from < a.old_from,
+        "--middle-from {} must be above 0 and below --old-from {}",
+        a.middle_from,
+        a.old_from
+    );
+    let config = cli::load_config(config_file)?;
+    let model_dir = cli::model_dir(a.models_dir.as_deref(), config_file, &config);
+    let manifest = agecam::model::manifest::Manifest::load(&model_dir)?;
+    let models = if a.models.is_empty() {
+        let found = match manifest.verified_path(Role::AgeGenderInt8)? {
+            Some(p) => Some(p),
+            None => manifest.verified_path(Role::AgeGenderF32)?,
+        };
+        vec![found.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} lists no age/gender model; give one with --model M.onnx",
+                model_dir.join("manifest.json").display()
+            )
+        })?]
+    } else {
+        a.models.clone()
+    };
+    let mut detector = agecam::pipeline::load_detector(&manifest, &config.detector)?;
+    let limits = GroupLimits {
+        middle_from: a.middle_from,
+        old_from: a.old_from,
+    };
+    let loaded = match a.format {
+        Format::Utkface => dataset::load_utkface(&a.data, &limits)?,
+        Format::Kaggle => dataset::load_kaggle(&a.data, "Train")?,
+    };
+    let history = match &a.history {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read --history {} ({e})", p.display()))?;
+            let h: Vec<trainer::EpochRecord> = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "--history {} is not a checkpoint's history.json ({e})",
+                    p.display()
+                )
+            })?;
+            Some(h)
+        }
+        None => None,
+    };
+    let subset = if a.all {
+        Subset::All
+    } else {
+        Subset::Validation(a.val_split)
+    };
+    let run = EvalRun {
+        models: &models,
+        samples: &loaded.samples,
+        subset,
+        limits,
+        default_margin: config.detector.crop_margin,
+        max_images: a.max_images,
+    };
+    let outcome = eval::evaluate(&run, detector.as_mut())?;
+    let files = eval::write_report(
+        &a.report,
+        &outcome,
+        &a.data,
+        subset,
+        &limits,
+        history.as_deref(),
+    )?;
+    for m in &outcome.metrics {
+        let opt = |v: Option<f64>, scale: f64, unit: &str| {
+            v.map_or("-".to_string(), |v| format!("{:.2}{unit}", v * scale))
+        };
+        println!(
+            "{}: {} faces, age MAE {}, CS(5) {}, gender {}, 3-group {:.1}%",
+            m.model,
+            m.faces,
+            opt(m.age_mae, 1.0, " y"),
+            opt(m.cs5, 100.0, "%"),
+            opt(m.gender_accuracy, 100.0, "%"),
+            100.0 * m.group_accuracy
+        );
+    }
+    println!(
+        "{} images, {} without a detected face, {} unreadable; report in {} ({})",
+        outcome.images,
+        outcome.no_face,
+        outcome.unreadable,
+        a.report.display(),
+        files.join(", ")
+    );
+    println!("{}", eval::summary_line(&outcome));
     Ok(ExitCode::SUCCESS)
 }

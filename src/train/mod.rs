@@ -4,8 +4,10 @@
 pub mod bench;
 pub mod crops;
 pub mod dataset;
+pub mod eval;
 pub mod mobilenet_v2;
 pub mod net;
 pub mod ops;
+pub mod plot;
 pub mod tflite_init;
 pub mod trainer;

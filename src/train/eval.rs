@@ -1,0 +1,755 @@
+//! `agecam-host eval`: exported ONNX models run over a labelled dataset through the device's
+//! own code (face detector, crop, tract), scored, and written up as a report folder:
+//! `report.md`, `metrics.json`, confusion matrices, ROC curve and training history as PNG.
+//!
+//! Several models can be scored in one run on the same faces (float vs int8 forms), so their
+//! differences are not blurred by different detections or image sets.
+
+use crate::model::{AgeGender, AgeGenderModel, Gender};
+use crate::train::crops::find_face;
+use crate::train::dataset::{AgeGroup, GroupLimits, Race, Sample};
+use crate::train::plot::{self, LineChart, Series};
+use crate::vision::crop::crop_face;
+use crate::vision::FaceDetector;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// What is known about one evaluated face.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Truth {
+    pub source: String,
+    pub age: Option<u32>,
+    pub gender: Option<Gender>,
+    pub race: Option<Race>,
+    pub group: AgeGroup,
+}
+
+/// A model's answer for one face, reduced to what the metrics need.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub age: f32,
+    pub age_low: f32,
+    pub age_high: f32,
+    /// Probability the face is female (the ROC score).
+    pub p_female: f32,
+}
+
+impl From<AgeGender> for Prediction {
+    fn from(a: AgeGender) -> Prediction {
+        Prediction {
+            age: a.age,
+            age_low: a.age_low,
+            age_high: a.age_high,
+            p_female: match a.gender {
+                Gender::Female => a.gender_confidence,
+                Gender::Male => 1.0 - a.gender_confidence,
+            },
+        }
+    }
+}
+
+/// Error of one slice of the data (an age decade, a gender, a race).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Slice {
+    pub name: String,
+    pub n: usize,
+    pub mae: f64,
+    /// Gender accuracy within the slice, where genders are known.
+    pub gender_accuracy: Option<f64>,
+}
+
+/// Every number the report shows for one model.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Metrics {
+    pub model: String,
+    pub faces: usize,
+    pub age_mae: Option<f64>,
+    /// Share of faces whose age estimate is within 5 years.
+    pub cs5: Option<f64>,
+    /// Share of faces whose true age lies inside the reported 80 % range.
+    pub age_range_coverage: Option<f64>,
+    pub gender_accuracy: Option<f64>,
+    pub gender_auc: Option<f64>,
+    pub group_accuracy: f64,
+    pub by_decade: Vec<Slice>,
+    pub by_gender: Vec<Slice>,
+    pub by_race: Vec<Slice>,
+    /// `[true][predicted]`, male then female.
+    pub gender_confusion: [[usize; 2]; 2],
+    /// `[true][predicted]`, YOUNG, MIDDLE, OLD.
+    pub group_confusion: [[usize; 3]; 3],
+    #[serde(skip)]
+    pub roc: Vec<(f64, f64)>,
+}
+
+fn group_index(g: AgeGroup) -> usize {
+    match g {
+        AgeGroup::Young => 0,
+        AgeGroup::Middle => 1,
+        AgeGroup::Old => 2,
+    }
+}
+
+/// ROC curve (false positive rate, true positive rate) of `scores` for the positive `labels`,
+/// from (0,0) to (1,1), and the area under it (ties counted half, as the rank statistic does).
+pub fn roc(labels: &[bool], scores: &[f32]) -> Option<(Vec<(f64, f64)>, f64)> {
+    let pos = labels.iter().filter(|l| **l).count();
+    let neg = labels.len() - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut curve = vec![(0.0, 0.0)];
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut auc = 0.0;
+    let mut i = 0;
+    while i < order.len() {
+        // All samples with the same score move the curve together (a diagonal step).
+        let s = scores[order[i]];
+        let (tp0, fp0) = (tp, fp);
+        while i < order.len() && scores[order[i]] == s {
+            if labels[order[i]] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            i += 1;
+        }
+        auc += (fp - fp0) as f64 * (tp + tp0) as f64 / 2.0;
+        curve.push((fp as f64 / neg as f64, tp as f64 / pos as f64));
+    }
+    Some((curve, auc / (pos as f64 * neg as f64)))
+}
+
+fn slice(
+    name: String,
+    pairs: &[(&Truth, &Prediction)],
+    gender: &dyn Fn(&Prediction) -> Gender,
+) -> Slice {
+    let aged: Vec<f64> = pairs
+        .iter()
+        .filter_map(|(t, p)| t.age.map(|a| (p.age as f64 - a as f64).abs()))
+        .collect();
+    let sexed: Vec<bool> = pairs
+        .iter()
+        .filter_map(|(t, p)| t.gender.map(|g| g == gender(p)))
+        .collect();
+    Slice {
+        name,
+        n: pairs.len(),
+        mae: aged.iter().sum::<f64>() / aged.len().max(1) as f64,
+        gender_accuracy: (!sexed.is_empty())
+            .then(|| sexed.iter().filter(|c| **c).count() as f64 / sexed.len() as f64),
+    }
+}
+
+/// Scores one model's predictions against the truth.
+pub fn metrics(
+    model: &str,
+    truths: &[Truth],
+    preds: &[Prediction],
+    limits: &GroupLimits,
+) -> Metrics {
+    assert_eq!(truths.len(), preds.len());
+    let gender_of = |p: &Prediction| {
+        if p.p_female >= 0.5 {
+            Gender::Female
+        } else {
+            Gender::Male
+        }
+    };
+    let pairs: Vec<(&Truth, &Prediction)> = truths.iter().zip(preds).collect();
+    let aged: Vec<(u32, &Prediction)> = pairs
+        .iter()
+        .filter_map(|(t, p)| t.age.map(|a| (a, *p)))
+        .collect();
+    let share = |hits: usize, of: usize| (of > 0).then(|| hits as f64 / of as f64);
+    let age_mae = (!aged.is_empty()).then(|| {
+        aged.iter()
+            .map(|(a, p)| (p.age as f64 - *a as f64).abs())
+            .sum::<f64>()
+            / aged.len() as f64
+    });
+    let cs5 = share(
+        aged.iter()
+            .filter(|(a, p)| (p.age - *a as f32).abs() <= 5.0)
+            .count(),
+        aged.len(),
+    );
+    let age_range_coverage = share(
+        aged.iter()
+            .filter(|(a, p)| (p.age_low..=p.age_high).contains(&(*a as f32)))
+            .count(),
+        aged.len(),
+    );
+    let mut gender_confusion = [[0usize; 2]; 2];
+    let (mut labels, mut scores) = (Vec::new(), Vec::new());
+    for (t, p) in &pairs {
+        if let Some(g) = t.gender {
+            let gi = |g: Gender| usize::from(g == Gender::Female);
+            gender_confusion[gi(g)][gi(gender_of(p))] += 1;
+            labels.push(g == Gender::Female);
+            scores.push(p.p_female);
+        }
+    }
+    let gender_known = labels.len();
+    let gender_accuracy = share(
+        gender_confusion[0][0] + gender_confusion[1][1],
+        gender_known,
+    );
+    let (roc_curve, gender_auc) = match roc(&labels, &scores) {
+        Some((c, a)) => (c, Some(a)),
+        None => (Vec::new(), None),
+    };
+    let mut group_confusion = [[0usize; 3]; 3];
+    for (t, p) in &pairs {
+        group_confusion[group_index(t.group)][group_index(limits.group(p.age))] += 1;
+    }
+    let group_accuracy =
+        (0..3).map(|i| group_confusion[i][i]).sum::<usize>() as f64 / pairs.len().max(1) as f64;
+
+    let mut by_decade = Vec::new();
+    for d in 0..10u32 {
+        let (lo, hi) = (d * 10, if d == 9 { u32::MAX } else { d * 10 + 9 });
+        let part: Vec<_> = pairs
+            .iter()
+            .filter(|(t, _)| t.age.is_some_and(|a| (lo..=hi).contains(&a)))
+            .copied()
+            .collect();
+        if !part.is_empty() {
+            let name = if d == 9 {
+                "90+".to_string()
+            } else {
+                format!("{lo}-{hi}")
+            };
+            by_decade.push(slice(name, &part, &gender_of));
+        }
+    }
+    let mut by_gender = Vec::new();
+    for g in [Gender::Male, Gender::Female] {
+        let part: Vec<_> = pairs
+            .iter()
+            .filter(|(t, _)| t.gender == Some(g))
+            .copied()
+            .collect();
+        if !part.is_empty() {
+            by_gender.push(slice(format!("{g:?}").to_lowercase(), &part, &gender_of));
+        }
+    }
+    let mut by_race = Vec::new();
+    for r in [
+        Race::White,
+        Race::Black,
+        Race::Asian,
+        Race::Indian,
+        Race::Other,
+    ] {
+        let part: Vec<_> = pairs
+            .iter()
+            .filter(|(t, _)| t.race == Some(r))
+            .copied()
+            .collect();
+        if !part.is_empty() {
+            by_race.push(slice(format!("{r:?}").to_lowercase(), &part, &gender_of));
+        }
+    }
+    Metrics {
+        model: model.to_string(),
+        faces: pairs.len(),
+        age_mae,
+        cs5,
+        age_range_coverage,
+        gender_accuracy,
+        gender_auc,
+        group_accuracy,
+        by_decade,
+        by_gender,
+        by_race,
+        gender_confusion,
+        group_confusion,
+        roc: roc_curve,
+    }
+}
+
+/// Which images of a dataset are evaluated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subset {
+    /// The validation side of the deterministic split with this fraction.
+    Validation(f64),
+    All,
+}
+
+/// What `evaluate` was asked to do.
+pub struct EvalRun<'a> {
+    pub models: &'a [PathBuf],
+    pub samples: &'a [Sample],
+    pub subset: Subset,
+    pub limits: GroupLimits,
+    /// Crop margin when a model's metadata does not give one.
+    pub default_margin: f32,
+    pub max_images: Option<usize>,
+}
+
+/// Faces found and scored, per model in the order given.
+pub struct EvalOutcome {
+    pub images: usize,
+    pub no_face: usize,
+    pub unreadable: usize,
+    pub truths: Vec<Truth>,
+    /// `predictions[model][face]`.
+    pub predictions: Vec<Vec<Prediction>>,
+    pub metrics: Vec<Metrics>,
+}
+
+/// Runs every model over the chosen images: one detection per image (the largest face, with
+/// the same padding fallback the training crops used), one crop per model input size.
+pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome> {
+    let models: Vec<AgeGenderModel> = run
+        .models
+        .iter()
+        .map(|p| AgeGenderModel::load(p).map_err(anyhow::Error::from))
+        .collect::<Result<_>>()?;
+    let chosen: Vec<&Sample> = run
+        .samples
+        .iter()
+        .filter(|s| match run.subset {
+            Subset::Validation(f) => crate::train::dataset::is_validation(&s.path, f),
+            Subset::All => true,
+        })
+        .take(run.max_images.unwrap_or(usize::MAX))
+        .collect();
+    anyhow::ensure!(
+        !chosen.is_empty(),
+        "no images to evaluate (the dataset is empty or the validation split selects none)"
+    );
+    let mut out = EvalOutcome {
+        images: chosen.len(),
+        no_face: 0,
+        unreadable: 0,
+        truths: Vec::new(),
+        predictions: vec![Vec::new(); models.len()],
+        metrics: Vec::new(),
+    };
+    let started = std::time::Instant::now();
+    for (i, s) in chosen.iter().enumerate() {
+        if i % 1000 == 0 && i > 0 {
+            log::info!(
+                "{i}/{} images ({:.0} s), {} without a face",
+                chosen.len(),
+                started.elapsed().as_secs_f64(),
+                out.no_face
+            );
+        }
+        let img = match image::open(&s.path) {
+            Ok(i) => i.to_rgb8(),
+            Err(e) => {
+                log::warn!("{}: {e}; skipped", s.path.display());
+                out.unreadable += 1;
+                continue;
+            }
+        };
+        let Some((face, _padded)) = find_face(det, &img) else {
+            out.no_face += 1;
+            continue;
+        };
+        for (m, model) in models.iter().enumerate() {
+            let info = model.info();
+            let margin = info.crop_margin.unwrap_or(run.default_margin);
+            let crop = crop_face(&img, &face, margin, info.input_size);
+            let p = model.predict(std::slice::from_ref(&crop))?;
+            out.predictions[m].push(p[0].into());
+        }
+        out.truths.push(Truth {
+            source: s
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            age: s.age,
+            gender: s.gender,
+            race: s.race,
+            group: s.age.map_or(s.group, |a| run.limits.group(a as f32)),
+        });
+    }
+    anyhow::ensure!(
+        !out.truths.is_empty(),
+        "no face was found in any of the {} images; check the dataset folder and the face detector",
+        chosen.len()
+    );
+    out.metrics = run
+        .models
+        .iter()
+        .zip(&out.predictions)
+        .map(|(path, preds)| metrics(&path.display().to_string(), &out.truths, preds, &run.limits))
+        .collect();
+    Ok(out)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{:.1} %", 100.0 * v))
+}
+
+fn years(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.2}"))
+}
+
+fn stem(path: &str) -> String {
+    Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+/// Writes `report.md`, `metrics.json` and the PNG charts into `dir`; returns the file names.
+pub fn write_report(
+    dir: &Path,
+    outcome: &EvalOutcome,
+    data: &Path,
+    subset: Subset,
+    limits: &GroupLimits,
+    history: Option<&[crate::train::trainer::EpochRecord]>,
+) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
+    let mut written = Vec::new();
+    let mut save = |name: String, img: image::RgbImage| -> Result<()> {
+        crate::display::write_png_atomically(&img, &dir.join(&name))?;
+        written.push(name);
+        Ok(())
+    };
+    let mut md = String::new();
+    let subset_text = match subset {
+        Subset::Validation(f) => format!("validation split ({:.0} % by file-name hash)", f * 100.0),
+        Subset::All => "all images".into(),
+    };
+    writeln!(md, "# agecam evaluation\n")?;
+    writeln!(
+        md,
+        "Data: `{}`, {subset_text}: {} images, {} faces evaluated, {} without a detected face, {} unreadable.\n",
+        data.display(),
+        outcome.images,
+        outcome.truths.len(),
+        outcome.no_face,
+        outcome.unreadable
+    )?;
+    writeln!(
+        md,
+        "Age groups: YOUNG < {}, MIDDLE {}–{}, OLD ≥ {}.\n",
+        limits.middle_from,
+        limits.middle_from,
+        limits.old_from - 1,
+        limits.old_from
+    )?;
+    writeln!(md, "## Summary\n")?;
+    writeln!(
+        md,
+        "| model | age MAE (y) | CS(5) | 80 % range holds true age | gender acc. | gender AUC | 3-group acc. |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|")?;
+    for m in &outcome.metrics {
+        writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            m.model,
+            years(m.age_mae),
+            pct(m.cs5),
+            pct(m.age_range_coverage),
+            pct(m.gender_accuracy),
+            m.gender_auc.map_or("–".into(), |a| format!("{a:.4}")),
+            pct(Some(m.group_accuracy))
+        )?;
+    }
+    if outcome.metrics.len() > 1 {
+        let base = &outcome.metrics[0];
+        writeln!(md, "\nDifference from `{}`:\n", base.model)?;
+        writeln!(md, "| model | Δ age MAE (y) | Δ gender acc. (points) | Δ 3-group acc. (points) | mean abs. age difference per face (y) |")?;
+        writeln!(md, "|---|---|---|---|---|")?;
+        for (m, preds) in outcome.metrics.iter().zip(&outcome.predictions).skip(1) {
+            let d = |a: Option<f64>, b: Option<f64>, scale: f64| match (a, b) {
+                (Some(a), Some(b)) => format!("{:+.3}", (a - b) * scale),
+                _ => "–".into(),
+            };
+            let per_face = preds
+                .iter()
+                .zip(&outcome.predictions[0])
+                .map(|(a, b)| (a.age - b.age).abs() as f64)
+                .sum::<f64>()
+                / preds.len().max(1) as f64;
+            writeln!(
+                md,
+                "| `{}` | {} | {} | {} | {per_face:.3} |",
+                m.model,
+                d(m.age_mae, base.age_mae, 1.0),
+                d(m.gender_accuracy, base.gender_accuracy, 100.0),
+                d(Some(m.group_accuracy), Some(base.group_accuracy), 100.0),
+            )?;
+        }
+    }
+    for m in &outcome.metrics {
+        let s = stem(&m.model);
+        writeln!(md, "\n## `{}`\n", m.model)?;
+        for (title, slices) in [
+            ("age decade", &m.by_decade),
+            ("gender", &m.by_gender),
+            ("race", &m.by_race),
+        ] {
+            if slices.is_empty() {
+                continue;
+            }
+            writeln!(md, "| {title} | faces | age MAE (y) | gender acc. |")?;
+            writeln!(md, "|---|---|---|---|")?;
+            for sl in slices.iter() {
+                writeln!(
+                    md,
+                    "| {} | {} | {:.2} | {} |",
+                    sl.name,
+                    sl.n,
+                    sl.mae,
+                    pct(sl.gender_accuracy)
+                )?;
+            }
+            writeln!(md)?;
+        }
+        let groups = ["YOUNG", "MIDDLE", "OLD"];
+        let rows: Vec<Vec<usize>> = m.group_confusion.iter().map(|r| r.to_vec()).collect();
+        let name = format!("confusion_groups_{s}.png");
+        save(
+            name.clone(),
+            plot::confusion_matrix(&format!("age groups: {s}"), &groups, &rows),
+        )?;
+        writeln!(md, "![age-group confusion]({name})")?;
+        if m.gender_accuracy.is_some() {
+            let rows: Vec<Vec<usize>> = m.gender_confusion.iter().map(|r| r.to_vec()).collect();
+            let name = format!("confusion_gender_{s}.png");
+            save(
+                name.clone(),
+                plot::confusion_matrix(&format!("gender: {s}"), &["male", "female"], &rows),
+            )?;
+            writeln!(md, "![gender confusion]({name})")?;
+        }
+    }
+    let with_roc: Vec<&Metrics> = outcome
+        .metrics
+        .iter()
+        .filter(|m| !m.roc.is_empty())
+        .collect();
+    if !with_roc.is_empty() {
+        let chart = LineChart {
+            title: "gender ROC (positive: female)".into(),
+            x_label: "false positive rate".into(),
+            y_label: "true positive rate".into(),
+            series: with_roc
+                .iter()
+                .map(|m| Series {
+                    name: format!("{} AUC {:.4}", stem(&m.model), m.gender_auc.unwrap_or(0.0)),
+                    points: m.roc.clone(),
+                })
+                .collect(),
+            x_range: Some((0.0, 1.0)),
+            y_range: Some((0.0, 1.0)),
+            diagonal: true,
+        };
+        save("roc_gender.png".into(), plot::line_chart(&chart, 560, 480))?;
+        writeln!(md, "\n![gender ROC](roc_gender.png)")?;
+    }
+    if let Some(h) = history.filter(|h| !h.is_empty()) {
+        let xs = |f: &dyn Fn(&crate::train::trainer::EpochRecord) -> f64| {
+            h.iter()
+                .map(|r| (r.epoch as f64 + 1.0, f(r)))
+                .collect::<Vec<_>>()
+        };
+        let mae = LineChart {
+            title: "training history: age".into(),
+            x_label: "epoch".into(),
+            y_label: "years / loss".into(),
+            series: vec![
+                Series {
+                    name: "validation age MAE (y)".into(),
+                    points: xs(&|r| r.val_mae as f64),
+                },
+                Series {
+                    name: "train age loss".into(),
+                    points: xs(&|r| r.train_age_loss as f64),
+                },
+            ],
+            ..Default::default()
+        };
+        save("history_age.png".into(), plot::line_chart(&mae, 560, 400))?;
+        let gender = LineChart {
+            title: "training history: gender".into(),
+            x_label: "epoch".into(),
+            y_label: "%".into(),
+            series: vec![Series {
+                name: "validation gender accuracy (%)".into(),
+                points: xs(&|r| 100.0 * r.val_gender_accuracy as f64),
+            }],
+            ..Default::default()
+        };
+        save(
+            "history_gender.png".into(),
+            plot::line_chart(&gender, 560, 400),
+        )?;
+        writeln!(md, "\n## Training history\n")?;
+        writeln!(
+            md,
+            "| epoch | train loss | val age MAE | val gender acc. | images/s | lr at end |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|")?;
+        for r in h {
+            writeln!(
+                md,
+                "| {} | {:.3} | {:.2} | {:.1} % | {:.1} | {:.2e} |",
+                r.epoch + 1,
+                r.train_loss,
+                r.val_mae,
+                100.0 * r.val_gender_accuracy,
+                r.images_per_s,
+                r.lr_end
+            )?;
+        }
+        writeln!(
+            md,
+            "\n![age history](history_age.png)\n![gender history](history_gender.png)"
+        )?;
+    }
+    let md_path = dir.join("report.md");
+    std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
+    written.push("report.md".into());
+    let json_path = dir.join("metrics.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&outcome.metrics)?)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    written.push("metrics.json".into());
+    Ok(written)
+}
+
+/// The one-line JSON summary printed last by `eval`.
+pub fn summary_line(outcome: &EvalOutcome) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        model: &'a str,
+        faces: usize,
+        no_face: usize,
+        age_mae: Option<f64>,
+        cs5: Option<f64>,
+        gender_accuracy: Option<f64>,
+        gender_auc: Option<f64>,
+        group_accuracy: f64,
+    }
+    let lines: Vec<Line> = outcome
+        .metrics
+        .iter()
+        .map(|m| Line {
+            model: &m.model,
+            faces: m.faces,
+            no_face: outcome.no_face,
+            age_mae: m.age_mae,
+            cs5: m.cs5,
+            gender_accuracy: m.gender_accuracy,
+            gender_auc: m.gender_auc,
+            group_accuracy: m.group_accuracy,
+        })
+        .collect();
+    serde_json::to_string(&lines).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn truth(age: Option<u32>, gender: Option<Gender>, race: Option<Race>) -> Truth {
+        let limits = GroupLimits::default();
+        Truth {
+            source: "x".into(),
+            age,
+            gender,
+            race,
+            group: limits.group(age.unwrap_or(40) as f32),
+        }
+    }
+
+    fn pred(age: f32, p_female: f32) -> Prediction {
+        Prediction {
+            age,
+            age_low: age - 3.0,
+            age_high: age + 3.0,
+            p_female,
+        }
+    }
+
+    #[test]
+    fn auc_matches_hand_counts() {
+        // Perfect ranking, inverted ranking, and one swapped pair of 2×2.
+        let l = [true, true, false, false];
+        assert_eq!(roc(&l, &[0.9, 0.8, 0.2, 0.1]).unwrap().1, 1.0);
+        assert_eq!(roc(&l, &[0.1, 0.2, 0.8, 0.9]).unwrap().1, 0.0);
+        assert_eq!(roc(&l, &[0.9, 0.3, 0.5, 0.1]).unwrap().1, 0.75);
+        // All scores tied: the curve is the diagonal, AUC one half.
+        let (curve, auc) = roc(&l, &[0.5; 4]).unwrap();
+        assert_eq!(auc, 0.5);
+        assert_eq!(curve, vec![(0.0, 0.0), (1.0, 1.0)]);
+        assert!(roc(&[true, true], &[0.1, 0.2]).is_none());
+    }
+
+    #[test]
+    fn metrics_from_hand_made_faces() {
+        use Gender::*;
+        let truths = vec![
+            truth(Some(20), Some(Male), Some(Race::White)),
+            truth(Some(40), Some(Female), Some(Race::Black)),
+            truth(Some(70), Some(Female), Some(Race::White)),
+            truth(Some(5), Some(Male), Some(Race::Asian)),
+        ];
+        let preds = vec![
+            pred(22.0, 0.1), // off 2, right gender, YOUNG right
+            pred(31.0, 0.4), // off 9, wrong gender, MIDDLE right
+            pred(58.0, 0.9), // off 12, right gender, OLD predicted MIDDLE
+            pred(5.0, 0.2),  // off 0, right gender
+        ];
+        let m = metrics("m", &truths, &preds, &GroupLimits::default());
+        assert_eq!(m.faces, 4);
+        assert!((m.age_mae.unwrap() - 23.0 / 4.0).abs() < 1e-9);
+        assert_eq!(m.cs5, Some(0.5));
+        assert_eq!(m.age_range_coverage, Some(0.5));
+        assert_eq!(m.gender_accuracy, Some(0.75));
+        assert_eq!(m.gender_confusion, [[2, 0], [1, 1]]);
+        assert_eq!(m.group_confusion, [[2, 0, 0], [0, 1, 0], [0, 1, 0]]);
+        assert!((m.group_accuracy - 0.75).abs() < 1e-9);
+        // Female scores 0.4 and 0.9 vs male 0.1, 0.2: every female above every male.
+        assert_eq!(m.gender_auc, Some(1.0));
+        let white = m.by_race.iter().find(|s| s.name == "white").unwrap();
+        assert_eq!((white.n, white.mae), (2, 7.0));
+        let decades: Vec<&str> = m.by_decade.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(decades, ["0-9", "20-29", "40-49", "70-79"]);
+        let female = m.by_gender.iter().find(|s| s.name == "female").unwrap();
+        assert_eq!(female.gender_accuracy, Some(0.5));
+    }
+
+    #[test]
+    fn group_only_labels_still_score_groups() {
+        let limits = GroupLimits::default();
+        let truths = vec![
+            Truth {
+                source: "a".into(),
+                age: None,
+                gender: None,
+                race: None,
+                group: AgeGroup::Old,
+            },
+            Truth {
+                source: "b".into(),
+                age: None,
+                gender: None,
+                race: None,
+                group: AgeGroup::Young,
+            },
+        ];
+        let m = metrics("k", &truths, &[pred(65.0, 0.5), pred(45.0, 0.5)], &limits);
+        assert_eq!(m.age_mae, None);
+        assert_eq!(m.gender_accuracy, None);
+        assert_eq!(m.gender_auc, None);
+        assert!((m.group_accuracy - 0.5).abs() < 1e-9);
+    }
+}
