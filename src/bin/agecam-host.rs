@@ -390,7 +390,11 @@ fn quantize_command(a: &QuantizeArgs) -> anyhow::Result<ExitCode> {
     let t = std::time::Instant::now();
     let report = quantize::quantize_file(&a.model, a.calib.as_deref(), a.max_calib, out, &opts)?;
     println!("{report}");
-    println!("wrote {} in {:.1} s", out.display(), t.elapsed().as_secs_f32());
+    println!(
+        "wrote {} in {:.1} s",
+        out.display(),
+        t.elapsed().as_secs_f32()
+    );
     if a.explain {
         println!("{}", agecam::model::inspect::explain(out)?);
     }

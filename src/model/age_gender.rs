@@ -282,10 +282,12 @@ impl AgeGenderModel {
     }
 
     fn input_tensor(&self, crops: &[RgbImage]) -> Result<Tensor, Error> {
-        self.info.input_tensor(crops).map_err(|problem| Error::Model {
-            file: self.path.clone(),
-            problem,
-        })
+        self.info
+            .input_tensor(crops)
+            .map_err(|problem| Error::Model {
+                file: self.path.clone(),
+                problem,
+            })
     }
 
     /// Softmax over the age bins → expected age and the central 80 % interval; softmax over

@@ -26,7 +26,6 @@ const COMPUTE_OPS: &[&str] = &[
     "DepthWiseConv",
     "DirectSpatialConv",
     "BlockedConv",
-    "LazyIm2col",
     "OptMatMul",
     "EinSum",
     "EinSumMatMul",
@@ -178,18 +177,18 @@ fn optimized_batch1(path: &Path) -> Result<TypedModel, String> {
         .map_err(|e| format!("tract cannot optimise this model ({e:#})"))
 }
 
-/// The datum type of `outlet`, or for an opaque (packed) tensor the type of what was packed.
+/// The datum type of `outlet`, or for a packed (exotic) tensor the type of what was packed.
 fn unpacked_type(model: &TypedModel, outlet: OutletId, depth: usize) -> DatumType {
-    let dt = model
-        .outlet_fact(outlet)
-        .map(|f| f.datum_type)
-        .unwrap_or(DatumType::F32);
-    if dt != DatumType::Opaque || depth == 0 {
-        return dt;
+    let Ok(fact) = model.outlet_fact(outlet) else {
+        return DatumType::F32;
+    };
+    let packed = fact.exotic_fact.is_some() || fact.datum_type == DatumType::Blob;
+    if !packed || depth == 0 {
+        return fact.datum_type;
     }
     match model.node(outlet.node).inputs.first() {
         Some(&src) => unpacked_type(model, src, depth - 1),
-        None => dt,
+        None => fact.datum_type,
     }
 }
 
@@ -208,7 +207,11 @@ pub fn time_forms(paths: &[PathBuf], runs: usize) -> Result<Vec<(String, f64)>, 
             let s = m.info().input_size;
             // A smooth pattern rather than a flat colour, so every channel carries signal.
             RgbImage::from_fn(s, s, |x, y| {
-                image::Rgb([(x * 255 / s) as u8, (y * 255 / s) as u8, ((x + y) % 256) as u8])
+                image::Rgb([
+                    (x * 255 / s) as u8,
+                    (y * 255 / s) as u8,
+                    ((x + y) % 256) as u8,
+                ])
             })
         })
         .collect();

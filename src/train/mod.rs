@@ -6,7 +6,7 @@ pub mod crops;
 pub mod dataset;
 pub mod mobilenet_v2;
 pub mod net;
-pub mod quantize;
 pub mod ops;
+pub mod quantize;
 pub mod tflite_init;
 pub mod trainer;

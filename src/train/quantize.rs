@@ -32,7 +32,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use tract_onnx::pb;
-use tract_onnx::prelude::{tvec, Framework, InferenceModelExt, IntoTValue};
+use tract_onnx::prelude::{tvec, DatumExt, Framework, InferenceModelExt, IntoRunnable, IntoTValue};
 
 /// ONNX `TensorProto.DataType` codes used here.
 const FLOAT: i32 = 1;
@@ -363,10 +363,7 @@ fn calibrate(
         .with_context(|| format!("{}: calibration tensors not found", file.display()))?;
     let s = info.input_size as usize;
     let plan = inference
-        .with_input_fact(
-            0,
-            tract_onnx::prelude::f32::fact([1, 3, s, s]).into(),
-        )
+        .with_input_fact(0, f32::fact([1, 3, s, s]).into())
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(|e| anyhow::anyhow!("{e:#}"))
@@ -920,6 +917,9 @@ pub fn quantize_model(
     report.int8_weights = rw.weights_done.len();
 
     let mut out = g.clone();
+    // The float weights are replaced: their names now belong to DequantizeLinear outputs.
+    out.initializer
+        .retain(|t| !rw.weights_done.contains(&t.name));
     out.node = rw.weight_nodes;
     out.node.extend(rw.nodes);
     out.initializer.extend(rw.new_inits);
