@@ -166,15 +166,20 @@ pub fn explain(path: &Path) -> Result<Explanation, Error> {
 
 /// The model at `path`, typed for one RGB face of the size in its metadata and optimised.
 fn optimized_batch1(path: &Path) -> Result<TypedModel, String> {
+    load_batch1(path).map(|(_, m)| m)
+}
+
+fn load_batch1(path: &Path) -> Result<(super::age_gender::ModelInfo, TypedModel), String> {
     let model = tract_onnx::onnx()
         .model_for_path(path)
         .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
     let info = super::age_gender::ModelInfo::from_properties(&model.properties)?;
     let s = info.input_size as usize;
-    model
+    let optimized = model
         .with_input_fact(0, f32::fact([1, 3, s, s]).into())
         .and_then(|m| m.into_optimized())
-        .map_err(|e| format!("tract cannot optimise this model ({e:#})"))
+        .map_err(|e| format!("tract cannot optimise this model ({e:#})"))?;
+    Ok((info, optimized))
 }
 
 /// The datum type of `outlet`, or for a packed (exotic) tensor the type of what was packed.
@@ -192,10 +197,53 @@ fn unpacked_type(model: &TypedModel, outlet: OutletId, depth: usize) -> DatumTyp
     }
 }
 
-/// Median milliseconds per face (batch 1, the calling thread only) for each model file, named
-/// by file stem. The models are run round-robin, `runs` rounds after a warm-up, so a change in
-/// machine load affects all of them alike. What is timed is [`AgeGenderModel::predict`] on one
-/// crop: the device's whole per-face cost, input normalisation and softmax included.
+/// A smooth test face of `size`² pixels (every channel carries signal, unlike a flat colour).
+fn test_crop(size: u32) -> RgbImage {
+    RgbImage::from_fn(size, size, |x, y| {
+        image::Rgb([
+            (x * 255 / size) as u8,
+            (y * 255 / size) as u8,
+            ((x + y) % 256) as u8,
+        ])
+    })
+}
+
+/// Runs each closure `runs` times round-robin after a warm-up (so a change in machine load
+/// hits all of them alike) and returns each one's median milliseconds.
+fn median_ms(
+    runners: &mut [Box<dyn FnMut() -> Result<(), Error> + '_>],
+    runs: usize,
+) -> Result<Vec<f64>, Error> {
+    for r in runners.iter_mut() {
+        for _ in 0..3 {
+            r()?;
+        }
+    }
+    let mut times = vec![Vec::with_capacity(runs); runners.len()];
+    for _ in 0..runs.max(1) {
+        for (k, r) in runners.iter_mut().enumerate() {
+            let t = Instant::now();
+            r()?;
+            times[k].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into())
+}
+
+/// Median milliseconds per face for each model file (named by file stem), one thread, as the
+/// device runs them: [`AgeGenderModel::load`] (optimised for a variable batch) and
+/// [`AgeGenderModel::predict`] on one crop, input normalisation and softmax included.
 pub fn time_forms(paths: &[PathBuf], runs: usize) -> Result<Vec<(String, f64)>, Error> {
     let models = paths
         .iter()
@@ -203,42 +251,54 @@ pub fn time_forms(paths: &[PathBuf], runs: usize) -> Result<Vec<(String, f64)>, 
         .collect::<Result<Vec<_>, _>>()?;
     let crops: Vec<RgbImage> = models
         .iter()
-        .map(|m| {
-            let s = m.info().input_size;
-            // A smooth pattern rather than a flat colour, so every channel carries signal.
-            RgbImage::from_fn(s, s, |x, y| {
-                image::Rgb([
-                    (x * 255 / s) as u8,
-                    (y * 255 / s) as u8,
-                    ((x + y) % 256) as u8,
-                ])
-            })
+        .map(|m| test_crop(m.info().input_size))
+        .collect();
+    let mut runners: Vec<Box<dyn FnMut() -> Result<(), Error> + '_>> = models
+        .iter()
+        .zip(&crops)
+        .map(|(m, c)| {
+            Box::new(move || m.predict(std::slice::from_ref(c)).map(drop))
+                as Box<dyn FnMut() -> Result<(), Error>>
         })
         .collect();
-    for (m, crop) in models.iter().zip(&crops) {
-        for _ in 0..3 {
-            m.predict(std::slice::from_ref(crop))?;
-        }
+    let ms = median_ms(&mut runners, runs)?;
+    Ok(paths.iter().map(|p| stem(p)).zip(ms).collect())
+}
+
+/// Like [`time_forms`], but each model optimised for exactly one face (input `[1, 3, s, s]`),
+/// timing the network alone. tract optimises a fixed shape much further than the symbolic
+/// batch the device's loader uses, so this is what a batch-1 loader would get.
+pub fn time_forms_batch1(paths: &[PathBuf], runs: usize) -> Result<Vec<(String, f64)>, Error> {
+    let mut plans = Vec::new();
+    for p in paths {
+        let model_error = |problem: String| Error::Model {
+            file: p.clone(),
+            problem,
+        };
+        let (info, model) = load_batch1(p).map_err(model_error)?;
+        let plan = model
+            .into_runnable()
+            .map_err(|e| model_error(format!("{e:#}")))?;
+        let input = info
+            .input_tensor(&[test_crop(info.input_size)])
+            .map_err(model_error)?;
+        plans.push((p.clone(), plan, input));
     }
-    let mut times = vec![Vec::with_capacity(runs); models.len()];
-    for _ in 0..runs.max(1) {
-        for (k, (m, crop)) in models.iter().zip(&crops).enumerate() {
-            let t = Instant::now();
-            m.predict(std::slice::from_ref(crop))?;
-            times[k].push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    Ok(paths
+    let mut runners: Vec<Box<dyn FnMut() -> Result<(), Error> + '_>> = plans
         .iter()
-        .zip(times)
-        .map(|(p, mut t)| {
-            t.sort_by(f64::total_cmp);
-            let name = p
-                .file_stem()
-                .map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into());
-            (name, t[t.len() / 2])
+        .map(|(p, plan, input)| {
+            Box::new(move || {
+                plan.run(tvec!(input.clone().into_tvalue()))
+                    .map(drop)
+                    .map_err(|e| Error::Model {
+                        file: p.clone(),
+                        problem: format!("inference failed ({e:#})"),
+                    })
+            }) as Box<dyn FnMut() -> Result<(), Error>>
         })
-        .collect())
+        .collect();
+    let ms = median_ms(&mut runners, runs)?;
+    Ok(paths.iter().map(|p| stem(p)).zip(ms).collect())
 }
 
 #[cfg(test)]
@@ -256,8 +316,12 @@ mod tests {
         assert_eq!(e.integer_layers(), 0, "{e}");
         let text = e.to_string();
         assert!(text.contains("f32"), "{text}");
-        let times = time_forms(&[path.clone(), path], 3).unwrap();
-        assert_eq!(times.len(), 2);
-        assert!(times.iter().all(|(n, ms)| n == "tiny" && *ms > 0.0));
+        for times in [
+            time_forms(&[path.clone(), path.clone()], 3).unwrap(),
+            time_forms_batch1(&[path.clone(), path.clone()], 3).unwrap(),
+        ] {
+            assert_eq!(times.len(), 2);
+            assert!(times.iter().all(|(n, ms)| n == "tiny" && *ms > 0.0));
+        }
     }
 }

@@ -148,6 +148,17 @@ impl fmt::Display for Report {
 /// `dims`: scale = max|w| / 127, q = round(w / scale) in −127…127 (−128 is left unused so the
 /// range is symmetric). A channel of zeros gets scale 1.
 pub fn quantize_per_channel(w: &[f32], dims: &[usize], axis: usize) -> (Vec<i8>, Vec<f32>) {
+    quantize_per_channel_floor(w, dims, axis, &[])
+}
+
+/// [`quantize_per_channel`] with a lower bound on each channel's scale (`floor[c]`, where
+/// given): an integer conv's bias must fit its int32 units of x_scale · w_scale.
+fn quantize_per_channel_floor(
+    w: &[f32],
+    dims: &[usize],
+    axis: usize,
+    floor: &[f32],
+) -> (Vec<i8>, Vec<f32>) {
     let channels = dims[axis];
     let inner: usize = dims[axis + 1..].iter().product();
     let channel_of = |i: usize| (i / inner) % channels;
@@ -158,7 +169,11 @@ pub fn quantize_per_channel(w: &[f32], dims: &[usize], axis: usize) -> (Vec<i8>,
     }
     let scales: Vec<f32> = max
         .iter()
-        .map(|&m| if m > 0.0 { m / 127.0 } else { 1.0 })
+        .enumerate()
+        .map(|(c, &m)| {
+            let s = if m > 0.0 { m / 127.0 } else { 1.0 };
+            s.max(floor.get(c).copied().unwrap_or(0.0))
+        })
         .collect();
     let q = w
         .iter()
@@ -167,6 +182,12 @@ pub fn quantize_per_channel(w: &[f32], dims: &[usize], axis: usize) -> (Vec<i8>,
         .collect();
     (q, scales)
 }
+
+/// Largest |bias| in int32 units of an integer conv. The accumulator adds up to
+/// k · 128 · 127 ≈ 2^24 (k = 960 inputs) and tract's zero-point terms as much again, so a bias
+/// up to 2^26 leaves int32 room; a larger one (a channel whose weights are ~0 but whose folded
+/// BatchNorm bias is not) raises that channel's weight scale instead of overflowing.
+const MAX_BIAS: f32 = (1 << 26) as f32;
 
 /// u8 scale and zero point for values in `lo..=hi`. The range is widened to include 0, which
 /// must be exactly representable (it is the conv's zero padding and ReLU's floor).
@@ -623,7 +644,7 @@ impl Rewriter<'_> {
             return Ok(true);
         }
         let axis = output_axis(n);
-        let (q, scales, zeros, _) = self.int8_weight(w, axis)?;
+        let (q, scales, zeros, _) = self.int8_weight(w, axis, &[])?;
         self.weight_nodes.push(pb::NodeProto {
             attribute: vec![int_attr("axis", axis as i64)],
             ..node(
@@ -641,10 +662,11 @@ impl Rewriter<'_> {
         &mut self,
         w: &pb::TensorProto,
         axis: usize,
+        floor: &[f32],
     ) -> Result<(String, String, String, Vec<f32>)> {
         let values = floats(w)?;
         let dims: Vec<usize> = w.dims.iter().map(|&d| d as usize).collect();
-        let (q, scales) = quantize_per_channel(&values, &dims, axis);
+        let (q, scales) = quantize_per_channel_floor(&values, &dims, axis, floor);
         let c = scales.len() as i64;
         let (qn, sn, zn) = (
             format!("{}_int8", w.name),
@@ -712,8 +734,7 @@ impl Rewriter<'_> {
             .context("integer conv without a float weight")?
             .clone();
         self.weights_done.insert(w.name.clone());
-        let (wq, ws, wz, w_scales) = self.int8_weight(&w, 0)?;
-        // int32 bias in units of x_scale · w_scale[c], as QLinearConv's spec requires.
+        let channels = w.dims[0] as usize;
         let bias = match n.input.get(2).filter(|b| !b.is_empty()) {
             Some(b) => floats(
                 self.graph
@@ -721,8 +742,14 @@ impl Rewriter<'_> {
                     .get(b)
                     .with_context(|| format!("conv bias {b} is not an initializer"))?,
             )?,
-            None => vec![0.0; w_scales.len()],
+            None => vec![0.0; channels],
         };
+        let floor: Vec<f32> = bias
+            .iter()
+            .map(|b| b.abs() / (x.scale * MAX_BIAS))
+            .collect();
+        let (wq, ws, wz, w_scales) = self.int8_weight(&w, 0, &floor)?;
+        // int32 bias in units of x_scale · w_scale[c], as QLinearConv's spec requires.
         let bias_q: Vec<u8> = bias
             .iter()
             .zip(&w_scales)
