@@ -410,3 +410,16 @@ fn metadata_is_kept_and_mistakes_are_clear_errors() {
         4
     );
 }
+
+#[test]
+fn a_dead_channel_with_a_bias_gets_a_scale_that_keeps_the_bias_in_int32() {
+    // Channel 0: weights ~0 but (folded BatchNorm) bias 5 at x_scale 1/255 would need a bias
+    // of ~1.6e11 units at scale 1e-9/127; the floor raises its scale instead.
+    let floor = [5.0 / (MAX_BIAS / 255.0), 0.0];
+    let (q, s) = quantize_per_channel_floor(&[1e-9, -1e-9, 0.5, 0.25], &[2, 2], 0, &floor);
+    assert_eq!(s[0], floor[0]);
+    assert_eq!(&q[..2], &[0, 0]);
+    assert_eq!((s[1], &q[2..]), (0.5 / 127.0, &[127i8, 64][..]));
+    let bias_units = 5.0 / ((1.0 / 255.0) * s[0]);
+    assert!(bias_units <= MAX_BIAS * 1.001, "{bias_units}");
+}
