@@ -88,6 +88,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Int8 versions of an exported model: weight-only (small file, float speed) or integer
+    /// (QLinearConv with calibrated activations); `--explain` shows what tract computes in
+    /// integers.
+    Quantize(QuantizeArgs),
+    /// Milliseconds per face (batch 1, one thread, median) of each model file, run round-robin.
+    TimeModels {
+        /// ONNX age/gender models (e.g. the f32 export and its quantized forms).
+        #[arg(required = true, value_name = "MODEL.onnx")]
+        models: Vec<PathBuf>,
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
     /// Training/inference throughput of MobileNetV2 on random data (images/s).
     BenchTrain {
         #[arg(long, default_value_t = 96)]
@@ -188,6 +200,38 @@ struct TrainArgs {
     max_steps_per_epoch: Option<usize>,
 }
 
+#[derive(Debug, clap::Args)]
+struct QuantizeArgs {
+    /// The float model written by `agecam-host export` (with --explain alone: any model).
+    #[arg(long, value_name = "FILE.onnx")]
+    model: PathBuf,
+    /// Face crops (PNG/JPEG) for the integer form's activation ranges, e.g. CACHE/crops.
+    #[arg(long, value_name = "DIR")]
+    calib: Option<PathBuf>,
+    /// Where to write the quantized model. Without it, --explain explains --model.
+    #[arg(long, value_name = "FILE.onnx")]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "integer")]
+    form: agecam::train::quantize::Form,
+    /// Which convolutions the integer form computes in integers.
+    #[arg(long, value_enum, default_value = "pointwise")]
+    integer_layers: agecam::train::quantize::IntegerLayers,
+    /// Keep the first convolution (reading the image) in float in the integer form.
+    #[arg(long)]
+    float_first: bool,
+    #[arg(long, default_value = "percentile", value_parser = ["minmax", "percentile"])]
+    calib_method: String,
+    /// Percentile for --calib-method percentile (the mirror is used at the bottom).
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f32,
+    /// At most this many calibration images (evenly spaced over the sorted file names).
+    #[arg(long, default_value_t = 500)]
+    max_calib: usize,
+    /// List each convolution/matmul tract runs, with its datum types (integer or float).
+    #[arg(long)]
+    explain: bool,
+}
+
 /// Runtime settings that must be in the environment before the allocator and candle start:
 /// * `MIMALLOC_PURGE_DELAY=-1`: keep freed pages instead of returning them to the OS (each
 ///   training step frees and reallocates hundreds of MB; re-faulting them is expensive).
@@ -276,6 +320,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Quantize(a) => quantize_command(a),
+        Command::TimeModels { models, runs } => {
+            // Device loader (variable batch) and a plan fixed to one face, each round-robin.
+            let device = agecam::model::inspect::time_forms(models, *runs)?;
+            let batch1 = agecam::model::inspect::time_forms_batch1(models, *runs)?;
+            println!(
+                "{:<24} {:>12} {:>16} {:>16}",
+                "model", "bytes", "ms (device N)", "ms (batch 1)"
+            );
+            for ((path, (name, ms)), (_, ms1)) in models.iter().zip(device).zip(batch1) {
+                let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                println!("{name:<24} {bytes:>12} {ms:>16.2} {ms1:>16.2}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::BenchTrain {
             size,
             batch,
@@ -347,6 +406,45 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn quantize_command(a: &QuantizeArgs) -> anyhow::Result<ExitCode> {
+    use agecam::train::quantize::{self, CalibMethod, QuantizeOptions};
+    let Some(out) = &a.out else {
+        anyhow::ensure!(
+            a.explain,
+            "give --out FILE.onnx to quantize {}, or --explain to inspect it",
+            a.model.display()
+        );
+        println!("{}", agecam::model::inspect::explain(&a.model)?);
+        return Ok(ExitCode::SUCCESS);
+    };
+    anyhow::ensure!(
+        (50.0..=100.0).contains(&a.percentile),
+        "--percentile {} is out of range: give a value from 50 to 100, e.g. 99.99",
+        a.percentile
+    );
+    let opts = QuantizeOptions {
+        form: a.form,
+        integer_layers: a.integer_layers,
+        float_first: a.float_first,
+        calib_method: match a.calib_method.as_str() {
+            "minmax" => CalibMethod::MinMax,
+            _ => CalibMethod::Percentile(a.percentile),
+        },
+    };
+    let t = std::time::Instant::now();
+    let report = quantize::quantize_file(&a.model, a.calib.as_deref(), a.max_calib, out, &opts)?;
+    println!("{report}");
+    println!(
+        "wrote {} in {:.1} s",
+        out.display(),
+        t.elapsed().as_secs_f32()
+    );
+    if a.explain {
+        println!("{}", agecam::model::inspect::explain(out)?);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn crops_command(

@@ -45,7 +45,7 @@ pub struct ModelInfo {
 
 impl ModelInfo {
     /// Reads the metadata tract keeps as `onnx.metadata_props.<key>` properties.
-    fn from_properties(props: &HashMap<String, Arc<Tensor>>) -> Result<ModelInfo, String> {
+    pub fn from_properties(props: &HashMap<String, Arc<Tensor>>) -> Result<ModelInfo, String> {
         let get = |key: &str| -> Result<String, String> {
             let tensor = props
                 .get(&format!("onnx.metadata_props.{key}"))
@@ -127,6 +127,36 @@ impl ModelInfo {
             gender_labels,
             crop_margin,
         })
+    }
+}
+
+impl ModelInfo {
+    /// The network's input for `crops` (each `input_size`×`input_size`): `[n, 3, s, s]`, RGB
+    /// planes of (v/255 − mean)/std. Public so that the host's quantization calibration feeds
+    /// the float model exactly what the device feeds it.
+    pub fn input_tensor(&self, crops: &[RgbImage]) -> Result<Tensor, String> {
+        let size = self.input_size;
+        if let Some(bad) = crops.iter().find(|c| c.dimensions() != (size, size)) {
+            return Err(format!(
+                "crop is {}x{}, the model takes {size}x{size}",
+                bad.width(),
+                bad.height()
+            ));
+        }
+        let plane = (size * size) as usize;
+        let mut data = vec![0f32; crops.len() * 3 * plane];
+        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.std[c]));
+        let offset: [f32; 3] = std::array::from_fn(|c| -self.mean[c] / self.std[c]);
+        for (crop, chunk) in crops.iter().zip(data.chunks_exact_mut(3 * plane)) {
+            for (i, px) in crop.pixels().enumerate() {
+                for c in 0..3 {
+                    chunk[c * plane + i] = px.0[c] as f32 * scale[c] + offset[c];
+                }
+            }
+        }
+        let s = size as usize;
+        Tensor::from_shape(&[crops.len(), 3, s, s], &data)
+            .map_err(|e| format!("cannot build the input tensor ({e})"))
     }
 }
 
@@ -252,33 +282,12 @@ impl AgeGenderModel {
     }
 
     fn input_tensor(&self, crops: &[RgbImage]) -> Result<Tensor, Error> {
-        let size = self.info.input_size;
-        if let Some(bad) = crops.iter().find(|c| c.dimensions() != (size, size)) {
-            return Err(Error::Model {
+        self.info
+            .input_tensor(crops)
+            .map_err(|problem| Error::Model {
                 file: self.path.clone(),
-                problem: format!(
-                    "crop is {}x{}, the model takes {size}x{size}",
-                    bad.width(),
-                    bad.height()
-                ),
-            });
-        }
-        let plane = (size * size) as usize;
-        let mut data = vec![0f32; crops.len() * 3 * plane];
-        let scale: [f32; 3] = std::array::from_fn(|c| 1.0 / (255.0 * self.info.std[c]));
-        let offset: [f32; 3] = std::array::from_fn(|c| -self.info.mean[c] / self.info.std[c]);
-        for (crop, chunk) in crops.iter().zip(data.chunks_exact_mut(3 * plane)) {
-            for (i, px) in crop.pixels().enumerate() {
-                for c in 0..3 {
-                    chunk[c * plane + i] = px.0[c] as f32 * scale[c] + offset[c];
-                }
-            }
-        }
-        let s = size as usize;
-        Tensor::from_shape(&[crops.len(), 3, s, s], &data).map_err(|e| Error::Model {
-            file: self.path.clone(),
-            problem: format!("cannot build the input tensor ({e})"),
-        })
+                problem,
+            })
     }
 
     /// Softmax over the age bins → expected age and the central 80 % interval; softmax over

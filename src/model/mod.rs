@@ -1,6 +1,7 @@
 //! Models the device runs, and how they are found: see [`manifest`].
 
 pub mod age_gender;
+pub mod inspect;
 pub mod manifest;
 #[cfg(any(test, feature = "train"))]
 pub mod onnx_build;
