@@ -117,8 +117,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = cli::load_config(config_file)?;
             let models = cli::model_dir(args.models.as_deref(), config_file, &config);
             let mut pipeline = agecam::pipeline::Pipeline::load(&config, &models)?;
-            let report =
+            let mut report =
                 cli::bench::bench(&mut pipeline, config.detector.crop_margin, args.rounds)?;
+            let manifest = agecam::model::Manifest::load(&models)?;
+            report.model_forms = cli::bench::time_model_forms(&manifest, 30)?;
             cli::bench::print_report(&report, args.json)?;
             Ok(ExitCode::SUCCESS)
         }

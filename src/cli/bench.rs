@@ -40,6 +40,57 @@ pub struct BenchReport {
     pub draw_ms: f64,
     pub end_to_end_ms: f64,
     pub fps: f64,
+    /// Every form of the age/gender model the manifest lists, timed in the same run.
+    pub model_forms: Vec<FormTiming>,
+}
+
+/// One form of the age/gender model: median ms per face, and its speed relative to float.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FormTiming {
+    pub role: String,
+    pub file: String,
+    pub bytes: u64,
+    pub ms_per_face: f64,
+    /// `f32 ms / this ms`: above 1 means faster than the float model.
+    pub speedup_vs_f32: Option<f64>,
+    /// Convolutions/matmuls tract runs in integers, of all of them, after optimisation.
+    pub integer_layers: usize,
+    pub layers: usize,
+}
+
+/// Times each age/gender form listed in `manifest` (round-robin, one thread, `runs` each).
+pub fn time_model_forms(
+    manifest: &crate::model::Manifest,
+    runs: usize,
+) -> anyhow::Result<Vec<FormTiming>> {
+    use crate::model::Role;
+    let mut found = Vec::new();
+    for role in [Role::AgeGenderF32, Role::AgeGenderInt8] {
+        if let Some(path) = manifest.verified_path(role)? {
+            found.push((role, path));
+        }
+    }
+    let paths: Vec<_> = found.iter().map(|(_, p)| p.clone()).collect();
+    let times = crate::model::inspect::time_forms(&paths, runs)?;
+    let f32_ms = found
+        .iter()
+        .zip(&times)
+        .find(|((r, _), _)| *r == Role::AgeGenderF32)
+        .map(|(_, (_, ms))| *ms);
+    let mut out = Vec::new();
+    for ((role, path), (_, ms)) in found.iter().zip(times) {
+        let explained = crate::model::inspect::explain(path)?;
+        out.push(FormTiming {
+            role: role.name().to_string(),
+            file: path.display().to_string(),
+            bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            ms_per_face: ms,
+            speedup_vs_f32: f32_ms.map(|f| f / ms),
+            integer_layers: explained.integer_layers(),
+            layers: explained.layers.len(),
+        });
+    }
+    Ok(out)
 }
 
 fn median_ms(mut samples: Vec<Duration>) -> f64 {
@@ -119,6 +170,7 @@ pub fn bench(
         infer_ms: pipeline.has_model().then(|| median_ms(infer)),
         draw_ms: median_ms(draw),
         end_to_end_ms,
+        model_forms: Vec::new(),
         fps: if end_to_end_ms > 0.0 {
             1000.0 / end_to_end_ms
         } else {
@@ -145,6 +197,21 @@ pub fn print_report(report: &BenchReport, json: bool) -> anyhow::Result<()> {
         "  total   {:8.2}  = {:.1} fps",
         report.end_to_end_ms, report.fps
     );
+    if !report.model_forms.is_empty() {
+        println!("age/gender model forms, median ms per face (same run, one thread):");
+        for f in &report.model_forms {
+            println!(
+                "  {:<16} {:8.2} ms  {:>9} bytes  {}/{} layers integer{}",
+                f.role,
+                f.ms_per_face,
+                f.bytes,
+                f.integer_layers,
+                f.layers,
+                f.speedup_vs_f32
+                    .map_or(String::new(), |r| format!("  {r:.2}x float speed"))
+            );
+        }
+    }
     if json {
         println!("{}", serde_json::to_string(report)?);
     }

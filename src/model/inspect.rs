@@ -242,7 +242,7 @@ fn stem(p: &Path) -> String {
 }
 
 /// Median milliseconds per face for each model file (named by file stem), one thread, as the
-/// device runs them: [`AgeGenderModel::load`] (optimised for a variable batch) and
+/// device runs them: [`AgeGenderModel::load`] (optimised for one face) and
 /// [`AgeGenderModel::predict`] on one crop, input normalisation and softmax included.
 pub fn time_forms(paths: &[PathBuf], runs: usize) -> Result<Vec<(String, f64)>, Error> {
     let models = paths
