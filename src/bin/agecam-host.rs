@@ -153,7 +153,7 @@ struct EvalArgs {
     /// Model folder (manifest.json) with the face detector; default as for `predict`.
     #[arg(long, value_name = "DIR")]
     models_dir: Option<PathBuf>,
-    /// Stop after this many images (quick checks).
+    /// Score at most this many images, evenly spaced over the chosen ones (quick checks).
     #[arg(long)]
     max_images: Option<usize>,
 }

@@ -238,10 +238,18 @@ impl AgeGenderModel {
 
     /// Age and gender for each crop (all `input_size`×`input_size`).
     pub fn predict(&self, crops: &[RgbImage]) -> Result<Vec<AgeGender>, Error> {
-        crops.iter().map(|crop| self.predict_one(crop)).collect()
+        crops
+            .iter()
+            .map(|crop| self.predict_with_distribution(crop).map(|(a, _)| a))
+            .collect()
     }
 
-    fn predict_one(&self, crop: &RgbImage) -> Result<AgeGender, Error> {
+    /// Like [`predict`](Self::predict) for one crop, also returning the probability of each
+    /// age bin (for evaluation: age-group scores, ROC curves).
+    pub fn predict_with_distribution(
+        &self,
+        crop: &RgbImage,
+    ) -> Result<(AgeGender, Vec<f32>), Error> {
         let input = self.input_tensor(std::slice::from_ref(crop))?;
         let outputs = self
             .plan
@@ -267,7 +275,7 @@ impl AgeGenderModel {
         };
         let age = read(self.age_output, self.info.age_bins.len())?;
         let gender = read(self.gender_output, 2)?;
-        Ok(self.interpret(&age, &gender))
+        Ok((self.interpret(&age, &gender), softmax(&age)))
     }
 
     fn bad_output(&self, problem: String) -> Error {

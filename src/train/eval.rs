@@ -34,6 +34,22 @@ pub struct Prediction {
     pub age_high: f32,
     /// Probability the face is female (the ROC score).
     pub p_female: f32,
+    /// Probability of YOUNG, MIDDLE and OLD: the age distribution summed over each group.
+    pub p_group: [f32; 3],
+}
+
+impl Prediction {
+    /// From the model's answer and its age distribution over `bins`.
+    pub fn new(a: AgeGender, probs: &[f32], bins: &[f32], limits: &GroupLimits) -> Prediction {
+        let mut p_group = [0f32; 3];
+        for (p, age) in probs.iter().zip(bins) {
+            p_group[group_index(limits.group(*age))] += p;
+        }
+        Prediction {
+            p_group,
+            ..Prediction::from(a)
+        }
+    }
 }
 
 impl From<AgeGender> for Prediction {
@@ -46,6 +62,7 @@ impl From<AgeGender> for Prediction {
                 Gender::Female => a.gender_confidence,
                 Gender::Male => 1.0 - a.gender_confidence,
             },
+            p_group: [f32::NAN; 3],
         }
     }
 }
@@ -80,8 +97,12 @@ pub struct Metrics {
     pub gender_confusion: [[usize; 2]; 2],
     /// `[true][predicted]`, YOUNG, MIDDLE, OLD.
     pub group_confusion: [[usize; 3]; 3],
+    /// One-vs-rest AUC of each age group (YOUNG, MIDDLE, OLD), scored by its probability.
+    pub group_auc: [Option<f64>; 3],
     #[serde(skip)]
     pub roc: Vec<(f64, f64)>,
+    #[serde(skip)]
+    pub group_roc: [Vec<(f64, f64)>; 3],
 }
 
 fn group_index(g: AgeGroup) -> usize {
@@ -210,6 +231,21 @@ pub fn metrics(
     }
     let group_accuracy =
         (0..3).map(|i| group_confusion[i][i]).sum::<usize>() as f64 / pairs.len().max(1) as f64;
+    let mut group_auc = [None; 3];
+    let mut group_roc: [Vec<(f64, f64)>; 3] = Default::default();
+    for g in 0..3 {
+        let labels: Vec<bool> = pairs
+            .iter()
+            .map(|(t, _)| group_index(t.group) == g)
+            .collect();
+        let scores: Vec<f32> = pairs.iter().map(|(_, p)| p.p_group[g]).collect();
+        if scores.iter().all(|s| s.is_finite()) {
+            if let Some((c, a)) = roc(&labels, &scores) {
+                group_roc[g] = c;
+                group_auc[g] = Some(a);
+            }
+        }
+    }
 
     let mut by_decade = Vec::new();
     for d in 0..10u32 {
@@ -270,7 +306,9 @@ pub fn metrics(
         by_race,
         gender_confusion,
         group_confusion,
+        group_auc,
         roc: roc_curve,
+        group_roc,
     }
 }
 
@@ -312,15 +350,19 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         .iter()
         .map(|p| AgeGenderModel::load(p).map_err(anyhow::Error::from))
         .collect::<Result<_>>()?;
-    let chosen: Vec<&Sample> = run
+    let mut chosen: Vec<&Sample> = run
         .samples
         .iter()
         .filter(|s| match run.subset {
             Subset::Validation(f) => crate::train::dataset::is_validation(&s.path, f),
             Subset::All => true,
         })
-        .take(run.max_images.unwrap_or(usize::MAX))
         .collect();
+    if let Some(max) = run.max_images.filter(|m| *m < chosen.len()) {
+        // Evenly spaced rather than the first N: files sorted by name are sorted by age.
+        let n = chosen.len();
+        chosen = (0..max).map(|i| chosen[i * n / max]).collect();
+    }
     anyhow::ensure!(
         !chosen.is_empty(),
         "no images to evaluate (the dataset is empty or the validation split selects none)"
@@ -359,8 +401,8 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
             let info = model.info();
             let margin = info.crop_margin.unwrap_or(run.default_margin);
             let crop = crop_face(&img, &face, margin, info.input_size);
-            let p = model.predict(std::slice::from_ref(&crop))?;
-            out.predictions[m].push(p[0].into());
+            let (answer, probs) = model.predict_with_distribution(&crop)?;
+            out.predictions[m].push(Prediction::new(answer, &probs, &info.age_bins, &run.limits));
         }
         out.truths.push(Truth {
             source: s
@@ -415,6 +457,7 @@ pub fn write_report(
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
     let mut written = Vec::new();
+    let mut csvs = Vec::new();
     let mut save = |name: String, img: image::RgbImage| -> Result<()> {
         crate::display::write_png_atomically(&img, &dir.join(&name))?;
         written.push(name);
@@ -521,6 +564,29 @@ pub fn write_report(
             plot::confusion_matrix(&format!("age groups: {s}"), &groups, &rows),
         )?;
         writeln!(md, "![age-group confusion]({name})")?;
+        let csv_name = format!("confusion_groups_{s}.csv");
+        write_confusion_csv(&dir.join(&csv_name), &groups, &rows)?;
+        csvs.push(csv_name);
+        let chart = LineChart {
+            title: format!("age groups one-vs-rest ROC: {s}"),
+            x_label: "false positive rate".into(),
+            y_label: "true positive rate".into(),
+            series: (0..3)
+                .filter(|g| !m.group_roc[*g].is_empty())
+                .map(|g| Series {
+                    name: format!("{} AUC {:.3}", groups[g], m.group_auc[g].unwrap_or(0.0)),
+                    points: m.group_roc[g].clone(),
+                })
+                .collect(),
+            x_range: Some((0.0, 1.0)),
+            y_range: Some((0.0, 1.0)),
+            diagonal: true,
+        };
+        if !chart.series.is_empty() {
+            let name = format!("roc_groups_{s}.png");
+            save(name.clone(), plot::line_chart(&chart, 560, 480))?;
+            writeln!(md, "![age-group ROC]({name})")?;
+        }
         if m.gender_accuracy.is_some() {
             let rows: Vec<Vec<usize>> = m.gender_confusion.iter().map(|r| r.to_vec()).collect();
             let name = format!("confusion_gender_{s}.png");
@@ -529,6 +595,9 @@ pub fn write_report(
                 plot::confusion_matrix(&format!("gender: {s}"), &["male", "female"], &rows),
             )?;
             writeln!(md, "![gender confusion]({name})")?;
+            let csv_name = format!("confusion_gender_{s}.csv");
+            write_confusion_csv(&dir.join(&csv_name), &["male", "female"], &rows)?;
+            csvs.push(csv_name);
         }
     }
     let with_roc: Vec<&Metrics> = outcome
@@ -557,9 +626,7 @@ pub fn write_report(
     }
     if let Some(h) = history.filter(|h| !h.is_empty()) {
         let xs = |f: &dyn Fn(&crate::train::trainer::EpochRecord) -> f64| {
-            h.iter()
-                .map(|r| (r.epoch as f64 + 1.0, f(r)))
-                .collect::<Vec<_>>()
+            h.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>()
         };
         let mae = LineChart {
             title: "training history: age".into(),
@@ -602,7 +669,7 @@ pub fn write_report(
             writeln!(
                 md,
                 "| {} | {:.3} | {:.2} | {:.1} % | {:.1} | {:.2e} |",
-                r.epoch + 1,
+                r.epoch,
                 r.train_loss,
                 r.val_mae,
                 100.0 * r.val_gender_accuracy,
@@ -615,6 +682,7 @@ pub fn write_report(
             "\n![age history](history_age.png)\n![gender history](history_gender.png)"
         )?;
     }
+    written.extend(csvs);
     let md_path = dir.join("report.md");
     std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
     written.push("report.md".into());
@@ -625,34 +693,56 @@ pub fn write_report(
     Ok(written)
 }
 
-/// The one-line JSON summary printed last by `eval`.
+/// `true\predicted` table of counts, one row per true class.
+fn write_confusion_csv(path: &Path, labels: &[&str], rows: &[Vec<usize>]) -> Result<()> {
+    let mut text = format!("true\\predicted,{}\n", labels.join(","));
+    for (label, row) in labels.iter().zip(rows) {
+        let cells: Vec<String> = row.iter().map(|c| c.to_string()).collect();
+        text.push_str(&format!("{label},{}\n", cells.join(",")));
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The one-line JSON summary printed last by `eval`: `{"n", "age_mae", "cs5", "gender_acc",
+/// "group3_acc", …}` for the first model, with any further models under `"compared"`.
 pub fn summary_line(outcome: &EvalOutcome) -> String {
     #[derive(Serialize)]
     struct Line<'a> {
         model: &'a str,
-        faces: usize,
+        n: usize,
         no_face: usize,
         age_mae: Option<f64>,
         cs5: Option<f64>,
-        gender_accuracy: Option<f64>,
+        gender_acc: Option<f64>,
         gender_auc: Option<f64>,
-        group_accuracy: f64,
+        group3_acc: f64,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        compared: Vec<Line<'a>>,
     }
-    let lines: Vec<Line> = outcome
-        .metrics
-        .iter()
-        .map(|m| Line {
+    fn line(m: &Metrics, no_face: usize) -> Line<'_> {
+        Line {
             model: &m.model,
-            faces: m.faces,
-            no_face: outcome.no_face,
+            n: m.faces,
+            no_face,
             age_mae: m.age_mae,
             cs5: m.cs5,
-            gender_accuracy: m.gender_accuracy,
+            gender_acc: m.gender_accuracy,
             gender_auc: m.gender_auc,
-            group_accuracy: m.group_accuracy,
-        })
+            group3_acc: m.group_accuracy,
+            compared: Vec::new(),
+        }
+    }
+    let Some(first) = outcome.metrics.first() else {
+        return "{}".into();
+    };
+    let mut top = line(first, outcome.no_face);
+    top.compared = outcome
+        .metrics
+        .iter()
+        .skip(1)
+        .map(|m| line(m, outcome.no_face))
         .collect();
-    serde_json::to_string(&lines).unwrap_or_default()
+    serde_json::to_string(&top).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -671,11 +761,14 @@ mod tests {
     }
 
     fn pred(age: f32, p_female: f32) -> Prediction {
+        let mut p_group = [0.0; 3];
+        p_group[group_index(GroupLimits::default().group(age))] = 1.0;
         Prediction {
             age,
             age_low: age - 3.0,
             age_high: age + 3.0,
             p_female,
+            p_group,
         }
     }
 
@@ -719,6 +812,9 @@ mod tests {
         assert!((m.group_accuracy - 0.75).abs() < 1e-9);
         // Female scores 0.4 and 0.9 vs male 0.1, 0.2: every female above every male.
         assert_eq!(m.gender_auc, Some(1.0));
+        // YOUNG faces (20, 5) are exactly the ones scored YOUNG; OLD is never scored OLD.
+        assert_eq!(m.group_auc[0], Some(1.0));
+        assert_eq!(m.group_auc[2], Some(0.5));
         let white = m.by_race.iter().find(|s| s.name == "white").unwrap();
         assert_eq!((white.n, white.mae), (2, 7.0));
         let decades: Vec<&str> = m.by_decade.iter().map(|s| s.name.as_str()).collect();

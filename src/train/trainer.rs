@@ -57,7 +57,7 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
-/// One line of the history.
+/// One line of the history (`epoch` counts from 1).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochRecord {
     pub epoch: usize,

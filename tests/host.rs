@@ -1,0 +1,211 @@
+//! End-to-end tests of `agecam-host eval` (and `quantize`) on tiny datasets the tests lay out
+//! themselves from the bundled redistributable photos, with the shipped models: the report
+//! folder, its numbers and its charts, for both dataset layouts.
+#![cfg(feature = "train")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn host() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agecam-host"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("AGECAM_CONFIG")
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "failed: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
+}
+
+/// The four bundled portraits under UTKFace names (ages and genders as perceived; see
+/// tests/data/SOURCES.md), plus one malformed name that must be skipped, not guessed.
+fn utkface_fixture(dir: &Path) {
+    for (src, name) in [
+        (
+            "faces/astronaut_eileen_collins.jpg",
+            "42_1_0_20170101000000001.jpg",
+        ),
+        (
+            "faces/grace_hopper_navy_portrait.jpg",
+            "77_1_0_20170101000000002.jpg",
+        ),
+        (
+            "faces/luis_pedro_coelho.jpg",
+            "30_0_0_20170101000000003.jpg",
+        ),
+        (
+            "faces/cameraman_three_quarter_profile.png",
+            "30_0_0_20170101000000004.png",
+        ),
+        (
+            "faces/luis_pedro_coelho.jpg",
+            "thirty_0_0_20170101000000005.jpg",
+        ),
+    ] {
+        std::fs::copy(data(src), dir.join(name)).unwrap();
+    }
+}
+
+fn last_json(out: &Output) -> serde_json::Value {
+    let stdout = text(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn eval_writes_a_report_for_float_and_int8_on_the_same_faces() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("utk");
+    std::fs::create_dir(&ds).unwrap();
+    utkface_fixture(&ds);
+    let report = dir.path().join("report");
+    let out = run_ok(
+        host()
+            .args(["eval", "--all", "--format", "utkface", "--data"])
+            .arg(&ds)
+            .arg("--report")
+            .arg(&report)
+            .args([
+                "--model",
+                "models/age_gender_f32.onnx",
+                "--model",
+                "models/age_gender_int8.onnx",
+            ]),
+    );
+    let summary = last_json(&out);
+    let compared = summary["compared"].as_array().unwrap();
+    assert_eq!(compared.len(), 1, "{summary}");
+    let models = [&summary, &compared[0]];
+    for m in models {
+        // The three frontal portraits are found for sure; the profile may or may not be.
+        let faces = m["n"].as_u64().unwrap();
+        assert!((3..=4).contains(&faces), "{m}");
+        let mae = m["age_mae"].as_f64().unwrap();
+        assert!(mae > 0.0 && mae < 40.0, "{m}");
+        let auc = m["gender_auc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auc), "{m}");
+    }
+    // Same faces, so the int8 model's answers stay close to the float model's.
+    let (f, q) = (models[0], models[1]);
+    assert!(f["model"]
+        .as_str()
+        .unwrap()
+        .ends_with("age_gender_f32.onnx"));
+    assert_eq!(f["n"], q["n"]);
+    assert!(f["cs5"].is_number() && f["gender_acc"].is_number() && f["group3_acc"].is_number());
+    let drift = (f["age_mae"].as_f64().unwrap() - q["age_mae"].as_f64().unwrap()).abs();
+    assert!(
+        drift < 2.0,
+        "int8 drifts {drift} years from float on 4 faces"
+    );
+
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("Difference from"), "{md}");
+    assert!(
+        md.contains("| female |") && md.contains("| white |"),
+        "{md}"
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(metrics.as_array().unwrap().len(), 2);
+    let csv = std::fs::read_to_string(report.join("confusion_gender_age_gender_f32.csv")).unwrap();
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some("true\\predicted,male,female"));
+    let counted: usize = rows
+        .flat_map(|r| r.split(',').skip(1).map(|c| c.parse::<usize>().unwrap()))
+        .sum();
+    assert_eq!(counted as u64, f["n"].as_u64().unwrap(), "{csv}");
+    for png in [
+        "roc_gender.png",
+        "roc_groups_age_gender_f32.png",
+        "confusion_groups_age_gender_f32.png",
+        "confusion_gender_age_gender_int8.png",
+    ] {
+        let img = image::open(report.join(png)).unwrap();
+        assert!(img.width() > 100 && img.height() > 100, "{png}");
+    }
+}
+
+#[test]
+fn eval_kaggle_layout_scores_age_groups_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("kaggle");
+    std::fs::create_dir_all(ds.join("Train")).unwrap();
+    std::fs::copy(
+        data("faces/astronaut_eileen_collins.jpg"),
+        ds.join("Train/1.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        data("faces/grace_hopper_navy_portrait.jpg"),
+        ds.join("Train/2.jpg"),
+    )
+    .unwrap();
+    std::fs::write(ds.join("train.csv"), "ID,Class\n1.jpg,MIDDLE\n2.jpg,OLD\n").unwrap();
+    let report = dir.path().join("report");
+    // No --model: the manifest's int8 model is scored.
+    let out = run_ok(
+        host()
+            .args(["eval", "--all", "--format", "kaggle", "--data"])
+            .arg(&ds)
+            .arg("--report")
+            .arg(&report),
+    );
+    let m = last_json(&out);
+    assert!(
+        m["model"]
+            .as_str()
+            .unwrap()
+            .ends_with("age_gender_int8.onnx"),
+        "{m}"
+    );
+    assert_eq!(m["n"], 2);
+    assert!(m["age_mae"].is_null() && m["gender_acc"].is_null(), "{m}");
+    let acc = m["group3_acc"].as_f64().unwrap();
+    assert!([0.0, 0.5, 1.0].contains(&acc), "{m}");
+    assert!(report
+        .join("confusion_groups_age_gender_int8.png")
+        .is_file());
+    assert!(
+        !report.join("roc_gender.png").exists(),
+        "no genders, no ROC"
+    );
+}
+
+#[test]
+fn eval_names_a_missing_dataset_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = host()
+        .args([
+            "eval",
+            "--format",
+            "utkface",
+            "--data",
+            "/nonexistent/utk",
+            "--report",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("/nonexistent/utk"), "{stderr}");
+}
