@@ -220,8 +220,8 @@ fn demo_run_writes_annotated_frames() {
     let out = run_ok(agecam().args(["run", "--demo", "--out"]).arg(&out_dir));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("lists no age/gender model"),
-        "honest about the missing model: {stderr}"
+        stderr.contains("age/gender model:") && stderr.contains("model.precision = auto"),
+        "the shipped model is loaded, its form chosen by timing: {stderr}"
     );
     let mut pngs: Vec<_> = std::fs::read_dir(&out_dir)
         .unwrap()
@@ -247,6 +247,15 @@ fn demo_run_writes_annotated_frames() {
         .map(|c| c["visits"].as_u64().unwrap())
         .sum();
     assert!(visits >= 1, "{stdout}");
+    // With the model installed, visits are counted under an estimated gender and age bucket.
+    assert!(
+        interval["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["gender"] != "unknown" && c["age_bucket"] != "unknown"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -308,4 +317,76 @@ fn camera_build_requirement_is_explained() {
         stderr.contains("/dev/video0") && stderr.contains("--features device"),
         "{stderr}"
     );
+}
+
+#[test]
+fn shipped_model_estimates_the_bundled_portraits() {
+    // Perceived ages (tests/data/SOURCES.md): Eileen Collins about 42, Luis Pedro Coelho about
+    // 30. Bounds are loose (the model's validation MAE is ~6 years) but a broken crop,
+    // normalisation or head wiring lands far outside them.
+    let out = run_ok(
+        agecam()
+            .args(["predict", "--json"])
+            .arg(data("faces/astronaut_eileen_collins.jpg"))
+            .arg(data("faces/luis_pedro_coelho.jpg")),
+    );
+    let stdout = text(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, gender, (lo, hi)) in [
+        (&lines[0], "female", (30.0, 60.0)),
+        (&lines[1], "male", (20.0, 45.0)),
+    ] {
+        assert_eq!(line["gender"], gender, "{line}");
+        let age = line["age"].as_f64().unwrap();
+        assert!(age > lo && age < hi, "{line}");
+        let (low, high) = (
+            line["age_low"].as_f64().unwrap(),
+            line["age_high"].as_f64().unwrap(),
+        );
+        assert!(low <= age && age <= high, "{line}");
+        assert!(line["gender_confidence"].as_f64().unwrap() >= 0.5, "{line}");
+    }
+}
+
+#[test]
+fn int8_and_float_models_agree_on_a_bundled_face() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let mut answers = Vec::new();
+    for precision in ["int8", "f32"] {
+        let config = dir.path().join(format!("{precision}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[model]\ndir = {:?}\nprecision = \"{precision}\"\n",
+                models.display().to_string()
+            ),
+        )
+        .unwrap();
+        let out = run_ok(
+            agecam()
+                .arg("--config")
+                .arg(&config)
+                .args(["predict", "--json"])
+                .arg(data("faces/astronaut_eileen_collins.jpg")),
+        );
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("age_gender_{precision}.onnx")),
+            "{precision} form loaded: {stderr}"
+        );
+        let line: serde_json::Value =
+            serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+        answers.push(line);
+    }
+    let age = |v: &serde_json::Value| v["age"].as_f64().unwrap();
+    assert!(
+        (age(&answers[0]) - age(&answers[1])).abs() < 1.5,
+        "{answers:?}"
+    );
+    assert_eq!(answers[0]["gender"], answers[1]["gender"]);
 }
