@@ -50,5 +50,5 @@ glibc=$(aarch64-linux-gnu-objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sort -Vu
 echo "built $bin: $((size / 1024 / 1024)) MiB, needs $glibc"
 
 if [ "$run_tests" = 1 ]; then
-    cargo +debian test --release --target "$target" --lib "$@"
+    cargo +debian test --release --target "$target" --features device --lib "$@"
 fi
