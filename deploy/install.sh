@@ -59,6 +59,8 @@ install -d "$root/usr/bin" "$root/usr/share/agecam/models" "$root/etc/agecam" \
 install -m 0755 "$binary" "$root/usr/bin/.agecam.new"
 mv -f "$root/usr/bin/.agecam.new" "$root/usr/bin/agecam"
 for f in "$repo"/models/*; do
+    # Model files, licences, manifest and card; not the evaluation report folder.
+    [ -f "$f" ] || continue
     install -m 0644 "$f" "$root/usr/share/agecam/models/"
 done
 if [ -e "$root/etc/agecam/agecam.toml" ]; then
