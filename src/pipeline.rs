@@ -288,6 +288,8 @@ pub struct RunSummary {
     pub model_failures: u64,
     /// Frames the display failed to show; the run went on counting.
     pub display_failures: u64,
+    /// Camera frames replaced by a newer one before the pipeline was ready for them.
+    pub stale_frames: u64,
     pub elapsed: Duration,
     pub detect_time: Duration,
     pub infer_time: Duration,
@@ -394,6 +396,7 @@ pub fn run(
         );
     }
     systemd.stopping();
+    summary.stale_frames = source.dropped_frames();
     if let Some(stats) = stats {
         stats.finish(clock);
     }
@@ -565,6 +568,71 @@ mod tests {
         )
         .unwrap();
         assert_eq!(summary.frames, 0);
+    }
+
+    /// A camera at 1 kHz in front of a display that takes 5 ms per frame.
+    struct FastCamera(u64);
+
+    impl FrameSource for FastCamera {
+        fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+            std::thread::sleep(Duration::from_millis(1));
+            self.0 += 1;
+            Ok(Some(Frame {
+                image: RgbImage::from_pixel(8, 8, image::Rgb([200, 0, 0])),
+                seq: self.0,
+                captured: Instant::now(),
+                origin: "fast".into(),
+            }))
+        }
+        fn describe(&self) -> String {
+            "fast".into()
+        }
+    }
+
+    struct SlowDisplay(Vec<u64>);
+
+    impl Display for SlowDisplay {
+        fn show(&mut self, frame: &Frame, _: &[FaceResult], _: &Status) -> Result<(), Error> {
+            std::thread::sleep(Duration::from_millis(5));
+            self.0.push(frame.seq);
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "slow".into()
+        }
+    }
+
+    #[test]
+    fn a_slow_pipeline_takes_the_newest_camera_frame_and_reports_the_dropped_ones() {
+        let mut source = crate::capture::NewestFrame::start(FastCamera(0)).unwrap();
+        let mut pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
+        let mut display = SlowDisplay(Vec::new());
+        let stop = AtomicBool::new(false);
+        let limits = RunLimits {
+            max_frames: Some(20),
+        };
+        let summary = run(
+            &mut source,
+            &mut pipeline,
+            &mut display,
+            None,
+            &SystemClock,
+            limits,
+            &stop,
+        )
+        .unwrap();
+        assert_eq!(summary.frames, 20);
+        let shown = &display.0;
+        assert!(shown.windows(2).all(|w| w[0] < w[1]), "{shown:?}");
+        // The camera numbers its frames from 1: all up to the last one shown were either
+        // shown or dropped for a newer one (a few more may drop after the run stopped).
+        let last = *shown.last().unwrap();
+        assert!(summary.stale_frames > 0, "{summary:?}");
+        assert!(
+            summary.stale_frames >= last - 20,
+            "{} dropped, but the last of 20 shown was frame {last}: {shown:?}",
+            summary.stale_frames
+        );
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! still images, and the V4L2 camera is one adapter among several.
 
 pub mod convert;
+pub mod newest;
 pub mod stills;
 #[cfg(feature = "device")]
 pub mod v4l2;
 
+pub use newest::NewestFrame;
 pub use stills::{demo_frames, StillImages};
 
 use image::RgbImage;
@@ -69,4 +71,10 @@ pub trait FrameSource {
 
     /// A short human description for logs, e.g. `folder /srv/frames (12 images)`.
     fn describe(&self) -> String;
+
+    /// Frames this source dropped because a newer one replaced them before they were read
+    /// (see [`NewestFrame`]); sources that deliver every frame keep the default.
+    fn dropped_frames(&self) -> u64 {
+        0
+    }
 }

@@ -102,9 +102,10 @@ pub fn run_command(
     }
     let summary = summary?;
     log::info!(
-        "{} frames ({} skipped as unreadable, {} camera faults), {} faces, {:.1} fps; detection {:.1} ms/frame, age/gender {:.1} ms/frame",
+        "{} frames ({} skipped as unreadable, {} older frames dropped for newer ones, {} camera faults), {} faces, {:.1} fps; detection {:.1} ms/frame, age/gender {:.1} ms/frame",
         summary.frames,
         summary.bad_frames,
+        summary.stale_frames,
         summary.camera_faults,
         summary.faces,
         summary.fps(),
@@ -174,14 +175,20 @@ pub fn open_source(config: &Config) -> anyhow::Result<Box<dyn FrameSource>> {
     match camera.source {
         CameraSource::Folder => Ok(Box::new(StillImages::from_folder(&camera.folder, camera.repeat)?)),
         #[cfg(feature = "device")]
-        CameraSource::V4l2 => Ok(Box::new(crate::capture::v4l2::V4l2Camera::open(
-            crate::capture::v4l2::CameraRequest {
+        CameraSource::V4l2 => {
+            let camera = crate::capture::v4l2::V4l2Camera::open(crate::capture::v4l2::CameraRequest {
                 device: camera.device.clone(),
                 width: camera.width,
                 height: camera.height,
                 fps: camera.fps,
-            },
-        )?)),
+            })?;
+            // The camera runs at its own rate on a capture thread and the daemon always takes
+            // the newest frame, so a slow model never shows or counts seconds-old pictures.
+            Ok(Box::new(
+                crate::capture::NewestFrame::start(camera)
+                    .context("cannot start the camera capture thread")?,
+            ))
+        }
         #[cfg(not(feature = "device"))]
         CameraSource::V4l2 => anyhow::bail!(
             "camera.source = \"v4l2\" ({}) needs a build with the `device` feature \
