@@ -21,5 +21,5 @@ pub mod tflite;
 pub mod vision;
 
 pub use error::{Error, Result};
-#[cfg(feature = "train")]
+// Training needs feature `train`; only its dataset label parsing is built without it.
 pub mod train;
