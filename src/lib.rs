@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod display;
 mod error;
+#[cfg(test)]
+mod fuzz_seeds;
 pub mod logging;
 pub mod model;
 pub mod pipeline;
