@@ -119,6 +119,13 @@ fn check_layout(bytes: &[u8]) -> Result<(), String> {
                     }
                     1 => {
                         let layers = file.int()?;
+                        // rustface loads a network without weight layers, then panics on the
+                        // first frame, where the panic cannot unwind (found by fuzzing).
+                        if layers < 2 {
+                            return Err(format!(
+                                "not a valid SeetaFace model (a network with {layers} layers)"
+                            ));
+                        }
                         let features = file.count("feature", 1)?;
                         file.skip(features.saturating_add(1))?;
                         let mut inputs = file.count("layer input", 0)?;
@@ -238,6 +245,18 @@ mod tests {
         let mut damaged = shipped.clone();
         damaged[20..24].copy_from_slice(&0x2A00_0000i32.to_le_bytes());
         assert!(SeetaDetector::from_bytes(&damaged, settings()).is_err());
+    }
+
+    /// The second input fuzz/seeta_model found: an MLP stage with no weight layers loaded, and
+    /// the first frame then panicked inside rustface where the panic cannot unwind (abort).
+    #[test]
+    fn seeta_mlp_stage_without_layers_is_refused_at_load() {
+        // One hierarchy of one window with one MLP stage: 1 layer, no features, threshold 0,
+        // input size 0; then no window sources.
+        let values: [i32; 9] = [1, 1, 1, 1, 1, 0, 0, 0, 0];
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let err = SeetaDetector::from_bytes(&bytes, settings()).err().unwrap();
+        assert!(err.contains("1 layers"), "{err}");
     }
 
     #[test]
