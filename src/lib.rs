@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod display;
 mod error;
+#[cfg(test)]
+mod fuzz_seeds;
 pub mod logging;
 pub mod model;
 pub mod pipeline;
@@ -21,5 +23,5 @@ pub mod tflite;
 pub mod vision;
 
 pub use error::{Error, Result};
-#[cfg(feature = "train")]
+// Training needs feature `train`; only its dataset label parsing is built without it.
 pub mod train;

@@ -1,9 +1,60 @@
-//! Pixel-format conversion for camera buffers: YUYV (4:2:2) and MJPEG to RGB.
+//! Pixel-format conversion for camera buffers: YUYV (4:2:2), MJPEG, RGB3 and GREY to RGB.
 //!
 //! Kept apart from the V4L2 adapter so tests can push recorded or synthetic buffers through the
 //! exact code the camera path uses, on any machine.
 
 use image::RgbImage;
+
+/// The camera pixel formats we can turn into RGB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    Mjpeg,
+    Yuyv,
+    Rgb3,
+    Grey,
+}
+
+/// Converts one captured buffer to RGB.
+pub fn buffer_to_rgb(
+    buf: &[u8],
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    scratch: &mut Vec<u8>,
+) -> Result<RgbImage, String> {
+    let pixels = width as usize * height as usize;
+    match format {
+        PixelFormat::Mjpeg => decode_mjpeg(buf),
+        PixelFormat::Yuyv => {
+            yuyv_to_rgb(buf, width, height, scratch)?;
+            RgbImage::from_raw(width, height, scratch.clone())
+                .ok_or_else(|| "frame size mismatch".to_string())
+        }
+        PixelFormat::Rgb3 => {
+            if buf.len() < pixels * 3 {
+                return Err(format!(
+                    "truncated RGB3 frame: {} bytes, needs {}",
+                    buf.len(),
+                    pixels * 3
+                ));
+            }
+            RgbImage::from_raw(width, height, buf[..pixels * 3].to_vec())
+                .ok_or_else(|| "frame size mismatch".to_string())
+        }
+        PixelFormat::Grey => {
+            if buf.len() < pixels {
+                return Err(format!(
+                    "truncated GREY frame: {} bytes, needs {pixels}",
+                    buf.len()
+                ));
+            }
+            Ok(RgbImage::from_fn(width, height, |x, y| {
+                let v = buf[(y * width + x) as usize];
+                image::Rgb([v, v, v])
+            }))
+        }
+    }
+}
 
 /// Converts a packed YUYV 4:2:2 buffer (BT.601, limited range) into `out`, in integer
 /// arithmetic. `out` is resized as needed so its allocation is reused frame after frame.
@@ -190,7 +241,7 @@ const CHROMA_AC_VALUES: [u8; 162] = [
 ];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -219,7 +270,7 @@ mod tests {
     }
 
     /// A JPEG as a webcam sends it: the same image with its DHT segments cut out.
-    fn strip_huffman_tables(jpeg: &[u8]) -> Vec<u8> {
+    pub(crate) fn strip_huffman_tables(jpeg: &[u8]) -> Vec<u8> {
         let segments = segments_before_scan(jpeg).unwrap();
         let mut out = jpeg[..2].to_vec();
         let mut copied_to = 2;
@@ -297,5 +348,19 @@ mod tests {
         let mut garbage = vec![0x12; 300];
         garbage.extend_from_slice(&[0xFF, 0xD9]);
         assert!(decode_mjpeg(&garbage).unwrap_err().contains("not a JPEG"));
+    }
+
+    #[test]
+    fn grey_and_rgb3_buffers_convert_and_short_ones_are_refused() {
+        let mut scratch = Vec::new();
+        let grey = buffer_to_rgb(&[0, 128, 255, 7], PixelFormat::Grey, 2, 2, &mut scratch).unwrap();
+        assert_eq!(grey.get_pixel(1, 0).0, [128, 128, 128]);
+        let rgb =
+            buffer_to_rgb(&[1, 2, 3, 4, 5, 6], PixelFormat::Rgb3, 2, 1, &mut scratch).unwrap();
+        assert_eq!(rgb.get_pixel(1, 0).0, [4, 5, 6]);
+        assert!(buffer_to_rgb(&[1, 2, 3], PixelFormat::Rgb3, 2, 1, &mut scratch).is_err());
+        assert!(buffer_to_rgb(&[1], PixelFormat::Grey, 2, 1, &mut scratch).is_err());
+        assert!(buffer_to_rgb(&[0; 6], PixelFormat::Yuyv, 2, 2, &mut scratch).is_err());
+        assert!(buffer_to_rgb(&[0; 6], PixelFormat::Mjpeg, 2, 2, &mut scratch).is_err());
     }
 }

@@ -4,9 +4,9 @@
 //! Pixel conversion lives in [`super::convert`], so tests exercise the same decoding on any
 //! machine; this file is only the thin part that needs a real `/dev/videoN`.
 
-use super::convert::{decode_mjpeg, yuyv_to_rgb};
+use super::convert::buffer_to_rgb;
+pub use super::convert::PixelFormat;
 use super::{CaptureError, Frame, FrameSource};
-use image::RgbImage;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,14 +24,6 @@ const PREFERRED: [(&[u8; 4], PixelFormat); 4] = [
     (b"RGB3", PixelFormat::Rgb3),
     (b"GREY", PixelFormat::Grey),
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PixelFormat {
-    Mjpeg,
-    Yuyv,
-    Rgb3,
-    Grey,
-}
 
 /// What the configuration asks of the camera.
 #[derive(Debug, Clone)]
@@ -165,48 +157,6 @@ impl FrameSource for V4l2Camera {
     }
 }
 
-/// Converts one captured buffer to RGB.
-pub fn buffer_to_rgb(
-    buf: &[u8],
-    format: PixelFormat,
-    width: u32,
-    height: u32,
-    scratch: &mut Vec<u8>,
-) -> Result<RgbImage, String> {
-    let pixels = width as usize * height as usize;
-    match format {
-        PixelFormat::Mjpeg => decode_mjpeg(buf),
-        PixelFormat::Yuyv => {
-            yuyv_to_rgb(buf, width, height, scratch)?;
-            RgbImage::from_raw(width, height, scratch.clone())
-                .ok_or_else(|| "frame size mismatch".to_string())
-        }
-        PixelFormat::Rgb3 => {
-            if buf.len() < pixels * 3 {
-                return Err(format!(
-                    "truncated RGB3 frame: {} bytes, needs {}",
-                    buf.len(),
-                    pixels * 3
-                ));
-            }
-            RgbImage::from_raw(width, height, buf[..pixels * 3].to_vec())
-                .ok_or_else(|| "frame size mismatch".to_string())
-        }
-        PixelFormat::Grey => {
-            if buf.len() < pixels {
-                return Err(format!(
-                    "truncated GREY frame: {} bytes, needs {pixels}",
-                    buf.len()
-                ));
-            }
-            Ok(RgbImage::from_fn(width, height, |x, y| {
-                let v = buf[(y * width + x) as usize];
-                image::Rgb([v, v, v])
-            }))
-        }
-    }
-}
-
 fn open_camera(request: &CameraRequest) -> Result<OpenCamera, CaptureError> {
     let path = &request.device;
     let unavailable = |reason: String| CaptureError::Unavailable {
@@ -334,19 +284,5 @@ mod tests {
             err.contains("/dev/video-agecam-test-none") && err.contains("plugged in"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn grey_and_rgb3_buffers_convert_and_short_ones_are_refused() {
-        let mut scratch = Vec::new();
-        let grey = buffer_to_rgb(&[0, 128, 255, 7], PixelFormat::Grey, 2, 2, &mut scratch).unwrap();
-        assert_eq!(grey.get_pixel(1, 0).0, [128, 128, 128]);
-        let rgb =
-            buffer_to_rgb(&[1, 2, 3, 4, 5, 6], PixelFormat::Rgb3, 2, 1, &mut scratch).unwrap();
-        assert_eq!(rgb.get_pixel(1, 0).0, [4, 5, 6]);
-        assert!(buffer_to_rgb(&[1, 2, 3], PixelFormat::Rgb3, 2, 1, &mut scratch).is_err());
-        assert!(buffer_to_rgb(&[1], PixelFormat::Grey, 2, 1, &mut scratch).is_err());
-        assert!(buffer_to_rgb(&[0; 6], PixelFormat::Yuyv, 2, 2, &mut scratch).is_err());
-        assert!(buffer_to_rgb(&[0; 6], PixelFormat::Mjpeg, 2, 2, &mut scratch).is_err());
     }
 }

@@ -391,4 +391,45 @@ mod tests {
             .to_string();
         assert!(err.contains("missing.onnx"), "{err}");
     }
+
+    /// A model file cut short (an interrupted copy, a full disk) or with damaged bytes must be
+    /// an error naming the file: never a panic or an abort inside tract.
+    #[test]
+    fn truncated_and_corrupted_shipped_model_files_are_errors_naming_the_file() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/age_gender_int8.onnx");
+        let bytes = std::fs::read(&shipped).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.onnx");
+        for cut in [
+            0,
+            1,
+            16,
+            1000,
+            bytes.len() / 3,
+            bytes.len() / 2,
+            bytes.len() - 1,
+        ] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let err = AgeGenderModel::load(&path)
+                .err()
+                .unwrap_or_else(|| panic!("a model cut at {cut} bytes loaded"))
+                .to_string();
+            assert!(err.contains("damaged.onnx"), "cut at {cut}: {err}");
+        }
+        // Damage in the header, the graph and the weights; a flipped weight byte may still
+        // load (it is a valid, slightly different model), but nothing may crash.
+        for at in [0, 7, 100, 5000, bytes.len() / 2, bytes.len() - 20] {
+            let mut damaged = bytes.clone();
+            for b in &mut damaged[at..(at + 16).min(bytes.len())] {
+                *b ^= 0xA5;
+            }
+            std::fs::write(&path, &damaged).unwrap();
+            if let Err(e) = AgeGenderModel::load(&path) {
+                assert!(
+                    e.to_string().contains("damaged.onnx"),
+                    "damage at {at}: {e}"
+                );
+            }
+        }
+    }
 }

@@ -63,10 +63,16 @@ impl Manifest {
                 "cannot read the model manifest ({e}); set model.dir to the folder holding the models (the repository's models/)"
             ),
         })?;
-        let entries: Vec<Entry> = serde_json::from_str(&text).map_err(|e| Error::Model {
+        Self::parse(&text, dir).map_err(|problem| Error::Model {
             file: path.clone(),
-            problem: format!("not a valid model manifest ({e}); reinstall the models"),
-        })?;
+            problem,
+        })
+    }
+
+    /// Parses manifest text; `dir` is the folder its file names are relative to.
+    pub fn parse(text: &str, dir: &Path) -> Result<Manifest, String> {
+        let entries: Vec<Entry> = serde_json::from_str(text)
+            .map_err(|e| format!("not a valid model manifest ({e}); reinstall the models"))?;
         Ok(Manifest {
             dir: dir.to_path_buf(),
             entries,

@@ -164,14 +164,21 @@ pub fn load_utkface(dir: &Path, limits: &GroupLimits) -> Result<Dataset, Dataset
     Ok(dataset)
 }
 
-/// A Kaggle faces-age-detection folder: `train.csv` (`ID,Class` with Class YOUNG, MIDDLE or
-/// OLD) beside an image folder (`Train/` by default).
-pub fn load_kaggle(dir: &Path, image_dir: &str) -> Result<Dataset, DatasetError> {
-    let csv = dir.join("train.csv");
-    let text = std::fs::read_to_string(&csv).map_err(|e| DatasetError::Unreadable {
-        path: csv.clone(),
-        problem: format!("cannot read it ({e}); a Kaggle faces-age-detection folder has train.csv and {image_dir}/"),
-    })?;
+/// One data row of a Kaggle `train.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KaggleRow<'a> {
+    /// 1-based line number in the file, for messages.
+    pub line: usize,
+    /// The image file name, trimmed; `None` when the row has no comma at all.
+    pub id: Option<&'a str>,
+    /// The group, or why the row cannot be used.
+    pub group: Result<AgeGroup, String>,
+}
+
+/// Parses the text of a Kaggle `train.csv` (`ID,Class` header, then `file,YOUNG|MIDDLE|OLD`
+/// rows; blank lines ignored). Only the header is fatal: a bad row is reported in its
+/// [`KaggleRow::group`] so one typo does not throw away the data set.
+pub fn parse_kaggle_csv(text: &str) -> Result<Vec<KaggleRow<'_>>, String> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, header))
@@ -180,47 +187,75 @@ pub fn load_kaggle(dir: &Path, image_dir: &str) -> Result<Dataset, DatasetError>
                 .trim_start_matches('\u{feff}')
                 .eq_ignore_ascii_case("ID,Class") => {}
         other => {
-            return Err(DatasetError::Unreadable {
-                path: csv,
-                problem: format!(
-                    "first line should be `ID,Class`, found `{}`",
-                    other.map(|(_, l)| l).unwrap_or("")
-                ),
-            })
+            return Err(format!(
+                "first line should be `ID,Class`, found `{}`",
+                other.map(|(_, l)| l).unwrap_or("")
+            ))
         }
     }
-    let images = dir.join(image_dir);
-    let mut dataset = Dataset::default();
+    let mut rows = Vec::new();
     for (index, line) in lines {
         let line = line.trim();
         if line.is_empty() {
             continue;
         }
-        let row = index + 1;
+        let number = index + 1;
         let Some((id, class)) = line.split_once(',') else {
-            dataset.skipped.push((
-                csv.clone(),
-                format!("line {row}: expected ID,Class, found `{line}`"),
-            ));
+            rows.push(KaggleRow {
+                line: number,
+                id: None,
+                group: Err(format!("line {number}: expected ID,Class, found `{line}`")),
+            });
             continue;
         };
-        let path = images.join(id.trim());
         let group = match class.trim() {
-            "YOUNG" => AgeGroup::Young,
-            "MIDDLE" => AgeGroup::Middle,
-            "OLD" => AgeGroup::Old,
-            other => {
-                dataset.skipped.push((
-                    path,
-                    format!("line {row}: class `{other}` is not YOUNG, MIDDLE or OLD"),
-                ));
+            "YOUNG" => Ok(AgeGroup::Young),
+            "MIDDLE" => Ok(AgeGroup::Middle),
+            "OLD" => Ok(AgeGroup::Old),
+            other => Err(format!(
+                "line {number}: class `{other}` is not YOUNG, MIDDLE or OLD"
+            )),
+        };
+        rows.push(KaggleRow {
+            line: number,
+            id: Some(id.trim()),
+            group,
+        });
+    }
+    Ok(rows)
+}
+
+/// A Kaggle faces-age-detection folder: `train.csv` (`ID,Class` with Class YOUNG, MIDDLE or
+/// OLD) beside an image folder (`Train/` by default).
+pub fn load_kaggle(dir: &Path, image_dir: &str) -> Result<Dataset, DatasetError> {
+    let csv = dir.join("train.csv");
+    let text = std::fs::read_to_string(&csv).map_err(|e| DatasetError::Unreadable {
+        path: csv.clone(),
+        problem: format!("cannot read it ({e}); a Kaggle faces-age-detection folder has train.csv and {image_dir}/"),
+    })?;
+    let rows = parse_kaggle_csv(&text).map_err(|problem| DatasetError::Unreadable {
+        path: csv.clone(),
+        problem,
+    })?;
+    let images = dir.join(image_dir);
+    let mut dataset = Dataset::default();
+    for row in rows {
+        let group = match row.group {
+            Ok(group) => group,
+            Err(problem) => {
+                let path = match row.id {
+                    Some(id) => images.join(id),
+                    None => csv.clone(),
+                };
+                dataset.skipped.push((path, problem));
                 continue;
             }
         };
+        // A row with a group always has an id (no comma means no group).
+        let path = images.join(row.id.unwrap_or_default());
         if !path.is_file() {
-            dataset
-                .skipped
-                .push((path, format!("line {row}: image file is missing")));
+            let problem = format!("line {}: image file is missing", row.line);
+            dataset.skipped.push((path, problem));
             continue;
         }
         dataset.samples.push(Sample {

@@ -32,7 +32,9 @@ impl SeetaDetector {
         })
     }
 
-    fn from_bytes(bytes: &[u8], settings: DetectorSettings) -> Result<SeetaDetector, String> {
+    /// Builds the detector from the bytes of a model file; the error says what is wrong with them.
+    pub fn from_bytes(bytes: &[u8], settings: DetectorSettings) -> Result<SeetaDetector, String> {
+        check_layout(bytes)?;
         // The cascade reader indexes into what it read, so a damaged file can panic inside it;
         // the sha256 check in the manifest catches damage first, and this catches the rest.
         let model = std::panic::catch_unwind(|| rustface::read_model(bytes))
@@ -93,6 +95,105 @@ fn luma_into(frame: &RgbImage, out: &mut Vec<u8>) {
     }));
 }
 
+/// Walks the cascade file's layout (the format `rustface::read_model` reads) and checks that
+/// every count fits in the bytes that follow it. rustface allocates what a count asks for
+/// before reading the items, so one damaged count of hundreds of millions makes the allocation
+/// fail and aborts the process, which `catch_unwind` cannot stop (found by fuzz/seeta_model).
+fn check_layout(bytes: &[u8]) -> Result<(), String> {
+    let mut file = Layout { rest: bytes };
+    let hierarchies = file.count("hierarchy", 1)?;
+    for _ in 0..hierarchies {
+        // Each window holds at least its stage count and its source count.
+        let windows = file.count("window", 2)?;
+        for _ in 0..windows {
+            let stages = file.count("stage", 1)?;
+            for _ in 0..stages {
+                match file.int()? {
+                    0 => {
+                        let features = file.count("feature", 4)?;
+                        let bins = file.int()?;
+                        let bins = usize::try_from(bins)
+                            .map_err(|_| format!("damaged bin count {bins}"))?;
+                        // Two coordinates and a threshold per feature, then the weights.
+                        file.skip(features.saturating_mul(bins.saturating_add(4)))?;
+                    }
+                    1 => {
+                        let layers = file.int()?;
+                        // rustface loads a network without weight layers, then panics on the
+                        // first frame, where the panic cannot unwind (found by fuzzing).
+                        if layers < 2 {
+                            return Err(format!(
+                                "not a valid SeetaFace model (a network with {layers} layers)"
+                            ));
+                        }
+                        let features = file.count("feature", 1)?;
+                        file.skip(features.saturating_add(1))?;
+                        let mut inputs = file.count("layer input", 0)?;
+                        for _ in 1..layers.max(1) {
+                            let outputs = file.count("layer output", 0)?;
+                            file.skip(inputs.saturating_mul(outputs).saturating_add(outputs))?;
+                            inputs = outputs;
+                        }
+                    }
+                    kind => {
+                        return Err(format!(
+                            "not a valid SeetaFace model (classifier kind {kind})"
+                        ))
+                    }
+                }
+            }
+            // rustface reads a negative source count as none.
+            let sources = file.int()?.max(0) as usize;
+            file.skip(sources)?;
+        }
+    }
+    Ok(())
+}
+
+/// The unread part of a cascade file, read as little-endian 4-byte values.
+struct Layout<'a> {
+    rest: &'a [u8],
+}
+
+impl Layout<'_> {
+    fn int(&mut self) -> Result<i32, String> {
+        let (value, rest) = self
+            .rest
+            .split_first_chunk::<4>()
+            .ok_or("not a valid SeetaFace model (the file ends early; it is truncated)")?;
+        self.rest = rest;
+        Ok(i32::from_le_bytes(*value))
+    }
+
+    /// A count of items of at least `values_each` 4-byte values: not negative and, when the
+    /// items take room, no more than the rest of the file holds.
+    fn count(&mut self, what: &str, values_each: usize) -> Result<usize, String> {
+        let n = self.int()?;
+        let count = usize::try_from(n)
+            .map_err(|_| format!("not a valid SeetaFace model (negative {what} count {n})"))?;
+        let needed = count.saturating_mul(values_each).saturating_mul(4);
+        // Dimensions (no room of their own) are bounded by the file too: the reader allocates
+        // their product.
+        if needed > self.rest.len() || (values_each == 0 && count > self.rest.len() / 4) {
+            return Err(format!(
+                "not a valid SeetaFace model ({what} count {count} is more than the file holds; it is damaged)"
+            ));
+        }
+        Ok(count)
+    }
+
+    fn skip(&mut self, values: usize) -> Result<(), String> {
+        let bytes = values.saturating_mul(4);
+        if bytes > self.rest.len() {
+            return Err(
+                "not a valid SeetaFace model (the file ends early; it is truncated)".to_string(),
+            );
+        }
+        self.rest = &self.rest[bytes..];
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +219,58 @@ mod tests {
         };
         assert!(SeetaDetector::from_bytes(&[0u8; 64], settings).is_err());
         assert!(SeetaDetector::from_bytes(&[], settings).is_err());
+    }
+
+    fn settings() -> DetectorSettings {
+        DetectorSettings {
+            min_face_size: 40,
+            score_threshold: 2.0,
+            max_faces: 4,
+        }
+    }
+
+    /// The input fuzz/seeta_model found: a hierarchy count of 2^31 - 1 in an otherwise short
+    /// file. rustface reserved memory for all of them first, and the failed allocation aborted.
+    #[test]
+    fn seeta_file_with_a_huge_count_is_refused_before_rustface_allocates() {
+        let mut bytes = i32::MAX.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 60]);
+        let err = SeetaDetector::from_bytes(&bytes, settings()).err().unwrap();
+        assert!(err.contains("more than the file holds"), "{err}");
+        // The same for a count deep inside the shipped model: its first weight-bin count.
+        let shipped = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/seeta_fd_frontal_v1.0.bin"),
+        )
+        .unwrap();
+        let mut damaged = shipped.clone();
+        damaged[20..24].copy_from_slice(&0x2A00_0000i32.to_le_bytes());
+        assert!(SeetaDetector::from_bytes(&damaged, settings()).is_err());
+    }
+
+    /// The second input fuzz/seeta_model found: an MLP stage with no weight layers loaded, and
+    /// the first frame then panicked inside rustface where the panic cannot unwind (abort).
+    #[test]
+    fn seeta_mlp_stage_without_layers_is_refused_at_load() {
+        // One hierarchy of one window with one MLP stage: 1 layer, no features, threshold 0,
+        // input size 0; then no window sources.
+        let values: [i32; 9] = [1, 1, 1, 1, 1, 0, 0, 0, 0];
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let err = SeetaDetector::from_bytes(&bytes, settings()).err().unwrap();
+        assert!(err.contains("1 layers"), "{err}");
+    }
+
+    #[test]
+    fn shipped_seeta_model_passes_the_layout_check_and_truncations_do_not() {
+        let shipped = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/seeta_fd_frontal_v1.0.bin"),
+        )
+        .unwrap();
+        check_layout(&shipped).unwrap();
+        for cut in [3, 100, shipped.len() / 2, shipped.len() - 1] {
+            let err = SeetaDetector::from_bytes(&shipped[..cut], settings())
+                .err()
+                .unwrap();
+            assert!(err.contains("truncated"), "cut at {cut}: {err}");
+        }
     }
 }

@@ -1,0 +1,53 @@
+#!/bin/sh
+# Builds every fuzz target and runs each for a short time from freshly generated seeds, so a
+# change that makes an input crash the daemon or the host tool fails CI.
+#
+#   fuzz/ci.sh                      30 s per target, no sanitizer
+#   FUZZ_SECONDS=300 fuzz/ci.sh     longer runs
+#   FUZZ_SANITIZER=address fuzz/ci.sh   with AddressSanitizer (slower build and runs)
+#   fuzz/ci.sh mqtt config          only these targets
+#
+# Works on stable Rust: RUSTC_BOOTSTRAP=1 lets stable accept the -Z flags cargo-fuzz passes.
+# Found crashes are left in fuzz/artifacts/<target>/; reproduce one with
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run -s none <target> fuzz/artifacts/<target>/<file>
+set -eu
+
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-30}
+sanitizer=${FUZZ_SANITIZER:-none}
+# Its own target folder: the sanitizer and coverage flags would otherwise rebuild the main
+# build's dependencies back and forth.
+fuzz_target_dir=${FUZZ_TARGET_DIR:-$PWD/fuzz/target}
+export RUSTC_BOOTSTRAP=1
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "== installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+
+echo "== writing seed corpora to fuzz/seeds"
+AGECAM_FUZZ_SEEDS="$PWD/fuzz/seeds" \
+    cargo test --lib --quiet fuzz_seeds::write_fuzz_seeds -- --ignored --exact >/dev/null
+
+echo "== building the fuzz targets (sanitizer: $sanitizer)"
+cargo fuzz build --sanitizer "$sanitizer" --target-dir "$fuzz_target_dir"
+
+targets=${*:-$(cargo fuzz list)}
+failed=""
+for target in $targets; do
+    echo "== fuzzing $target for ${seconds}s"
+    corpus=$(mktemp -d)
+    # New inputs go to the throw-away first folder; the seeds stay as generated.
+    if ! cargo fuzz run --sanitizer "$sanitizer" --target-dir "$fuzz_target_dir" \
+        "$target" "$corpus" "fuzz/seeds/$target" -- \
+        -max_total_time="$seconds" -timeout=60 -rss_limit_mb=2048 -print_final_stats=1; then
+        failed="$failed $target"
+    fi
+    rm -rf "$corpus"
+done
+
+if [ -n "$failed" ]; then
+    echo "fuzzing found crashes in:$failed (inputs in fuzz/artifacts/); add each as a regression test" >&2
+    exit 1
+fi
+echo "== all fuzz targets ran ${seconds}s without a crash"

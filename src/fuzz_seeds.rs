@@ -1,0 +1,238 @@
+//! Seed corpora for the fuzz targets in `fuzz/`, written by an ignored test from the repository's
+//! own data: the bundled frames, the shipped config and manifest, the test networks, the label
+//! formats of the datasets and the broker replies of the MQTT tests.
+//!
+//! Seeds are generated rather than committed so they follow the code (a changed config key or
+//! a new model format shows up in the next run) and so no copy of a multi-megabyte model sits
+//! in git. Run it with `cargo test --lib write_fuzz_seeds -- --ignored`; it writes to
+//! `$AGECAM_FUZZ_SEEDS` or `fuzz/seeds/`, one folder per target.
+
+use crate::capture::convert::tests::strip_huffman_tables;
+use crate::model::onnx_build::tests_support::tiny_age_gender_onnx;
+use image::{imageops::FilterType, ImageFormat, RgbImage};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut Cursor::new(&mut bytes), format).unwrap();
+    bytes
+}
+
+/// Small versions of the bundled camera frames: small seeds keep the fuzzer fast, and the
+/// decoder's paths do not depend on the picture size.
+fn small_frames() -> Vec<RgbImage> {
+    let dir = repo().join("tests/data/frames");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no frames in {}", dir.display());
+    files
+        .iter()
+        .map(|f| {
+            image::open(f)
+                .unwrap()
+                .resize_exact(32, 24, FilterType::Triangle)
+                .to_rgb8()
+        })
+        .collect()
+}
+
+/// A raw-frame seed: format index, little-endian u16 width and height, then the buffer (the
+/// layout `fuzz_targets/raw_frame.rs` reads).
+fn raw_frame(format: u8, width: u16, height: u16, buf: &[u8]) -> Vec<u8> {
+    let mut seed = vec![format];
+    seed.extend_from_slice(&width.to_le_bytes());
+    seed.extend_from_slice(&height.to_le_bytes());
+    seed.extend_from_slice(buf);
+    seed
+}
+
+fn write_all(dir: &Path, target: &str, seeds: &[(&str, Vec<u8>)]) {
+    let dir = dir.join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "writes the fuzzing seed corpora; run by fuzz/ci.sh"]
+fn write_fuzz_seeds() {
+    let out = std::env::var_os("AGECAM_FUZZ_SEEDS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("fuzz/seeds"));
+
+    // Camera frames and still images.
+    let frames = small_frames();
+    let mut mjpeg = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let jpeg = encode(frame, ImageFormat::Jpeg);
+        let stripped = strip_huffman_tables(&jpeg);
+        let mut padded = stripped.clone();
+        padded.extend_from_slice(&[0; 16]);
+        mjpeg.push((format!("frame{i}_with_dht.jpg"), jpeg.clone()));
+        mjpeg.push((format!("frame{i}_without_dht.mjpeg"), stripped.clone()));
+        mjpeg.push((format!("frame{i}_zero_padded.mjpeg"), padded));
+        mjpeg.push((
+            format!("frame{i}_truncated.mjpeg"),
+            stripped[..stripped.len() / 2].to_vec(),
+        ));
+        mjpeg.push((format!("frame{i}.png"), encode(frame, ImageFormat::Png)));
+    }
+    let mjpeg: Vec<(&str, Vec<u8>)> = mjpeg.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    write_all(&out, "mjpeg", &mjpeg);
+
+    // Raw buffers in every format, of the right length and of wrong ones.
+    let frame = &frames[0];
+    let (w, h) = (frame.width() as u16, frame.height() as u16);
+    let rgb = frame.as_raw().clone();
+    let grey: Vec<u8> = rgb.chunks_exact(3).map(|p| p[1]).collect();
+    let yuyv: Vec<u8> = rgb
+        .chunks_exact(6)
+        .flat_map(|p| [p[1], p[2], p[4], p[0]])
+        .collect();
+    let jpeg = strip_huffman_tables(&encode(frame, ImageFormat::Jpeg));
+    write_all(
+        &out,
+        "raw_frame",
+        &[
+            ("mjpeg", raw_frame(0, w, h, &jpeg)),
+            ("yuyv", raw_frame(1, w, h, &yuyv)),
+            ("yuyv_short", raw_frame(1, w, h, &yuyv[..yuyv.len() - 3])),
+            ("yuyv_long", raw_frame(1, w, h - 2, &yuyv)),
+            ("yuyv_odd_width", raw_frame(1, w - 1, h, &yuyv)),
+            ("rgb3", raw_frame(2, w, h, &rgb)),
+            ("rgb3_short", raw_frame(2, w, h, &rgb[..rgb.len() / 2])),
+            ("grey", raw_frame(3, w, h, &grey)),
+            ("grey_zero_size", raw_frame(3, 0, h, &grey)),
+        ],
+    );
+
+    // Configuration: the shipped file and one file per section with values at the edges.
+    let shipped = std::fs::read(repo().join("deploy/agecam.toml")).unwrap();
+    write_all(
+        &out,
+        "config",
+        &[
+            ("shipped.toml", shipped),
+            ("empty.toml", Vec::new()),
+            ("camera.toml", b"[camera]\ndevice = \"/dev/video0\"\nwidth = 640\nheight = 480\nfps = 15\n".to_vec()),
+            ("detector.toml", b"[detector]\nkind = \"seeta\"\nscore_threshold = 3.5\nmin_face_size = 40\nmax_faces = 4\ncrop_margin = 0.25\n".to_vec()),
+            ("stats.toml", b"[stats]\nunit_id = \"hall-2\"\ninterval_minutes = 15\nage_buckets = [0, 18, 30, 45, 65]\n".to_vec()),
+            ("push.toml", b"[push]\nenabled = true\nhost = \"broker.example.org\"\ntls = true\nca_file = \"/etc/agecam/ca.pem\"\nretry_seconds = 30\n".to_vec()),
+            ("typo.toml", b"[camra]\nfps = = 3\n".to_vec()),
+        ],
+    );
+
+    // Dataset labels: UTKFace names (good and the malformed kinds in the real set) and a
+    // Kaggle train.csv, one seed per line kind.
+    write_all(
+        &out,
+        "dataset",
+        &[
+            ("utk_chip", b"100_1_2_20170105174847679.jpg.chip.jpg".to_vec()),
+            ("utk_plain", b"29_0_4_20170103230112345.jpg".to_vec()),
+            ("utk_missing_field", b"39_1_20170116174525125.jpg.chip.jpg".to_vec()),
+            ("kaggle_csv", "\u{feff}ID,Class\n1.jpg,MIDDLE\n2.jpg,YOUNG\n3.jpg,ANCIENT\n\nnonsense\n4.jpg , OLD\r\n".as_bytes().to_vec()),
+        ],
+    );
+
+    // The model manifest as shipped.
+    write_all(
+        &out,
+        "manifest",
+        &[(
+            "manifest.json",
+            std::fs::read(repo().join("models/manifest.json")).unwrap(),
+        )],
+    );
+
+    // ONNX models: the tiny test network whole and cut at a few points, and the start of the
+    // shipped models (their first kilobytes hold the graph's opening, all a fuzzer needs).
+    let tiny = tiny_age_gender_onnx(16);
+    let int8 = std::fs::read(repo().join("models/age_gender_int8.onnx")).unwrap();
+    let blaze = std::fs::read(repo().join("models/blazeface_short_range.onnx")).unwrap();
+    write_all(
+        &out,
+        "onnx_model",
+        &[
+            ("tiny.onnx", tiny.clone()),
+            ("tiny_half.onnx", tiny[..tiny.len() / 2].to_vec()),
+            ("tiny_minus_one.onnx", tiny[..tiny.len() - 1].to_vec()),
+            ("int8_head.onnx", int8[..4096].to_vec()),
+            ("blazeface_head.onnx", blaze[..4096].to_vec()),
+        ],
+    );
+
+    // The SeetaFace cascade: its start, where the reader learns the structure.
+    let seeta = std::fs::read(repo().join("models/seeta_fd_frontal_v1.0.bin")).unwrap();
+    write_all(
+        &out,
+        "seeta_model",
+        &[
+            ("head_1k.bin", seeta[..1024].to_vec()),
+            ("head_8k.bin", seeta[..8192].to_vec()),
+        ],
+    );
+
+    // Broker replies: CONNACK (accepted, refused), PUBACK, PINGRESP, one after another, and a
+    // long remaining length.
+    write_all(
+        &out,
+        "mqtt",
+        &[
+            ("connack", vec![0x20, 2, 0, 0]),
+            ("connack_refused", vec![0x20, 2, 1, 5]),
+            ("puback", vec![0x40, 2, 0, 7]),
+            ("pingresp", vec![0xd0, 0]),
+            ("session", vec![0x20, 2, 0, 0, 0x40, 2, 0, 1, 0xd0, 0]),
+            ("long_length", vec![0x30, 0x80, 0x01]),
+        ],
+    );
+
+    // The export range of `agecam stats export --since/--until`.
+    write_all(
+        &out,
+        "stats_time",
+        &[
+            ("date", b"2026-11-23".to_vec()),
+            ("timestamp", b"2026-11-23T08:00:00Z".to_vec()),
+            ("offset", b"2026-11-23T08:00:00+01:00".to_vec()),
+        ],
+    );
+
+    // The statistics database as the daemon leaves it, with one interval saved.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stats.db");
+    {
+        let mut store = crate::stats::store::Store::open(&db).unwrap();
+        let mut cells = std::collections::BTreeMap::new();
+        cells.insert(("18-29".to_string(), "female".to_string()), 3);
+        store
+            .save(&crate::stats::aggregate::IntervalStats {
+                unit_id: "hall-2".into(),
+                start: 1_795_392_000,
+                length_s: 900,
+                uptime_s: 900.0,
+                frames: 13_500,
+                camera_faults: 0,
+                cells,
+                dwell_total_s: 12.5,
+                dwell_max_s: 6.0,
+            })
+            .unwrap();
+    }
+    write_all(
+        &out,
+        "stats_store",
+        &[("one_interval.db", std::fs::read(&db).unwrap())],
+    );
+    println!("fuzz seeds written to {}", out.display());
+}
