@@ -176,7 +176,7 @@ impl Layout<'_> {
         // their product.
         if needed > self.rest.len() || (values_each == 0 && count > self.rest.len() / 4) {
             return Err(format!(
-                "not a valid SeetaFace model ({what} count {count} is more than the file holds; it is damaged)"
+                "not a valid SeetaFace model ({what} count {count} is more than the file holds; the file is truncated or damaged)"
             ));
         }
         Ok(count)
