@@ -183,17 +183,16 @@ impl Drop for NewestFrame {
             .unwrap_or_else(|p| p.into_inner());
         let finished = state.finished;
         drop(state);
-        match self.thread.take() {
-            Some(thread) if finished => {
-                if thread.join().is_err() {
-                    log::error!("the capture thread panicked");
-                }
-            }
-            Some(_) => log::warn!(
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        if !finished {
+            log::warn!(
                 "the capture thread did not stop within {} s; leaving it behind",
                 STOP_WAIT.as_secs()
-            ),
-            None => {}
+            );
+        } else if thread.join().is_err() {
+            log::error!("the capture thread panicked");
         }
     }
 }
