@@ -10,7 +10,7 @@ use agecam::model::{AgeGender, Gender};
 use agecam::pipeline::FaceResult;
 use agecam::stats::aggregate::AgeBuckets;
 use agecam::stats::tracker::TrackerSettings;
-use agecam::stats::{ManualClock, StatsRecorder, StatsSettings};
+use agecam::stats::{Clock, ManualClock, StatsRecorder, StatsSettings};
 use agecam::vision::FaceBox;
 use std::io::{BufRead, Write};
 
