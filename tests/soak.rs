@@ -42,7 +42,7 @@ impl FrameSource for Day<'_> {
         if self.second == self.seconds {
             return Ok(None);
         }
-        if self.second % 3600 == 0 {
+        if self.second.is_multiple_of(3600) {
             self.rss.push(rss_kib());
         }
         let (minute, s) = (self.second / 60, self.second % 60);
