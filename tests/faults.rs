@@ -256,8 +256,8 @@ fn camera_and_display_faults_are_survived_logged_once_per_kind_and_counted_exact
     let dir = tempfile::tempdir().unwrap();
     let png_dir = dir.path().join("display");
     let start = 1_795_392_000.0; // an interval boundary
-    // The camera advances the clock before each frame (time passes while it waits for one),
-    // so the clock starts a frame early and the first frame lands on the interval boundary.
+                                 // The camera advances the clock before each frame (time passes while it waits for one),
+                                 // so the clock starts a frame early and the first frame lands on the interval boundary.
     let clock = ManualClock::new(start - 0.1);
     let mut steps = VecDeque::new();
     let mut want = Expected::default();

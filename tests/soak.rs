@@ -107,7 +107,7 @@ fn a_simulated_day_keeps_memory_flat_and_counts_exact() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("soak.sqlite");
     let start = 1_795_392_000.0; // midnight UTC, an interval boundary
-    // One frame early: each frame advances the clock first, so frame n lands at start + n s.
+                                 // One frame early: each frame advances the clock first, so frame n lands at start + n s.
     let clock = ManualClock::new(start - 1.0);
     let mut day = Day {
         clock: &clock,
