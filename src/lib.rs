@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod display;
 mod error;
+pub mod fault_log;
 #[cfg(test)]
 mod fuzz_seeds;
 pub mod logging;

@@ -7,6 +7,7 @@ use crate::capture::FrameSource;
 use crate::config::Config;
 use crate::config::DetectorKind;
 use crate::display::{Display, Status};
+use crate::fault_log::{emit, FaultKind, FaultLog, Severity};
 use crate::model::{AgeGender, AgeGenderModel, Manifest, Role};
 use crate::stats::{Clock, StatsRecorder};
 use crate::vision::crop::crop_face;
@@ -330,8 +331,9 @@ pub fn run(
     let mut summary = RunSummary::default();
     let start = Instant::now();
     let mut fps = FpsMeter::default();
-    // One log line per fault kind until a good frame comes, so a long outage is not a flood.
-    let mut logged_fault: Option<std::mem::Discriminant<crate::capture::CaptureError>> = None;
+    // The first fault of each kind is logged, repeats are summarised now and then: a camera
+    // unplugged for a weekend must not fill the journal.
+    let mut faults = FaultLog::default();
     while !stop.load(Ordering::Relaxed) {
         if limits.max_frames.is_some_and(|max| summary.frames >= max) {
             break;
@@ -341,36 +343,50 @@ pub fn run(
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) if e.is_skippable() => {
-                match e {
-                    crate::capture::CaptureError::BadFrame { .. } => summary.bad_frames += 1,
-                    _ => summary.camera_faults += 1,
-                }
+                let kind = match e {
+                    crate::capture::CaptureError::BadFrame { .. } => {
+                        summary.bad_frames += 1;
+                        FaultKind::BadFrame
+                    }
+                    _ => {
+                        summary.camera_faults += 1;
+                        FaultKind::CameraLost
+                    }
+                };
                 if let Some(stats) = stats.as_deref_mut() {
                     stats.on_camera_fault(clock);
                 }
-                let kind = std::mem::discriminant(&e);
-                if logged_fault != Some(kind) {
-                    log::warn!("{e}");
-                    logged_fault = Some(kind);
-                }
+                let line = faults.fault(kind, &e.to_string(), clock.monotonic());
+                emit(Severity::Warn, line);
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
-        if logged_fault.take().is_some() {
-            log::info!("frames are coming again from {}", source.describe());
+        for kind in [FaultKind::CameraLost, FaultKind::BadFrame] {
+            let line = faults.ok(kind, clock.monotonic());
+            emit(
+                Severity::Info,
+                line.map(|l| format!("{l} from {}", source.describe())),
+            );
         }
         let (faces, times) = match pipeline.process(&frame.image) {
             Ok(done) => done,
             Err(e) => {
                 // A model that fails on one frame may work on the next; keep the daemon up.
                 summary.model_failures += 1;
-                if summary.model_failures == 1 {
-                    log::error!("{e}; skipping the frame");
-                }
+                let line = faults.fault(
+                    FaultKind::Model,
+                    &format!("{e}; skipping the frame"),
+                    clock.monotonic(),
+                );
+                emit(Severity::Warn, line);
                 continue;
             }
         };
+        emit(
+            Severity::Info,
+            faults.ok(FaultKind::Model, clock.monotonic()),
+        );
         summary.frames += 1;
         summary.faces += faces.len() as u64;
         summary.detect_time += times.detect;
@@ -382,10 +398,20 @@ pub fn run(
             fps: fps.tick(Instant::now()),
             faces: faces.len(),
         };
-        if let Err(e) = display.show(&frame, &faces, &status) {
-            summary.display_failures += 1;
-            if summary.display_failures == 1 {
-                log::error!("{e}; going on without the display");
+        // Tried again every frame: a panel that comes back shows the next frame.
+        match display.show(&frame, &faces, &status) {
+            Ok(()) => emit(
+                Severity::Info,
+                faults.ok(FaultKind::Display, clock.monotonic()),
+            ),
+            Err(e) => {
+                summary.display_failures += 1;
+                let line = faults.fault(
+                    FaultKind::Display,
+                    &format!("{e}; counting goes on, the display is retried every frame"),
+                    clock.monotonic(),
+                );
+                emit(Severity::Warn, line);
             }
         }
         log::debug!(

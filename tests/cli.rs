@@ -390,3 +390,174 @@ fn int8_and_float_models_agree_on_a_bundled_face() {
     );
     assert_eq!(answers[0]["gender"], answers[1]["gender"]);
 }
+
+/// A copy of the shipped models folder (manifest and the files it lists) to break.
+fn copy_models(to: &Path) -> Vec<String> {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    std::fs::create_dir_all(to).unwrap();
+    let manifest = std::fs::read_to_string(from.join("manifest.json")).unwrap();
+    std::fs::write(to.join("manifest.json"), &manifest).unwrap();
+    let entries: Vec<serde_json::Value> = serde_json::from_str(&manifest).unwrap();
+    let files: Vec<String> = entries
+        .iter()
+        .map(|e| e["file"].as_str().unwrap().to_string())
+        .collect();
+    for file in &files {
+        std::fs::copy(from.join(file), to.join(file)).unwrap();
+    }
+    files
+}
+
+/// Rewrites the manifest's sha256 for `file` to match its current content.
+fn rehash(models: &Path, file: &str) {
+    let path = models.join("manifest.json");
+    let mut entries: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let sha = agecam::model::manifest::sha256_file(&models.join(file)).unwrap();
+    for e in &mut entries {
+        if e["file"] == file {
+            e["sha256"] = serde_json::Value::String(sha.clone());
+        }
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&entries).unwrap()).unwrap();
+}
+
+/// Each broken model makes `agecam run` refuse to start with one error line naming the file,
+/// before any frame is read or any statistic written.
+#[test]
+fn broken_models_refuse_to_start_with_one_line_naming_the_file() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    type Break = fn(&Path);
+    let cases: [(&str, &str, Break, &str); 3] = [
+        (
+            "missing",
+            "age_gender_int8.onnx",
+            |m| std::fs::remove_file(m.join("age_gender_int8.onnx")).unwrap(),
+            "cannot read the age_gender_int8 model",
+        ),
+        (
+            "wrong-hash",
+            "blazeface_short_range.onnx",
+            |m| {
+                let path = m.join("blazeface_short_range.onnx");
+                let mut bytes = std::fs::read(&path).unwrap();
+                let last = bytes.len() - 1;
+                bytes[last] ^= 1;
+                std::fs::write(&path, bytes).unwrap();
+            },
+            "the file is damaged or was replaced",
+        ),
+        (
+            "wrong-shape",
+            "age_gender_f32.onnx",
+            |m| {
+                // The shipped network, its input declared channels-last (as a TFLite-style
+                // export would be) and its hash updated so only the shape is wrong.
+                let path = m.join("age_gender_f32.onnx");
+                let mut model =
+                    tract_onnx::pb::ModelProto::decode(&std::fs::read(&path).unwrap()[..]).unwrap();
+                let graph = model.graph.as_mut().unwrap();
+                let input = &mut graph.input[0];
+                let Some(tract_onnx::pb::type_proto::Value::TensorType(t)) =
+                    input.r#type.as_mut().and_then(|t| t.value.as_mut())
+                else {
+                    panic!("input is not a tensor")
+                };
+                let dims = &mut t.shape.as_mut().unwrap().dim;
+                let value = |v: i64| tract_onnx::pb::tensor_shape_proto::Dimension {
+                    value: Some(tract_onnx::pb::tensor_shape_proto::dimension::Value::DimValue(v)),
+                    ..Default::default()
+                };
+                *dims = vec![value(1), value(96), value(96), value(3)];
+                std::fs::write(&path, model.encode_to_vec()).unwrap();
+                rehash(m, "age_gender_f32.onnx");
+            },
+            "input is declared as [1, 96, 96, 3]",
+        ),
+    ];
+    for (name, file, break_it, problem) in cases {
+        let models = dir.path().join(name).join("models");
+        copy_models(&models);
+        break_it(&models);
+        let out_dir = dir.path().join(name).join("out");
+        let config = dir.path().join(name).join("agecam.toml");
+        // f32 so that the shape case is reached however `auto` would choose.
+        std::fs::write(&config, "[model]\nprecision = \"f32\"\n").unwrap();
+        let precision_args: &[&str] = if name == "wrong-shape" {
+            &["--config", config.to_str().unwrap()]
+        } else {
+            &[]
+        };
+        let out = agecam()
+            .args(precision_args)
+            .args(["run", "--demo", "--max-frames", "5", "--models"])
+            .arg(&models)
+            .arg("--out")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}: started anyway");
+        let stderr = text(&out.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("[INFO")).collect();
+        assert_eq!(errors.len(), 1, "{name}: one line, got:\n{stderr}");
+        let line = errors[0];
+        assert!(line.starts_with("[ERROR"), "{name}: {line}");
+        assert!(
+            line.contains(&models.join(file).display().to_string()) && line.contains(problem),
+            "{name}: {line}"
+        );
+        assert!(
+            !out_dir.exists(),
+            "{name}: nothing is written before the models load"
+        );
+    }
+}
+
+/// Inodes of the sockets `pid` holds open, from its /proc/PID/fd links (`socket:[INODE]`).
+fn socket_inodes(pid: u32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new(); // exited meanwhile
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            link.strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The daemon opens no network socket by default: sampled while `run --demo` works through its
+/// frames, it holds no socket at all, so nothing listens and nothing connects out.
+#[test]
+fn the_daemon_opens_no_socket_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = agecam()
+        .env_remove("NOTIFY_SOCKET")
+        .args(["run", "--demo", "--out"])
+        .arg(dir.path().join("out"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut samples = 0;
+    let mut sockets = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        sockets.extend(socket_inodes(child.id()));
+        samples += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(
+        samples > 5,
+        "the run was too short to watch ({samples} samples)"
+    );
+    // An inet socket would be listed in /proc/net/{tcp,tcp6,udp,udp6} with one of these inodes.
+    assert!(
+        sockets.is_empty(),
+        "sockets held by the daemon: {sockets:?}"
+    );
+}

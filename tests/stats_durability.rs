@@ -90,3 +90,109 @@ fn kill_minus_nine_in_a_loop_never_loses_or_tears_a_committed_interval() {
     drop(Store::open(&db).unwrap());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+fn example_exe(name: &str) -> std::path::PathBuf {
+    writer_exe().with_file_name(name)
+}
+
+/// Sends one command to the recorder process and reads its `pending P saved S` answer.
+fn ask(
+    child: &mut std::process::Child,
+    lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>,
+    command: &str,
+) -> (u64, u64) {
+    use std::io::Write;
+    writeln!(child.stdin.as_mut().unwrap(), "{command}").unwrap();
+    let answer = lines.next().expect("recorder answers").unwrap();
+    let words: Vec<&str> = answer.split_whitespace().collect();
+    (words[1].parse().unwrap(), words[3].parse().unwrap())
+}
+
+/// Caps (or with `None` lifts) the size any file of process `pid` may grow to.
+fn cap_file_size(pid: u32, bytes: Option<u64>) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain system call on a child we own, with valid pointers.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// The disk fills up while the daemon runs (simulated by capping the recorder process's file
+/// size, which works for root and non-root alike, unlike a read-only folder): finished
+/// intervals wait in memory, nothing committed is lost or torn, and when space comes back the
+/// waiting intervals are written, so the stored counts are exact.
+#[test]
+fn a_full_disk_mid_run_keeps_intervals_in_memory_and_writes_them_when_space_returns() {
+    let exe = example_exe("stats_disk_full");
+    assert!(
+        exe.is_file(),
+        "{} missing: `cargo test` builds the examples",
+        exe.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("agecam-stats.sqlite");
+    let mut child = Command::new(&exe)
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let pid = child.id();
+
+    let (pending, saved) = ask(&mut child, &mut lines, "minutes 3");
+    assert_eq!((pending, saved), (0, 2), "two minutes finished and stored");
+
+    // The disk is full: no file may grow. The cap is the main file's size, the smallest: a
+    // cap at the WAL's size alone is not a full disk, since closing the failed connection
+    // checkpoints the WAL into the (small) main file and starts a new, empty WAL.
+    let main = std::fs::metadata(&db).unwrap().len();
+    assert!(main > 0);
+    cap_file_size(pid, Some(main));
+    let (pending, saved) = ask(&mut child, &mut lines, "minutes 5");
+    assert_eq!(saved, 2, "nothing could be written");
+    assert_eq!(pending, 5, "five finished minutes wait in memory");
+    {
+        let store = Store::open(&db).unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        assert_eq!(
+            store.load(i64::MIN, i64::MAX).unwrap().len(),
+            2,
+            "committed ones intact"
+        );
+    }
+
+    // Space is freed: the next finished interval brings every waiting one with it.
+    cap_file_size(pid, None);
+    let (pending, saved) = ask(&mut child, &mut lines, "minutes 1");
+    assert_eq!((pending, saved), (0, 8));
+    let (pending, _) = ask(&mut child, &mut lines, "finish");
+    assert_eq!(pending, 0);
+    assert!(child.wait().unwrap().success());
+
+    let store = Store::open(&db).unwrap();
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+    let intervals = store.load(i64::MIN, i64::MAX).unwrap();
+    let full: Vec<_> = intervals.iter().filter(|i| i.frames > 0).collect();
+    assert_eq!(full.len(), 9, "nine simulated minutes");
+    for (n, interval) in full.iter().enumerate() {
+        assert_eq!(interval.frames, 600, "minute {n}: every frame counted once");
+        assert_eq!(
+            interval
+                .cells
+                .get(&("25-34".to_string(), "female".to_string())),
+            Some(&1),
+            "minute {n}: one visit"
+        );
+    }
+}

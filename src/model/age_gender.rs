@@ -169,6 +169,45 @@ pub struct AgeGenderModel {
     gender_output: usize,
 }
 
+/// The graph's declared input must be `[n, 3, s, s]` with `s` the metadata's input size: the
+/// loader sets that input shape itself, so a model exported for another size or layout would
+/// otherwise run on reshaped input and give nonsense, or fail deep inside tract.
+fn check_declared_input(model: &InferenceModel, size: usize) -> Result<(), String> {
+    let fact = model
+        .input_fact(0)
+        .map_err(|e| format!("the graph has no input ({e})"))?;
+    if fact.shape.is_open() {
+        return Ok(()); // no rank declared: nothing to compare
+    }
+    let declared: Vec<Option<i64>> = fact
+        .shape
+        .dims()
+        .map(|d| {
+            use tract_onnx::tract_hir::infer::Factoid;
+            d.concretize().and_then(|d| d.to_i64().ok())
+        })
+        .collect();
+    let expected = [None, Some(3), Some(size as i64), Some(size as i64)];
+    let fits = declared.len() == 4
+        && declared
+            .iter()
+            .zip(expected)
+            .skip(1)
+            .all(|(d, e)| d.is_none() || *d == e);
+    if fits {
+        return Ok(());
+    }
+    let shown: Vec<String> = declared
+        .iter()
+        .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+        .collect();
+    Err(format!(
+        "its input is declared as [{}] but agecam feeds [n, 3, {size}, {size}] (RGB planes; {size} from metadata `{}`); re-export the model with agecam-host export",
+        shown.join(", "),
+        keys::INPUT_SIZE
+    ))
+}
+
 impl AgeGenderModel {
     /// Loads and optimises the ONNX file at `path` for one face at a time.
     ///
@@ -217,6 +256,7 @@ impl AgeGenderModel {
         };
         let (age_output, gender_output) = (find(AGE_OUTPUT)?, find(GENDER_OUTPUT)?);
         let size = info.input_size as usize;
+        check_declared_input(&model, size)?;
         let fact = f32::fact([1, 3, size, size]);
         let plan = model
             .with_input_fact(0, fact.into())

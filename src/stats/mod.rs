@@ -37,6 +37,40 @@ impl Clock for SystemClock {
     }
 }
 
+/// Time that moves only when told: for fault-injection and soak tests that run simulated hours
+/// in seconds, and for tools replaying recorded frames.
+#[derive(Debug)]
+pub struct ManualClock {
+    base_wall: f64,
+    base: Instant,
+    offset: std::cell::Cell<f64>,
+}
+
+impl ManualClock {
+    /// A clock reading `wall` (Unix seconds) until advanced.
+    pub fn new(wall: f64) -> ManualClock {
+        ManualClock {
+            base_wall: wall,
+            base: Instant::now(),
+            offset: std::cell::Cell::new(0.0),
+        }
+    }
+
+    pub fn advance(&self, seconds: f64) {
+        self.offset.set(self.offset.get() + seconds);
+    }
+}
+
+impl Clock for ManualClock {
+    fn wall(&self) -> f64 {
+        self.base_wall + self.offset.get()
+    }
+
+    fn monotonic(&self) -> Instant {
+        self.base + std::time::Duration::from_secs_f64(self.offset.get())
+    }
+}
+
 /// Where and how statistics are kept.
 #[derive(Debug, Clone)]
 pub struct StatsSettings {
@@ -238,37 +272,6 @@ mod tests {
     use crate::model::{AgeGender, Gender};
     use crate::pipeline::FaceResult;
     use crate::vision::FaceBox;
-    use std::cell::Cell;
-    use std::time::Duration;
-
-    /// Time that moves only when the test says.
-    struct FakeClock {
-        base_wall: f64,
-        base: Instant,
-        offset: Cell<f64>,
-    }
-
-    impl FakeClock {
-        fn new(base_wall: f64) -> FakeClock {
-            FakeClock {
-                base_wall,
-                base: Instant::now(),
-                offset: Cell::new(0.0),
-            }
-        }
-        fn advance(&self, seconds: f64) {
-            self.offset.set(self.offset.get() + seconds);
-        }
-    }
-
-    impl Clock for FakeClock {
-        fn wall(&self) -> f64 {
-            self.base_wall + self.offset.get()
-        }
-        fn monotonic(&self) -> Instant {
-            self.base + Duration::from_secs_f64(self.offset.get())
-        }
-    }
 
     fn face(x: f32, age: f32, gender: Gender) -> FaceResult {
         FaceResult {
@@ -306,7 +309,7 @@ mod tests {
     fn scripted_visits_give_exact_counts_per_interval() {
         let dir = tempfile::tempdir().unwrap();
         let start = 1_795_392_000.0; // an interval boundary
-        let clock = FakeClock::new(start);
+        let clock = ManualClock::new(start);
         let mut recorder = StatsRecorder::new(settings(dir.path()), clock.wall());
         let minutes = 60;
         for minute in 0..minutes {
@@ -369,7 +372,7 @@ mod tests {
         std::fs::write(&blocked, b"not a folder").unwrap();
         let mut s = settings(&blocked);
         s.interval_s = 60;
-        let clock = FakeClock::new(1_795_392_000.0);
+        let clock = ManualClock::new(1_795_392_000.0);
         let mut recorder = StatsRecorder::new(s, clock.wall());
         for _ in 0..(3 * 600) {
             recorder.on_frame(&[], &clock);
