@@ -1041,7 +1041,7 @@ mod tests {
             ("device = \"\"", "device", "/dev/spidev0.0"),
         ];
         for (keys, key, expected) in cases {
-            let text = format!("[display.spi_lcd]\ndc_pin = 25\n{keys}\n");
+            let text = format!("[display.spi_lcd]\n{keys}\n");
             let result = parse(&text);
             if key.is_empty() {
                 assert!(result.is_ok(), "{text}: {result:?}");

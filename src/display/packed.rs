@@ -106,10 +106,6 @@ impl PackedCanvas {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
-
-    pub fn layout(&self) -> PixelLayout {
-        self.layout
-    }
 }
 
 impl OriginDimensions for PackedCanvas {
