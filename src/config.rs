@@ -190,6 +190,10 @@ pub enum DisplayTarget {
     Png,
     /// Draw on the Linux framebuffer `display.framebuffer` (HDMI or an fbtft SPI panel).
     Framebuffer,
+    /// Drive an ST7789/ILI9341 SPI panel from user space (`[display.spi_lcd]`); needs the
+    /// `device` (or `spi-lcd`) build.
+    #[serde(rename = "spi_lcd")]
+    SpiLcd,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -201,6 +205,8 @@ pub struct DisplayConfig {
     pub png_dir: PathBuf,
     /// With `target = "png"`: write one snapshot every this many frames.
     pub png_every: u32,
+    /// With `target = "spi_lcd"`: the panel and its wiring.
+    pub spi_lcd: SpiLcdConfig,
 }
 
 impl Default for DisplayConfig {
@@ -210,7 +216,221 @@ impl Default for DisplayConfig {
             framebuffer: PathBuf::from("/dev/fb0"),
             png_dir: PathBuf::from("/var/lib/agecam/snapshots"),
             png_every: 1,
+            spi_lcd: SpiLcdConfig::default(),
         }
+    }
+}
+
+/// The controller chip of an SPI LCD panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LcdController {
+    St7789,
+    Ili9341,
+}
+
+impl LcdController {
+    pub fn name(self) -> &'static str {
+        match self {
+            LcdController::St7789 => "ST7789",
+            LcdController::Ili9341 => "ILI9341",
+        }
+    }
+
+    /// Size of the controller's memory in its own (portrait) orientation; the visible panel is
+    /// a window of it.
+    pub const MEMORY: (u32, u32) = (240, 320);
+}
+
+/// Order of the sub-pixels on the panel glass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LcdColorOrder {
+    Rgb,
+    Bgr,
+}
+
+/// `[display.spi_lcd]`: an SPI panel and the GPIO lines it is wired to. Defaults fit the common
+/// 240×240 ST7789 HATs (DC on GPIO 25).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpiLcdConfig {
+    pub controller: LcdController,
+    /// The spidev node (bus 0, chip select 0 is `/dev/spidev0.0`).
+    pub device: PathBuf,
+    pub clock_hz: u32,
+    /// SPI mode 0 to 3; boards without a chip-select line often need 3.
+    pub spi_mode: u8,
+    /// The GPIO character device the pins below belong to.
+    pub gpio_chip: PathBuf,
+    /// Data/command line, as a line offset on `gpio_chip` (the BCM number on a Raspberry Pi).
+    pub dc_pin: u32,
+    /// Reset line; without one the panel is reset by command.
+    pub reset_pin: Option<u32>,
+    /// Backlight enable line; without one the backlight is wired on.
+    pub backlight_pin: Option<u32>,
+    /// Visible size as seen after `rotation`; `None` is 240×240 for the ST7789, 320×240 for
+    /// the ILI9341.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Degrees clockwise, 0/90/180/270; `None` is 0 for the ST7789, 90 (landscape) for the
+    /// ILI9341.
+    pub rotation: Option<u32>,
+    /// Inverted colours (INVON); `None` is on for the ST7789 (its IPS panels need it), off for
+    /// the ILI9341.
+    pub invert_colors: Option<bool>,
+    pub color_order: LcdColorOrder,
+    /// Offset of the visible window in the controller's memory, in its unrotated orientation
+    /// (some 240×240 and 135×240 modules need one).
+    pub offset_x: u32,
+    pub offset_y: u32,
+}
+
+impl Default for SpiLcdConfig {
+    fn default() -> Self {
+        SpiLcdConfig {
+            controller: LcdController::St7789,
+            device: PathBuf::from("/dev/spidev0.0"),
+            clock_hz: 40_000_000,
+            spi_mode: 0,
+            gpio_chip: PathBuf::from("/dev/gpiochip0"),
+            dc_pin: 25,
+            reset_pin: None,
+            backlight_pin: None,
+            width: None,
+            height: None,
+            rotation: None,
+            invert_colors: None,
+            color_order: LcdColorOrder::Rgb,
+            offset_x: 0,
+            offset_y: 0,
+        }
+    }
+}
+
+impl SpiLcdConfig {
+    /// Visible width and height after rotation, defaults filled in.
+    pub fn size(&self) -> (u32, u32) {
+        let (w, h) = match self.controller {
+            LcdController::St7789 => (240, 240),
+            LcdController::Ili9341 => (320, 240),
+        };
+        (self.width.unwrap_or(w), self.height.unwrap_or(h))
+    }
+
+    pub fn rotation(&self) -> u32 {
+        self.rotation.unwrap_or(match self.controller {
+            LcdController::St7789 => 0,
+            LcdController::Ili9341 => 90,
+        })
+    }
+
+    pub fn invert_colors(&self) -> bool {
+        self.invert_colors
+            .unwrap_or(self.controller == LcdController::St7789)
+    }
+
+    /// The visible size in the controller's own orientation (width and height swap at 90° and
+    /// 270°).
+    pub fn unrotated_size(&self) -> (u32, u32) {
+        let (w, h) = self.size();
+        if self.rotation() % 180 == 90 {
+            (h, w)
+        } else {
+            (w, h)
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        fn bad(key: &str, found: impl fmt::Display, allowed: &str) -> Result<(), (String, String)> {
+            Err((
+                format!("display.spi_lcd.{key}"),
+                format!("found {found}, allowed {allowed}"),
+            ))
+        }
+        if self.device.as_os_str().is_empty() {
+            return bad(
+                "device",
+                "nothing",
+                "an spidev node such as \"/dev/spidev0.0\"",
+            );
+        }
+        if self.gpio_chip.as_os_str().is_empty() {
+            return bad(
+                "gpio_chip",
+                "nothing",
+                "a GPIO chip such as \"/dev/gpiochip0\"",
+            );
+        }
+        if !(1_000_000..=125_000_000).contains(&self.clock_hz) {
+            return bad(
+                "clock_hz",
+                self.clock_hz,
+                "1000000 to 125000000 Hz (40 MHz suits most panels and wiring)",
+            );
+        }
+        if self.spi_mode > 3 {
+            return bad("spi_mode", self.spi_mode, "0, 1, 2 or 3");
+        }
+        let pins = [
+            ("dc_pin", Some(self.dc_pin)),
+            ("reset_pin", self.reset_pin),
+            ("backlight_pin", self.backlight_pin),
+        ];
+        for (i, (key, pin)) in pins.iter().enumerate() {
+            let Some(pin) = pin else { continue };
+            if *pin > 1023 {
+                return bad(key, pin, "a GPIO line number from 0 to 1023");
+            }
+            if let Some((other, _)) = pins[..i].iter().find(|(_, p)| *p == Some(*pin)) {
+                return bad(
+                    key,
+                    pin,
+                    &format!("a line not already used by display.spi_lcd.{other}"),
+                );
+            }
+        }
+        if let Some(rotation) = self.rotation {
+            if !matches!(rotation, 0 | 90 | 180 | 270) {
+                return bad("rotation", rotation, "0, 90, 180 or 270 degrees");
+            }
+        }
+        // The visible window, unrotated, must lie inside the controller's 240x320 memory.
+        let (memory_w, memory_h) = LcdController::MEMORY;
+        if self.offset_x >= memory_w {
+            return bad("offset_x", self.offset_x, "0 to 239 pixels");
+        }
+        if self.offset_y >= memory_h {
+            return bad("offset_y", self.offset_y, "0 to 319 pixels");
+        }
+        let rotation = self.rotation();
+        let across = memory_w - self.offset_x;
+        let down = memory_h - self.offset_y;
+        let (max_w, max_h) = if rotation % 180 == 90 {
+            (down, across)
+        } else {
+            (across, down)
+        };
+        let (w, h) = self.size();
+        let fits = |key: &str, found: u32, max: u32| {
+            if (1..=max).contains(&found) {
+                Ok(())
+            } else {
+                bad(
+                    key,
+                    found,
+                    &format!(
+                        "1 to {max} pixels for the {}'s 240x320 memory at rotation {rotation} with offset_x = {}, offset_y = {}",
+                        self.controller.name(),
+                        self.offset_x,
+                        self.offset_y
+                    ),
+                )
+            }
+        };
+        fits("width", w, max_w)?;
+        fits("height", h, max_h)?;
+        Ok(())
     }
 }
 
@@ -488,6 +708,7 @@ impl Config {
         if self.display.png_every == 0 {
             return bad("display.png_every", 0, "1 or more frames");
         }
+        self.display.spi_lcd.validate()?;
         let st = &self.stats;
         if !(1..=1440).contains(&st.interval_minutes) {
             return bad(
@@ -760,6 +981,83 @@ mod tests {
             line.contains("`blazeface`") && line.contains("`seeta`"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn spi_lcd_defaults_follow_the_controller() {
+        let config = parse("[display]\ntarget = \"spi_lcd\"\n").unwrap();
+        assert_eq!(config.display.target, DisplayTarget::SpiLcd);
+        let st7789 = &config.display.spi_lcd;
+        assert_eq!((st7789.size(), st7789.rotation()), ((240, 240), 0));
+        assert!(st7789.invert_colors());
+        let ili = parse("[display.spi_lcd]\ncontroller = \"ili9341\"\nreset_pin = 27\n")
+            .unwrap()
+            .display
+            .spi_lcd;
+        assert_eq!((ili.size(), ili.rotation()), ((320, 240), 90));
+        assert_eq!(ili.unrotated_size(), (240, 320));
+        assert!(!ili.invert_colors());
+        assert_eq!(ili.reset_pin, Some(27));
+    }
+
+    #[test]
+    fn spi_lcd_settings_are_checked_with_the_key_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "rotation = 45",
+                "rotation",
+                "found 45, allowed 0, 90, 180 or 270",
+            ),
+            (
+                "clock_hz = 500",
+                "clock_hz",
+                "found 500, allowed 1000000 to 125000000",
+            ),
+            ("spi_mode = 4", "spi_mode", "found 4, allowed 0, 1, 2 or 3"),
+            (
+                "reset_pin = 25",
+                "reset_pin",
+                "not already used by display.spi_lcd.dc_pin",
+            ),
+            ("dc_pin = 5000", "dc_pin", "found 5000"),
+            (
+                "width = 320",
+                "width",
+                "found 320, allowed 1 to 240 pixels for the ST7789's 240x320 memory at rotation 0",
+            ),
+            (
+                "rotation = 90\nheight = 320",
+                "height",
+                "found 320, allowed 1 to 240",
+            ),
+            ("rotation = 90\nwidth = 320\nheight = 240", "", ""),
+            (
+                "height = 300\noffset_y = 40",
+                "height",
+                "allowed 1 to 280 pixels",
+            ),
+            ("offset_x = 240", "offset_x", "found 240, allowed 0 to 239"),
+            ("width = 0", "width", "found 0"),
+            ("device = \"\"", "device", "/dev/spidev0.0"),
+        ];
+        for (keys, key, expected) in cases {
+            let text = format!("[display.spi_lcd]\n{keys}\n");
+            let result = parse(&text);
+            if key.is_empty() {
+                assert!(result.is_ok(), "{text}: {result:?}");
+                continue;
+            }
+            let err = result.unwrap_err();
+            let line = err.to_string();
+            assert_eq!(err.key, format!("display.spi_lcd.{key}"), "{text}: {line}");
+            assert!(line.contains(expected), "{text}: {line}");
+            assert!(err.line.is_some(), "{text}: {line}");
+        }
+        let err = parse("[display.spi_lcd]\ncontroller = \"st7735\"\n").unwrap_err();
+        assert_eq!(err.key, "display.spi_lcd.controller");
+        assert!(err.to_string().contains("`ili9341`"), "{err}");
+        let err = parse("[display.spi_lcd]\ndc = 25\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `dc`"), "{err}");
     }
 
     #[test]

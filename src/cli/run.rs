@@ -198,7 +198,7 @@ pub fn open_source(config: &Config) -> anyhow::Result<Box<dyn FrameSource>> {
     }
 }
 
-fn open_display(config: &Config) -> anyhow::Result<Box<dyn Display>> {
+pub fn open_display(config: &Config) -> anyhow::Result<Box<dyn Display>> {
     let display = &config.display;
     Ok(match display.target {
         DisplayTarget::None => Box::new(NoDisplay),
@@ -206,5 +206,13 @@ fn open_display(config: &Config) -> anyhow::Result<Box<dyn Display>> {
         DisplayTarget::Framebuffer => Box::new(crate::display::framebuffer::Framebuffer::open(
             &display.framebuffer,
         )?),
+        #[cfg(feature = "spi-lcd")]
+        DisplayTarget::SpiLcd => Box::new(crate::display::spi_lcd::open(&display.spi_lcd)?),
+        #[cfg(not(feature = "spi-lcd"))]
+        DisplayTarget::SpiLcd => anyhow::bail!(
+            "display.target = \"spi_lcd\" ({}) needs a build with the `device` (or `spi-lcd`) feature \
+             (cargo build --release --features device); this build can use \"framebuffer\", \"png\" or \"none\"",
+            display.spi_lcd.device.display()
+        ),
     })
 }

@@ -107,6 +107,11 @@ fn check_display(config: &Config) -> Result<String, String> {
                 .map(|fb| format!("{} opened", crate::display::Display::describe(&fb)))
                 .map_err(|e| e.to_string())
         }
+        // Initialising the panel is the check: it opens the bus and the lines and sends the
+        // init sequence (the panel blanks again when the check's display is dropped).
+        DisplayTarget::SpiLcd => super::run::open_display(config)
+            .map(|display| format!("{} initialised", display.describe()))
+            .map_err(|e| format!("{e:#}")),
     }
 }
 

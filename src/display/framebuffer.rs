@@ -5,78 +5,16 @@
 //! Geometry and pixel layout (RGB565, XRGB8888, BGR variants…) come from the framebuffer's
 //! ioctls, so any 16/24/32-bit panel works without configuration.
 
+pub use super::packed::{Channel, PixelLayout};
+
+use super::packed::PackedCanvas;
 use super::{draw_overlay, Display, Status};
 use crate::capture::Frame;
 use crate::pipeline::FaceResult;
 use crate::Error;
-use embedded_graphics::pixelcolor::Rgb888;
-use embedded_graphics::prelude::*;
-use std::convert::Infallible;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-/// Where one colour channel sits in a pixel: bit offset and width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Channel {
-    pub offset: u32,
-    pub length: u32,
-}
-
-/// How a pixel is stored: little-endian, `bytes` bytes, with channels at given bits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PixelLayout {
-    pub bytes: usize,
-    pub red: Channel,
-    pub green: Channel,
-    pub blue: Channel,
-}
-
-impl PixelLayout {
-    pub const RGB565: PixelLayout = PixelLayout {
-        bytes: 2,
-        red: Channel {
-            offset: 11,
-            length: 5,
-        },
-        green: Channel {
-            offset: 5,
-            length: 6,
-        },
-        blue: Channel {
-            offset: 0,
-            length: 5,
-        },
-    };
-    pub const XRGB8888: PixelLayout = PixelLayout {
-        bytes: 4,
-        red: Channel {
-            offset: 16,
-            length: 8,
-        },
-        green: Channel {
-            offset: 8,
-            length: 8,
-        },
-        blue: Channel {
-            offset: 0,
-            length: 8,
-        },
-    };
-
-    fn pack(&self, c: Rgb888) -> u32 {
-        let place =
-            |value: u8, ch: Channel| ((value as u32) >> (8 - ch.length.min(8))) << ch.offset;
-        place(c.r(), self.red) | place(c.g(), self.green) | place(c.b(), self.blue)
-    }
-
-    fn supported(&self) -> bool {
-        (2..=4).contains(&self.bytes)
-            && [self.red, self.green, self.blue].iter().all(|ch| {
-                (1..=8).contains(&ch.length) && ch.offset + ch.length <= self.bytes as u32 * 8
-            })
-    }
-}
 
 /// A framebuffer device with a back buffer.
 pub struct Framebuffer {
@@ -84,10 +22,7 @@ pub struct Framebuffer {
     path: PathBuf,
     width: u32,
     height: u32,
-    /// Bytes per row on the device (may exceed width × bytes per pixel).
-    stride: usize,
-    layout: PixelLayout,
-    buffer: Vec<u8>,
+    canvas: PackedCanvas,
 }
 
 impl Framebuffer {
@@ -160,31 +95,23 @@ impl Framebuffer {
         stride: usize,
         layout: PixelLayout,
     ) -> Result<Framebuffer, Error> {
-        if !layout.supported()
-            || width == 0
-            || height == 0
-            || stride < width as usize * layout.bytes
-        {
-            return Err(Error::Output {
-                path: path.to_path_buf(),
-                problem: format!("unsupported framebuffer geometry or pixel format ({width}x{height}, stride {stride}, {layout:?})"),
-            });
-        }
+        let canvas = PackedCanvas::new(width, height, stride, layout).ok_or_else(|| Error::Output {
+            path: path.to_path_buf(),
+            problem: format!("unsupported framebuffer geometry or pixel format ({width}x{height}, stride {stride}, {layout:?})"),
+        })?;
         Ok(Framebuffer {
             file,
             path: path.to_path_buf(),
             width,
             height,
-            stride,
-            layout,
-            buffer: vec![0; stride * height as usize],
+            canvas,
         })
     }
 
     /// Writes the back buffer to the device.
     pub fn flush(&mut self) -> Result<(), Error> {
         self.file
-            .write_all_at(&self.buffer, 0)
+            .write_all_at(self.canvas.bytes(), 0)
             .map_err(|e| Error::Output {
                 path: self.path.clone(),
                 problem: format!("cannot write the frame ({e})"),
@@ -192,36 +119,9 @@ impl Framebuffer {
     }
 }
 
-impl OriginDimensions for Framebuffer {
-    fn size(&self) -> Size {
-        Size::new(self.width, self.height)
-    }
-}
-
-impl DrawTarget for Framebuffer {
-    type Color = Rgb888;
-    type Error = Infallible;
-
-    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Infallible>
-    where
-        I: IntoIterator<Item = Pixel<Rgb888>>,
-    {
-        let bytes = self.layout.bytes;
-        for Pixel(p, colour) in pixels {
-            if p.x < 0 || p.y < 0 || p.x as u32 >= self.width || p.y as u32 >= self.height {
-                continue;
-            }
-            let at = p.y as usize * self.stride + p.x as usize * bytes;
-            let packed = self.layout.pack(colour).to_le_bytes();
-            self.buffer[at..at + bytes].copy_from_slice(&packed[..bytes]);
-        }
-        Ok(())
-    }
-}
-
 impl Display for Framebuffer {
     fn show(&mut self, frame: &Frame, faces: &[FaceResult], status: &Status) -> Result<(), Error> {
-        match draw_overlay(self, &frame.image, faces, status) {
+        match draw_overlay(&mut self.canvas, &frame.image, faces, status) {
             Ok(()) => self.flush(),
             Err(never) => match never {},
         }
@@ -311,16 +211,6 @@ mod tests {
     use super::*;
     use crate::vision::FaceBox;
     use std::time::Instant;
-
-    #[test]
-    fn packs_rgb565_and_xrgb8888() {
-        let pink = Rgb888::new(255, 90, 170);
-        assert_eq!(
-            PixelLayout::RGB565.pack(pink),
-            (31 << 11) | ((90 >> 2) << 5) | (170 >> 3)
-        );
-        assert_eq!(PixelLayout::XRGB8888.pack(pink), 0x00FF_5AAA);
-    }
 
     #[test]
     fn a_plain_file_is_not_a_framebuffer_and_a_missing_one_is_named() {

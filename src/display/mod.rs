@@ -1,9 +1,13 @@
 //! Display: one overlay, drawn with `embedded-graphics` onto any `DrawTarget`, and the outputs
-//! that show it. A panel driver is only an adapter; the PNG writer is one such target.
+//! that show it. A panel driver is only an adapter; the PNG writer is one such target. The
+//! framebuffer and the SPI LCD draw into a packed back buffer (`packed`) and send whole frames.
 
 pub mod framebuffer;
 mod overlay;
+mod packed;
 mod png;
+#[cfg(feature = "spi-lcd")]
+pub mod spi_lcd;
 
 pub use overlay::{draw_overlay, Status};
 pub use png::{annotate, write_png_atomically, PngSnapshots, RgbCanvas};
