@@ -159,7 +159,7 @@ mod tests {
                 Pixel(Point::new(-1, 0), Rgb888::WHITE),
             ])
             .unwrap();
-        let mut expected = vec![0u8; 16];
+        let mut expected = [0u8; 16];
         expected[8 + 4..8 + 6].copy_from_slice(&[0xFF, 0xFF]);
         assert_eq!(canvas.bytes(), &expected[..]);
         assert!(PackedCanvas::new(3, 2, 5, PixelLayout::RGB565).is_none());

@@ -740,7 +740,7 @@ mod tests {
         let (frame, face) = frame_and_face();
         wire.broken.set(true);
         let err = lcd
-            .show(&frame, &[face.clone()], &Status::default())
+            .show(&frame, std::slice::from_ref(&face), &Status::default())
             .unwrap_err();
         let text = err.to_string();
         assert!(
