@@ -1,4 +1,4 @@
-//! The Linux framebuffer (`/dev/fbN`) as a `DrawTarget`: the overlay is drawn into a back
+//! The Linux framebuffer (`/dev/fbN`) as a display: the overlay is drawn into a back
 //! buffer in the panel's own pixel layout and written to the device in one go per frame, so
 //! the screen never shows half a frame.
 //!
