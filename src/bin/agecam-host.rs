@@ -219,6 +219,10 @@ struct QuantizeArgs {
     /// Keep the first convolution (reading the image) in float in the integer form.
     #[arg(long)]
     float_first: bool,
+    /// Weight tensors with fewer values than this stay float (the small early layers are the
+    /// most sensitive to rounding and a tiny share of the file); 0 quantizes every weight.
+    #[arg(long, value_name = "N", default_value_t = agecam::train::quantize::DEFAULT_FLOAT_BELOW)]
+    float_below: usize,
     #[arg(long, default_value = "percentile", value_parser = ["minmax", "percentile"])]
     calib_method: String,
     /// Percentile for --calib-method percentile (the mirror is used at the bottom).
@@ -428,6 +432,7 @@ fn quantize_command(a: &QuantizeArgs) -> anyhow::Result<ExitCode> {
         form: a.form,
         integer_layers: a.integer_layers,
         float_first: a.float_first,
+        float_below: a.float_below,
         calib_method: match a.calib_method.as_str() {
             "minmax" => CalibMethod::MinMax,
             _ => CalibMethod::Percentile(a.percentile),

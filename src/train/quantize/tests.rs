@@ -189,6 +189,7 @@ fn all_forms(dir: &Path) -> [PathBuf; 4] {
         let opts = QuantizeOptions {
             form,
             integer_layers: layers,
+            float_below: 0,
             ..QuantizeOptions::default()
         };
         let (bytes, report) = quantize_model(&float, &paths[0], &opts, &calib).unwrap();
@@ -356,6 +357,7 @@ fn metadata_is_kept_and_mistakes_are_clear_errors() {
     let path = dir.path().join("m.onnx");
     let opts = QuantizeOptions {
         form: Form::WeightOnly,
+        float_below: 0,
         ..QuantizeOptions::default()
     };
     let (bytes, report) = quantize_model(&float, &path, &opts, &[]).unwrap();
@@ -387,7 +389,10 @@ fn metadata_is_kept_and_mistakes_are_clear_errors() {
         err.contains("m.onnx is not an ONNX file") && err.contains("agecam-host export"),
         "{err}"
     );
-    let integer = QuantizeOptions::default();
+    let integer = QuantizeOptions {
+        float_below: 0,
+        ..QuantizeOptions::default()
+    };
     let err = quantize_model(&float, &path, &integer, &[])
         .unwrap_err()
         .to_string();
@@ -422,4 +427,56 @@ fn a_dead_channel_with_a_bias_gets_a_scale_that_keeps_the_bias_in_int32() {
     assert_eq!((s[1], &q[2..]), (0.5 / 127.0, &[127i8, 64][..]));
     let bias_units = 5.0 / ((1.0 / 255.0) * s[0]);
     assert!(bias_units <= MAX_BIAS * 1.001, "{bias_units}");
+}
+
+#[test]
+fn weights_smaller_than_float_below_stay_float_and_the_rest_become_int8() {
+    let float = small_net(3);
+    let path = Path::new("m.onnx");
+    let model = pb::ModelProto::decode(float.as_slice()).unwrap();
+    let g = model.graph.unwrap();
+    let weights: Vec<(String, usize)> = g
+        .node
+        .iter()
+        .filter(|n| matches!(n.op_type.as_str(), "Conv" | "Gemm"))
+        .filter_map(|n| g.initializer.iter().find(|t| t.name == n.input[1]))
+        .map(|t| (t.name.clone(), t.dims.iter().product::<i64>() as usize))
+        .collect();
+    let mut sizes: Vec<usize> = weights.iter().map(|w| w.1).collect();
+    sizes.sort();
+    let limit = sizes[sizes.len() / 2];
+    let small: Vec<&String> = weights
+        .iter()
+        .filter(|w| w.1 < limit)
+        .map(|w| &w.0)
+        .collect();
+    assert!(
+        !small.is_empty() && small.len() < weights.len(),
+        "{sizes:?}"
+    );
+
+    let opts = QuantizeOptions {
+        form: Form::WeightOnly,
+        float_below: limit,
+        ..QuantizeOptions::default()
+    };
+    let (bytes, report) = quantize_model(&float, path, &opts, &[]).unwrap();
+    assert_eq!(report.float_weights, small.len());
+    assert_eq!(report.int8_weights, weights.len() - small.len());
+    assert!(
+        report.description.contains("kept float"),
+        "{}",
+        report.description
+    );
+    let out = pb::ModelProto::decode(bytes.as_slice())
+        .unwrap()
+        .graph
+        .unwrap();
+    for (name, size) in &weights {
+        let kept = out
+            .initializer
+            .iter()
+            .any(|t| &t.name == name && t.data_type == FLOAT);
+        assert_eq!(kept, *size < limit, "{name} ({size} values)");
+    }
 }
