@@ -102,9 +102,13 @@ fn luma_into(frame: &RgbImage, out: &mut Vec<u8>) {
 fn check_layout(bytes: &[u8]) -> Result<(), String> {
     let mut file = Layout { rest: bytes };
     let hierarchies = file.count("hierarchy", 1)?;
-    for _ in 0..hierarchies {
+    let mut first_windows = 0;
+    for hierarchy in 0..hierarchies {
         // Each window holds at least its stage count and its source count.
         let windows = file.count("window", 2)?;
+        if hierarchy == 0 {
+            first_windows = windows;
+        }
         for _ in 0..windows {
             let stages = file.count("stage", 1)?;
             for _ in 0..stages {
@@ -144,7 +148,25 @@ fn check_layout(bytes: &[u8]) -> Result<(), String> {
             }
             // rustface reads a negative source count as none.
             let sources = file.int()?.max(0) as usize;
-            file.skip(sources)?;
+            if hierarchy == 0 {
+                file.skip(sources)?;
+                continue;
+            }
+            // Later windows merge the first level's proposals: rustface indexes them by these
+            // numbers while detecting, where a bad one aborts the process (found by fuzzing).
+            if sources == 0 {
+                return Err(format!(
+                    "not a valid SeetaFace model (a level-{hierarchy} window without sources)"
+                ));
+            }
+            for _ in 0..sources {
+                let source = file.int()?;
+                if usize::try_from(source).map_or(true, |s| s >= first_windows) {
+                    return Err(format!(
+                        "not a valid SeetaFace model (window source {source} of level {hierarchy} is not one of the {first_windows} first-level windows)"
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -257,6 +279,27 @@ mod tests {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let err = SeetaDetector::from_bytes(&bytes, settings()).err().unwrap();
         assert!(err.contains("1 layers"), "{err}");
+    }
+
+    /// The third input fuzz/seeta_model found: a window source pointing past the first level's
+    /// windows loaded, then rustface's detect indexed out of bounds and aborted.
+    #[test]
+    fn seeta_window_source_outside_the_first_level_is_refused_at_load() {
+        // Two levels of one window each; the first has one linear stage with no features.
+        let level = |source: i32| -> Vec<i32> {
+            vec![1, 1, 0, 0, 0, 1, source] // windows, stages, kind, features, bins, sources, id
+        };
+        let file = |source: i32| -> Vec<u8> {
+            let mut values = vec![2];
+            values.extend(level(0));
+            values.extend(level(source));
+            values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        };
+        check_layout(&file(0)).unwrap();
+        for bad in [1, 7, -1] {
+            let err = check_layout(&file(bad)).unwrap_err();
+            assert!(err.contains(&format!("window source {bad}")), "{err}");
+        }
     }
 
     #[test]
