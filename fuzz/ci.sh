@@ -18,7 +18,6 @@ sanitizer=${FUZZ_SANITIZER:-none}
 # Its own target folder: the sanitizer and coverage flags would otherwise rebuild the main
 # build's dependencies back and forth.
 fuzz_target_dir=${FUZZ_TARGET_DIR:-$PWD/fuzz/target}
-export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"
@@ -29,6 +28,9 @@ echo "== writing seed corpora to fuzz/seeds"
 AGECAM_FUZZ_SEEDS="$PWD/fuzz/seeds" \
     cargo test --lib --quiet fuzz_seeds::write_fuzz_seeds -- --ignored --exact >/dev/null
 
+# Only the fuzz build gets RUSTC_BOOTSTRAP: it is part of cargo's fingerprint, so exporting it
+# for the seed step above would rebuild the main target's dependencies in place.
+export RUSTC_BOOTSTRAP=1
 echo "== building the fuzz targets (sanitizer: $sanitizer)"
 cargo fuzz build --sanitizer "$sanitizer" --target-dir "$fuzz_target_dir"
 

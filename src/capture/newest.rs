@@ -371,14 +371,39 @@ mod tests {
         assert!(started.elapsed() < STOP_WAIT);
     }
 
+    /// A camera that hangs inside its read until released.
+    struct Stuck {
+        entered: Arc<AtomicBool>,
+        release: Receiver<()>,
+    }
+
+    impl FrameSource for Stuck {
+        fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+            self.entered.store(true, Ordering::SeqCst);
+            let _ = self.release.recv();
+            Ok(None)
+        }
+
+        fn describe(&self) -> String {
+            "stuck".to_string()
+        }
+    }
+
     #[test]
     fn a_source_stuck_forever_does_not_hang_the_shutdown() {
-        let (newest, send) = handed();
-        send.send(Ok(Some(0))).unwrap();
+        let entered = Arc::new(AtomicBool::new(false));
+        let (release, waiting) = sync_channel(0);
+        let newest = NewestFrame::start(Stuck {
+            entered: Arc::clone(&entered),
+            release: waiting,
+        })
+        .unwrap();
+        wait_until("the read to start", || entered.load(Ordering::SeqCst));
         let started = Instant::now();
         drop(newest);
         let waited = started.elapsed();
         assert!(waited >= STOP_WAIT && waited < STOP_WAIT * 3, "{waited:?}");
-        drop(send);
+        // Let the abandoned thread end.
+        drop(release);
     }
 }
