@@ -116,10 +116,26 @@ fn check_layout(bytes: &[u8]) -> Result<(), String> {
                     0 => {
                         let features = file.count("feature", 4)?;
                         let bins = file.int()?;
-                        let bins = usize::try_from(bins)
-                            .map_err(|_| format!("damaged bin count {bins}"))?;
-                        // Two coordinates and a threshold per feature, then the weights.
-                        file.skip(features.saturating_mul(bins.saturating_add(4)))?;
+                        // rustface looks weights up by an 8-bit LAB value and scores features
+                        // in groups of 10, and reads pixels at the feature's offset inside the
+                        // 40-pixel window: other values index out of bounds while detecting,
+                        // where the panic aborts (found by fuzzing).
+                        if bins < 255 || features % 10 != 0 {
+                            return Err(format!(
+                                "not a valid SeetaFace model (a LAB stage with {features} features and {bins} bins)"
+                            ));
+                        }
+                        for _ in 0..features {
+                            let (x, y) = (file.int()?, file.int()?);
+                            if !(0..40).contains(&x) || !(0..40).contains(&y) {
+                                return Err(format!(
+                                    "not a valid SeetaFace model (LAB feature at {x},{y}, outside the 40-pixel window)"
+                                ));
+                            }
+                        }
+                        // A threshold per feature, then bins + 1 weights each.
+                        let bins = bins as usize;
+                        file.skip(features.saturating_mul(bins.saturating_add(2)))?;
                     }
                     1 => {
                         let layers = file.int()?;
@@ -287,7 +303,7 @@ mod tests {
     fn seeta_window_source_outside_the_first_level_is_refused_at_load() {
         // Two levels of one window each; the first has one linear stage with no features.
         let level = |source: i32| -> Vec<i32> {
-            vec![1, 1, 0, 0, 0, 1, source] // windows, stages, kind, features, bins, sources, id
+            vec![1, 1, 0, 0, 255, 1, source] // windows, stages, kind, features, bins, sources, id
         };
         let file = |source: i32| -> Vec<u8> {
             let mut values = vec![2];
@@ -300,6 +316,29 @@ mod tests {
             let err = check_layout(&file(bad)).unwrap_err();
             assert!(err.contains(&format!("window source {bad}")), "{err}");
         }
+    }
+
+    /// The fourth input fuzz/seeta_model found: a LAB stage whose weights rustface indexes
+    /// with 8-bit values, in groups of 10 features, at offsets inside a 40-pixel window.
+    #[test]
+    fn seeta_lab_stage_rustface_would_index_out_of_bounds_is_refused_at_load() {
+        let file = |features: i32, bins: i32, x: i32| -> Vec<u8> {
+            let mut values = vec![1, 1, 1, 0, features, bins];
+            for _ in 0..features {
+                values.extend([x, 3]);
+            }
+            let weights = features.max(0) as usize * (bins.max(0) as usize + 2);
+            values.extend(std::iter::repeat_n(0, weights));
+            values.push(0); // no window sources
+            values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        };
+        check_layout(&file(10, 255, 39)).unwrap();
+        let few_bins = check_layout(&file(10, 16, 5)).unwrap_err();
+        assert!(few_bins.contains("16 bins"), "{few_bins}");
+        let ragged = check_layout(&file(7, 255, 5)).unwrap_err();
+        assert!(ragged.contains("7 features"), "{ragged}");
+        let outside = check_layout(&file(10, 255, 40)).unwrap_err();
+        assert!(outside.contains("outside the 40-pixel window"), "{outside}");
     }
 
     #[test]
