@@ -95,6 +95,15 @@ fn luma_into(frame: &RgbImage, out: &mut Vec<u8>) {
     }));
 }
 
+/// Size of rustface's SURF feature pool (patch formats 1×1, 1×2, 2×1, 2×3, 3×2 of 2×2 cells
+/// moved in 16-pixel steps over the 40-pixel window); its feature ids are 1-based and it looks
+/// the last one up one past its end, so valid ids are `1..SURF_FEATURES`.
+const SURF_FEATURES: i32 = 56;
+/// Values in one SURF feature vector: 2×2 cells × 8 channels.
+const SURF_VALUES: usize = 32;
+/// A network's last layer gives a score and a box correction (x, y, size).
+const MLP_OUTPUTS: usize = 4;
+
 /// Walks the cascade file's layout (the format `rustface::read_model` reads) and checks that
 /// every count fits in the bytes that follow it. rustface allocates what a count asks for
 /// before reading the items, so one damaged count of hundreds of millions makes the allocation
@@ -147,10 +156,33 @@ fn check_layout(bytes: &[u8]) -> Result<(), String> {
                             ));
                         }
                         let features = file.count("feature", 1)?;
-                        file.skip(features.saturating_add(1))?;
+                        for _ in 0..features {
+                            let id = file.int()?;
+                            if !(1..SURF_FEATURES).contains(&id) {
+                                return Err(format!(
+                                    "not a valid SeetaFace model (SURF feature {id}; the pool has 1..{SURF_FEATURES})"
+                                ));
+                            }
+                        }
+                        file.skip(1)?; // threshold
+                                       // rustface writes each feature's vector into the first layer's input
+                                       // without a bounds check, and a zero-sized layer panics in `chunks`
+                                       // while detecting (fuzz/seeta_model's fifth crash): the sizes must chain
+                                       // from the features' values to the score and box outputs.
                         let mut inputs = file.count("layer input", 0)?;
-                        for _ in 1..layers.max(1) {
+                        if inputs != features * SURF_VALUES {
+                            return Err(format!(
+                                "not a valid SeetaFace model (a network reading {inputs} values from {features} SURF features of {SURF_VALUES})"
+                            ));
+                        }
+                        for layer in 1..layers {
                             let outputs = file.count("layer output", 0)?;
+                            let last = layer == layers - 1;
+                            if outputs == 0 || (last && outputs != MLP_OUTPUTS) {
+                                return Err(format!(
+                                    "not a valid SeetaFace model (network layer {layer} with {outputs} outputs)"
+                                ));
+                            }
                             file.skip(inputs.saturating_mul(outputs).saturating_add(outputs))?;
                             inputs = outputs;
                         }
@@ -339,6 +371,45 @@ mod tests {
         assert!(ragged.contains("7 features"), "{ragged}");
         let outside = check_layout(&file(10, 255, 40)).unwrap_err();
         assert!(outside.contains("outside the 40-pixel window"), "{outside}");
+    }
+
+    /// The fifth input fuzz/seeta_model found: a network layer of size 0 loaded, then rustface
+    /// panicked in `chunks(0)` while detecting. Its first layer's input also has to match the
+    /// features it is fed (rustface writes them there unchecked), and the last layer give 4 values.
+    #[test]
+    fn seeta_network_whose_sizes_do_not_chain_is_refused_at_load() {
+        // One level, one window, one MLP stage: layers, features + ids, threshold, sizes.
+        let file = |ids: &[i32], sizes: &[i32]| -> Vec<u8> {
+            let mut values = vec![1, 1, 1, 1, sizes.len() as i32, ids.len() as i32];
+            values.extend(ids);
+            values.extend([0, sizes[0]]);
+            for pair in sizes.windows(2) {
+                // Each layer: its output size, then weights and biases.
+                values.push(pair[1]);
+                values.extend(std::iter::repeat_n(
+                    0,
+                    (pair[0] * pair[1] + pair[1]) as usize,
+                ));
+            }
+            values.push(0); // no window sources
+                            // Room after the end, so a size is judged by its value and not by the file length.
+            values.extend([0; 128]);
+            values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        };
+        check_layout(&file(&[1, 55], &[64, 3, 4])).unwrap();
+        let zero = check_layout(&file(&[1, 55], &[64, 0, 4])).unwrap_err();
+        assert!(zero.contains("layer 1 with 0 outputs"), "{zero}");
+        let short_input = check_layout(&file(&[1, 55], &[32, 3, 4])).unwrap_err();
+        assert!(
+            short_input.contains("reading 32 values from 2 SURF features"),
+            "{short_input}"
+        );
+        let no_box = check_layout(&file(&[1], &[32, 1])).unwrap_err();
+        assert!(no_box.contains("layer 1 with 1 outputs"), "{no_box}");
+        for bad in [0, 56, -3] {
+            let err = check_layout(&file(&[bad], &[32, 4])).unwrap_err();
+            assert!(err.contains(&format!("SURF feature {bad}")), "{err}");
+        }
     }
 
     #[test]
