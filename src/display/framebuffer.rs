@@ -209,8 +209,6 @@ mod ioctl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vision::FaceBox;
-    use std::time::Instant;
 
     #[test]
     fn a_plain_file_is_not_a_framebuffer_and_a_missing_one_is_named() {
@@ -244,22 +242,7 @@ mod tests {
         let (w, h, stride) = (240u32, 240u32, 256 * 2);
         let mut fb =
             Framebuffer::with_geometry(file, &path, w, h, stride, PixelLayout::RGB565).unwrap();
-        let frame = Frame {
-            image: image::RgbImage::from_pixel(640, 480, image::Rgb([0, 0, 255])),
-            seq: 0,
-            captured: Instant::now(),
-            origin: "test".into(),
-        };
-        let face = FaceResult {
-            face: FaceBox {
-                x: 200.0,
-                y: 160.0,
-                width: 160.0,
-                height: 160.0,
-                score: 0.9,
-            },
-            estimate: None,
-        };
+        let (frame, face) = crate::display::blue_frame_with_one_face();
         fb.show(&frame, &[face], &Status::default()).unwrap();
         let written = std::fs::read(&path).unwrap();
         assert_eq!(written.len(), stride * h as usize);

@@ -40,3 +40,26 @@ impl Display for NoDisplay {
         "no display".to_string()
     }
 }
+
+/// Test picture for the display targets: a 640×480 blue frame with one face (no estimate) at
+/// (200, 160), 160 px wide.
+#[cfg(test)]
+pub(crate) fn blue_frame_with_one_face() -> (Frame, FaceResult) {
+    let frame = Frame {
+        image: image::RgbImage::from_pixel(640, 480, image::Rgb([0, 0, 255])),
+        seq: 0,
+        captured: std::time::Instant::now(),
+        origin: "test".into(),
+    };
+    let face = FaceResult {
+        face: crate::vision::FaceBox {
+            x: 200.0,
+            y: 160.0,
+            width: 160.0,
+            height: 160.0,
+            score: 0.9,
+        },
+        estimate: None,
+    };
+    (frame, face)
+}

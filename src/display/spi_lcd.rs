@@ -482,12 +482,10 @@ fn output_line(
 mod tests {
     use super::*;
     use crate::display::overlay::FACE_COLOUR;
-    use crate::vision::FaceBox;
     use embedded_hal::spi::{ErrorKind, ErrorType as SpiErrorType, Operation};
     use std::cell::{Cell, RefCell};
     use std::convert::Infallible;
     use std::rc::Rc;
-    use std::time::Instant;
 
     /// Everything that went over the wire: each write with the DC level it was sent at, and
     /// each change of the reset and backlight lines.
@@ -615,27 +613,6 @@ mod tests {
         (lcd, wire)
     }
 
-    /// A 640x480 blue frame with one face (no estimate) at (200,160), 160 px wide.
-    fn frame_and_face() -> (Frame, FaceResult) {
-        let frame = Frame {
-            image: image::RgbImage::from_pixel(640, 480, image::Rgb([0, 0, 255])),
-            seq: 0,
-            captured: Instant::now(),
-            origin: "test".into(),
-        };
-        let face = FaceResult {
-            face: FaceBox {
-                x: 200.0,
-                y: 160.0,
-                width: 160.0,
-                height: 160.0,
-                score: 0.9,
-            },
-            estimate: None,
-        };
-        (frame, face)
-    }
-
     fn be(colour: u16) -> [u8; 2] {
         colour.to_be_bytes()
     }
@@ -661,7 +638,7 @@ mod tests {
     fn a_frame_is_one_window_over_the_panel_and_one_ramwr_of_big_endian_rgb565() {
         let (mut lcd, wire) = lcd(&SpiLcdConfig::default(), false);
         wire.writes.borrow_mut().clear();
-        let (frame, face) = frame_and_face();
+        let (frame, face) = crate::display::blue_frame_with_one_face();
         lcd.show(&frame, &[face], &Status::default()).unwrap();
 
         let commands = wire.commands();
@@ -718,7 +695,7 @@ mod tests {
         assert_eq!(madctl & 0x08, 0x08, "BGR order");
 
         wire.writes.borrow_mut().clear();
-        let (frame, _) = frame_and_face();
+        let (frame, _) = crate::display::blue_frame_with_one_face();
         lcd.show(&frame, &[], &Status::default()).unwrap();
         let commands = wire.commands();
         assert_eq!(
@@ -737,7 +714,7 @@ mod tests {
     #[test]
     fn a_failed_spi_write_is_an_error_naming_the_device_and_the_next_frame_is_tried() {
         let (mut lcd, wire) = lcd(&SpiLcdConfig::default(), false);
-        let (frame, face) = frame_and_face();
+        let (frame, face) = crate::display::blue_frame_with_one_face();
         wire.broken.set(true);
         let err = lcd
             .show(&frame, std::slice::from_ref(&face), &Status::default())
@@ -756,7 +733,7 @@ mod tests {
     #[test]
     fn dropping_the_display_blanks_the_panel_and_turns_the_backlight_off() {
         let (mut lcd, wire) = lcd(&SpiLcdConfig::default(), true);
-        let (frame, face) = frame_and_face();
+        let (frame, face) = crate::display::blue_frame_with_one_face();
         lcd.show(&frame, &[face], &Status::default()).unwrap();
         wire.writes.borrow_mut().clear();
         drop(lcd);
