@@ -19,8 +19,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Side of the cached crops. Training resamples them to its input size (with a small random
-/// shift/scale), so the cache serves every input size up to this one.
-pub const CROP_SIZE: u32 = 128;
+/// shift/scale), so the cache serves every input size up to this one; the device's
+/// `crop_face` takes the same two steps.
+pub const CROP_SIZE: u32 = crate::vision::crop::FRAMING_SIZE;
 
 /// One cached crop and its labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -322,14 +323,18 @@ mod tests {
 
     #[test]
     fn unaugmented_render_matches_the_device_crop_and_normalisation() {
-        let img = RgbImage::from_fn(64, 64, |x, y| Rgb([(x * 4) as u8, (y * 4) as u8, 77]));
+        // A cached crop (CROP_SIZE square) rendered without augmentation is what the device
+        // gives for the same square cut out of a frame.
+        let img = RgbImage::from_fn(CROP_SIZE, CROP_SIZE, |x, y| {
+            Rgb([(x * 2) as u8, (y * 2) as u8, (x * y % 256) as u8])
+        });
         let mut out = vec![0f32; 3 * 32 * 32];
         render(&img, &Augment::NONE, 32, [0.5; 3], [0.5; 3], &mut out);
         let face = FaceBox {
             x: 0.0,
             y: 0.0,
-            width: 64.0,
-            height: 64.0,
+            width: CROP_SIZE as f32,
+            height: CROP_SIZE as f32,
             score: 1.0,
         };
         let device = crop_face(&img, &face, 0.0, 32);
