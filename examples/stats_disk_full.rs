@@ -68,17 +68,7 @@ fn main() {
                     }
                 }
             }
-            (Some("finish"), _) => {
-                recorder.finish(&clock);
-                writeln!(
-                    out,
-                    "pending {} saved {}",
-                    recorder.pending(),
-                    recorder.saved()
-                )
-                .ok();
-                return;
-            }
+            (Some("finish"), _) => recorder.finish(&clock),
             _ => panic!("unknown command {line:?}"),
         }
         writeln!(
@@ -89,5 +79,8 @@ fn main() {
         )
         .ok();
         out.flush().ok();
+        if line.trim() == "finish" {
+            return;
+        }
     }
 }

@@ -158,6 +158,19 @@ impl FaultLog {
 }
 
 /// Logs `line` at `severity` (the run loop's one place that turns decisions into log lines).
+impl FaultLog {
+    /// [`FaultLog::fault`], with the line (if one is due) logged as a warning.
+    pub fn log_fault(&mut self, kind: FaultKind, message: &str, now: Instant) {
+        emit(Severity::Warn, self.fault(kind, message, now));
+    }
+
+    /// [`FaultLog::ok`], with the recovery line (if any) logged, ending in what `context`
+    /// gives (called only when there is a line).
+    pub fn log_ok(&mut self, kind: FaultKind, now: Instant, context: impl FnOnce() -> String) {
+        emit(Severity::Info, self.ok(kind, now).map(|l| l + &context()));
+    }
+}
+
 pub fn emit(severity: Severity, line: Option<String>) {
     if let Some(line) = line {
         match severity {

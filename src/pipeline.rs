@@ -7,7 +7,7 @@ use crate::capture::FrameSource;
 use crate::config::Config;
 use crate::config::DetectorKind;
 use crate::display::{Display, Status};
-use crate::fault_log::{emit, FaultKind, FaultLog, Severity};
+use crate::fault_log::{FaultKind, FaultLog};
 use crate::model::{AgeGender, AgeGenderModel, Manifest, Role};
 use crate::stats::{Clock, StatsRecorder};
 use crate::vision::crop::crop_face;
@@ -356,37 +356,27 @@ pub fn run(
                 if let Some(stats) = stats.as_deref_mut() {
                     stats.on_camera_fault(clock);
                 }
-                let line = faults.fault(kind, &e.to_string(), clock.monotonic());
-                emit(Severity::Warn, line);
+                faults.log_fault(kind, &e.to_string(), clock.monotonic());
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
         for kind in [FaultKind::CameraLost, FaultKind::BadFrame] {
-            let line = faults.ok(kind, clock.monotonic());
-            emit(
-                Severity::Info,
-                line.map(|l| format!("{l} from {}", source.describe())),
-            );
+            faults.log_ok(kind, clock.monotonic(), || {
+                format!(" from {}", source.describe())
+            });
         }
         let (faces, times) = match pipeline.process(&frame.image) {
             Ok(done) => done,
             Err(e) => {
                 // A model that fails on one frame may work on the next; keep the daemon up.
                 summary.model_failures += 1;
-                let line = faults.fault(
-                    FaultKind::Model,
-                    &format!("{e}; skipping the frame"),
-                    clock.monotonic(),
-                );
-                emit(Severity::Warn, line);
+                let message = format!("{e}; skipping the frame");
+                faults.log_fault(FaultKind::Model, &message, clock.monotonic());
                 continue;
             }
         };
-        emit(
-            Severity::Info,
-            faults.ok(FaultKind::Model, clock.monotonic()),
-        );
+        faults.log_ok(FaultKind::Model, clock.monotonic(), String::new);
         summary.frames += 1;
         summary.faces += faces.len() as u64;
         summary.detect_time += times.detect;
@@ -400,18 +390,11 @@ pub fn run(
         };
         // Tried again every frame: a panel that comes back shows the next frame.
         match display.show(&frame, &faces, &status) {
-            Ok(()) => emit(
-                Severity::Info,
-                faults.ok(FaultKind::Display, clock.monotonic()),
-            ),
+            Ok(()) => faults.log_ok(FaultKind::Display, clock.monotonic(), String::new),
             Err(e) => {
                 summary.display_failures += 1;
-                let line = faults.fault(
-                    FaultKind::Display,
-                    &format!("{e}; counting goes on, the display is retried every frame"),
-                    clock.monotonic(),
-                );
-                emit(Severity::Warn, line);
+                let message = format!("{e}; counting goes on, the display is retried every frame");
+                faults.log_fault(FaultKind::Display, &message, clock.monotonic());
             }
         }
         log::debug!(

@@ -9,7 +9,7 @@
 
 use agecam::capture::{Frame, FrameSource};
 use agecam::display::NoDisplay;
-use agecam::pipeline::{run, Pipeline, RunLimits};
+use agecam::pipeline::{run, Pipeline, RunLimits, RunSummary};
 use agecam::stats::aggregate::AgeBuckets;
 use agecam::stats::store::Store;
 use agecam::stats::tracker::TrackerSettings;
@@ -102,6 +102,26 @@ fn settings(db: PathBuf) -> StatsSettings {
     }
 }
 
+/// The daemon's run loop over all of `source`, without a display.
+fn run_to_end(
+    source: &mut dyn FrameSource,
+    pipeline: &mut Pipeline,
+    stats: &mut StatsRecorder,
+    clock: &ManualClock,
+) -> RunSummary {
+    let stop = AtomicBool::new(false);
+    run(
+        source,
+        pipeline,
+        &mut NoDisplay,
+        Some(stats),
+        clock,
+        RunLimits::default(),
+        &stop,
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_simulated_day_keeps_memory_flat_and_counts_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -117,18 +137,8 @@ fn a_simulated_day_keeps_memory_flat_and_counts_exact() {
     };
     let mut pipeline = Pipeline::from_parts(Box::new(PixelDetector), None, 0.25);
     let mut stats = StatsRecorder::new(settings(db.clone()), start);
-    let stop = AtomicBool::new(false);
     let began = std::time::Instant::now();
-    let summary = run(
-        &mut day,
-        &mut pipeline,
-        &mut NoDisplay,
-        Some(&mut stats),
-        &clock,
-        RunLimits::default(),
-        &stop,
-    )
-    .unwrap();
+    let summary = run_to_end(&mut day, &mut pipeline, &mut stats, &clock);
     let took = began.elapsed();
     let end_rss = rss_kib();
     assert_eq!(summary.frames, 86_400);
@@ -186,7 +196,6 @@ fn real_models_keep_memory_flat_and_repeat_exactly() {
     let db = dir.path().join("soak.sqlite");
     let clock = ManualClock::new(1_795_392_000.0);
     let mut stats = StatsRecorder::new(settings(db.clone()), clock.wall());
-    let stop = AtomicBool::new(false);
     let mut per_pass = Vec::new();
     let mut rss = Vec::new();
     let began = std::time::Instant::now();
@@ -197,16 +206,7 @@ fn real_models_keep_memory_flat_and_repeat_exactly() {
             inner: agecam::capture::demo_frames(false).repeat_each(10),
             clock: &clock,
         };
-        let summary = run(
-            &mut frames,
-            &mut pipeline,
-            &mut NoDisplay,
-            Some(&mut stats),
-            &clock,
-            RunLimits::default(),
-            &stop,
-        )
-        .unwrap();
+        let summary = run_to_end(&mut frames, &mut pipeline, &mut stats, &clock);
         per_pass.push((summary.frames, summary.faces));
         // A quiet minute between passes, so every pass's visits have ended.
         clock.advance(60.0);

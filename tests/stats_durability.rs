@@ -6,24 +6,26 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn writer_exe() -> std::path::PathBuf {
-    // target/<profile>/deps/<this test> → target/<profile>/examples/stats_writer
+/// An example program built beside this test, checked to exist.
+fn example_exe(name: &str) -> std::path::PathBuf {
+    // target/<profile>/deps/<this test> → target/<profile>/examples/<name>
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
         .unwrap()
         .to_path_buf();
-    deps.parent().unwrap().join("examples").join("stats_writer")
-}
-
-#[test]
-fn kill_minus_nine_in_a_loop_never_loses_or_tears_a_committed_interval() {
-    let exe = writer_exe();
+    let exe = deps.parent().unwrap().join("examples").join(name);
     assert!(
         exe.is_file(),
         "{} missing: `cargo test` builds the examples",
         exe.display()
     );
+    exe
+}
+
+#[test]
+fn kill_minus_nine_in_a_loop_never_loses_or_tears_a_committed_interval() {
+    let exe = example_exe("stats_writer");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("agecam-stats.sqlite");
     let mut committed_before = 0usize;
@@ -91,10 +93,6 @@ fn kill_minus_nine_in_a_loop_never_loses_or_tears_a_committed_interval() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-fn example_exe(name: &str) -> std::path::PathBuf {
-    writer_exe().with_file_name(name)
-}
-
 /// Sends one command to the recorder process and reads its `pending P saved S` answer.
 fn ask(
     child: &mut std::process::Child,
@@ -133,11 +131,6 @@ fn cap_file_size(pid: u32, bytes: Option<u64>) {
 #[test]
 fn a_full_disk_mid_run_keeps_intervals_in_memory_and_writes_them_when_space_returns() {
     let exe = example_exe("stats_disk_full");
-    assert!(
-        exe.is_file(),
-        "{} missing: `cargo test` builds the examples",
-        exe.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("agecam-stats.sqlite");
     let mut child = Command::new(&exe)
