@@ -157,6 +157,9 @@ pub struct ModelConfig {
     pub dir: PathBuf,
     /// Which form of the age/gender model runs.
     pub precision: ModelPrecision,
+    /// Folder for the prepared networks (`model::nnef_cache`), which shorten start-up. Unset:
+    /// systemd's `$CACHE_DIRECTORY` when the unit sets `CacheDirectory=`, else no cache.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for ModelConfig {
@@ -164,7 +167,20 @@ impl Default for ModelConfig {
         ModelConfig {
             dir: PathBuf::from("/usr/share/agecam/models"),
             precision: ModelPrecision::Auto,
+            cache_dir: None,
         }
+    }
+}
+
+impl ModelConfig {
+    /// The cache folder in force: the configured one, else systemd's for the unit.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache_dir.clone().or_else(|| {
+            // systemd may pass several colon-separated folders; the first is ours.
+            let dirs = std::env::var_os("CACHE_DIRECTORY")?;
+            let first = dirs.to_string_lossy().split(':').next()?.to_string();
+            (!first.is_empty()).then(|| PathBuf::from(first))
+        })
     }
 }
 

@@ -48,7 +48,8 @@ impl Pipeline {
         let manifest_file = manifest.dir.join(crate::model::manifest::MANIFEST_FILE);
         let d = &config.detector;
         let detector = load_detector(&manifest, d)?;
-        let model = match choose_model(&manifest, config.model.precision)? {
+        let cache = config.model.cache_dir();
+        let model = match choose_model(&manifest, config.model.precision, cache.as_deref())? {
             Some(model) => {
                 if let Some(trained) = model.info().crop_margin {
                     if (trained - d.crop_margin).abs() > 1e-3 {
@@ -167,12 +168,29 @@ fn time_models(a: &AgeGenderModel, b: &AgeGenderModel) -> Result<(Duration, Dura
 pub fn choose_model(
     manifest: &Manifest,
     precision: crate::config::ModelPrecision,
+    cache_dir: Option<&Path>,
 ) -> Result<Option<AgeGenderModel>, Error> {
     use crate::config::ModelPrecision;
     let int8 = manifest.verified_path(Role::AgeGenderInt8)?;
     let f32 = manifest.verified_path(Role::AgeGenderF32)?;
+    let load_one = |path: &Path| -> Result<AgeGenderModel, Error> {
+        let started = Instant::now();
+        let model = AgeGenderModel::load_cached(path, cache_dir)?;
+        let from = match model.loaded_from() {
+            crate::model::nnef_cache::LoadedFrom::Onnx => "prepared from ONNX".to_string(),
+            crate::model::nnef_cache::LoadedFrom::Cache(file) => {
+                format!("read from the cache {}", file.display())
+            }
+        };
+        log::info!(
+            "{}: {from} in {:.0} ms",
+            path.display(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        Ok(model)
+    };
     let load = |path: &Path, why: &str| -> Result<AgeGenderModel, Error> {
-        let model = AgeGenderModel::load(path)?;
+        let model = load_one(path)?;
         log::info!(
             "age/gender model: {} ({1}x{1} input; {why})",
             path.display(),
@@ -185,7 +203,7 @@ pub fn choose_model(
         (ModelPrecision::F32, _, Some(f)) => Some(load(&f, "model.precision = f32")?),
         (ModelPrecision::Int8, Some(i), _) => Some(load(&i, "model.precision = int8")?),
         (ModelPrecision::Auto, Some(i), Some(f)) => {
-            let (mi, mf) = (AgeGenderModel::load(&i)?, AgeGenderModel::load(&f)?);
+            let (mi, mf) = (load_one(&i)?, load_one(&f)?);
             let (ti, tf) = time_models(&mi, &mf)?;
             let ms = |t: Duration| t.as_secs_f64() * 1e3;
             // int8 is the device's designated form; float replaces it only when clearly

@@ -8,6 +8,7 @@ fn agecam() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agecam"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("AGECAM_CONFIG")
+        .env_remove("CACHE_DIRECTORY")
         .env("RUST_LOG", "info");
     cmd
 }
@@ -256,6 +257,35 @@ fn demo_run_writes_annotated_frames() {
             .any(|c| c["gender"] != "unknown" && c["age_bucket"] != "unknown"),
         "{stdout}"
     );
+}
+
+/// Under systemd (`CacheDirectory=agecam` sets `$CACHE_DIRECTORY`) the first start prepares
+/// the int8 network from ONNX and saves it; the next start reads it back.
+#[test]
+fn second_start_reads_the_prepared_network_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let start = || {
+        let out = run_ok(
+            agecam()
+                .args(["run", "--demo", "--max-frames", "1", "--out"])
+                .arg(dir.path().join("demo"))
+                .env("CACHE_DIRECTORY", &cache),
+        );
+        text(&out.stderr)
+    };
+    let first = start();
+    assert!(
+        first.contains("age_gender_int8.onnx: prepared from ONNX"),
+        "{first}"
+    );
+    assert!(first.contains("model cache written"), "{first}");
+    let second = start();
+    assert!(
+        second.contains("age_gender_int8.onnx: read from the cache"),
+        "{second}"
+    );
+    assert!(!second.contains("model cache written"), "{second}");
 }
 
 #[test]

@@ -56,6 +56,36 @@ pub struct FormTiming {
     /// Convolutions/matmuls tract runs in integers, of all of them, after optimisation.
     pub integer_layers: usize,
     pub layers: usize,
+    /// Median ms to load the form ready to run: from the ONNX file, and from the NNEF cache
+    /// (`None`: a form the cache does not keep, see `model::nnef_cache::worth_caching`).
+    pub load_onnx_ms: f64,
+    pub load_cached_ms: Option<f64>,
+}
+
+/// Median load times of `path` (3 each, alternating): prepared from ONNX, and read from a
+/// freshly written NNEF cache in a scratch folder (if the form is cached at all).
+fn time_loads(path: &std::path::Path) -> anyhow::Result<(f64, Option<f64>)> {
+    use crate::model::AgeGenderModel;
+    let cache = std::env::temp_dir().join(format!("agecam-bench-cache-{}", std::process::id()));
+    let timed = |cache: Option<&std::path::Path>| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        AgeGenderModel::load_cached(path, cache)?;
+        Ok(started.elapsed())
+    };
+    let result = (|| -> anyhow::Result<(f64, Option<f64>)> {
+        timed(Some(&cache))?; // writes the cache
+        let written = std::fs::read_dir(&cache).is_ok_and(|mut d| d.next().is_some());
+        let (mut onnx, mut cached) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            onnx.push(timed(None)?);
+            if written {
+                cached.push(timed(Some(&cache))?);
+            }
+        }
+        Ok((median_ms(onnx), written.then(|| median_ms(cached))))
+    })();
+    std::fs::remove_dir_all(&cache).ok();
+    result
 }
 
 /// Times each age/gender form listed in `manifest` (round-robin, one thread, `runs` each).
@@ -80,6 +110,7 @@ pub fn time_model_forms(
     let mut out = Vec::new();
     for ((role, path), (_, ms)) in found.iter().zip(times) {
         let explained = crate::model::inspect::explain(path)?;
+        let (load_onnx_ms, load_cached_ms) = time_loads(path)?;
         out.push(FormTiming {
             role: role.name().to_string(),
             file: path.display().to_string(),
@@ -88,6 +119,8 @@ pub fn time_model_forms(
             speedup_vs_f32: f32_ms.map(|f| f / ms),
             integer_layers: explained.integer_layers(),
             layers: explained.layers.len(),
+            load_onnx_ms,
+            load_cached_ms,
         });
     }
     Ok(out)
@@ -209,6 +242,20 @@ pub fn print_report(report: &BenchReport, json: bool) -> anyhow::Result<()> {
                 f.layers,
                 f.speedup_vs_f32
                     .map_or(String::new(), |r| format!("  {r:.2}x float speed"))
+            );
+        }
+        println!("start-up, median ms to load each form ready to run (same run):");
+        for f in &report.model_forms {
+            let cached = match f.load_cached_ms {
+                Some(ms) => format!(
+                    "from the NNEF cache {ms:7.1}  ({:.1}x faster)",
+                    f.load_onnx_ms / ms.max(1e-3)
+                ),
+                None => "not cached (a float graph loads no faster from NNEF)".to_string(),
+            };
+            println!(
+                "  {:<16} from ONNX {:7.1}  {cached}",
+                f.role, f.load_onnx_ms
             );
         }
     }

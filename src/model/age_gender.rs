@@ -5,6 +5,7 @@
 //! bins, gender labels — comes from the ONNX file's metadata, so a retrained model with other
 //! settings needs no code change.
 
+use super::nnef_cache::{self, LoadedFrom};
 use super::{AgeGender, Gender};
 use crate::Error;
 use image::RgbImage;
@@ -167,6 +168,7 @@ pub struct AgeGenderModel {
     plan: Arc<TypedRunnableModel>,
     age_output: usize,
     gender_output: usize,
+    loaded_from: LoadedFrom,
 }
 
 /// The graph's declared input must be `[n, 3, s, s]` with `s` the metadata's input size: the
@@ -215,29 +217,53 @@ impl AgeGenderModel {
     /// for MobileNetV2 @96 on x86: the symbolic shapes defeat part of the optimisation), and a
     /// kiosk frame rarely holds more than two or three faces, so faces run one by one.
     pub fn load(path: &Path) -> Result<AgeGenderModel, Error> {
+        Self::load_cached(path, None)
+    }
+
+    /// [`AgeGenderModel::load`], keeping the prepared network in `cache_dir` (see
+    /// [`nnef_cache`]): the first start writes it, later starts read it instead of redoing
+    /// tract's graph preparation. The ONNX file is read and checked either way.
+    pub fn load_cached(path: &Path, cache_dir: Option<&Path>) -> Result<AgeGenderModel, Error> {
         let model_error = |problem: String| Error::Model {
             file: path.to_path_buf(),
             problem,
         };
+        let bytes =
+            std::fs::read(path).map_err(|e| model_error(format!("cannot read it ({e})")))?;
         // tract can panic on some malformed graphs; a bad file must be an error, not a crash.
-        let loaded = std::panic::catch_unwind(|| Self::load_inner(path)).map_err(|_| {
-            model_error("tract failed on this file (malformed model); reinstall the models".into())
-        })?;
-        let (info, plan, age_output, gender_output) = loaded.map_err(model_error)?;
+        let loaded = std::panic::catch_unwind(|| Self::load_inner(path, &bytes, cache_dir))
+            .map_err(|_| {
+                model_error(
+                    "tract failed on this file (malformed model); reinstall the models".into(),
+                )
+            })?;
+        let (info, plan, (age_output, gender_output), loaded_from) = loaded.map_err(model_error)?;
         Ok(AgeGenderModel {
             path: path.to_path_buf(),
             info,
             plan,
             age_output,
             gender_output,
+            loaded_from,
         })
     }
 
+    #[allow(clippy::type_complexity)]
     fn load_inner(
         path: &Path,
-    ) -> Result<(ModelInfo, Arc<TypedRunnableModel>, usize, usize), String> {
+        bytes: &[u8],
+        cache_dir: Option<&Path>,
+    ) -> Result<
+        (
+            ModelInfo,
+            Arc<TypedRunnableModel>,
+            (usize, usize),
+            LoadedFrom,
+        ),
+        String,
+    > {
         let model = tract_onnx::onnx()
-            .model_for_path(path)
+            .model_for_read(&mut std::io::Cursor::new(bytes))
             .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
         let info = ModelInfo::from_properties(&model.properties)?;
         let labels: Vec<Option<String>> = model
@@ -258,14 +284,39 @@ impl AgeGenderModel {
         let size = info.input_size as usize;
         check_declared_input(&model, size)?;
         let fact = f32::fact([1, 3, size, size]);
-        let plan = model
-            .with_input_fact(0, fact.into())
-            .and_then(|m| m.into_optimized())
+        let cache = cache_dir
+            .filter(|_| nnef_cache::worth_caching(&model))
+            .map(|dir| nnef_cache::cache_file(dir, path, bytes, size));
+        let cached = cache
+            .as_deref()
+            .and_then(|file| nnef_cache::read(file, &fact, labels.len()));
+        let prepare_error = |e: TractError| {
+            format!("tract cannot prepare this model for a {size}x{size} RGB input ({e:#})")
+        };
+        let (decluttered, from) = match (cached, cache) {
+            (Some(model), Some(file)) => (model, LoadedFrom::Cache(file)),
+            (_, cache) => {
+                let decluttered = model
+                    .with_input_fact(0, fact.into())
+                    .and_then(|m| m.into_typed())
+                    .and_then(|m| m.into_decluttered())
+                    .map_err(prepare_error)?;
+                if let Some(file) = cache {
+                    nnef_cache::write(&file, &decluttered);
+                }
+                (decluttered, LoadedFrom::Onnx)
+            }
+        };
+        let plan = decluttered
+            .into_optimized()
             .and_then(|m| m.into_runnable())
-            .map_err(|e| {
-                format!("tract cannot prepare this model for a {size}x{size} RGB input ({e:#})")
-            })?;
-        Ok((info, plan, age_output, gender_output))
+            .map_err(prepare_error)?;
+        Ok((info, plan, (age_output, gender_output), from))
+    }
+
+    /// Whether this load read the NNEF cache or prepared the network from ONNX.
+    pub fn loaded_from(&self) -> &LoadedFrom {
+        &self.loaded_from
     }
 
     pub fn info(&self) -> &ModelInfo {

@@ -3,6 +3,7 @@
 pub mod age_gender;
 pub mod inspect;
 pub mod manifest;
+pub mod nnef_cache;
 #[cfg(any(test, feature = "train"))]
 pub mod onnx_build;
 #[cfg(any(test, feature = "train"))]
