@@ -24,7 +24,18 @@ pub fn buffer_to_rgb(
 ) -> Result<RgbImage, String> {
     let pixels = width as usize * height as usize;
     match format {
-        PixelFormat::Mjpeg => decode_mjpeg(buf),
+        PixelFormat::Mjpeg => {
+            // A damaged header can declare any size up to 65535², and the decoder allocates
+            // what it declares (up to the image crate's 512 MiB limit) before finding the
+            // data missing: on a Pi that is an out-of-memory risk per bad frame.
+            let (w, h) = jpeg_size(buf)?;
+            if w > width || h > height {
+                return Err(format!(
+                    "MJPEG frame declares {w}x{h}, larger than the {width}x{height} the camera was set to (corrupt header)"
+                ));
+            }
+            decode_mjpeg(buf)
+        }
         PixelFormat::Yuyv => {
             yuyv_to_rgb(buf, width, height, scratch)?;
             RgbImage::from_raw(width, height, scratch.clone())
@@ -157,6 +168,25 @@ fn segments_before_scan(jpeg: &[u8]) -> Result<Vec<(u8, usize)>, String> {
         }
         pos += 2 + length;
     }
+}
+
+/// Width and height from the start-of-frame segment.
+fn jpeg_size(jpeg: &[u8]) -> Result<(u32, u32), String> {
+    for (marker, pos) in segments_before_scan(jpeg)? {
+        // SOF0–SOF15, except DHT (C4), JPG (C8) and DAC (CC), which share the range.
+        if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            // FF Cn, length (2), precision (1), height (2), width (2).
+            let field = |at: usize| {
+                jpeg.get(pos + at..pos + at + 2)
+                    .map(|b| u16::from_be_bytes([b[0], b[1]]) as u32)
+            };
+            return match (field(7), field(5)) {
+                (Some(w), Some(h)) => Ok((w, h)),
+                _ => Err("truncated JPEG frame (start-of-frame segment cut short)".to_string()),
+            };
+        }
+    }
+    Err("corrupt JPEG frame (no start-of-frame segment before the scan)".to_string())
 }
 
 /// The frame with one DHT segment holding the four Annex K tables, placed just before SOS.
@@ -348,6 +378,26 @@ pub(crate) mod tests {
         let mut garbage = vec![0x12; 300];
         garbage.extend_from_slice(&[0xFF, 0xD9]);
         assert!(decode_mjpeg(&garbage).unwrap_err().contains("not a JPEG"));
+    }
+
+    #[test]
+    fn mjpeg_frame_declaring_more_pixels_than_the_camera_mode_is_refused_before_decoding() {
+        let (img, full) = test_jpeg();
+        let (w, h) = img.dimensions();
+        assert_eq!(jpeg_size(&full).unwrap(), (w, h));
+        let mut scratch = Vec::new();
+        let ok = buffer_to_rgb(&full, PixelFormat::Mjpeg, w, h, &mut scratch).unwrap();
+        assert_eq!(ok.dimensions(), (w, h));
+        // The same frame with its header claiming 16000x12000 (a 576 MB picture).
+        let sof = full.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+        let mut huge = full.clone();
+        huge[sof + 5..sof + 7].copy_from_slice(&12000u16.to_be_bytes());
+        huge[sof + 7..sof + 9].copy_from_slice(&16000u16.to_be_bytes());
+        let err = buffer_to_rgb(&huge, PixelFormat::Mjpeg, w, h, &mut scratch).unwrap_err();
+        assert!(err.contains("declares 16000x12000"), "{err}");
+        let no_sof = b"\xFF\xD8\xFF\xDA\x00\x02\xFF\xD9";
+        let err = buffer_to_rgb(no_sof, PixelFormat::Mjpeg, w, h, &mut scratch).unwrap_err();
+        assert!(err.contains("no start-of-frame"), "{err}");
     }
 
     #[test]
