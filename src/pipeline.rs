@@ -139,28 +139,6 @@ impl Pipeline {
 /// manifest lists no BlazeFace model, falls back to SeetaFace with its default threshold.
 /// Median times of single-face inferences of two models, run alternately (after one warm-up
 /// run each) so that a burst of load on the machine hits both alike.
-fn time_models(a: &AgeGenderModel, b: &AgeGenderModel) -> Result<(Duration, Duration), Error> {
-    let crop = |m: &AgeGenderModel| {
-        let size = m.info().input_size;
-        RgbImage::from_pixel(size, size, image::Rgb([128, 128, 128]))
-    };
-    let (ca, cb) = (crop(a), crop(b));
-    a.predict(std::slice::from_ref(&ca))?;
-    b.predict(std::slice::from_ref(&cb))?;
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
-    for _ in 0..9 {
-        let t = Instant::now();
-        a.predict(std::slice::from_ref(&ca))?;
-        ta.push(t.elapsed());
-        let t = Instant::now();
-        b.predict(std::slice::from_ref(&cb))?;
-        tb.push(t.elapsed());
-    }
-    ta.sort();
-    tb.sort();
-    Ok((ta[ta.len() / 2], tb[tb.len() / 2]))
-}
-
 /// Loads the age/gender model form `precision` asks for. `Auto` loads both forms the manifest
 /// lists, times each and keeps the faster: on x86 tract runs the weight-only int8 model at
 /// float speed, while on some ARM cores its integer kernels may win, so it is measured where
@@ -204,20 +182,18 @@ pub fn choose_model(
         (ModelPrecision::Int8, Some(i), _) => Some(load(&i, "model.precision = int8")?),
         (ModelPrecision::Auto, Some(i), Some(f)) => {
             let (mi, mf) = (load_one(&i)?, load_one(&f)?);
-            let (ti, tf) = time_models(&mi, &mf)?;
-            let ms = |t: Duration| t.as_secs_f64() * 1e3;
+            let times = crate::model::inspect::time_loaded(&[&mi, &mf], 9)?;
+            let (ti, tf) = (times[0], times[1]);
             // int8 is the device's designated form; float replaces it only when clearly
             // faster, not on timing noise (on x86 tract folds the int8 weights to float at
             // load, so the two run at the same speed).
-            let (keep, other) = if tf.as_secs_f64() < 0.9 * ti.as_secs_f64() {
+            let (keep, other) = if tf < 0.9 * ti {
                 (mf, "int8")
             } else {
                 (mi, "f32")
             };
             log::info!(
-                "model.precision = auto: int8 {:.2} ms, f32 {:.2} ms per face here; keeping {}, dropping {other} (float must be 10 % faster to win)",
-                ms(ti),
-                ms(tf),
+                "model.precision = auto: int8 {ti:.2} ms, f32 {tf:.2} ms per face here; keeping {}, dropping {other} (float must be 10 % faster to win)",
                 if other == "f32" { "int8" } else { "f32" }
             );
             log::info!(

@@ -326,16 +326,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Quantize(a) => quantize_command(a),
         Command::TimeModels { models, runs } => {
-            // Device loader (variable batch) and a plan fixed to one face, each round-robin.
-            let device = agecam::model::inspect::time_forms(models, *runs)?;
-            let batch1 = agecam::model::inspect::time_forms_batch1(models, *runs)?;
-            println!(
-                "{:<24} {:>12} {:>16} {:>16}",
-                "model", "bytes", "ms (device N)", "ms (batch 1)"
-            );
-            for ((path, (name, ms)), (_, ms1)) in models.iter().zip(device).zip(batch1) {
+            // As the device loads and runs them (one face at a time), round-robin.
+            let times = agecam::model::inspect::time_forms(models, *runs)?;
+            println!("{:<24} {:>12} {:>12}", "model", "bytes", "ms per face");
+            for (path, (name, ms)) in models.iter().zip(times) {
                 let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                println!("{name:<24} {bytes:>12} {ms:>16.2} {ms1:>16.2}");
+                println!("{name:<24} {bytes:>12} {ms:>12.2}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -166,20 +166,15 @@ pub fn explain(path: &Path) -> Result<Explanation, Error> {
 
 /// The model at `path`, typed for one RGB face of the size in its metadata and optimised.
 fn optimized_batch1(path: &Path) -> Result<TypedModel, String> {
-    load_batch1(path).map(|(_, m)| m)
-}
-
-fn load_batch1(path: &Path) -> Result<(super::age_gender::ModelInfo, TypedModel), String> {
     let model = tract_onnx::onnx()
         .model_for_path(path)
         .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
     let info = super::age_gender::ModelInfo::from_properties(&model.properties)?;
     let s = info.input_size as usize;
-    let optimized = model
+    model
         .with_input_fact(0, f32::fact([1, 3, s, s]).into())
         .and_then(|m| m.into_optimized())
-        .map_err(|e| format!("tract cannot optimise this model ({e:#})"))?;
-    Ok((info, optimized))
+        .map_err(|e| format!("tract cannot optimise this model ({e:#})"))
 }
 
 /// The datum type of `outlet`, or for a packed (exotic) tensor the type of what was packed.
@@ -249,6 +244,14 @@ pub fn time_forms(paths: &[PathBuf], runs: usize) -> Result<Vec<(String, f64)>, 
         .iter()
         .map(|p| AgeGenderModel::load(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let models: Vec<&AgeGenderModel> = models.iter().collect();
+    let ms = time_loaded(&models, runs)?;
+    Ok(paths.iter().map(|p| stem(p)).zip(ms).collect())
+}
+
+/// Median milliseconds per face of each loaded model, `runs` times round-robin on one test
+/// crop of its input size.
+pub fn time_loaded(models: &[&AgeGenderModel], runs: usize) -> Result<Vec<f64>, Error> {
     let crops: Vec<RgbImage> = models
         .iter()
         .map(|m| test_crop(m.info().input_size))
@@ -261,44 +264,7 @@ pub fn time_forms(paths: &[PathBuf], runs: usize) -> Result<Vec<(String, f64)>, 
                 as Box<dyn FnMut() -> Result<(), Error>>
         })
         .collect();
-    let ms = median_ms(&mut runners, runs)?;
-    Ok(paths.iter().map(|p| stem(p)).zip(ms).collect())
-}
-
-/// Like [`time_forms`], but each model optimised for exactly one face (input `[1, 3, s, s]`),
-/// timing the network alone. tract optimises a fixed shape much further than the symbolic
-/// batch the device's loader uses, so this is what a batch-1 loader would get.
-pub fn time_forms_batch1(paths: &[PathBuf], runs: usize) -> Result<Vec<(String, f64)>, Error> {
-    let mut plans = Vec::new();
-    for p in paths {
-        let model_error = |problem: String| Error::Model {
-            file: p.clone(),
-            problem,
-        };
-        let (info, model) = load_batch1(p).map_err(model_error)?;
-        let plan = model
-            .into_runnable()
-            .map_err(|e| model_error(format!("{e:#}")))?;
-        let input = info
-            .input_tensor(&[test_crop(info.input_size)])
-            .map_err(model_error)?;
-        plans.push((p.clone(), plan, input));
-    }
-    let mut runners: Vec<Box<dyn FnMut() -> Result<(), Error> + '_>> = plans
-        .iter()
-        .map(|(p, plan, input)| {
-            Box::new(move || {
-                plan.run(tvec!(input.clone().into_tvalue()))
-                    .map(drop)
-                    .map_err(|e| Error::Model {
-                        file: p.clone(),
-                        problem: format!("inference failed ({e:#})"),
-                    })
-            }) as Box<dyn FnMut() -> Result<(), Error>>
-        })
-        .collect();
-    let ms = median_ms(&mut runners, runs)?;
-    Ok(paths.iter().map(|p| stem(p)).zip(ms).collect())
+    median_ms(&mut runners, runs)
 }
 
 #[cfg(test)]
@@ -316,12 +282,8 @@ mod tests {
         assert_eq!(e.integer_layers(), 0, "{e}");
         let text = e.to_string();
         assert!(text.contains("f32"), "{text}");
-        for times in [
-            time_forms(&[path.clone(), path.clone()], 3).unwrap(),
-            time_forms_batch1(&[path.clone(), path.clone()], 3).unwrap(),
-        ] {
-            assert_eq!(times.len(), 2);
-            assert!(times.iter().all(|(n, ms)| n == "tiny" && *ms > 0.0));
-        }
+        let times = time_forms(&[path.clone(), path.clone()], 3).unwrap();
+        assert_eq!(times.len(), 2);
+        assert!(times.iter().all(|(n, ms)| n == "tiny" && *ms > 0.0));
     }
 }
