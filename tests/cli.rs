@@ -1,37 +1,14 @@
 //! End-to-end tests of the `agecam` binary as a user runs it: help, config errors, predict and
 //! the demo run, on the bundled redistributable images and the shipped face detector.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+use common::{data, run_ok, text};
 
 fn agecam() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agecam"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("AGECAM_CONFIG")
-        .env_remove("CACHE_DIRECTORY")
-        .env("RUST_LOG", "info");
-    cmd
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "failed: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-fn data(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(path)
+    common::command(env!("CARGO_BIN_EXE_agecam"))
 }
 
 #[test]

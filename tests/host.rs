@@ -3,36 +3,14 @@
 //! folder, its numbers and its charts, for both dataset layouts.
 #![cfg(feature = "train")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+use common::{data, run_ok, text};
+
 fn host() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agecam-host"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("AGECAM_CONFIG")
-        .env("RUST_LOG", "info");
-    cmd
-}
-
-fn text(out: &[u8]) -> String {
-    String::from_utf8_lossy(out).into_owned()
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "failed: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
-}
-
-fn data(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(path)
+    common::command(env!("CARGO_BIN_EXE_agecam-host"))
 }
 
 /// The four bundled portraits under UTKFace names (ages and genders as perceived; see

@@ -1,0 +1,39 @@
+//! Helpers shared by the end-to-end tests that run the `agecam` and `agecam-host` binaries.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// One of the crate's binaries (`env!("CARGO_BIN_EXE_…")`), run from the repository with the
+/// environment a user's shell might add removed and info logging on.
+pub fn command(exe: &str) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("AGECAM_CONFIG")
+        .env_remove("CACHE_DIRECTORY")
+        .env("RUST_LOG", "info");
+    cmd
+}
+
+pub fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+/// Runs `cmd` and fails the test, with both outputs, unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "failed: {cmd:?}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// A file under `tests/data`.
+pub fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
+}
