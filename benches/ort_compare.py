@@ -32,8 +32,8 @@ def tract_ms(host, paths):
     times = {}
     for line in out.splitlines()[1:]:
         fields = line.split()
-        if len(fields) >= 4:
-            times[fields[0]] = float(fields[3])  # the batch-1 column
+        if len(fields) >= 3:
+            times[fields[0]] = float(fields[2])  # model, bytes, ms per face
     return times
 
 
