@@ -187,6 +187,10 @@ struct TrainArgs {
     /// ImageNet MobileNetV2 weights (.tflite) to start from.
     #[arg(long, value_name = "PATH.tflite")]
     init: Option<PathBuf>,
+    /// Start from a trained checkpoint's weights (same --arch and --width; another
+    /// --input-size is fine), with a fresh learning-rate schedule: fine-tuning.
+    #[arg(long, value_name = "DIR", conflicts_with = "init")]
+    init_checkpoint: Option<PathBuf>,
     /// Checkpoint folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -309,6 +313,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 age_sigma: a.age_sigma,
                 seed: a.seed,
                 init: a.init.clone(),
+                init_checkpoint: a.init_checkpoint.clone(),
                 out: a.out.clone(),
                 resume: a.resume,
                 max_steps_per_epoch: a.max_steps_per_epoch,

@@ -49,6 +49,9 @@ pub struct TrainOptions {
     pub age_sigma: f32,
     pub seed: u64,
     pub init: Option<PathBuf>,
+    /// Start from the weights of this checkpoint (same architecture and width; the input size
+    /// may differ: every layer of both networks is independent of it). A fresh schedule.
+    pub init_checkpoint: Option<PathBuf>,
     pub out: PathBuf,
     pub resume: bool,
     /// Stop each epoch after this many steps (quick runs and tests).
@@ -90,6 +93,9 @@ pub struct State {
     pub age_sigma: f32,
     pub seed: u64,
     pub init: Option<PathBuf>,
+    /// The checkpoint whose weights this run started from (`--init-checkpoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_checkpoint: Option<PathBuf>,
     pub history: Vec<EpochRecord>,
 }
 
@@ -197,7 +203,32 @@ pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<St
         );
         (vm, net, state)
     } else {
-        let (vm, net) = Net::new(&opts.net)?;
+        ensure!(
+            opts.init.is_none() || opts.init_checkpoint.is_none(),
+            "give --init (ImageNet weights) or --init-checkpoint (a trained checkpoint), not both"
+        );
+        let (mut vm, net) = Net::new(&opts.net)?;
+        if let Some(from) = &opts.init_checkpoint {
+            let (from_state, _, _) = load_checkpoint(from)?;
+            ensure!(
+                from_state.net.arch == opts.net.arch && from_state.net.width == opts.net.width,
+                "--init-checkpoint {}: it is {:?} with width {}, the command asks for {:?} with width {}",
+                from.display(),
+                from_state.net.arch,
+                from_state.net.width,
+                opts.net.arch,
+                opts.net.width
+            );
+            vm.load(from.join("model.safetensors"))
+                .with_context(|| format!("cannot load {}/model.safetensors", from.display()))?;
+            log::info!(
+                "--init-checkpoint {}: weights after its epoch {} ({} px), trained on at {} px",
+                from.display(),
+                from_state.epoch,
+                from_state.net.input_size,
+                opts.net.input_size
+            );
+        }
         if let Some(init) = &opts.init {
             let Net::Mobilenetv2(m) = &net else {
                 bail!("--init loads ImageNet MobileNetV2 weights: use --arch mobilenetv2");
@@ -222,6 +253,7 @@ pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<St
             age_sigma: opts.age_sigma,
             seed: opts.seed,
             init: opts.init.clone(),
+            init_checkpoint: opts.init_checkpoint.clone(),
             history: Vec::new(),
         };
         (vm, net, state)
@@ -468,6 +500,7 @@ mod tests {
             age_sigma: 2.0,
             seed: 1,
             init: None,
+            init_checkpoint: None,
             out: out.to_path_buf(),
             resume: false,
             max_steps_per_epoch: Some(2),
@@ -587,5 +620,55 @@ mod tests {
         o.net.width = 0.5;
         let err = train(&o, &data, &data).unwrap_err().to_string();
         assert!(err.contains("--resume"), "{err}");
+    }
+
+    /// `--init-checkpoint`: a checkpoint trained at one input size starts a run at another;
+    /// the weights carry over (a learning rate of 1e-9 leaves them within 1e-6), the new run
+    /// has its own schedule and records where it started.
+    #[test]
+    fn init_checkpoint_carries_weights_to_another_input_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+        let data = synthetic(8, 48);
+        let mut o = opts(Arch::Mobilenetv2, 0.35, &from);
+        o.epochs = 1;
+        train(&o, &data, &data).unwrap();
+
+        o.out = to.clone();
+        o.net.input_size = 40;
+        o.lr = 1e-9;
+        o.init_checkpoint = Some(from.clone());
+        let state = train(&o, &data, &data).unwrap();
+        assert_eq!((state.epoch, state.step, state.net.input_size), (1, 2, 40));
+        assert_eq!(state.init_checkpoint.as_deref(), Some(from.as_path()));
+
+        let (_, before, _) = load_checkpoint(&from).unwrap();
+        let (_, after, _) = load_checkpoint(&to).unwrap();
+        let (before, after) = (before.data().lock().unwrap(), after.data().lock().unwrap());
+        let mut compared = 0;
+        for (name, var) in before.iter().filter(|(n, _)| !n.contains("running")) {
+            let diff = (var.as_tensor() - after[name].as_tensor())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-6, "{name} moved by {diff}");
+            compared += 1;
+        }
+        assert!(compared > 50, "only {compared} variables compared");
+
+        // Another width does not fit the saved tensors: refused with both named.
+        o.out = dir.path().join("other");
+        o.net.width = 0.5;
+        let err = train(&o, &data, &data).unwrap_err().to_string();
+        assert!(
+            err.contains("--init-checkpoint") && err.contains("0.35"),
+            "{err}"
+        );
     }
 }
