@@ -154,15 +154,10 @@ pub fn choose_model(
     let load_one = |path: &Path| -> Result<AgeGenderModel, Error> {
         let started = Instant::now();
         let model = AgeGenderModel::load_cached(path, cache_dir)?;
-        let from = match model.loaded_from() {
-            crate::model::nnef_cache::LoadedFrom::Onnx => "prepared from ONNX".to_string(),
-            crate::model::nnef_cache::LoadedFrom::Cache(file) => {
-                format!("read from the cache {}", file.display())
-            }
-        };
         log::info!(
-            "{}: {from} in {:.0} ms",
+            "{}: {} in {:.0} ms",
             path.display(),
+            model.loaded_from(),
             started.elapsed().as_secs_f64() * 1e3
         );
         Ok(model)

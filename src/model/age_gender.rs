@@ -237,31 +237,14 @@ impl AgeGenderModel {
                     "tract failed on this file (malformed model); reinstall the models".into(),
                 )
             })?;
-        let (info, plan, (age_output, gender_output), loaded_from) = loaded.map_err(model_error)?;
-        Ok(AgeGenderModel {
-            path: path.to_path_buf(),
-            info,
-            plan,
-            age_output,
-            gender_output,
-            loaded_from,
-        })
+        loaded.map_err(model_error)
     }
 
-    #[allow(clippy::type_complexity)]
     fn load_inner(
         path: &Path,
         bytes: &[u8],
         cache_dir: Option<&Path>,
-    ) -> Result<
-        (
-            ModelInfo,
-            Arc<TypedRunnableModel>,
-            (usize, usize),
-            LoadedFrom,
-        ),
-        String,
-    > {
+    ) -> Result<AgeGenderModel, String> {
         let model = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(bytes))
             .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
@@ -311,7 +294,14 @@ impl AgeGenderModel {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(prepare_error)?;
-        Ok((info, plan, (age_output, gender_output), from))
+        Ok(AgeGenderModel {
+            path: path.to_path_buf(),
+            info,
+            plan,
+            age_output,
+            gender_output,
+            loaded_from: from,
+        })
     }
 
     /// Whether this load read the NNEF cache or prepared the network from ONNX.

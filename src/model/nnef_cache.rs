@@ -20,6 +20,15 @@ pub enum LoadedFrom {
     Cache(PathBuf),
 }
 
+impl std::fmt::Display for LoadedFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadedFrom::Onnx => f.write_str("prepared from ONNX"),
+            LoadedFrom::Cache(file) => write!(f, "read from the cache {}", file.display()),
+        }
+    }
+}
+
 /// The NNEF cache file for the ONNX `bytes` at `input_size` in `dir`.
 ///
 /// The name only has to tell model files apart (their integrity is the manifest's sha256
