@@ -392,6 +392,9 @@ pub fn open(config: &SpiLcdConfig) -> Result<LinuxSpiLcd, Error> {
             _ => format!("cannot open it ({e})"),
         })
     })?;
+    // Two programs driving one panel corrupt each other's pixels, and a second one's init
+    // sequence blanks the first one's picture: one owner at a time (the lock goes with the file).
+    lock_exclusively(spi.inner(), device)?;
     let mode = match config.spi_mode {
         1 => SpiModeFlags::SPI_MODE_1,
         2 => SpiModeFlags::SPI_MODE_2,
@@ -455,6 +458,24 @@ fn open_gpio_chip(path: &Path) -> Result<linux_embedded_hal::gpio_cdev::Chip, Er
     })
 }
 
+/// Takes an exclusive advisory lock on the open device `file`, or says who to stop.
+fn lock_exclusively(file: &std::fs::File, path: &Path) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor that `file` keeps open for the duration of the call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    Err(Error::Output {
+        path: path.to_path_buf(),
+        problem: if e.kind() == std::io::ErrorKind::WouldBlock {
+            "in use by another program driving the panel, usually the running daemon; stop it first (`sudo systemctl stop agecam`), e.g. before `agecam selftest`".to_string()
+        } else {
+            format!("cannot lock it for this program alone ({e})")
+        },
+    })
+}
+
 fn output_line(
     chip: &mut linux_embedded_hal::gpio_cdev::Chip,
     chip_path: &Path,
@@ -467,7 +488,7 @@ fn output_line(
         Error::Output {
         path: chip_path.to_path_buf(),
         problem: format!(
-            "cannot claim line {line} as an output for display.spi_lcd.{key} ({e}); check the number, and that no kernel driver (an fbtft or SPI display overlay in config.txt) holds it"
+            "cannot claim line {line} as an output for display.spi_lcd.{key} ({e}); check the number, and that no other program and no kernel driver (an fbtft or SPI display overlay in config.txt) holds it"
         ),
     }
     };
@@ -481,6 +502,25 @@ fn output_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// flock locks belong to an open file, so a second open in this process stands in for a
+    /// second program (a selftest beside the running daemon).
+    #[test]
+    fn second_opener_of_the_panel_device_is_told_to_stop_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spidev0.0");
+        std::fs::write(&path, b"").unwrap();
+        let daemon = std::fs::File::open(&path).unwrap();
+        lock_exclusively(&daemon, &path).unwrap();
+        let selftest = std::fs::File::open(&path).unwrap();
+        let text = lock_exclusively(&selftest, &path).unwrap_err().to_string();
+        assert!(
+            text.contains("spidev0.0") && text.contains("systemctl stop agecam"),
+            "{text}"
+        );
+        drop(daemon);
+        lock_exclusively(&selftest, &path).unwrap();
+    }
     use crate::display::overlay::FACE_COLOUR;
     use embedded_hal::spi::{ErrorKind, ErrorType as SpiErrorType, Operation};
     use std::cell::{Cell, RefCell};
