@@ -179,10 +179,11 @@ mod tests {
     fn shipped_int8_model_is_cached_on_first_load_and_read_back_with_the_same_answers() {
         let cache = tempfile::tempdir().unwrap();
         let onnx = shipped_int8();
-        let crop = RgbImage::from_fn(96, 96, |x, y| {
+        let plain = AgeGenderModel::load(&onnx).unwrap();
+        let size = plain.info().input_size;
+        let crop = RgbImage::from_fn(size, size, |x, y| {
             Rgb([(x * 2) as u8, (y * 2) as u8, ((x + y) % 256) as u8])
         });
-        let plain = AgeGenderModel::load(&onnx).unwrap();
         assert_eq!(plain.loaded_from(), &LoadedFrom::Onnx);
         // The float form gains nothing from the cache and is not written to it.
         let float = onnx.with_file_name("age_gender_f32.onnx");
@@ -194,7 +195,8 @@ mod tests {
         assert_eq!(files.len(), 1, "{files:?}");
         let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
         assert!(
-            name.starts_with("age_gender_int8-") && name.contains("-96px-"),
+            name.starts_with("age_gender_int8-")
+                && name.contains(&format!("-{}px-", plain.info().input_size)),
             "{name}"
         );
         let second = AgeGenderModel::load_cached(&onnx, Some(cache.path())).unwrap();
