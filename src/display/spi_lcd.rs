@@ -502,6 +502,11 @@ fn output_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::display::overlay::FACE_COLOUR;
+    use embedded_hal::spi::{ErrorKind, ErrorType as SpiErrorType, Operation};
+    use std::cell::{Cell, RefCell};
+    use std::convert::Infallible;
+    use std::rc::Rc;
 
     /// flock locks belong to an open file, so a second open in this process stands in for a
     /// second program (a selftest beside the running daemon).
@@ -521,11 +526,6 @@ mod tests {
         drop(daemon);
         lock_exclusively(&selftest, &path).unwrap();
     }
-    use crate::display::overlay::FACE_COLOUR;
-    use embedded_hal::spi::{ErrorKind, ErrorType as SpiErrorType, Operation};
-    use std::cell::{Cell, RefCell};
-    use std::convert::Infallible;
-    use std::rc::Rc;
 
     /// Everything that went over the wire: each write with the DC level it was sent at, and
     /// each change of the reset and backlight lines.
