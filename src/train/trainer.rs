@@ -164,17 +164,27 @@ fn save_checkpoint(dir: &Path, vm: &VarMap, state: &State) -> Result<()> {
     Ok(())
 }
 
-/// Reads a checkpoint's state and builds its network with the saved variables.
-pub fn load_checkpoint(dir: &Path) -> Result<(State, VarMap, Net)> {
+/// Reads a checkpoint's `state.json`.
+fn read_state(dir: &Path) -> Result<State> {
     let path = dir.join("state.json");
-    let state: State = serde_json::from_str(
+    serde_json::from_str(
         &std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?,
     )
-    .with_context(|| format!("{} is not a checkpoint state", path.display()))?;
-    let (mut vm, net) = Net::new(&state.net)?;
+    .with_context(|| format!("{} is not a checkpoint state", path.display()))
+}
+
+/// Loads a checkpoint's saved variables into `vm` (a network of the same shape).
+fn load_weights(vm: &mut VarMap, dir: &Path) -> Result<()> {
     vm.load(dir.join("model.safetensors"))
-        .with_context(|| format!("cannot load {}/model.safetensors", dir.display()))?;
+        .with_context(|| format!("cannot load {}/model.safetensors", dir.display()))
+}
+
+/// Reads a checkpoint's state and builds its network with the saved variables.
+pub fn load_checkpoint(dir: &Path) -> Result<(State, VarMap, Net)> {
+    let state = read_state(dir)?;
+    let (mut vm, net) = Net::new(&state.net)?;
+    load_weights(&mut vm, dir)?;
     Ok((state, vm, net))
 }
 
@@ -209,7 +219,7 @@ pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<St
         );
         let (mut vm, net) = Net::new(&opts.net)?;
         if let Some(from) = &opts.init_checkpoint {
-            let (from_state, _, _) = load_checkpoint(from)?;
+            let from_state = read_state(from)?;
             ensure!(
                 from_state.net.arch == opts.net.arch && from_state.net.width == opts.net.width,
                 "--init-checkpoint {}: it is {:?} with width {}, the command asks for {:?} with width {}",
@@ -219,8 +229,7 @@ pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<St
                 opts.net.arch,
                 opts.net.width
             );
-            vm.load(from.join("model.safetensors"))
-                .with_context(|| format!("cannot load {}/model.safetensors", from.display()))?;
+            load_weights(&mut vm, from)?;
             log::info!(
                 "--init-checkpoint {}: weights after its epoch {} ({} px), trained on at {} px",
                 from.display(),
