@@ -30,8 +30,21 @@ struct Cli {
 enum Format {
     /// UTKFace: AGE_GENDER_RACE_DATETIME.jpg files in one folder.
     Utkface,
+    /// FairFace as ../shared/data/fairface.sh extracts it: fairface_label_{train,val}.csv and
+    /// fair_face/{train,val}/; its two files are the split.
+    Fairface,
     /// Kaggle faces-age-detection: train.csv (ID,Class) and a Train/ image folder.
     Kaggle,
+}
+
+impl Format {
+    fn load(self, dir: &std::path::Path, limits: &GroupLimits) -> anyhow::Result<dataset::Dataset> {
+        Ok(match self {
+            Format::Utkface => dataset::load_utkface(dir, limits)?,
+            Format::Fairface => dataset::load_fairface(dir, limits)?,
+            Format::Kaggle => dataset::load_kaggle(dir, "Train")?,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,9 +173,15 @@ struct EvalArgs {
 
 #[derive(Debug, clap::Args)]
 struct TrainArgs {
-    /// Crop cache made by `agecam-host crops`.
-    #[arg(long, value_name = "CACHE")]
-    data: PathBuf,
+    /// Crop cache made by `agecam-host crops`, as FORMAT:CACHE[:WEIGHT] (utkface or fairface;
+    /// a bare CACHE is UTKFace). Repeat to train on several datasets at once: each is drawn
+    /// WEIGHT × its size per epoch (default 1) and validated on its own.
+    #[arg(long, value_name = "FORMAT:CACHE[:WEIGHT]", required = true)]
+    data: Vec<trainer::DataSpec>,
+    /// Augmentation: `basic` (flip, small shift/scale, brightness/contrast) or `camera`
+    /// (also looser crops, rotation, colour casts, grayscale, blur, noise, JPEG).
+    #[arg(long, value_enum, default_value = "basic")]
+    augment: agecam::train::crops::AugmentSet,
     #[arg(long, value_enum, default_value = "mobilenetv2")]
     arch: Arch,
     #[arg(long, default_value_t = 96)]
@@ -318,9 +337,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 resume: a.resume,
                 max_steps_per_epoch: a.max_steps_per_epoch,
                 crop_margin: agecam::config::Config::default().detector.crop_margin,
+                augment: a.augment,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
-            trainer::train_from_cache(&opts, &a.data, a.val_split)?;
+            trainer::train_from_caches(&opts, &a.data, a.val_split)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval(a) => eval_command(cli.config.as_deref(), a),
@@ -387,10 +407,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "--val-split {val_split} is out of range: give a fraction from 0.0 up to (not including) 1.0"
             );
             let limits = GroupLimits::default();
-            let loaded = match format {
-                Format::Utkface => dataset::load_utkface(data, &limits)?,
-                Format::Kaggle => dataset::load_kaggle(data, "Train")?,
-            };
+            let loaded = format.load(data, &limits)?;
             let (train, val) = dataset::split(&loaded.samples, *val_split);
             let mut groups = std::collections::BTreeMap::new();
             for sample in &loaded.samples {
@@ -465,18 +482,15 @@ fn crops_command(
     let manifest = agecam::model::manifest::Manifest::load(&model_dir)?;
     let mut detector = agecam::pipeline::load_detector(&manifest, &config.detector)?;
     let limits = GroupLimits::default();
-    let loaded = match format {
-        Format::Utkface => dataset::load_utkface(data, &limits)?,
-        Format::Kaggle => dataset::load_kaggle(data, "Train")?,
-    };
+    let loaded = format.load(data, &limits)?;
     let labelled = loaded
         .samples
         .iter()
-        .filter(|s| s.age.is_some() && s.gender.is_some())
+        .filter(|s| (s.age.is_some() || s.age_range.is_some()) && s.gender.is_some())
         .count();
     anyhow::ensure!(
         labelled > 0,
-        "{} has no images labelled with an age and a gender (training needs both)",
+        "{} has no images labelled with an age (or age group) and a gender (training needs both)",
         data.display()
     );
     let bar = indicatif::ProgressBar::new(loaded.samples.len() as u64);
@@ -559,10 +573,7 @@ fn eval_command(config_file: Option<&std::path::Path>, a: &EvalArgs) -> anyhow::
         middle_from: a.middle_from,
         old_from: a.old_from,
     };
-    let loaded = match a.format {
-        Format::Utkface => dataset::load_utkface(&a.data, &limits)?,
-        Format::Kaggle => dataset::load_kaggle(&a.data, "Train")?,
-    };
+    let loaded = a.format.load(&a.data, &limits)?;
     let history = match &a.history {
         Some(p) => {
             let text = std::fs::read_to_string(p)

@@ -128,6 +128,18 @@ impl GraphBuilder {
     }
 }
 
+/// The `metadata_props` of a serialised ONNX model, as a map.
+pub fn read_metadata(
+    bytes: &[u8],
+) -> Result<std::collections::HashMap<String, String>, prost::DecodeError> {
+    let model = pb::ModelProto::decode(bytes)?;
+    Ok(model
+        .metadata_props
+        .into_iter()
+        .map(|p| (p.key, p.value))
+        .collect())
+}
+
 fn value_info(name: &str, dims: &[Option<i64>]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
     let dim = dims

@@ -2,18 +2,22 @@
 //! a dataset once, the crops cached as PNG files with a label index, and the in-memory batches
 //! (with augmentation) the trainer reads from that cache.
 //!
-//! Cache layout (`CACHE/`): `crops/<source file name>.png` (`CROP_SIZE`² RGB),
-//! `misses.txt` (source files in which no face was found, one per line), and `labels.csv`
-//! (`crop,source,age,gender` with gender 0 = male, 1 = female; written at the end of each run).
+//! Cache layout (`CACHE/`): `crops/<source key>.png` (`CROP_SIZE`² RGB; the key is the file
+//! name, prefixed `train_`/`val_` for a dataset with its own split), `misses.txt` (source keys
+//! in which no face was found, one per line), and `labels.csv` (`crop,source,age,gender,split`:
+//! age in years or an inclusive range `LO-HI`, gender 0 = male, 1 = female, split `train`,
+//! `val` or empty for the hash split; written at the end of each run; the older 4-column form
+//! without `split` and with whole-year ages is still read).
 //! A re-run skips every source that already has a crop or a miss entry, so an interrupted run
 //! resumes where it stopped.
 
 use crate::model::Gender;
-use crate::train::dataset::{self, Sample};
+use crate::train::dataset::{self, Sample, Split};
 use crate::vision::crop::crop_face;
 use crate::vision::{FaceBox, FaceDetector};
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
+use rand::SeedableRng;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,13 +27,69 @@ use std::path::{Path, PathBuf};
 /// `crop_face` takes the same two steps.
 pub const CROP_SIZE: u32 = crate::vision::crop::FRAMING_SIZE;
 
+/// What a crop's age label says: an exact age (UTKFace) or an inclusive range (FairFace's
+/// groups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgeLabel {
+    Exact(u32),
+    Range(u32, u32),
+}
+
+impl AgeLabel {
+    /// The label of a dataset sample, if it has one.
+    pub fn of(s: &Sample) -> Option<AgeLabel> {
+        match (s.age, s.age_range) {
+            (Some(age), _) => Some(AgeLabel::Exact(age)),
+            (None, Some((lo, hi))) => Some(AgeLabel::Range(lo, hi)),
+            (None, None) => None,
+        }
+    }
+
+    /// The exact age, if known.
+    pub fn exact(self) -> Option<u32> {
+        match self {
+            AgeLabel::Exact(a) => Some(a),
+            AgeLabel::Range(..) => None,
+        }
+    }
+
+    /// The lowest age the label allows (the 3-group of a range is that of its lower end: the
+    /// nine groups' limits fall on the three groups' limits).
+    pub fn lowest(self) -> u32 {
+        match self {
+            AgeLabel::Exact(a) | AgeLabel::Range(a, _) => a,
+        }
+    }
+
+    fn parse(text: &str) -> Option<AgeLabel> {
+        match text.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi) = (lo.parse().ok()?, hi.parse().ok()?);
+                (lo <= hi).then_some(AgeLabel::Range(lo, hi))
+            }
+            None => text.parse().ok().map(AgeLabel::Exact),
+        }
+    }
+}
+
+impl std::fmt::Display for AgeLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgeLabel::Exact(a) => write!(f, "{a}"),
+            AgeLabel::Range(lo, hi) => write!(f, "{lo}-{hi}"),
+        }
+    }
+}
+
 /// One cached crop and its labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub crop: String,
     pub source: String,
-    pub age: u32,
+    pub age: AgeLabel,
     pub gender: Gender,
+    /// The dataset's own split; `None`: split by a hash of `source`.
+    pub split: Option<Split>,
 }
 
 /// What a `crops` run did.
@@ -94,16 +154,17 @@ pub fn make_crops(
     let mut entries = Vec::new();
     for (i, s) in samples.iter().enumerate() {
         progress(i, &r);
-        let (Some(age), Some(gender)) = (s.age, s.gender) else {
+        let (Some(age), Some(gender)) = (AgeLabel::of(s), s.gender) else {
             continue;
         };
-        let source = file_name(&s.path);
+        let source = s.key();
         let crop = format!("{source}.png");
         let entry = Entry {
             crop: crop.clone(),
             source: source.clone(),
             age,
             gender,
+            split: s.split,
         };
         if crop_dir.join(&crop).exists() {
             r.cached_before += 1;
@@ -148,20 +209,19 @@ pub fn make_crops(
     Ok(r)
 }
 
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 fn write_labels(out: &Path, entries: &[Entry], margin: f32) -> Result<()> {
-    let mut text = String::from("crop,source,age,gender\n");
+    let mut text = String::from("crop,source,age,gender,split\n");
     for e in entries {
         let g = match e.gender {
             Gender::Male => 0,
             Gender::Female => 1,
         };
-        text.push_str(&format!("{},{},{},{g}\n", e.crop, e.source, e.age));
+        let split = match e.split {
+            Some(Split::Train) => "train",
+            Some(Split::Validation) => "val",
+            None => "",
+        };
+        text.push_str(&format!("{},{},{},{g},{split}\n", e.crop, e.source, e.age));
     }
     std::fs::write(out.join("labels.csv"), text)?;
     std::fs::write(out.join("crop_margin.txt"), format!("{margin}\n"))?;
@@ -178,19 +238,35 @@ pub fn read_labels(cache: &Path) -> Result<Vec<Entry>> {
         )
     })?;
     text.lines()
+        .enumerate()
         .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let bad = |what: &str| {
+                anyhow::anyhow!(
+                    "{} line {}: {what} in `{l}` (remake the cache with agecam-host crops)",
+                    path.display(),
+                    i + 1
+                )
+            };
             let f: Vec<&str> = l.split(',').collect();
-            anyhow::ensure!(f.len() == 4, "{}: bad line `{l}`", path.display());
+            if !(4..=5).contains(&f.len()) {
+                return Err(bad("expected crop,source,age,gender,split"));
+            }
             Ok(Entry {
                 crop: f[0].to_string(),
                 source: f[1].to_string(),
-                age: f[2].parse()?,
-                gender: if f[3] == "1" {
-                    Gender::Female
-                } else {
-                    Gender::Male
+                age: AgeLabel::parse(f[2]).ok_or_else(|| bad("age is not AGE or LO-HI"))?,
+                gender: match f[3] {
+                    "0" => Gender::Male,
+                    "1" => Gender::Female,
+                    _ => return Err(bad("gender is not 0 or 1")),
+                },
+                split: match f.get(4).copied().unwrap_or("") {
+                    "train" => Some(Split::Train),
+                    "val" => Some(Split::Validation),
+                    "" => None,
+                    _ => return Err(bad("split is not train, val or empty")),
                 },
             })
         })
@@ -206,37 +282,78 @@ pub fn cache_margin(cache: &Path) -> Option<f32> {
         .ok()
 }
 
-/// Crops held in memory.
+/// Crops held in memory, with their labels (gender 0 = male, 1 = female).
+#[derive(Default)]
 pub struct InMemory {
     pub images: Vec<RgbImage>,
-    pub ages: Vec<u32>,
+    pub ages: Vec<AgeLabel>,
     pub genders: Vec<u32>,
 }
 
-/// Loads the cache and splits it with [`dataset::is_validation`] on the source file name (the
-/// same split `agecam-host dataset` reports). Returns (train, validation).
+impl InMemory {
+    /// Moves every crop of `other` to the end of this one.
+    pub fn append(&mut self, other: InMemory) {
+        self.images.extend(other.images);
+        self.ages.extend(other.ages);
+        self.genders.extend(other.genders);
+    }
+}
+
+/// Loads the cache and splits it: by the dataset's own split where the cache records one,
+/// else with [`dataset::is_validation`] on the source file name (the same split
+/// `agecam-host dataset` reports). Crops are decoded on every core. Returns (train, validation).
 pub fn load_split(cache: &Path, val_fraction: f64) -> Result<(InMemory, InMemory)> {
+    use rayon::prelude::*;
     let entries = read_labels(cache)?;
-    let empty = || InMemory {
-        images: Vec::new(),
-        ages: Vec::new(),
-        genders: Vec::new(),
-    };
-    let (mut train, mut val) = (empty(), empty());
-    for e in entries {
-        let img = image::open(cache.join("crops").join(&e.crop))
-            .with_context(|| format!("cannot read crop {}", e.crop))?
-            .to_rgb8();
-        let side = if dataset::is_validation(&PathBuf::from(&e.source), val_fraction) {
-            &mut val
-        } else {
-            &mut train
+    let images: Vec<RgbImage> = entries
+        .par_iter()
+        .map(|e| {
+            let path = cache.join("crops").join(&e.crop);
+            Ok(image::open(&path)
+                .with_context(|| {
+                    format!(
+                        "cannot read crop {} (remake the cache with agecam-host crops)",
+                        path.display()
+                    )
+                })?
+                .to_rgb8())
+        })
+        .collect::<Result<_>>()?;
+    let (mut train, mut val) = (InMemory::default(), InMemory::default());
+    for (e, img) in entries.into_iter().zip(images) {
+        let is_val = match e.split {
+            Some(split) => split == Split::Validation,
+            None => dataset::is_validation(&PathBuf::from(&e.source), val_fraction),
         };
+        let side = if is_val { &mut val } else { &mut train };
         side.images.push(img);
-        side.ages.push(e.age.min(100));
+        side.ages.push(e.age);
         side.genders.push(u32::from(e.gender == Gender::Female));
     }
     Ok((train, val))
+}
+
+/// Which augmentations training draws (`agecam-host train --augment`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AugmentSet {
+    /// Flip, ±5 % shift, 0.9–1.1 scale, brightness and contrast (the UTKFace-only model's).
+    #[default]
+    Basic,
+    /// `basic` widened to what a kiosk camera and its detector give: looser and tighter crops
+    /// (0.85–1.25) shifted up to ±8 %, rotations up to ±12°, colour casts and grayscale, blur,
+    /// sensor noise and JPEG compression.
+    Camera,
 }
 
 /// Augmentation settings for one crop.
@@ -248,8 +365,21 @@ pub struct Augment {
     pub dy: f32,
     /// Side of the sampled square relative to the whole crop (1 = the device's framing).
     pub scale: f32,
+    /// Rotation of the sampled square about its centre, radians.
+    pub angle: f32,
     pub brightness: f32,
     pub contrast: f32,
+    /// Per-channel gain (a colour cast, white balance).
+    pub gain: [f32; 3],
+    pub grayscale: bool,
+    /// Gaussian blur sigma in output pixels (0 = none).
+    pub blur: f32,
+    /// Standard deviation of Gaussian pixel noise, in [0, 1] units (0 = none).
+    pub noise: f32,
+    /// Seed of the noise.
+    pub noise_seed: u64,
+    /// JPEG quality the crop is re-encoded at (0 = not re-encoded).
+    pub jpeg_quality: u8,
 }
 
 impl Augment {
@@ -258,8 +388,15 @@ impl Augment {
         dx: 0.0,
         dy: 0.0,
         scale: 1.0,
+        angle: 0.0,
         brightness: 0.0,
         contrast: 1.0,
+        gain: [1.0; 3],
+        grayscale: false,
+        blur: 0.0,
+        noise: 0.0,
+        noise_seed: 0,
+        jpeg_quality: 0,
     };
 
     /// Random flip, ±5 % shift, 0.9–1.1 scale, ±0.1 brightness, 0.8–1.2 contrast.
@@ -272,6 +409,54 @@ impl Augment {
             scale: rng.random_range(0.9..1.1),
             brightness: rng.random_range(-0.1..0.1),
             contrast: rng.random_range(0.8..1.2),
+            ..Augment::NONE
+        }
+    }
+
+    /// One draw from `set`.
+    pub fn draw(set: AugmentSet, rng: &mut impl rand::Rng) -> Augment {
+        use rand::RngExt;
+        match set {
+            AugmentSet::Basic => Augment::random(rng),
+            AugmentSet::Camera => {
+                let mut gain = [1.0; 3];
+                if rng.random_bool(0.5) {
+                    for g in &mut gain {
+                        *g = rng.random_range(0.88..1.12);
+                    }
+                }
+                Augment {
+                    flip: rng.random_bool(0.5),
+                    dx: rng.random_range(-0.08..0.08),
+                    dy: rng.random_range(-0.08..0.08),
+                    scale: rng.random_range(0.85..1.25),
+                    angle: if rng.random_bool(0.5) {
+                        rng.random_range(-12f32..12.0).to_radians()
+                    } else {
+                        0.0
+                    },
+                    brightness: rng.random_range(-0.15..0.15),
+                    contrast: rng.random_range(0.7..1.3),
+                    gain,
+                    grayscale: rng.random_bool(0.1),
+                    blur: if rng.random_bool(0.25) {
+                        rng.random_range(0.4..1.5)
+                    } else {
+                        0.0
+                    },
+                    noise: if rng.random_bool(0.3) {
+                        rng.random_range(0.005..0.04)
+                    } else {
+                        0.0
+                    },
+                    noise_seed: rng.random(),
+                    jpeg_quality: if rng.random_bool(0.3) {
+                        rng.random_range(25..90)
+                    } else {
+                        0
+                    },
+                }
+            }
         }
     }
 }
@@ -289,30 +474,129 @@ pub fn render(
 ) {
     let (w, h) = img.dimensions();
     let side = w as f32 * a.scale;
-    let left = (w as f32 - side) / 2.0 + a.dx * w as f32;
-    let top = (h as f32 - side) / 2.0 + a.dy * h as f32;
+    let cx = w as f32 / 2.0 + a.dx * w as f32;
+    let cy = h as f32 / 2.0 + a.dy * h as f32;
     let step = side / size as f32;
+    let (sin, cos) = a.angle.sin_cos();
     let raw = img.as_raw();
     let px = |x: u32, y: u32, c: usize| raw[((y * w + x) * 3) as usize + c] as f32;
     let plane = size * size;
+    // Values in [0, 1], CHW, before the photometric steps.
+    let mut v = vec![0f32; 3 * plane];
     for oy in 0..size {
-        let sy = (top + (oy as f32 + 0.5) * step - 0.5).clamp(0.0, h as f32 - 1.0);
-        let y0 = sy.floor() as u32;
-        let y1 = (y0 + 1).min(h - 1);
-        let fy = sy - y0 as f32;
+        let v_off = (oy as f32 + 0.5) * step - side / 2.0;
         for ox in 0..size {
             let tx = if a.flip { size - 1 - ox } else { ox };
-            let sx = (left + (tx as f32 + 0.5) * step - 0.5).clamp(0.0, w as f32 - 1.0);
-            let x0 = sx.floor() as u32;
-            let x1 = (x0 + 1).min(w - 1);
-            let fx = sx - x0 as f32;
+            let u_off = (tx as f32 + 0.5) * step - side / 2.0;
+            let sx = (cx + u_off * cos - v_off * sin - 0.5).clamp(0.0, w as f32 - 1.0);
+            let sy = (cy + u_off * sin + v_off * cos - 0.5).clamp(0.0, h as f32 - 1.0);
+            let (x0, y0) = (sx.floor() as u32, sy.floor() as u32);
+            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
             for c in 0..3 {
                 let t = px(x0, y0, c) * (1.0 - fx) + px(x1, y0, c) * fx;
                 let b = px(x0, y1, c) * (1.0 - fx) + px(x1, y1, c) * fx;
-                let mut v = (t * (1.0 - fy) + b * fy) / 255.0;
-                v = ((v - 0.5) * a.contrast + 0.5 + a.brightness).clamp(0.0, 1.0);
-                out[c * plane + oy * size + ox] = (v - mean[c]) / std[c];
+                v[c * plane + oy * size + ox] = (t * (1.0 - fy) + b * fy) / 255.0;
             }
+        }
+    }
+    if a.blur > 0.0 {
+        gaussian_blur(&mut v, size, a.blur);
+    }
+    let mut noise = rand::rngs::StdRng::seed_from_u64(a.noise_seed);
+    for i in 0..plane {
+        let mut rgb = [v[i], v[plane + i], v[2 * plane + i]];
+        if a.grayscale {
+            let y = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+            rgb = [y; 3];
+        }
+        for (c, x) in rgb.iter_mut().enumerate() {
+            let mut t = *x * a.gain[c];
+            t = (t - 0.5) * a.contrast + 0.5 + a.brightness;
+            if a.noise > 0.0 {
+                t += a.noise * standard_normal(&mut noise);
+            }
+            v[c * plane + i] = t.clamp(0.0, 1.0);
+        }
+    }
+    if a.jpeg_quality > 0 {
+        jpeg_round_trip(&mut v, size, a.jpeg_quality);
+    }
+    for c in 0..3 {
+        for (o, x) in out[c * plane..(c + 1) * plane]
+            .iter_mut()
+            .zip(&v[c * plane..(c + 1) * plane])
+        {
+            *o = (x - mean[c]) / std[c];
+        }
+    }
+}
+
+/// A standard normal draw (Box–Muller).
+fn standard_normal(rng: &mut rand::rngs::StdRng) -> f32 {
+    use rand::RngExt;
+    let u1: f32 = rng.random_range(f32::EPSILON..1.0);
+    let u2: f32 = rng.random_range(0.0..1.0);
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
+/// Separable Gaussian blur of each `size`² plane of `v`, edges clamped.
+fn gaussian_blur(v: &mut [f32], size: usize, sigma: f32) {
+    let r = (sigma * 2.5).ceil() as isize;
+    let k: Vec<f32> = (-r..=r)
+        .map(|d| (-(d * d) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let sum: f32 = k.iter().sum();
+    let k: Vec<f32> = k.iter().map(|x| x / sum).collect();
+    let n = size as isize;
+    let mut tmp = vec![0f32; size * size];
+    for plane in v.chunks_exact_mut(size * size) {
+        for y in 0..n {
+            for x in 0..n {
+                let mut acc = 0.0;
+                for (j, w) in k.iter().enumerate() {
+                    let sx = (x + j as isize - r).clamp(0, n - 1);
+                    acc += w * plane[(y * n + sx) as usize];
+                }
+                tmp[(y * n + x) as usize] = acc;
+            }
+        }
+        for y in 0..n {
+            for x in 0..n {
+                let mut acc = 0.0;
+                for (j, w) in k.iter().enumerate() {
+                    let sy = (y + j as isize - r).clamp(0, n - 1);
+                    acc += w * tmp[(sy * n + x) as usize];
+                }
+                plane[(y * n + x) as usize] = acc;
+            }
+        }
+    }
+}
+
+/// Encodes the CHW [0, 1] image as a JPEG of `quality` and decodes it back in place, the
+/// blocks and ringing a camera's MJPEG stream gives.
+fn jpeg_round_trip(v: &mut [f32], size: usize, quality: u8) {
+    let plane = size * size;
+    let img = RgbImage::from_fn(size as u32, size as u32, |x, y| {
+        let i = y as usize * size + x as usize;
+        let q = |c: usize| (v[c * plane + i] * 255.0).round() as u8;
+        Rgb([q(0), q(1), q(2)])
+    });
+    let mut bytes = Vec::new();
+    let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+        .encode_image(&img)
+        .is_ok();
+    let Some(back) = encoded
+        .then(|| image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).ok())
+        .flatten()
+    else {
+        return;
+    };
+    for (x, y, p) in back.to_rgb8().enumerate_pixels() {
+        let i = y as usize * size + x as usize;
+        for c in 0..3 {
+            v[c * plane + i] = p.0[c] as f32 / 255.0;
         }
     }
 }
@@ -398,7 +682,10 @@ mod tests {
         assert_eq!(det.1, 4);
         let labels = read_labels(&out).unwrap();
         assert_eq!(labels.len(), 2);
-        assert_eq!((labels[1].age, labels[1].gender), (61, Gender::Female));
+        assert_eq!(
+            (labels[1].age, labels[1].gender, labels[1].split),
+            (AgeLabel::Exact(61), Gender::Female, None)
+        );
         assert_eq!(cache_margin(&out), Some(0.25));
         // Re-run: nothing detected again.
         let r = make_crops(&samples, &mut det, 0.25, &out, &|_, _| {}).unwrap();
@@ -413,5 +700,114 @@ mod tests {
         assert!(read_labels(&out2).unwrap().is_empty());
         let img = image::open(out.join("crops").join(&labels[0].crop)).unwrap();
         assert_eq!(img.width(), CROP_SIZE);
+    }
+
+    #[test]
+    fn labels_keep_age_ranges_and_splits_and_read_the_older_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = vec![
+            Entry {
+                crop: "train_1.jpg.png".into(),
+                source: "train_1.jpg".into(),
+                age: AgeLabel::Range(70, 100),
+                gender: Gender::Female,
+                split: Some(Split::Train),
+            },
+            Entry {
+                crop: "val_1.jpg.png".into(),
+                source: "val_1.jpg".into(),
+                age: AgeLabel::Range(3, 9),
+                gender: Gender::Male,
+                split: Some(Split::Validation),
+            },
+            Entry {
+                crop: "25_0_0_1.jpg.png".into(),
+                source: "25_0_0_1.jpg".into(),
+                age: AgeLabel::Exact(25),
+                gender: Gender::Male,
+                split: None,
+            },
+        ];
+        write_labels(dir.path(), &entries, 0.25).unwrap();
+        assert_eq!(read_labels(dir.path()).unwrap(), entries);
+
+        // A cache made before group labels: four columns, whole-year ages, hash split.
+        std::fs::write(
+            dir.path().join("labels.csv"),
+            "crop,source,age,gender\na.png,a.jpg,61,1\n",
+        )
+        .unwrap();
+        let old = read_labels(dir.path()).unwrap();
+        assert_eq!((old[0].age, old[0].split), (AgeLabel::Exact(61), None));
+
+        // A damaged line names the file and line and says what to do.
+        std::fs::write(
+            dir.path().join("labels.csv"),
+            "crop,source,age,gender,split\na.png,a.jpg,61,1,\nb.png,b.jpg,9-3,0,val\n",
+        )
+        .unwrap();
+        let err = read_labels(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("labels.csv line 3") && err.contains("agecam-host crops"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn camera_augmentation_is_seeded_and_stays_in_range() {
+        use rand::SeedableRng;
+        let img = RgbImage::from_fn(CROP_SIZE, CROP_SIZE, |x, y| {
+            Rgb([(x * 2) as u8, (y * 2) as u8, ((x + y) % 256) as u8])
+        });
+        let draw = |seed| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            (0..40)
+                .map(|_| Augment::draw(AugmentSet::Camera, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let augs = draw(7);
+        assert_eq!(augs, draw(7), "same seed, same augmentations");
+        assert!(augs.iter().any(|a| a.jpeg_quality > 0));
+        assert!(augs.iter().any(|a| a.blur > 0.0));
+        assert!(augs.iter().any(|a| a.angle != 0.0));
+        let mut first = vec![0f32; 3 * 48 * 48];
+        let mut again = first.clone();
+        for a in &augs {
+            render(&img, a, 48, [0.5; 3], [0.5; 3], &mut first);
+            render(&img, a, 48, [0.5; 3], [0.5; 3], &mut again);
+            assert_eq!(first, again, "{a:?}");
+            assert!(first.iter().all(|v| (-1.0..=1.0).contains(v)), "{a:?}");
+        }
+        // Grayscale gives equal channels; blur smooths a hard edge.
+        let a = Augment {
+            grayscale: true,
+            ..Augment::NONE
+        };
+        render(&img, &a, 48, [0.5; 3], [0.5; 3], &mut first);
+        assert_eq!(first[100], first[48 * 48 + 100]);
+        let edge = RgbImage::from_fn(CROP_SIZE, CROP_SIZE, |x, _| {
+            Rgb([if x < CROP_SIZE / 2 { 0 } else { 255 }; 3])
+        });
+        let step = |blur| {
+            let mut out = vec![0f32; 3 * 48 * 48];
+            render(
+                &edge,
+                &Augment {
+                    blur,
+                    ..Augment::NONE
+                },
+                48,
+                [0.5; 3],
+                [0.5; 3],
+                &mut out,
+            );
+            out[24 * 48 + 24] - out[24 * 48 + 23]
+        };
+        assert!(
+            step(1.5) < step(0.0) * 0.6,
+            "{} vs {}",
+            step(1.5),
+            step(0.0)
+        );
     }
 }

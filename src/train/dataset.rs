@@ -1,8 +1,9 @@
-//! Face datasets: UTKFace (labels in file names) and Kaggle faces-age-detection (`train.csv`),
-//! with a deterministic train/validation split.
+//! Face datasets: UTKFace (labels in file names), FairFace (`fairface_label_{train,val}.csv`)
+//! and Kaggle faces-age-detection (`train.csv`), with a deterministic train/validation split.
 //!
-//! The split is decided by a hash of each file's name alone, so every run on every machine puts
-//! each image on the same side, whatever order the directory lists them in.
+//! FairFace brings its own split (its train and val files). For the others the split is decided
+//! by a hash of each file's name alone, so every run on every machine puts each image on the
+//! same side, whatever order the directory lists them in.
 
 use crate::model::Gender;
 use sha2::{Digest, Sha256};
@@ -45,7 +46,8 @@ impl GroupLimits {
     }
 }
 
-/// UTKFace's race field, kept only to report per-race error (bias), never to predict it.
+/// The race field of UTKFace (first five) and FairFace (White, Black, Indian and the last
+/// four), kept only to report per-race error (bias), never to predict it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Race {
     White,
@@ -53,17 +55,96 @@ pub enum Race {
     Asian,
     Indian,
     Other,
+    EastAsian,
+    SoutheastAsian,
+    MiddleEastern,
+    LatinoHispanic,
+}
+
+impl Race {
+    /// Every race, in report order.
+    pub const ALL: [Race; 9] = [
+        Race::White,
+        Race::Black,
+        Race::Asian,
+        Race::Indian,
+        Race::Other,
+        Race::EastAsian,
+        Race::SoutheastAsian,
+        Race::MiddleEastern,
+        Race::LatinoHispanic,
+    ];
+}
+
+/// Which side of a dataset's own train/validation split a sample is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Validation,
+}
+
+/// FairFace's nine age groups, inclusive year limits; "more than 70" is 70–100 (the model's
+/// age classes end at 100).
+pub const FAIRFACE_GROUPS: [(u32, u32); 9] = [
+    (0, 2),
+    (3, 9),
+    (10, 19),
+    (20, 29),
+    (30, 39),
+    (40, 49),
+    (50, 59),
+    (60, 69),
+    (70, 100),
+];
+
+/// The index in [`FAIRFACE_GROUPS`] of the group holding `age` (rounded down to whole years).
+pub fn fairface_group_of(age: f32) -> usize {
+    let years = age.max(0.0).floor() as u32;
+    FAIRFACE_GROUPS
+        .iter()
+        .position(|&(_, hi)| years <= hi)
+        .unwrap_or(FAIRFACE_GROUPS.len() - 1)
 }
 
 /// One labelled image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub path: PathBuf,
-    /// Age in years (UTKFace); `None` where only a group is known (Kaggle).
+    /// Age in years (UTKFace); `None` where only a group is known (FairFace, Kaggle).
     pub age: Option<u32>,
+    /// The labelled age range in years, inclusive, where only that is known (FairFace).
+    pub age_range: Option<(u32, u32)>,
     pub gender: Option<Gender>,
     pub race: Option<Race>,
     pub group: AgeGroup,
+    /// The dataset's own split (FairFace); `None`: split by a hash of the file name.
+    pub split: Option<Split>,
+}
+
+impl Sample {
+    /// Whether this sample is on the validation side: its dataset's own split where it has one,
+    /// else [`is_validation`] with `val_fraction`.
+    pub fn is_validation(&self, val_fraction: f64) -> bool {
+        match self.split {
+            Some(split) => split == Split::Validation,
+            None => is_validation(&self.path, val_fraction),
+        }
+    }
+
+    /// A name unique within its dataset: the file name, prefixed with the split's folder where
+    /// the dataset has its own split (FairFace's `train/1.jpg` and `val/1.jpg` differ).
+    pub fn key(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match self.split {
+            Some(Split::Train) => format!("train_{name}"),
+            Some(Split::Validation) => format!("val_{name}"),
+            None => name,
+        }
+    }
 }
 
 /// What a dataset folder held.
@@ -145,9 +226,11 @@ pub fn load_utkface(dir: &Path, limits: &GroupLimits) -> Result<Dataset, Dataset
             Ok((age, gender, race, group)) => dataset.samples.push(Sample {
                 path,
                 age: Some(age),
+                age_range: None,
                 gender: Some(gender),
                 race: Some(race),
                 group,
+                split: None,
             }),
             Err(problem) => dataset.skipped.push((path, problem)),
         }
@@ -261,9 +344,11 @@ pub fn load_kaggle(dir: &Path, image_dir: &str) -> Result<Dataset, DatasetError>
         dataset.samples.push(Sample {
             path,
             age: None,
+            age_range: None,
             gender: None,
             race: None,
             group,
+            split: None,
         });
     }
     if !dataset.skipped.is_empty() {
@@ -272,6 +357,155 @@ pub fn load_kaggle(dir: &Path, image_dir: &str) -> Result<Dataset, DatasetError>
             csv.display(),
             dataset.skipped.len(),
             dataset.skipped[0].1
+        );
+    }
+    Ok(dataset)
+}
+
+/// One FairFace age group label: the nine groups, with the two names a spreadsheet mangled in
+/// the distributed CSV files (`03-Sep` is 3–9, `Oct-19` is 10–19) mapped back.
+pub fn parse_fairface_age(text: &str) -> Result<(u32, u32), String> {
+    let index = match text {
+        "0-2" => 0,
+        "3-9" | "03-Sep" => 1,
+        "10-19" | "Oct-19" => 2,
+        "20-29" => 3,
+        "30-39" => 4,
+        "40-49" => 5,
+        "50-59" => 6,
+        "60-69" => 7,
+        "more than 70" => 8,
+        other => {
+            return Err(format!(
+                "age `{other}` is not a FairFace age group (0-2, 3-9, 10-19, 20-29, 30-39, \
+                 40-49, 50-59, 60-69, more than 70)"
+            ))
+        }
+    };
+    Ok(FAIRFACE_GROUPS[index])
+}
+
+fn parse_fairface_race(text: &str) -> Result<Race, String> {
+    Ok(match text {
+        "White" => Race::White,
+        "Black" => Race::Black,
+        "Indian" => Race::Indian,
+        "East Asian" => Race::EastAsian,
+        "Southeast Asian" => Race::SoutheastAsian,
+        "Middle Eastern" => Race::MiddleEastern,
+        "Latino_Hispanic" => Race::LatinoHispanic,
+        other => return Err(format!("race `{other}` is not a FairFace race")),
+    })
+}
+
+/// Parses one FairFace label file (`file,age,gender,race,service_test` header). Any row that
+/// cannot be read is an error naming the file's line: the distributed files are verified, so a
+/// bad row means a damaged or different file, and guessing would train on wrong labels.
+pub fn parse_fairface_csv(
+    text: &str,
+    limits: &GroupLimits,
+) -> Result<Vec<(String, (u32, u32), Gender, Race, AgeGroup)>, String> {
+    let mut lines = text.lines().enumerate();
+    match lines.next() {
+        Some((_, header))
+            if header
+                .trim()
+                .trim_start_matches('\u{feff}')
+                .starts_with("file,age,gender,race") => {}
+        other => {
+            return Err(format!(
+                "line 1: expected the header `file,age,gender,race,service_test`, found `{}`",
+                other.map(|(_, l)| l).unwrap_or("")
+            ))
+        }
+    }
+    let mut rows = Vec::new();
+    for (index, line) in lines {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let number = index + 1;
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() < 4 {
+            return Err(format!(
+                "line {number}: expected file,age,gender,race, found `{line}`"
+            ));
+        }
+        let range = parse_fairface_age(fields[1]).map_err(|e| format!("line {number}: {e}"))?;
+        let gender = match fields[2] {
+            "Male" => Gender::Male,
+            "Female" => Gender::Female,
+            other => {
+                return Err(format!(
+                    "line {number}: gender `{other}` is not Male or Female"
+                ))
+            }
+        };
+        let race = parse_fairface_race(fields[3]).map_err(|e| format!("line {number}: {e}"))?;
+        // The 9 groups' limits fall on the 3-group limits, so the group of the lower end is
+        // the group of every age in the range.
+        let group = limits.group(range.0 as f32);
+        if limits.group(range.1 as f32) != group {
+            return Err(format!(
+                "line {number}: age group {}-{} straddles the 3-group limits {}/{}",
+                range.0, range.1, limits.middle_from, limits.old_from
+            ));
+        }
+        rows.push((fields[0].to_string(), range, gender, race, group));
+    }
+    Ok(rows)
+}
+
+/// A FairFace folder as `../shared/data/fairface.sh` lays it out: `fairface_label_train.csv`
+/// and `fairface_label_val.csv` beside `fair_face/` (the CSVs' `file` column, e.g.
+/// `train/1.jpg`, is relative to it). The two files are the split. Rows whose image is missing
+/// are skipped and listed; an unreadable row stops the load naming file and line.
+pub fn load_fairface(dir: &Path, limits: &GroupLimits) -> Result<Dataset, DatasetError> {
+    let mut dataset = Dataset::default();
+    for (csv_name, split) in [
+        ("fairface_label_train.csv", Split::Train),
+        ("fairface_label_val.csv", Split::Validation),
+    ] {
+        let csv = dir.join(csv_name);
+        let text = std::fs::read_to_string(&csv).map_err(|e| DatasetError::Unreadable {
+            path: csv.clone(),
+            problem: format!(
+                "cannot read it ({e}); pass the folder ../shared/data/fairface.sh extracted \
+                 (fairface_label_train.csv, fairface_label_val.csv, fair_face/)"
+            ),
+        })?;
+        let rows =
+            parse_fairface_csv(&text, limits).map_err(|problem| DatasetError::Unreadable {
+                path: csv.clone(),
+                problem,
+            })?;
+        let images = dir.join("fair_face");
+        for (file, range, gender, race, group) in rows {
+            let path = images.join(&file);
+            if !path.is_file() {
+                dataset
+                    .skipped
+                    .push((path, format!("{csv_name}: image file is missing")));
+                continue;
+            }
+            dataset.samples.push(Sample {
+                path,
+                age: None,
+                age_range: Some(range),
+                gender: Some(gender),
+                race: Some(race),
+                group,
+                split: Some(split),
+            });
+        }
+    }
+    if !dataset.skipped.is_empty() {
+        log::warn!(
+            "{}: skipped {} row(s) whose image is missing, e.g. {}",
+            dir.display(),
+            dataset.skipped.len(),
+            dataset.skipped[0].0.display()
         );
     }
     Ok(dataset)
@@ -291,11 +525,10 @@ pub fn is_validation(path: &Path, val_fraction: f64) -> bool {
     unit < val_fraction
 }
 
-/// Splits samples into (train, validation).
+/// Splits samples into (train, validation): by the dataset's own split where it has one,
+/// else by [`is_validation`].
 pub fn split(samples: &[Sample], val_fraction: f64) -> (Vec<&Sample>, Vec<&Sample>) {
-    samples
-        .iter()
-        .partition(|s| !is_validation(&s.path, val_fraction))
+    samples.iter().partition(|s| !s.is_validation(val_fraction))
 }
 
 #[cfg(test)]
@@ -385,15 +618,150 @@ mod tests {
         );
     }
 
+    /// A FairFace folder with the real files' layout: both mangled group names, every race.
+    fn fairface_fixture(dir: &Path, train_rows: &str) {
+        std::fs::create_dir_all(dir.join("fair_face/train")).unwrap();
+        std::fs::create_dir_all(dir.join("fair_face/val")).unwrap();
+        for f in ["train/1.jpg", "train/2.jpg", "train/3.jpg", "val/1.jpg"] {
+            std::fs::write(dir.join("fair_face").join(f), b"x").unwrap();
+        }
+        std::fs::write(
+            dir.join("fairface_label_train.csv"),
+            format!("file,age,gender,race,service_test\n{train_rows}"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("fairface_label_val.csv"),
+            "file,age,gender,race,service_test\nval/1.jpg,more than 70,Female,Latino_Hispanic,TRUE\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn fairface_loads_with_its_own_split_and_mangled_groups_mapped_back() {
+        let dir = tempfile::tempdir().unwrap();
+        fairface_fixture(
+            dir.path(),
+            "train/1.jpg,03-Sep,Female,East Asian,FALSE\n\
+             train/2.jpg,Oct-19,Male,Southeast Asian,TRUE\n\
+             train/3.jpg,30-39,Male,Middle Eastern,TRUE\n\
+             train/4.jpg,20-29,Male,White,TRUE\n",
+        );
+        let data = load_fairface(dir.path(), &GroupLimits::default()).unwrap();
+        let got: Vec<_> = data
+            .samples
+            .iter()
+            .map(|s| (s.key(), s.age_range, s.gender, s.race, s.group, s.split))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "train_1.jpg".into(),
+                    Some((3, 9)),
+                    Some(Gender::Female),
+                    Some(Race::EastAsian),
+                    AgeGroup::Young,
+                    Some(Split::Train)
+                ),
+                (
+                    "train_2.jpg".into(),
+                    Some((10, 19)),
+                    Some(Gender::Male),
+                    Some(Race::SoutheastAsian),
+                    AgeGroup::Young,
+                    Some(Split::Train)
+                ),
+                (
+                    "train_3.jpg".into(),
+                    Some((30, 39)),
+                    Some(Gender::Male),
+                    Some(Race::MiddleEastern),
+                    AgeGroup::Middle,
+                    Some(Split::Train)
+                ),
+                (
+                    "val_1.jpg".into(),
+                    Some((70, 100)),
+                    Some(Gender::Female),
+                    Some(Race::LatinoHispanic),
+                    AgeGroup::Old,
+                    Some(Split::Validation)
+                ),
+            ]
+        );
+        assert!(data.samples.iter().all(|s| s.age.is_none()));
+        // The missing image is skipped and listed, not guessed.
+        assert_eq!(data.skipped.len(), 1);
+        assert!(data.skipped[0].0.ends_with("train/4.jpg"));
+        // The split is the files', whatever the hash fraction says.
+        let (train, val) = split(&data.samples, 0.99);
+        assert_eq!((train.len(), val.len()), (3, 1));
+    }
+
+    #[test]
+    fn fairface_unknown_values_are_refused_naming_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        for (row, word) in [
+            ("train/1.jpg,Nov-19,Female,White,TRUE\n", "`Nov-19`"),
+            ("train/1.jpg,20-29,F,White,TRUE\n", "`F`"),
+            ("train/1.jpg,20-29,Male,Martian,TRUE\n", "`Martian`"),
+            ("train/1.jpg;20-29\n", "expected file,age"),
+        ] {
+            fairface_fixture(
+                dir.path(),
+                &format!("train/2.jpg,20-29,Male,White,TRUE\n{row}"),
+            );
+            let err = load_fairface(dir.path(), &GroupLimits::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("fairface_label_train.csv")
+                    && err.contains("line 3")
+                    && err.contains(word),
+                "{err}"
+            );
+        }
+        std::fs::write(dir.path().join("fairface_label_val.csv"), "id,label\n").unwrap();
+        fairface_fixture(dir.path(), "");
+        std::fs::write(dir.path().join("fairface_label_val.csv"), "id,label\n").unwrap();
+        let err = load_fairface(dir.path(), &GroupLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fairface_label_val.csv") && err.contains("header"),
+            "{err}"
+        );
+        let err = load_fairface(&dir.path().join("nowhere"), &GroupLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fairface.sh"), "{err}");
+    }
+
+    #[test]
+    fn fairface_groups_cover_every_age_once() {
+        assert_eq!(fairface_group_of(0.0), 0);
+        assert_eq!(fairface_group_of(2.9), 0);
+        assert_eq!(fairface_group_of(3.0), 1);
+        assert_eq!(fairface_group_of(69.99), 7);
+        assert_eq!(fairface_group_of(70.0), 8);
+        assert_eq!(fairface_group_of(116.0), 8);
+        for w in FAIRFACE_GROUPS.windows(2) {
+            assert_eq!(w[0].1 + 1, w[1].0);
+        }
+    }
+
     #[test]
     fn split_is_deterministic_by_name_and_near_the_fraction() {
         let samples: Vec<Sample> = (0..5000)
             .map(|i| Sample {
                 path: PathBuf::from(format!("/a/{i}_0_0_2017.jpg")),
                 age: Some(30),
+                age_range: None,
                 gender: None,
                 race: None,
                 group: AgeGroup::Middle,
+                split: None,
             })
             .collect();
         let (train, val) = split(&samples, 0.2);

@@ -7,7 +7,9 @@
 
 use crate::model::{AgeGender, AgeGenderModel, Gender};
 use crate::train::crops::find_face;
-use crate::train::dataset::{AgeGroup, GroupLimits, Race, Sample};
+use crate::train::dataset::{
+    fairface_group_of, AgeGroup, GroupLimits, Race, Sample, FAIRFACE_GROUPS,
+};
 use crate::train::plot::{self, LineChart, Series};
 use crate::vision::crop::crop_face;
 use crate::vision::FaceDetector;
@@ -24,6 +26,27 @@ pub struct Truth {
     pub gender: Option<Gender>,
     pub race: Option<Race>,
     pub group: AgeGroup,
+    /// Index of the FairFace age group (of [`FAIRFACE_GROUPS`]): the labelled one, or the one
+    /// holding the exact age.
+    pub group9: Option<usize>,
+}
+
+impl Truth {
+    /// What a dataset sample says, under `limits`.
+    pub fn of(s: &Sample, limits: &GroupLimits) -> Truth {
+        Truth {
+            source: s.key(),
+            age: s.age,
+            gender: s.gender,
+            race: s.race,
+            group: s.age.map_or(s.group, |a| limits.group(a as f32)),
+            group9: match (s.age, s.age_range) {
+                (Some(a), _) => Some(fairface_group_of(a as f32)),
+                (None, Some(range)) => FAIRFACE_GROUPS.iter().position(|g| *g == range),
+                (None, None) => None,
+            },
+        }
+    }
 }
 
 /// A model's answer for one face, reduced to what the metrics need.
@@ -72,7 +95,8 @@ impl From<AgeGender> for Prediction {
 pub struct Slice {
     pub name: String,
     pub n: usize,
-    pub mae: f64,
+    /// Over the faces with an exact age (`None`: none has one).
+    pub mae: Option<f64>,
     /// Gender accuracy within the slice, where genders are known.
     pub gender_accuracy: Option<f64>,
 }
@@ -90,6 +114,12 @@ pub struct Metrics {
     pub gender_accuracy: Option<f64>,
     pub gender_auc: Option<f64>,
     pub group_accuracy: f64,
+    /// Exact accuracy over FairFace's nine age groups (0-2, 3-9, 10-19, …, 70+), and the share
+    /// within one group of the truth, over faces whose group is known.
+    pub group9_accuracy: Option<f64>,
+    pub group9_within_one: Option<f64>,
+    /// Best minus worst gender accuracy over the races with at least 50 faces.
+    pub race_gender_gap: Option<f64>,
     pub by_decade: Vec<Slice>,
     pub by_gender: Vec<Slice>,
     pub by_race: Vec<Slice>,
@@ -161,7 +191,7 @@ fn slice(
     Slice {
         name,
         n: pairs.len(),
-        mae: aged.iter().sum::<f64>() / aged.len().max(1) as f64,
+        mae: (!aged.is_empty()).then(|| aged.iter().sum::<f64>() / aged.len() as f64),
         gender_accuracy: (!sexed.is_empty())
             .then(|| sexed.iter().filter(|c| **c).count() as f64 / sexed.len() as f64),
     }
@@ -231,6 +261,15 @@ pub fn metrics(
     }
     let group_accuracy =
         (0..3).map(|i| group_confusion[i][i]).sum::<usize>() as f64 / pairs.len().max(1) as f64;
+    let nine: Vec<(usize, usize)> = pairs
+        .iter()
+        .filter_map(|(t, p)| t.group9.map(|g| (g, fairface_group_of(p.age))))
+        .collect();
+    let group9_accuracy = share(nine.iter().filter(|(t, p)| t == p).count(), nine.len());
+    let group9_within_one = share(
+        nine.iter().filter(|(t, p)| t.abs_diff(*p) <= 1).count(),
+        nine.len(),
+    );
     let mut group_auc = [None; 3];
     let mut group_roc: [Vec<(f64, f64)>; 3] = Default::default();
     for g in 0..3 {
@@ -276,13 +315,7 @@ pub fn metrics(
         }
     }
     let mut by_race = Vec::new();
-    for r in [
-        Race::White,
-        Race::Black,
-        Race::Asian,
-        Race::Indian,
-        Race::Other,
-    ] {
+    for r in Race::ALL {
         let part: Vec<_> = pairs
             .iter()
             .filter(|(t, _)| t.race == Some(r))
@@ -292,6 +325,15 @@ pub fn metrics(
             by_race.push(slice(format!("{r:?}").to_lowercase(), &part, &gender_of));
         }
     }
+    let race_accuracies: Vec<f64> = by_race
+        .iter()
+        .filter(|s| s.n >= 50)
+        .filter_map(|s| s.gender_accuracy)
+        .collect();
+    let race_gender_gap = (race_accuracies.len() >= 2).then(|| {
+        race_accuracies.iter().cloned().fold(f64::MIN, f64::max)
+            - race_accuracies.iter().cloned().fold(f64::MAX, f64::min)
+    });
     Metrics {
         model: model.to_string(),
         faces: pairs.len(),
@@ -301,6 +343,9 @@ pub fn metrics(
         gender_accuracy,
         gender_auc,
         group_accuracy,
+        group9_accuracy,
+        group9_within_one,
+        race_gender_gap,
         by_decade,
         by_gender,
         by_race,
@@ -354,7 +399,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         .samples
         .iter()
         .filter(|s| match run.subset {
-            Subset::Validation(f) => crate::train::dataset::is_validation(&s.path, f),
+            Subset::Validation(f) => s.is_validation(f),
             Subset::All => true,
         })
         .collect();
@@ -404,17 +449,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
             let (answer, probs) = model.predict_with_distribution(&crop)?;
             out.predictions[m].push(Prediction::new(answer, &probs, &info.age_bins, &run.limits));
         }
-        out.truths.push(Truth {
-            source: s
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            age: s.age,
-            gender: s.gender,
-            race: s.race,
-            group: s.age.map_or(s.group, |a| run.limits.group(a as f32)),
-        });
+        out.truths.push(Truth::of(s, &run.limits));
     }
     anyhow::ensure!(
         !out.truths.is_empty(),
@@ -489,20 +524,24 @@ pub fn write_report(
     writeln!(md, "## Summary\n")?;
     writeln!(
         md,
-        "| model | age MAE (y) | CS(5) | 80 % range holds true age | gender acc. | gender AUC | 3-group acc. |"
+        "| model | age MAE (y) | CS(5) | 80 % range holds true age | gender acc. | gender AUC | 3-group acc. | 9-group acc. | within one group | race gender gap (points) |"
     )?;
-    writeln!(md, "|---|---|---|---|---|---|---|")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
     for m in &outcome.metrics {
         writeln!(
             md,
-            "| `{}` | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.model,
             years(m.age_mae),
             pct(m.cs5),
             pct(m.age_range_coverage),
             pct(m.gender_accuracy),
             m.gender_auc.map_or("–".into(), |a| format!("{a:.4}")),
-            pct(Some(m.group_accuracy))
+            pct(Some(m.group_accuracy)),
+            pct(m.group9_accuracy),
+            pct(m.group9_within_one),
+            m.race_gender_gap
+                .map_or("–".into(), |g| format!("{:.1}", g * 100.0))
         )?;
     }
     if outcome.metrics.len() > 1 {
@@ -547,10 +586,10 @@ pub fn write_report(
             for sl in slices.iter() {
                 writeln!(
                     md,
-                    "| {} | {} | {:.2} | {} |",
+                    "| {} | {} | {} | {} |",
                     sl.name,
                     sl.n,
-                    sl.mae,
+                    years(sl.mae),
                     pct(sl.gender_accuracy)
                 )?;
             }
@@ -625,8 +664,10 @@ pub fn write_report(
         writeln!(md, "\n![gender ROC](roc_gender.png)")?;
     }
     if let Some(h) = history.filter(|h| !h.is_empty()) {
-        let xs = |f: &dyn Fn(&crate::train::trainer::EpochRecord) -> f64| {
-            h.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>()
+        let xs = |f: &dyn Fn(&crate::train::trainer::EpochRecord) -> Option<f64>| {
+            h.iter()
+                .filter_map(|r| f(r).map(|y| (r.epoch as f64, y)))
+                .collect::<Vec<_>>()
         };
         let mae = LineChart {
             title: "training history: age".into(),
@@ -635,11 +676,11 @@ pub fn write_report(
             series: vec![
                 Series {
                     name: "validation age MAE (y)".into(),
-                    points: xs(&|r| r.val_mae as f64),
+                    points: xs(&|r| r.val_mae.map(f64::from)),
                 },
                 Series {
                     name: "train age loss".into(),
-                    points: xs(&|r| r.train_age_loss as f64),
+                    points: xs(&|r| Some(r.train_age_loss as f64)),
                 },
             ],
             ..Default::default()
@@ -651,7 +692,7 @@ pub fn write_report(
             y_label: "%".into(),
             series: vec![Series {
                 name: "validation gender accuracy (%)".into(),
-                points: xs(&|r| 100.0 * r.val_gender_accuracy as f64),
+                points: xs(&|r| Some(100.0 * r.val_gender_accuracy as f64)),
             }],
             ..Default::default()
         };
@@ -668,10 +709,10 @@ pub fn write_report(
         for r in h {
             writeln!(
                 md,
-                "| {} | {:.3} | {:.2} | {:.1} % | {:.1} | {:.2e} |",
+                "| {} | {:.3} | {} | {:.1} % | {:.1} | {:.2e} |",
                 r.epoch,
                 r.train_loss,
-                r.val_mae,
+                r.val_mae.map_or("-".into(), |m| format!("{m:.2}")),
                 100.0 * r.val_gender_accuracy,
                 r.images_per_s,
                 r.lr_end
@@ -716,6 +757,9 @@ pub fn summary_line(outcome: &EvalOutcome) -> String {
         gender_acc: Option<f64>,
         gender_auc: Option<f64>,
         group3_acc: f64,
+        group9_acc: Option<f64>,
+        group9_within_one: Option<f64>,
+        race_gender_gap: Option<f64>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         compared: Vec<Line<'a>>,
     }
@@ -729,6 +773,9 @@ pub fn summary_line(outcome: &EvalOutcome) -> String {
             gender_acc: m.gender_accuracy,
             gender_auc: m.gender_auc,
             group3_acc: m.group_accuracy,
+            group9_acc: m.group9_accuracy,
+            group9_within_one: m.group9_within_one,
+            race_gender_gap: m.race_gender_gap,
             compared: Vec::new(),
         }
     }
@@ -757,6 +804,7 @@ mod tests {
             gender,
             race,
             group: limits.group(age.unwrap_or(40) as f32),
+            group9: age.map(|a| fairface_group_of(a as f32)),
         }
     }
 
@@ -816,7 +864,12 @@ mod tests {
         assert_eq!(m.group_auc[0], Some(1.0));
         assert_eq!(m.group_auc[2], Some(0.5));
         let white = m.by_race.iter().find(|s| s.name == "white").unwrap();
-        assert_eq!((white.n, white.mae), (2, 7.0));
+        assert_eq!((white.n, white.mae), (2, Some(7.0)));
+        // 9 groups: 20→20-29 right, 40→30-39 (one off), 70→50-59 (two off), 5→3-9 right.
+        assert_eq!(m.group9_accuracy, Some(0.5));
+        assert_eq!(m.group9_within_one, Some(0.75));
+        // Fewer than 50 faces per race: no gap claimed.
+        assert_eq!(m.race_gender_gap, None);
         let decades: Vec<&str> = m.by_decade.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(decades, ["0-9", "20-29", "40-49", "70-79"]);
         let female = m.by_gender.iter().find(|s| s.name == "female").unwrap();
@@ -833,6 +886,7 @@ mod tests {
                 gender: None,
                 race: None,
                 group: AgeGroup::Old,
+                group9: Some(7),
             },
             Truth {
                 source: "b".into(),
@@ -840,6 +894,7 @@ mod tests {
                 gender: None,
                 race: None,
                 group: AgeGroup::Young,
+                group9: None,
             },
         ];
         let m = metrics("k", &truths, &[pred(65.0, 0.5), pred(45.0, 0.5)], &limits);
@@ -847,5 +902,29 @@ mod tests {
         assert_eq!(m.gender_accuracy, None);
         assert_eq!(m.gender_auc, None);
         assert!((m.group_accuracy - 0.5).abs() < 1e-9);
+        // The 60-69 label and a 65-year estimate: the 9-group is right, scored on that face only.
+        assert_eq!(m.group9_accuracy, Some(1.0));
+    }
+
+    /// Per-race gender accuracy: the gap between the best and the worst race counts races with
+    /// at least 50 faces only.
+    #[test]
+    fn race_gender_gap_spans_best_and_worst_race() {
+        use Gender::*;
+        let mut truths = Vec::new();
+        let mut preds = Vec::new();
+        for (race, wrong) in [(Race::EastAsian, 5), (Race::Black, 12), (Race::White, 0)] {
+            for i in 0..50 {
+                truths.push(truth(Some(30), Some(Female), Some(race)));
+                preds.push(pred(30.0, if i < wrong { 0.2 } else { 0.8 }));
+            }
+        }
+        // A race with a handful of faces does not set the gap.
+        truths.push(truth(Some(30), Some(Female), Some(Race::Other)));
+        preds.push(pred(30.0, 0.1));
+        let m = metrics("m", &truths, &preds, &GroupLimits::default());
+        assert!((m.race_gender_gap.unwrap() - 0.24).abs() < 1e-9);
+        let names: Vec<&str> = m.by_race.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["white", "black", "other", "eastasian"]);
     }
 }

@@ -8,6 +8,7 @@
 //! (w' = w·γ/√(σ²+ε) per output channel, b' = β − μ·γ/√(σ²+ε)), ReLU6 as `Clip(0, 6)`, opset 13,
 //! input `input` `[N, 3, S, S]`, outputs `age` `[N, 101]` and `gender` `[N, 2]` (logits).
 
+use super::crops::AgeLabel;
 use super::mobilenet_v2::{Backend, Config, ConvBn, Kind, MobileNetV2, Norm};
 use crate::model::onnx_build::{Attr, GraphBuilder};
 use candle_core::{DType, Device, Result, Tensor, D};
@@ -293,20 +294,57 @@ pub fn age_targets(ages: &[u32], sigma: f32) -> Result<Tensor> {
     Tensor::from_vec(t, (ages.len(), NUM_AGES), &Device::Cpu)
 }
 
+/// Age targets of a mixed batch: `(soft, log_mask)`, both `[n, 101]`. An exact age gets the
+/// Gaussian of [`age_targets`] in `soft` and a zero row in `log_mask`; a range label (an age
+/// group) gets a zero row in `soft` and, in `log_mask`, 0 on the range's years and −10⁴
+/// elsewhere, so that [`age_loss`] is −log Σ_{a∈range} p(a) for it.
+pub fn mixed_age_targets(labels: &[AgeLabel], sigma: f32) -> Result<(Tensor, Tensor)> {
+    let n = labels.len();
+    let exact: Vec<u32> = labels.iter().map(|l| l.exact().unwrap_or(0)).collect();
+    let mut soft = age_targets(&exact, sigma)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let mut mask = vec![0f32; n * NUM_AGES];
+    for (i, label) in labels.iter().enumerate() {
+        if let AgeLabel::Range(lo, hi) = *label {
+            let row = i * NUM_AGES..(i + 1) * NUM_AGES;
+            soft[row.clone()].fill(0.0);
+            for (a, m) in mask[row].iter_mut().enumerate() {
+                let inside = (lo as usize..=(hi as usize).min(NUM_AGES - 1)).contains(&a);
+                *m = if inside { 0.0 } else { -1e4 };
+            }
+        }
+    }
+    Ok((
+        Tensor::from_vec(soft, (n, NUM_AGES), &Device::Cpu)?,
+        Tensor::from_vec(mask, (n, NUM_AGES), &Device::Cpu)?,
+    ))
+}
+
+/// Mean age loss of a mixed batch (see [`mixed_age_targets`]): soft cross-entropy for exact
+/// ages, the negative log-likelihood of the labelled range for age groups. For an exact age the
+/// range term is log Σ p = 0, for a range the soft term is 0, so one formula serves both.
+pub fn age_loss(logits: &Tensor, soft: &Tensor, log_mask: &Tensor) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let ce = (&logp * soft)?.sum(D::Minus1)?;
+    let range = (logp + log_mask)?.log_sum_exp(D::Minus1)?;
+    (ce + range)?.mean_all()?.neg()
+}
+
 /// Mean cross-entropy between `logits` `[n, k]` and target distributions `[n, k]`.
 pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     (logp * targets)?.sum(D::Minus1)?.mean_all()?.neg()
 }
 
-/// Total loss: age cross-entropy (soft targets) + gender cross-entropy.
+/// Total loss: age loss ([`age_loss`]) + gender cross-entropy.
 pub fn loss(
     age_logits: &Tensor,
     gender_logits: &Tensor,
-    age_targets: &Tensor,
+    age_targets: &(Tensor, Tensor),
     genders: &Tensor,
 ) -> Result<(Tensor, f32, f32)> {
-    let la = soft_cross_entropy(age_logits, age_targets)?;
+    let la = age_loss(age_logits, &age_targets.0, &age_targets.1)?;
     let lg = candle_nn::loss::cross_entropy(gender_logits, genders)?;
     let (a, g) = (la.to_scalar::<f32>()?, lg.to_scalar::<f32>()?);
     Ok(((la + lg)?, a, g))
@@ -318,4 +356,60 @@ pub fn expected_ages(age_logits: &Tensor) -> Result<Vec<f32>> {
     Ok(p.iter()
         .map(|row| row.iter().enumerate().map(|(a, p)| a as f32 * p).sum())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The range loss is −log of the probability the network puts on the range's years, and an
+    /// exact age's loss is the soft cross-entropy alone.
+    #[test]
+    fn range_labels_train_on_the_likelihood_of_their_group() {
+        let logits: Vec<f32> = (0..NUM_AGES).map(|a| ((a as f32) * 0.37).sin()).collect();
+        let t = Tensor::from_vec(logits.clone(), (1, NUM_AGES), &Device::Cpu).unwrap();
+        let max = logits.iter().cloned().fold(f32::MIN, f32::max);
+        let z: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+        let p: Vec<f32> = logits.iter().map(|l| (l - max).exp() / z).collect();
+
+        let targets = mixed_age_targets(&[AgeLabel::Range(20, 29)], 2.0).unwrap();
+        let got = age_loss(&t, &targets.0, &targets.1)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want = -p[20..=29].iter().sum::<f32>().ln();
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+
+        // 70+ runs to the last age class.
+        let targets = mixed_age_targets(&[AgeLabel::Range(70, 100)], 2.0).unwrap();
+        let got = age_loss(&t, &targets.0, &targets.1)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want = -p[70..].iter().sum::<f32>().ln();
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+
+        let targets = mixed_age_targets(&[AgeLabel::Exact(33)], 2.0).unwrap();
+        let got = age_loss(&t, &targets.0, &targets.1)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let soft = age_targets(&[33], 2.0).unwrap();
+        let want = soft_cross_entropy(&t, &soft)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+
+        // A mixed batch is the mean of the two.
+        let both = Tensor::cat(&[&t, &t], 0).unwrap();
+        let targets =
+            mixed_age_targets(&[AgeLabel::Exact(33), AgeLabel::Range(20, 29)], 2.0).unwrap();
+        let got = age_loss(&both, &targets.0, &targets.1)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want = (want - p[20..=29].iter().sum::<f32>().ln()) / 2.0;
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    }
 }

@@ -3,7 +3,9 @@
 //! Training: AdamW (weight decay 0, i.e. Adam), linear warm-up then cosine decay of the
 //! learning rate per step, age loss = cross-entropy over 101 age classes (optionally against a
 //! Gaussian of `age_sigma` years around the true age), gender loss = 2-class cross-entropy.
-//! Augmentation (seeded): horizontal flip, ±5 % shift, 0.9–1.1 scale, brightness/contrast.
+//! An age-group label (FairFace) trains with the likelihood of its group, −log Σ_{a∈group} p(a).
+//! Several datasets train together ([`DataSource`]), each drawn `weight` × its size per epoch
+//! and validated on its own every epoch. Augmentation (seeded): [`AugmentSet`].
 //!
 //! A checkpoint folder holds `model.safetensors` (every variable, BN running statistics
 //! included) and `state.json` ([`State`]: network settings, normalisation, epoch, step,
@@ -12,7 +14,8 @@
 //! keeps its moments private, so they are not saved: a resumed run restarts them (its bias
 //! correction re-warms them within a few dozen steps).
 
-use super::crops::{self, Augment, InMemory};
+use super::crops::{self, AgeLabel, Augment, AugmentSet, InMemory};
+use super::dataset::GroupLimits;
 use super::net::{self, Net, NetConfig};
 use crate::model::age_gender::keys;
 use crate::model::onnx_build::GraphBuilder;
@@ -32,9 +35,79 @@ use std::time::Instant;
 /// was trained on.
 pub const MEAN: [f32; 3] = [0.5; 3];
 pub const STD: [f32; 3] = [0.5; 3];
-/// Written into exported models.
-pub const TRAINING_DATA: &str = "UTKFace";
-pub const TRAINING_LICENCE: &str = "UTKFace, non-commercial research only";
+/// A dataset training reads (`--data FORMAT:CACHE[:WEIGHT]`), with what its licence allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DataKind {
+    Utkface,
+    Fairface,
+}
+
+impl DataKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DataKind::Utkface => "UTKFace",
+            DataKind::Fairface => "FairFace",
+        }
+    }
+
+    /// The licence terms a model trained on it inherits.
+    pub fn licence(self) -> &'static str {
+        match self {
+            DataKind::Utkface => "UTKFace: non-commercial research only",
+            DataKind::Fairface => {
+                "FairFace (Kärkkäinen & Joo, 2021): CC BY 4.0, commercial use allowed with attribution"
+            }
+        }
+    }
+
+    pub fn allows_commercial_use(self) -> bool {
+        matches!(self, DataKind::Fairface)
+    }
+}
+
+/// One dataset's crops for a training run: the training side is drawn `weight` × its size per
+/// epoch (with replacement beyond 1), the validation side is scored on its own every epoch.
+pub struct DataSource {
+    pub kind: DataKind,
+    pub weight: f64,
+    pub train: InMemory,
+    pub val: InMemory,
+}
+
+/// Validation scores of one dataset after an epoch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ValScores {
+    pub data: DataKind,
+    pub faces: usize,
+    /// Faces with an exact age, and the mean absolute error of the expected age over them.
+    pub exact_faces: usize,
+    pub mae: Option<f32>,
+    pub gender_accuracy: f32,
+    /// YOUNG/MIDDLE/OLD (< 30, 30–59, ≥ 60) of the expected age.
+    pub group3_accuracy: f32,
+    /// Share of range-labelled faces whose expected age falls in the labelled range (FairFace's
+    /// exact 9-group accuracy).
+    pub range_accuracy: Option<f32>,
+}
+
+impl ValScores {
+    fn brief(&self) -> String {
+        let mut s = format!("{}", self.data.name());
+        if let Some(m) = self.mae {
+            s.push_str(&format!(" MAE {m:.2}"));
+        }
+        s.push_str(&format!(
+            " gender {:.1}% 3-group {:.1}%",
+            self.gender_accuracy * 100.0,
+            self.group3_accuracy * 100.0
+        ));
+        if let Some(r) = self.range_accuracy {
+            s.push_str(&format!(" 9-group {:.1}%", r * 100.0));
+        }
+        s
+    }
+}
 
 /// Everything `train` is told.
 #[derive(Debug, Clone)]
@@ -57,6 +130,7 @@ pub struct TrainOptions {
     /// Stop each epoch after this many steps (quick runs and tests).
     pub max_steps_per_epoch: Option<usize>,
     pub crop_margin: f32,
+    pub augment: AugmentSet,
     pub progress: bool,
 }
 
@@ -68,8 +142,13 @@ pub struct EpochRecord {
     pub train_loss: f32,
     pub train_age_loss: f32,
     pub train_gender_loss: f32,
-    pub val_mae: f32,
+    /// Over every validation face with an exact age (`None`: no such face).
+    pub val_mae: Option<f32>,
+    /// Over every validation face.
     pub val_gender_accuracy: f32,
+    /// Each dataset's own scores.
+    #[serde(default)]
+    pub val: Vec<ValScores>,
     pub images_per_s: f32,
     pub seconds: f32,
     pub lr_end: f64,
@@ -96,7 +175,36 @@ pub struct State {
     /// The checkpoint whose weights this run started from (`--init-checkpoint`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_checkpoint: Option<PathBuf>,
+    /// The datasets this run trains on, with their weights.
+    #[serde(default = "utkface_only")]
+    pub sources: Vec<(DataKind, f64)>,
+    /// Every dataset the weights have learnt from: this run's and, through
+    /// `--init-checkpoint`, its start's. The exported licence follows from it.
+    #[serde(default)]
+    pub lineage: Vec<DataKind>,
+    #[serde(default)]
+    pub augment: AugmentSet,
     pub history: Vec<EpochRecord>,
+}
+
+/// Checkpoints from before several datasets trained on UTKFace alone.
+fn utkface_only() -> Vec<(DataKind, f64)> {
+    vec![(DataKind::Utkface, 1.0)]
+}
+
+impl State {
+    /// Every dataset behind the weights, in a fixed order (older checkpoints: UTKFace).
+    pub fn learnt_from(&self) -> Vec<DataKind> {
+        let mut kinds: Vec<DataKind> = self
+            .lineage
+            .iter()
+            .copied()
+            .chain(self.sources.iter().map(|(k, _)| *k))
+            .collect();
+        kinds.sort_by_key(|k| *k as u8);
+        kinds.dedup();
+        kinds
+    }
 }
 
 /// Learning rate at `step` of `total`: linear warm-up, then cosine decay to 0.
@@ -128,12 +236,11 @@ pub fn batch_tensor(
     )?)
 }
 
-/// Validation: (mean absolute error of the expected age, gender accuracy).
-pub fn evaluate(net: &Net, data: &InMemory, size: usize) -> Result<(f32, f32)> {
-    if data.images.is_empty() {
-        return Ok((f32::NAN, f32::NAN));
-    }
-    let (mut abs, mut correct) = (0f64, 0usize);
+/// Scores one dataset's validation crops (unaugmented, eval-mode network).
+pub fn evaluate(net: &Net, kind: DataKind, data: &InMemory, size: usize) -> Result<ValScores> {
+    let limits = GroupLimits::default();
+    let (mut abs, mut exact, mut gender, mut group3, mut in_range, mut ranges) =
+        (0f64, 0usize, 0usize, 0usize, 0usize, 0usize);
     let all: Vec<usize> = (0..data.images.len()).collect();
     for chunk in all.chunks(64) {
         let x = batch_tensor(data, chunk, size, None)?;
@@ -141,12 +248,37 @@ pub fn evaluate(net: &Net, data: &InMemory, size: usize) -> Result<(f32, f32)> {
         let ages = net::expected_ages(&a)?;
         let g = g.argmax(1)?.to_vec1::<u32>()?;
         for (k, &i) in chunk.iter().enumerate() {
-            abs += (ages[k] - data.ages[i] as f32).abs() as f64;
-            correct += usize::from(g[k] == data.genders[i]);
+            let label = data.ages[i];
+            match label {
+                AgeLabel::Exact(age) => {
+                    abs += (ages[k] - age.min(100) as f32).abs() as f64;
+                    exact += 1;
+                }
+                AgeLabel::Range(lo, hi) => {
+                    ranges += 1;
+                    // Expected ages run 0–100, so 70–100 holds every age from 70.
+                    in_range += usize::from((lo..=hi).contains(&(ages[k].floor() as u32)));
+                }
+            }
+            group3 += usize::from(limits.group(ages[k]) == limits.group(label.lowest() as f32));
+            gender += usize::from(g[k] == data.genders[i]);
         }
     }
-    let n = data.images.len() as f64;
-    Ok(((abs / n) as f32, (correct as f64 / n) as f32))
+    let n = data.images.len();
+    let share = |k: usize, of: usize| (of > 0).then(|| (k as f64 / of as f64) as f32);
+    Ok(ValScores {
+        data: kind,
+        faces: n,
+        exact_faces: exact,
+        mae: share_f(abs, exact),
+        gender_accuracy: share(gender, n).unwrap_or(0.0),
+        group3_accuracy: share(group3, n).unwrap_or(0.0),
+        range_accuracy: share(in_range, ranges),
+    })
+}
+
+fn share_f(sum: f64, of: usize) -> Option<f32> {
+    (of > 0).then(|| (sum / of as f64) as f32)
 }
 
 fn save_checkpoint(dir: &Path, vm: &VarMap, state: &State) -> Result<()> {
@@ -188,13 +320,72 @@ pub fn load_checkpoint(dir: &Path) -> Result<(State, VarMap, Net)> {
     Ok((state, vm, net))
 }
 
-/// Trains on in-memory crops; returns the final state. Checkpoints go to `opts.out`.
-pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<State> {
+/// The training crops of every source in one array, with each source's index range and
+/// weight.
+struct Mixture {
+    train: InMemory,
+    parts: Vec<(std::ops::Range<usize>, f64)>,
+    vals: Vec<(DataKind, InMemory)>,
+}
+
+impl Mixture {
+    fn new(sources: Vec<DataSource>) -> Mixture {
+        let mut m = Mixture {
+            train: InMemory::default(),
+            parts: Vec::new(),
+            vals: Vec::new(),
+        };
+        for s in sources {
+            let start = m.train.images.len();
+            m.train.append(s.train);
+            m.parts.push((start..m.train.images.len(), s.weight));
+            m.vals.push((s.kind, s.val));
+        }
+        m
+    }
+
+    /// One epoch's order: `weight × size` draws from each source (every crop once per whole
+    /// weight, the rest a random subset), all shuffled together.
+    fn epoch_order(&self, rng: &mut rand::rngs::StdRng) -> Vec<usize> {
+        let mut order = Vec::new();
+        for (range, weight) in &self.parts {
+            let want = (range.len() as f64 * weight).round() as usize;
+            let mut idx: Vec<usize> = range.clone().collect();
+            let mut left = want;
+            while left > 0 && !idx.is_empty() {
+                idx.shuffle(rng);
+                let take = left.min(idx.len());
+                order.extend_from_slice(&idx[..take]);
+                left -= take;
+            }
+        }
+        order.shuffle(rng);
+        order
+    }
+}
+
+/// Trains on in-memory crops of one or more datasets; returns the final state. Checkpoints go
+/// to `opts.out`.
+pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
     ensure!(opts.batch >= 2, "--batch must be at least 2 (BatchNorm)");
+    ensure!(!sources.is_empty(), "no training data: give --data");
+    for s in &sources {
+        ensure!(
+            s.weight.is_finite() && s.weight > 0.0,
+            "{}: weight {} must be a positive number",
+            s.kind.name(),
+            s.weight
+        );
+    }
+    let spec: Vec<(DataKind, f64)> = sources.iter().map(|s| (s.kind, s.weight)).collect();
+    let mix = Mixture::new(sources);
+    let per_epoch = mix
+        .epoch_order(&mut rand::rngs::StdRng::seed_from_u64(0))
+        .len();
     ensure!(
-        train.images.len() >= opts.batch,
-        "only {} training crops",
-        train.images.len()
+        per_epoch >= opts.batch,
+        "only {per_epoch} training crops per epoch, fewer than one batch of {}",
+        opts.batch
     );
     let (vm, net, mut state) = if opts.resume && opts.out.join("state.json").exists() {
         let (state, vm, net) = load_checkpoint(&opts.out)?;
@@ -204,6 +395,13 @@ pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<St
             opts.out.display(),
             state.net,
             opts.net
+        );
+        ensure!(
+            state.sources == spec,
+            "--resume: the checkpoint in {} trained on {:?}, the command gives {:?}; give the same --data",
+            opts.out.display(),
+            state.sources,
+            spec
         );
         log::info!(
             "resuming {} after epoch {} (step {})",
@@ -218,6 +416,7 @@ pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<St
             "give --init (ImageNet weights) or --init-checkpoint (a trained checkpoint), not both"
         );
         let (mut vm, net) = Net::new(&opts.net)?;
+        let mut lineage = Vec::new();
         if let Some(from) = &opts.init_checkpoint {
             let from_state = read_state(from)?;
             ensure!(
@@ -230,6 +429,7 @@ pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<St
                 opts.net.width
             );
             load_weights(&mut vm, from)?;
+            lineage = from_state.learnt_from();
             log::info!(
                 "--init-checkpoint {}: weights after its epoch {} ({} px), trained on at {} px",
                 from.display(),
@@ -263,6 +463,9 @@ pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<St
             seed: opts.seed,
             init: opts.init.clone(),
             init_checkpoint: opts.init_checkpoint.clone(),
+            sources: spec,
+            lineage,
+            augment: opts.augment,
             history: Vec::new(),
         };
         (vm, net, state)
@@ -282,18 +485,16 @@ pub fn train(opts: &TrainOptions, train: &InMemory, val: &InMemory) -> Result<St
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         handlers.push(signal_hook::flag::register(sig, stop.clone())?);
     }
-    let result = run_epochs(opts, train, val, &vm, &net, &mut opt, &mut state, &stop);
+    let result = run_epochs(opts, &mix, &vm, &net, &mut opt, &mut state, &stop);
     for h in handlers {
         signal_hook::low_level::unregister(h);
     }
     result.map(|()| state)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_epochs(
     opts: &TrainOptions,
-    train: &InMemory,
-    val: &InMemory,
+    mix: &Mixture,
     vm: &VarMap,
     net: &Net,
     opt: &mut AdamW,
@@ -301,15 +502,18 @@ fn run_epochs(
     stop: &AtomicBool,
 ) -> Result<()> {
     let size = opts.net.input_size;
-    let steps_per_epoch = (train.images.len() / opts.batch)
+    let train = &mix.train;
+    let per_epoch = mix
+        .epoch_order(&mut rand::rngs::StdRng::seed_from_u64(0))
+        .len();
+    let steps_per_epoch = (per_epoch / opts.batch)
         .min(opts.max_steps_per_epoch.unwrap_or(usize::MAX))
         .max(1);
     let total_steps = steps_per_epoch * opts.epochs;
     let mut step = state.step;
     for epoch in state.epoch..opts.epochs {
-        let mut order: Vec<usize> = (0..train.images.len()).collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed ^ (epoch as u64) << 32);
-        order.shuffle(&mut rng);
+        let order = mix.epoch_order(&mut rng);
         let bar = if opts.progress {
             indicatif::ProgressBar::new(steps_per_epoch as u64)
         } else {
@@ -324,22 +528,22 @@ fn run_epochs(
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, opts.epochs));
         let last = state.history.last();
         let last_val = last.map_or(String::new(), |r| {
-            format!(
-                " | val MAE {:.2} gender {:.1}%",
-                r.val_mae,
-                r.val_gender_accuracy * 100.0
-            )
+            let v: Vec<String> = r.val.iter().map(ValScores::brief).collect();
+            format!(" | val {}", v.join(" | "))
         });
         let t0 = Instant::now();
         let (mut sum, mut sum_a, mut sum_g) = (0f64, 0f64, 0f64);
         let mut lr = opts.lr;
         for k in 0..steps_per_epoch {
             let idx = &order[k * opts.batch..(k + 1) * opts.batch];
-            let augs: Vec<Augment> = idx.iter().map(|_| Augment::random(&mut rng)).collect();
+            let augs: Vec<Augment> = idx
+                .iter()
+                .map(|_| Augment::draw(opts.augment, &mut rng))
+                .collect();
             let x = batch_tensor(train, idx, size, Some(&augs))?;
-            let ages: Vec<u32> = idx.iter().map(|&i| train.ages[i]).collect();
+            let ages: Vec<AgeLabel> = idx.iter().map(|&i| train.ages[i]).collect();
             let genders: Vec<u32> = idx.iter().map(|&i| train.genders[i]).collect();
-            let age_t = net::age_targets(&ages, opts.age_sigma)?;
+            let age_t = net::mixed_age_targets(&ages, opts.age_sigma)?;
             let gender_t = Tensor::new(genders.as_slice(), &Device::Cpu)?;
             lr = lr_at(opts.lr, step, opts.warmup_steps, total_steps);
             opt.set_learning_rate(lr);
@@ -378,7 +582,20 @@ fn run_epochs(
         }
         let seconds = t0.elapsed().as_secs_f32();
         bar.finish_and_clear();
-        let (val_mae, val_acc) = evaluate(net, val, size)?;
+        let mut val = Vec::new();
+        for (kind, data) in mix.vals.iter().filter(|(_, d)| !d.images.is_empty()) {
+            val.push(evaluate(net, *kind, data, size)?);
+        }
+        let exact: usize = val.iter().map(|v| v.exact_faces).sum();
+        let abs: f64 = val
+            .iter()
+            .filter_map(|v| v.mae.map(|m| m as f64 * v.exact_faces as f64))
+            .sum();
+        let faces: usize = val.iter().map(|v| v.faces).sum();
+        let right: f64 = val
+            .iter()
+            .map(|v| v.gender_accuracy as f64 * v.faces as f64)
+            .sum();
         let n = steps_per_epoch as f64;
         let rec = EpochRecord {
             epoch: epoch + 1,
@@ -386,21 +603,22 @@ fn run_epochs(
             train_loss: (sum / n) as f32,
             train_age_loss: (sum_a / n) as f32,
             train_gender_loss: (sum_g / n) as f32,
-            val_mae,
-            val_gender_accuracy: val_acc,
+            val_mae: share_f(abs, exact),
+            val_gender_accuracy: share_f(right, faces).unwrap_or(0.0),
+            val,
             images_per_s: (steps_per_epoch * opts.batch) as f32 / seconds,
             seconds,
             lr_end: lr,
         };
+        let v: Vec<String> = rec.val.iter().map(ValScores::brief).collect();
         println!(
-            "epoch {}/{}: loss {:.4} (age {:.4}, gender {:.4}) | val MAE {:.2} years, gender accuracy {:.2}% | {:.1} img/s, {:.0} s",
+            "epoch {}/{}: loss {:.4} (age {:.4}, gender {:.4}) | val {} | {:.1} img/s, {:.0} s",
             rec.epoch,
             opts.epochs,
             rec.train_loss,
             rec.train_age_loss,
             rec.train_gender_loss,
-            rec.val_mae,
-            rec.val_gender_accuracy * 100.0,
+            v.join(" | "),
             rec.images_per_s,
             rec.seconds
         );
@@ -412,26 +630,96 @@ fn run_epochs(
     Ok(())
 }
 
-/// Loads the crop cache at `data` and trains.
-pub fn train_from_cache(opts: &TrainOptions, data: &Path, val_split: f64) -> Result<State> {
-    let t = Instant::now();
-    let (train_set, val_set) = crops::load_split(data, val_split)?;
-    log::info!(
-        "{} training and {} validation crops loaded in {:.0} s",
-        train_set.images.len(),
-        val_set.images.len(),
-        t.elapsed().as_secs_f32()
-    );
-    let mut opts = opts.clone();
-    if let Some(m) = crops::cache_margin(data) {
-        opts.crop_margin = m;
+/// One `--data` argument: `FORMAT:CACHE[:WEIGHT]` (a bare `CACHE` is a UTKFace cache, as
+/// before several datasets could train together).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataSpec {
+    pub kind: DataKind,
+    pub cache: PathBuf,
+    pub weight: f64,
+}
+
+impl std::str::FromStr for DataSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        use clap::ValueEnum;
+        let Some((kind, rest)) = text.split_once(':') else {
+            return Ok(DataSpec {
+                kind: DataKind::Utkface,
+                cache: PathBuf::from(text),
+                weight: 1.0,
+            });
+        };
+        let kind = DataKind::from_str(kind, true).map_err(|_| {
+            format!("`{kind}` is not a dataset format: give utkface:CACHE or fairface:CACHE, optionally :WEIGHT")
+        })?;
+        let (cache, weight) = match rest.rsplit_once(':') {
+            Some((cache, w)) => {
+                let weight: f64 = w
+                    .parse()
+                    .ok()
+                    .filter(|w: &f64| w.is_finite() && *w > 0.0)
+                    .ok_or_else(|| format!("weight `{w}` is not a positive number"))?;
+                (cache, weight)
+            }
+            None => (rest, 1.0),
+        };
+        Ok(DataSpec {
+            kind,
+            cache: PathBuf::from(cache),
+            weight,
+        })
     }
-    train(&opts, &train_set, &val_set)
+}
+
+/// Loads each crop cache (its train/validation split: the dataset's own, else the hash split
+/// of `val_split`) and trains on them together.
+pub fn train_from_caches(opts: &TrainOptions, data: &[DataSpec], val_split: f64) -> Result<State> {
+    let mut opts = opts.clone();
+    let mut sources = Vec::new();
+    let mut margin: Option<f32> = None;
+    for spec in data {
+        let t = Instant::now();
+        let (train_set, val_set) = crops::load_split(&spec.cache, val_split)?;
+        log::info!(
+            "{} {}: {} training and {} validation crops loaded in {:.0} s",
+            spec.kind.name(),
+            spec.cache.display(),
+            train_set.images.len(),
+            val_set.images.len(),
+            t.elapsed().as_secs_f32()
+        );
+        if let Some(m) = crops::cache_margin(&spec.cache) {
+            ensure!(
+                margin.is_none_or(|before| before == m),
+                "{}: its crops were cut with margin {m}, another cache's with {}; remake one of them with the same detector.crop_margin",
+                spec.cache.display(),
+                margin.unwrap_or_default()
+            );
+            margin = Some(m);
+            opts.crop_margin = m;
+        }
+        sources.push(DataSource {
+            kind: spec.kind,
+            weight: spec.weight,
+            train: train_set,
+            val: val_set,
+        });
+    }
+    train(&opts, sources)
 }
 
 /// The ONNX model of a checkpoint, with the metadata the device reads.
 pub fn export_bytes(checkpoint: &Path) -> Result<Vec<u8>> {
     let (state, _vm, net) = load_checkpoint(checkpoint)?;
+    let learnt = state.learnt_from();
+    let data: Vec<&str> = learnt.iter().map(|k| k.name()).collect();
+    let mut licences: Vec<&str> = learnt.iter().map(|k| k.licence()).collect();
+    if state.init.is_some() {
+        licences.push("ImageNet MobileNetV2 starting weights: Apache-2.0");
+    }
+    let commercial = learnt.iter().all(|k| k.allows_commercial_use());
     let s = state.net.input_size as i64;
     let mut g = GraphBuilder::new("agecam_age_gender");
     g.input("input", &[None, Some(3), Some(s), Some(s)]);
@@ -456,8 +744,12 @@ pub fn export_bytes(checkpoint: &Path) -> Result<Vec<u8>> {
         )
         .metadata("agecam.width", &state.net.width.to_string())
         .metadata("agecam.epochs", &state.epoch.to_string())
-        .metadata("agecam.training_data", TRAINING_DATA)
-        .metadata("agecam.training_licence", TRAINING_LICENCE);
+        .metadata("agecam.training_data", &data.join(" + "))
+        .metadata("agecam.training_licence", &licences.join("; "))
+        .metadata(
+            "agecam.commercial_use",
+            if commercial { "allowed" } else { "not allowed" },
+        );
     Ok(g.to_bytes())
 }
 
@@ -490,9 +782,21 @@ mod tests {
             .collect();
         InMemory {
             images,
-            ages: (0..n).map(|i| (i * 13 % 90) as u32).collect(),
+            ages: (0..n)
+                .map(|i| AgeLabel::Exact((i * 13 % 90) as u32))
+                .collect(),
             genders: (0..n).map(|i| (i % 2) as u32).collect(),
         }
+    }
+
+    /// One UTKFace-like source.
+    fn one(train: InMemory, val: InMemory) -> Vec<DataSource> {
+        vec![DataSource {
+            kind: DataKind::Utkface,
+            weight: 1.0,
+            train,
+            val,
+        }]
     }
 
     fn opts(arch: Arch, width: f64, out: &Path) -> TrainOptions {
@@ -514,6 +818,7 @@ mod tests {
             resume: false,
             max_steps_per_epoch: Some(2),
             crop_margin: 0.25,
+            augment: AugmentSet::Basic,
             progress: false,
         }
     }
@@ -533,7 +838,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ck = dir.path().join("ck");
         let data = synthetic(12, 40);
-        let state = train(&opts(arch, width, &ck), &data, &synthetic(4, 40)).unwrap();
+        let state = train(
+            &opts(arch, width, &ck),
+            one(synthetic(12, 40), synthetic(4, 40)),
+        )
+        .unwrap();
         assert_eq!((state.epoch, state.step, state.history.len()), (2, 4, 2));
         let onnx = dir.path().join("m.onnx");
         export(&ck, &onnx).unwrap();
@@ -589,7 +898,7 @@ mod tests {
         let x = {
             let small = InMemory {
                 images: crops.clone(),
-                ages: vec![0; 3],
+                ages: vec![AgeLabel::Exact(0); 3],
                 genders: vec![0; 3],
             };
             batch_tensor(&small, &[0, 1, 2], 32, None).unwrap()
@@ -616,18 +925,18 @@ mod tests {
     fn resume_continues_from_the_saved_epoch() {
         let dir = tempfile::tempdir().unwrap();
         let ck = dir.path().join("ck");
-        let data = synthetic(8, 36);
+        let data = || synthetic(8, 36);
         let mut o = opts(Arch::Scratch, 0.25, &ck);
         o.epochs = 1;
-        let first = train(&o, &data, &data).unwrap();
+        let first = train(&o, one(data(), data())).unwrap();
         assert_eq!(first.epoch, 1);
         o.epochs = 2;
         o.resume = true;
-        let second = train(&o, &data, &data).unwrap();
+        let second = train(&o, one(data(), data())).unwrap();
         assert_eq!((second.epoch, second.step), (2, 4));
         assert_eq!(second.history[0], first.history[0]);
         o.net.width = 0.5;
-        let err = train(&o, &data, &data).unwrap_err().to_string();
+        let err = train(&o, one(data(), data())).unwrap_err().to_string();
         assert!(err.contains("--resume"), "{err}");
     }
 
@@ -638,16 +947,16 @@ mod tests {
     fn init_checkpoint_carries_weights_to_another_input_size() {
         let dir = tempfile::tempdir().unwrap();
         let (from, to) = (dir.path().join("from"), dir.path().join("to"));
-        let data = synthetic(8, 48);
+        let data = || synthetic(8, 48);
         let mut o = opts(Arch::Mobilenetv2, 0.35, &from);
         o.epochs = 1;
-        train(&o, &data, &data).unwrap();
+        train(&o, one(data(), data())).unwrap();
 
         o.out = to.clone();
         o.net.input_size = 40;
         o.lr = 1e-9;
         o.init_checkpoint = Some(from.clone());
-        let state = train(&o, &data, &data).unwrap();
+        let state = train(&o, one(data(), data())).unwrap();
         assert_eq!((state.epoch, state.step, state.net.input_size), (1, 2, 40));
         assert_eq!(state.init_checkpoint.as_deref(), Some(from.as_path()));
 
@@ -674,10 +983,134 @@ mod tests {
         // Another width does not fit the saved tensors: refused with both named.
         o.out = dir.path().join("other");
         o.net.width = 0.5;
-        let err = train(&o, &data, &data).unwrap_err().to_string();
+        let err = train(&o, one(data(), data())).unwrap_err().to_string();
         assert!(
             err.contains("--init-checkpoint") && err.contains("0.35"),
             "{err}"
         );
+    }
+
+    /// Two datasets train together: each is drawn weight × its size per epoch, each is
+    /// validated on its own, group labels score the 9-group accuracy, and the export's licence
+    /// follows every dataset behind the weights, through --init-checkpoint too.
+    #[test]
+    fn datasets_mix_by_weight_validate_apart_and_carry_their_licence() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("ck");
+        let grouped = |n: usize| {
+            let mut d = synthetic(n, 36);
+            d.ages = (0..n)
+                .map(|i| {
+                    let (lo, hi) = crate::train::dataset::FAIRFACE_GROUPS[i % 9];
+                    AgeLabel::Range(lo, hi)
+                })
+                .collect();
+            d
+        };
+        let sources = || {
+            vec![
+                DataSource {
+                    kind: DataKind::Fairface,
+                    weight: 0.5,
+                    train: grouped(16),
+                    val: grouped(9),
+                },
+                DataSource {
+                    kind: DataKind::Utkface,
+                    weight: 2.0,
+                    train: synthetic(4, 36),
+                    val: synthetic(3, 36),
+                },
+            ]
+        };
+        let mix = Mixture::new(sources());
+        let order = mix.epoch_order(&mut rand::rngs::StdRng::seed_from_u64(3));
+        assert_eq!(order.len(), 8 + 8);
+        let fair: std::collections::HashSet<usize> =
+            order.iter().copied().filter(|&i| i < 16).collect();
+        assert_eq!(fair.len(), 8, "half of FairFace, each once");
+        for i in 16..20 {
+            assert_eq!(
+                order.iter().filter(|&&j| j == i).count(),
+                2,
+                "UTKFace twice"
+            );
+        }
+
+        let mut o = opts(Arch::Scratch, 0.25, &ck);
+        o.max_steps_per_epoch = None;
+        let state = train(&o, sources()).unwrap();
+        let last = state.history.last().unwrap();
+        assert_eq!(last.steps, 4);
+        let kinds: Vec<DataKind> = last.val.iter().map(|v| v.data).collect();
+        assert_eq!(kinds, vec![DataKind::Fairface, DataKind::Utkface]);
+        assert_eq!(last.val[0].mae, None);
+        assert!(last.val[0].range_accuracy.is_some());
+        assert_eq!((last.val[1].faces, last.val[1].exact_faces), (3, 3));
+        assert_eq!(last.val_mae, last.val[1].mae);
+
+        let meta = |ck: &Path| {
+            let bytes = export_bytes(ck).unwrap();
+            let model = crate::model::onnx_build::read_metadata(&bytes).unwrap();
+            (
+                model["agecam.training_data"].clone(),
+                model["agecam.commercial_use"].clone(),
+            )
+        };
+        assert_eq!(
+            meta(&ck),
+            ("UTKFace + FairFace".to_string(), "not allowed".to_string())
+        );
+
+        // FairFace alone may be used commercially...
+        let fair_ck = dir.path().join("fair");
+        o.out = fair_ck.clone();
+        let only_fair = || {
+            vec![DataSource {
+                kind: DataKind::Fairface,
+                weight: 1.0,
+                train: grouped(16),
+                val: grouped(9),
+            }]
+        };
+        train(&o, only_fair()).unwrap();
+        assert_eq!(
+            meta(&fair_ck),
+            ("FairFace".to_string(), "allowed".to_string())
+        );
+        // ...but not once it starts from weights that saw UTKFace.
+        o.out = dir.path().join("tuned");
+        o.init_checkpoint = Some(ck.clone());
+        let state = train(&o, only_fair()).unwrap();
+        assert_eq!(
+            state.learnt_from(),
+            vec![DataKind::Utkface, DataKind::Fairface]
+        );
+        assert_eq!(meta(&o.out).1, "not allowed");
+    }
+
+    #[test]
+    fn data_arguments_parse_with_format_and_weight() {
+        let spec: DataSpec = "fairface:/c/ff:0.5".parse().unwrap();
+        assert_eq!(
+            spec,
+            DataSpec {
+                kind: DataKind::Fairface,
+                cache: PathBuf::from("/c/ff"),
+                weight: 0.5
+            }
+        );
+        let spec: DataSpec = "utkface:cache".parse().unwrap();
+        assert_eq!((spec.kind, spec.weight), (DataKind::Utkface, 1.0));
+        let spec: DataSpec = "cache/".parse().unwrap();
+        assert_eq!(
+            (spec.kind, spec.cache),
+            (DataKind::Utkface, PathBuf::from("cache/"))
+        );
+        assert!("imdb:x".parse::<DataSpec>().unwrap_err().contains("imdb"));
+        assert!("fairface:x:-1"
+            .parse::<DataSpec>()
+            .unwrap_err()
+            .contains("-1"));
     }
 }
