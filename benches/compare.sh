@@ -18,7 +18,7 @@ if [ -e "$LOG_DIR" ] && [ -n "$(ls -A "$LOG_DIR")" ]; then
   echo "log folder $LOG_DIR is not empty; give a new LOG_DIR" >&2; exit 1
 fi
 mkdir -p "$LOG_DIR"
-cargo build --release --quiet --features train --bin agecam-host
+cargo build --release --quiet -p agecam-host
 BIN="${CARGO_TARGET_DIR:-target}/release/agecam-host"
 # The RESULT field of a log this run wrote; fails loudly when the run produced none.
 field() {

@@ -6,9 +6,9 @@
 //! `minutes N` runs N simulated minutes (10 fps, one person in view for the first 20 s of each
 //! minute, 60 s intervals); `finish` ends the run as a clean shutdown does and exits.
 
+use agecam::buckets::AgeBuckets;
+use agecam::face::FaceResult;
 use agecam::model::{AgeGender, Gender};
-use agecam::pipeline::FaceResult;
-use agecam::stats::aggregate::AgeBuckets;
 use agecam::stats::tracker::TrackerSettings;
 use agecam::stats::{Clock, ManualClock, StatsRecorder, StatsSettings};
 use agecam::vision::FaceBox;

@@ -5,6 +5,7 @@
 //! fall back to a default for months. Every error names the file, the key, what was found and
 //! what is allowed, on one line, so it reads well in `journalctl`.
 
+use crate::buckets::AgeBuckets;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -462,8 +463,8 @@ pub struct StatsConfig {
     pub visit_gap_seconds: f32,
     /// Tracks seen in fewer frames are not counted (passing false detections).
     pub min_track_frames: u32,
-    /// Lower bounds of the age buckets, rising from 0.
-    pub age_buckets: Vec<u32>,
+    /// The age buckets, from lower bounds rising from 0 (checked as the file is read).
+    pub age_buckets: AgeBuckets,
     /// Smallest count published by exports and pushes.
     pub k_anonymity: u32,
     /// Laplace noise on published counts; 0 turns it off.
@@ -480,7 +481,7 @@ impl Default for StatsConfig {
             interval_minutes: 15,
             visit_gap_seconds: 3.0,
             min_track_frames: 3,
-            age_buckets: vec![0, 13, 18, 25, 35, 45, 55, 65],
+            age_buckets: AgeBuckets::default(),
             k_anonymity: 5,
             laplace_epsilon: 0.0,
             retention_days: 365,
@@ -745,13 +746,6 @@ impl Config {
                 "stats.min_track_frames",
                 st.min_track_frames,
                 "1 to 1000 frames",
-            );
-        }
-        if let Err(problem) = crate::stats::aggregate::AgeBuckets::new(st.age_buckets.clone()) {
-            return bad(
-                "stats.age_buckets",
-                format!("{:?}", st.age_buckets),
-                &format!("bounds starting at 0 and rising ({problem})"),
             );
         }
         if !(1..=1000).contains(&st.k_anonymity) {

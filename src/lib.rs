@@ -2,14 +2,38 @@
 //!
 //! The device path is a pipeline of stages, each in its own module:
 //! [`capture`] (frames) → [`vision`] (faces, crops) → [`model`] (age, gender) →
-//! [`display`] (overlay) and statistics. [`pipeline`] wires them together; [`config`] holds the
-//! daemon's settings. The host tool's training code lives in `train` (feature `train`).
+//! [`display`] (overlay) and [`stats`] (anonymous counts, pushed by [`push`]). [`pipeline`]
+//! wires them together; [`config`] holds the daemon's settings. Lower layers ([`face`],
+//! [`buckets`], [`config`], [`model`], [`vision`], [`capture`]) never import the upper ones.
+//! The host tool (datasets, training, evaluation, export, quantization) is its own crate,
+//! `agecam-host` (`host/`), built on this one.
+//!
+//! A model passes through typed stages at load — the manifest, its hash-checked files, the
+//! loaded pipeline — and then runs frame by frame. The first built-in demo frame (a portrait
+//! of one woman; `tests/data/SOURCES.md`) through the bundled models:
+//!
+//! ```
+//! use agecam::capture::{demo_frames, FrameSource};
+//! use agecam::config::Config;
+//! use agecam::pipeline::Pipeline;
+//!
+//! let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+//! let mut pipeline = Pipeline::load(&Config::default(), &models)?;
+//! let frame = demo_frames(false).next_frame()?.expect("the demo has frames");
+//! let (faces, _stage_times) = pipeline.process(&frame.image)?;
+//! assert_eq!(faces.len(), 1);
+//! let estimate = faces[0].estimate.expect("the bundled age/gender model is installed");
+//! assert!(estimate.age > 20.0 && estimate.age < 65.0, "{estimate:?}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub mod buckets;
 pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod display;
 mod error;
+pub mod face;
 pub mod fault_log;
 #[cfg(test)]
 mod fuzz_seeds;
@@ -19,10 +43,6 @@ pub mod pipeline;
 pub mod push;
 pub mod stats;
 pub mod systemd;
-#[cfg(any(test, feature = "train"))]
-pub mod tflite;
 pub mod vision;
 
 pub use error::{Error, Result};
-// Training needs feature `train`; only its dataset label parsing is built without it.
-pub mod train;

@@ -7,6 +7,7 @@ use crate::capture::FrameSource;
 use crate::config::Config;
 use crate::config::DetectorKind;
 use crate::display::{Display, Status};
+use crate::face::{FaceResult, StageTimes};
 use crate::fault_log::{FaultKind, FaultLog};
 use crate::model::{AgeGender, AgeGenderModel, Manifest, Role};
 use crate::stats::{Clock, StatsRecorder};
@@ -17,21 +18,6 @@ use image::RgbImage;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// One face and what the model says about it (`None` while no age/gender model is installed).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct FaceResult {
-    pub face: FaceBox,
-    pub estimate: Option<AgeGender>,
-}
-
-/// Time spent in each stage for one frame.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct StageTimes {
-    pub detect: Duration,
-    pub crop: Duration,
-    pub infer: Duration,
-}
 
 /// The vision and model stages, loaded once.
 pub struct Pipeline {

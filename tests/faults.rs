@@ -5,11 +5,11 @@
 //! running, count every fault, log each kind once (then only summaries) and store statistics
 //! that are exact for the good frames.
 
+use agecam::buckets::AgeBuckets;
 use agecam::capture::convert::{decode_mjpeg, yuyv_to_rgb};
 use agecam::capture::{CaptureError, Frame, FrameSource};
 use agecam::display::{Display, PngSnapshots, Status};
 use agecam::pipeline::{run, FaceResult, Pipeline, RunLimits};
-use agecam::stats::aggregate::AgeBuckets;
 use agecam::stats::store::Store;
 use agecam::stats::tracker::TrackerSettings;
 use agecam::stats::{Clock, ManualClock, StatsRecorder, StatsSettings};

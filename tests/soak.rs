@@ -7,10 +7,10 @@
 //! `real_models_keep_memory_flat_and_repeat_exactly` (ignored: minutes) runs the shipped
 //! BlazeFace and int8 age/gender model on the demo frames, pass after pass.
 
+use agecam::buckets::AgeBuckets;
 use agecam::capture::{Frame, FrameSource};
 use agecam::display::NoDisplay;
 use agecam::pipeline::{run, Pipeline, RunLimits, RunSummary};
-use agecam::stats::aggregate::AgeBuckets;
 use agecam::stats::store::Store;
 use agecam::stats::tracker::TrackerSettings;
 use agecam::stats::{Clock, ManualClock, StatsRecorder, StatsSettings};

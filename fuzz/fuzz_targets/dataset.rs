@@ -2,7 +2,7 @@
 //! labels in range or a reason, never a panic.
 #![no_main]
 
-use agecam::train::dataset::{parse_kaggle_csv, parse_utkface_name, GroupLimits};
+use agecam_host::dataset::{parse_kaggle_csv, parse_utkface_name, GroupLimits};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

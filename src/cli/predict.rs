@@ -2,7 +2,8 @@
 
 use crate::capture::stills::decode_file;
 use crate::display::{annotate, write_png_atomically, Status};
-use crate::pipeline::{FaceResult, Pipeline};
+use crate::face::FaceResult;
+use crate::pipeline::Pipeline;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,6 @@ use crate::config::{CameraSource, Config, DisplayTarget, StatsConfig};
 use crate::display::{Display, NoDisplay, PngSnapshots};
 use crate::pipeline::{run, Pipeline, RunLimits};
 use crate::push::{PushSettings, Pusher};
-use crate::stats::aggregate::AgeBuckets;
 use crate::stats::privacy::PrivacySettings;
 use crate::stats::tracker::TrackerSettings;
 use crate::stats::{Clock, StatsRecorder, StatsSettings, SystemClock};
@@ -160,7 +159,7 @@ pub fn stats_settings(stats: &StatsConfig) -> anyhow::Result<StatsSettings> {
         unit_id: stats.unit_id(),
         database: stats.database(),
         interval_s: stats.interval_minutes as i64 * 60,
-        buckets: AgeBuckets::new(stats.age_buckets.clone()).map_err(anyhow::Error::msg)?,
+        buckets: stats.age_buckets.clone(),
         tracker: TrackerSettings {
             visit_gap: std::time::Duration::from_secs_f32(stats.visit_gap_seconds),
             min_frames: stats.min_track_frames,

@@ -10,7 +10,7 @@ pub use super::packed::{Channel, PixelLayout};
 use super::packed::PackedCanvas;
 use super::{draw_overlay, Display, Status};
 use crate::capture::Frame;
-use crate::pipeline::FaceResult;
+use crate::face::FaceResult;
 use crate::Error;
 use std::fs::File;
 use std::os::unix::fs::FileExt;

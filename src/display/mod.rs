@@ -13,7 +13,7 @@ pub use overlay::{draw_overlay, Status};
 pub use png::{annotate, write_png_atomically, PngSnapshots, RgbCanvas};
 
 use crate::capture::Frame;
-use crate::pipeline::FaceResult;
+use crate::face::FaceResult;
 
 /// Somewhere the annotated frame goes: a screen, PNG files, or nowhere.
 pub trait Display {

@@ -1,7 +1,7 @@
 //! The overlay: the camera image scaled to the panel, a box and a label per face, and a status
 //! line with fps and face count. Sized for panels from 240×240 up.
 
-use crate::pipeline::FaceResult;
+use crate::face::FaceResult;
 use embedded_graphics::mono_font::ascii::{FONT_10X20, FONT_6X10};
 use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
 use embedded_graphics::pixelcolor::Rgb888;

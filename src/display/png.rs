@@ -3,7 +3,7 @@
 
 use super::{draw_overlay, Display, Status};
 use crate::capture::Frame;
-use crate::pipeline::FaceResult;
+use crate::face::FaceResult;
 use crate::Error;
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;

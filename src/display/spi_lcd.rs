@@ -14,7 +14,7 @@ use super::packed::{PackedCanvas, PixelLayout};
 use super::{draw_overlay, Display, Status};
 use crate::capture::Frame;
 use crate::config::{LcdColorOrder, LcdController, SpiLcdConfig};
-use crate::pipeline::FaceResult;
+use crate::face::FaceResult;
 use crate::Error;
 use embedded_graphics::pixelcolor::raw::RawU16;
 use embedded_graphics::pixelcolor::Rgb565;

@@ -4,10 +4,8 @@ pub mod age_gender;
 pub mod inspect;
 pub mod manifest;
 pub mod nnef_cache;
-#[cfg(any(test, feature = "train"))]
+#[cfg(any(test, feature = "onnx-writer"))]
 pub mod onnx_build;
-#[cfg(any(test, feature = "train"))]
-pub mod tflite_onnx;
 
 pub use age_gender::AgeGenderModel;
 pub use manifest::{Manifest, Role};

@@ -7,7 +7,8 @@ pub mod privacy;
 pub mod store;
 pub mod tracker;
 
-use aggregate::{AgeBuckets, Aggregator, IntervalStats};
+use crate::buckets::AgeBuckets;
+use aggregate::{Aggregator, IntervalStats};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -154,7 +155,7 @@ impl StatsRecorder {
     }
 
     /// One processed frame and its faces.
-    pub fn on_frame(&mut self, faces: &[crate::pipeline::FaceResult], clock: &dyn Clock) {
+    pub fn on_frame(&mut self, faces: &[crate::face::FaceResult], clock: &dyn Clock) {
         let now = clock.wall();
         let mut done = self.aggregator.record_frame(now);
         for visit in self.tracker.update(faces, clock.monotonic()) {
@@ -269,8 +270,8 @@ impl StatsRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::face::FaceResult;
     use crate::model::{AgeGender, Gender};
-    use crate::pipeline::FaceResult;
     use crate::vision::FaceBox;
 
     fn face(x: f32, age: f32, gender: Gender) -> FaceResult {

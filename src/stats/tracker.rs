@@ -2,8 +2,8 @@
 //! and distance in time, never by what a face looks like (no embeddings, no identity). A track
 //! becomes one visit when its face has been gone for a while.
 
+use crate::face::FaceResult;
 use crate::model::{AgeGender, Gender};
-use crate::pipeline::FaceResult;
 use crate::vision::FaceBox;
 use std::time::{Duration, Instant};
 

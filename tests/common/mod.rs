@@ -1,4 +1,5 @@
-//! Helpers shared by the end-to-end tests that run the `agecam` and `agecam-host` binaries.
+//! Helpers shared by the end-to-end tests that run the `agecam` and `agecam-host` binaries
+//! (the host crate's tests include this file too).
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::process::{Command, Output};
 /// environment a user's shell might add removed and info logging on.
 pub fn command(exe: &str) -> Command {
     let mut cmd = Command::new(exe);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+    cmd.current_dir(repo())
         .env_remove("AGECAM_CONFIG")
         .env_remove("CACHE_DIRECTORY")
         .env("RUST_LOG", "info");
@@ -31,9 +32,17 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// The repository's top folder (where `models/` and `tests/data/` are): the device crate's
+/// folder, which is the host crate's parent.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("models/manifest.json").is_file())
+        .expect("tests run inside the agecam repository (models/manifest.json above them)")
+        .to_path_buf()
+}
+
 /// A file under `tests/data`.
 pub fn data(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(path)
+    repo().join("tests/data").join(path)
 }

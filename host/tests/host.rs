@@ -1,11 +1,11 @@
 //! End-to-end tests of `agecam-host eval` (and `quantize`) on tiny datasets the tests lay out
 //! themselves from the bundled redistributable photos, with the shipped models: the report
 //! folder, its numbers and its charts, for both dataset layouts.
-#![cfg(feature = "train")]
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::{data, run_ok, text};
 
@@ -186,4 +186,139 @@ fn eval_names_a_missing_dataset_folder() {
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("/nonexistent/utk"), "{stderr}");
+}
+
+/// The bundled portraits laid out as `../shared/data/fairface.sh` lays out FairFace: the two
+/// label files (with the mangled `03-Sep` / `Oct-19` names) and `fair_face/{train,val}/`.
+fn fairface_fixture(dir: &Path) {
+    for (split, n, src) in [
+        ("train", 1, "faces/astronaut_eileen_collins.jpg"),
+        ("train", 2, "faces/luis_pedro_coelho.jpg"),
+        ("train", 3, "faces/grace_hopper_navy_portrait.jpg"),
+        ("val", 1, "faces/grace_hopper_navy_portrait.jpg"),
+        ("val", 2, "faces/astronaut_eileen_collins.jpg"),
+        ("val", 3, "faces/luis_pedro_coelho.jpg"),
+    ] {
+        let folder = dir.join("fair_face").join(split);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(data(src), folder.join(format!("{n}.jpg"))).unwrap();
+    }
+    std::fs::write(
+        dir.join("fairface_label_train.csv"),
+        "file,age,gender,race,service_test\n\
+         train/1.jpg,40-49,Female,White,TRUE\n\
+         train/2.jpg,Oct-19,Male,White,FALSE\n\
+         train/3.jpg,more than 70,Female,White,TRUE\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fairface_label_val.csv"),
+        "file,age,gender,race,service_test\n\
+         val/1.jpg,more than 70,Female,White,TRUE\n\
+         val/2.jpg,40-49,Female,White,TRUE\n\
+         val/3.jpg,30-39,Male,Latino_Hispanic,FALSE\n",
+    )
+    .unwrap();
+}
+
+/// FairFace end to end: `dataset` reports its own split, `eval` scores its validation files
+/// with the 9-group metrics and no age MAE (it has no exact ages), `crops` keeps the group
+/// labels and the split, and `train` runs on the cache with the group likelihood.
+#[test]
+fn fairface_layout_evaluates_crops_and_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("fairface");
+    fairface_fixture(&ds);
+
+    let out = run_ok(
+        host()
+            .args(["dataset", "--format", "fairface", "--data"])
+            .arg(&ds),
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("train:      3") && stdout.contains("validation: 3"),
+        "{stdout}"
+    );
+
+    let report = dir.path().join("report");
+    let out = run_ok(
+        host()
+            .args(["eval", "--format", "fairface", "--data"])
+            .arg(&ds)
+            .arg("--report")
+            .arg(&report),
+    );
+    let summary = last_json(&out);
+    assert_eq!(summary["n"], 3, "{summary}");
+    assert!(summary["age_mae"].is_null(), "{summary}");
+    let nine = summary["group9_acc"].as_f64().unwrap();
+    let within = summary["group9_within_one"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&nine) && within >= nine, "{summary}");
+    assert!(summary["gender_acc"].is_number(), "{summary}");
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("9-group acc.") && md.contains("| latinohispanic |"),
+        "{md}"
+    );
+
+    let cache = dir.path().join("cache");
+    run_ok(
+        host()
+            .args(["crops", "--format", "fairface", "--data"])
+            .arg(&ds)
+            .arg("--out")
+            .arg(&cache),
+    );
+    let labels = std::fs::read_to_string(cache.join("labels.csv")).unwrap();
+    assert!(
+        labels.starts_with("crop,source,age,gender,split\n"),
+        "{labels}"
+    );
+    assert!(
+        labels.contains("train_2.jpg.png,train_2.jpg,10-19,0,train")
+            && labels.contains("val_1.jpg.png,val_1.jpg,70-100,1,val"),
+        "{labels}"
+    );
+
+    let run = dir.path().join("run");
+    let out = run_ok(
+        host()
+            .args(["train", "--data"])
+            .arg(format!("fairface:{}", cache.display()))
+            .args([
+                "--input-size",
+                "32",
+                "--width",
+                "0.35",
+                "--epochs",
+                "1",
+                "--batch",
+                "2",
+                "--warmup-steps",
+                "1",
+                "--augment",
+                "camera",
+                "--out",
+            ])
+            .arg(&run),
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("FairFace gender") && stdout.contains("9-group"),
+        "{stdout}"
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("history.json")).unwrap()).unwrap();
+    assert_eq!(history[0]["val"][0]["data"], "fairface", "{history}");
+    assert_eq!(history[0]["val"][0]["faces"], 3, "{history}");
+    let onnx = dir.path().join("m.onnx");
+    run_ok(
+        host()
+            .args(["export", "--checkpoint"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&onnx),
+    );
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 10_000);
 }

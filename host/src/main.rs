@@ -1,9 +1,9 @@
 //! `agecam-host`: the x86 host tool that turns face datasets into models the device runs.
 
 use agecam::cli::{self, predict::PredictArgs};
-use agecam::train::dataset::{self, GroupLimits};
-use agecam::train::net::{Arch, NetConfig};
-use agecam::train::trainer::{self, TrainOptions};
+use agecam_host::dataset::{self, GroupLimits};
+use agecam_host::net::{Arch, NetConfig};
+use agecam_host::trainer::{self, TrainOptions};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -181,7 +181,7 @@ struct TrainArgs {
     /// Augmentation: `basic` (flip, small shift/scale, brightness/contrast) or `camera`
     /// (also looser crops, rotation, colour casts, grayscale, blur, noise, JPEG).
     #[arg(long, value_enum, default_value = "basic")]
-    augment: agecam::train::crops::AugmentSet,
+    augment: agecam_host::crops::AugmentSet,
     #[arg(long, value_enum, default_value = "mobilenetv2")]
     arch: Arch,
     #[arg(long, default_value_t = 96)]
@@ -235,16 +235,16 @@ struct QuantizeArgs {
     #[arg(long, value_name = "FILE.onnx")]
     out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "integer")]
-    form: agecam::train::quantize::Form,
+    form: agecam_host::quantize::Form,
     /// Which convolutions the integer form computes in integers.
     #[arg(long, value_enum, default_value = "pointwise")]
-    integer_layers: agecam::train::quantize::IntegerLayers,
+    integer_layers: agecam_host::quantize::IntegerLayers,
     /// Keep the first convolution (reading the image) in float in the integer form.
     #[arg(long)]
     float_first: bool,
     /// Weight tensors with fewer values than this stay float (the small early layers are the
     /// most sensitive to rounding and a tiny share of the file); 0 quantizes every weight.
-    #[arg(long, value_name = "N", default_value_t = agecam::train::quantize::DEFAULT_FLOAT_BELOW)]
+    #[arg(long, value_name = "N", default_value_t = agecam_host::quantize::DEFAULT_FLOAT_BELOW)]
     float_below: usize,
     #[arg(long, default_value = "percentile", value_parser = ["minmax", "percentile"])]
     calib_method: String,
@@ -370,11 +370,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             infer_steps,
         } => {
             let backend = match backend.as_str() {
-                "custom" => agecam::train::mobilenet_v2::Backend::Custom,
-                "plain" => agecam::train::mobilenet_v2::Backend::Plain,
+                "custom" => agecam_host::mobilenet_v2::Backend::Custom,
+                "plain" => agecam_host::mobilenet_v2::Backend::Plain,
                 other => anyhow::bail!("--backend {other}: use custom or plain"),
             };
-            agecam::train::bench::bench_train(
+            agecam_host::bench::bench_train(
                 *size,
                 *batch,
                 *steps,
@@ -386,7 +386,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ConvertDetector { tflite, out } => {
-            let summary = agecam::model::tflite_onnx::convert_file(tflite, out)?;
+            let summary = agecam_host::tflite_onnx::convert_file(tflite, out)?;
             println!(
                 "{}: {} operators ({} DEQUANTIZE folded into float32 weights), sha256 {}",
                 tflite.display(),
@@ -431,7 +431,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn quantize_command(a: &QuantizeArgs) -> anyhow::Result<ExitCode> {
-    use agecam::train::quantize::{self, CalibMethod, QuantizeOptions};
+    use agecam_host::quantize::{self, CalibMethod, QuantizeOptions};
     let Some(out) = &a.out else {
         anyhow::ensure!(
             a.explain,
@@ -497,7 +497,7 @@ fn crops_command(
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let report = agecam::train::crops::make_crops(
+    let report = agecam_host::crops::make_crops(
         &loaded.samples,
         detector.as_mut(),
         config.detector.crop_margin,
@@ -539,7 +539,7 @@ fn crops_command(
 
 fn eval_command(config_file: Option<&std::path::Path>, a: &EvalArgs) -> anyhow::Result<ExitCode> {
     use agecam::model::Role;
-    use agecam::train::eval::{self, EvalRun, Subset};
+    use agecam_host::eval::{self, EvalRun, Subset};
     anyhow::ensure!(
         (0.0..1.0).contains(&a.val_split),
         "--val-split {} is out of range: give a fraction from 0.0 up to (not including) 1.0",

@@ -1,9 +1,9 @@
 //! Quantizer tests on a small MobileNet-like network built here (no downloaded data).
 
 use super::*;
-use crate::model::age_gender::{keys, AgeGenderModel};
-use crate::model::inspect::explain;
-use crate::model::onnx_build::{Attr, GraphBuilder};
+use agecam::model::age_gender::{keys, AgeGenderModel};
+use agecam::model::inspect::explain;
+use agecam::model::onnx_build::{Attr, GraphBuilder};
 use rand::{RngExt, SeedableRng};
 use tract_onnx::prelude::DatumType;
 

@@ -17,8 +17,8 @@
 use super::crops::{self, AgeLabel, Augment, AugmentSet, InMemory};
 use super::dataset::GroupLimits;
 use super::net::{self, Net, NetConfig};
-use crate::model::age_gender::keys;
-use crate::model::onnx_build::GraphBuilder;
+use agecam::model::age_gender::keys;
+use agecam::model::onnx_build::GraphBuilder;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -763,8 +763,8 @@ pub fn export(checkpoint: &Path, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::age_gender::AgeGenderModel;
-    use crate::train::net::Arch;
+    use crate::net::Arch;
+    use agecam::model::age_gender::AgeGenderModel;
     use image::{Rgb, RgbImage};
     use tract_onnx::prelude::Tensor;
     use tract_onnx::prelude::*;
@@ -1001,7 +1001,7 @@ mod tests {
             let mut d = synthetic(n, 36);
             d.ages = (0..n)
                 .map(|i| {
-                    let (lo, hi) = crate::train::dataset::FAIRFACE_GROUPS[i % 9];
+                    let (lo, hi) = crate::dataset::FAIRFACE_GROUPS[i % 9];
                     AgeLabel::Range(lo, hi)
                 })
                 .collect();
@@ -1051,7 +1051,7 @@ mod tests {
 
         let meta = |ck: &Path| {
             let bytes = export_bytes(ck).unwrap();
-            let model = crate::model::onnx_build::read_metadata(&bytes).unwrap();
+            let model = agecam::model::onnx_build::read_metadata(&bytes).unwrap();
             (
                 model["agecam.training_data"].clone(),
                 model["agecam.commercial_use"].clone(),

@@ -922,8 +922,8 @@ mod tests {
     use std::path::PathBuf;
 
     fn blazeface_bytes() -> Vec<u8> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/blazeface/face_detection_short_range.tflite");
+        let path =
+            crate::test_repo().join("tests/data/blazeface/face_detection_short_range.tflite");
         std::fs::read(path).unwrap()
     }
 
@@ -1020,8 +1020,8 @@ mod tests {
     /// not part of the repository, so the test says so and passes when the file is absent.
     #[test]
     fn reads_quantized_mobilenet_v2_when_present() {
-        let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/data/pretrained/mobilenet_v2_1.0_224_quant.tflite");
+        let path: PathBuf =
+            crate::test_repo().join("../shared/data/pretrained/mobilenet_v2_1.0_224_quant.tflite");
         if !path.exists() {
             eprintln!(
                 "skipping: {} is absent (it lives in the shared data folder, not in the repository)",

@@ -10,7 +10,7 @@
 
 use super::crops::AgeLabel;
 use super::mobilenet_v2::{Backend, Config, ConvBn, Kind, MobileNetV2, Norm};
-use crate::model::onnx_build::{Attr, GraphBuilder};
+use agecam::model::onnx_build::{Attr, GraphBuilder};
 use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{Init, Linear, ModuleT, VarBuilder, VarMap};
 
@@ -175,8 +175,8 @@ impl Net {
         ex.g.node("GlobalAveragePool", &[&features], &[&pooled], &[]);
         let flat = ex.name("flat");
         ex.g.node("Flatten", &[&pooled], &[&flat], &[Attr::Int("axis", 1)]);
-        let age_out = ex.linear(age, &flat, crate::model::age_gender::AGE_OUTPUT)?;
-        let gender_out = ex.linear(gender, &flat, crate::model::age_gender::GENDER_OUTPUT)?;
+        let age_out = ex.linear(age, &flat, agecam::model::age_gender::AGE_OUTPUT)?;
+        let gender_out = ex.linear(gender, &flat, agecam::model::age_gender::GENDER_OUTPUT)?;
         Ok((age_out, gender_out))
     }
 }

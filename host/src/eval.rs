@@ -5,14 +5,12 @@
 //! Several models can be scored in one run on the same faces (float vs int8 forms), so their
 //! differences are not blurred by different detections or image sets.
 
-use crate::model::{AgeGender, AgeGenderModel, Gender};
-use crate::train::crops::find_face;
-use crate::train::dataset::{
-    fairface_group_of, AgeGroup, GroupLimits, Race, Sample, FAIRFACE_GROUPS,
-};
-use crate::train::plot::{self, LineChart, Series};
-use crate::vision::crop::crop_face;
-use crate::vision::FaceDetector;
+use crate::crops::find_face;
+use crate::dataset::{fairface_group_of, AgeGroup, GroupLimits, Race, Sample, FAIRFACE_GROUPS};
+use crate::plot::{self, LineChart, Series};
+use agecam::model::{AgeGender, AgeGenderModel, Gender};
+use agecam::vision::crop::crop_face;
+use agecam::vision::FaceDetector;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -487,14 +485,14 @@ pub fn write_report(
     data: &Path,
     subset: Subset,
     limits: &GroupLimits,
-    history: Option<&[crate::train::trainer::EpochRecord]>,
+    history: Option<&[crate::trainer::EpochRecord]>,
 ) -> Result<Vec<String>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the report folder {}", dir.display()))?;
     let mut written = Vec::new();
     let mut csvs = Vec::new();
     let mut save = |name: String, img: image::RgbImage| -> Result<()> {
-        crate::display::write_png_atomically(&img, &dir.join(&name))?;
+        agecam::display::write_png_atomically(&img, &dir.join(&name))?;
         written.push(name);
         Ok(())
     };
@@ -664,7 +662,7 @@ pub fn write_report(
         writeln!(md, "\n![gender ROC](roc_gender.png)")?;
     }
     if let Some(h) = history.filter(|h| !h.is_empty()) {
-        let xs = |f: &dyn Fn(&crate::train::trainer::EpochRecord) -> Option<f64>| {
+        let xs = |f: &dyn Fn(&crate::trainer::EpochRecord) -> Option<f64>| {
             h.iter()
                 .filter_map(|r| f(r).map(|y| (r.epoch as f64, y)))
                 .collect::<Vec<_>>()

@@ -1,4 +1,4 @@
-//! Training crops: the device's face detector and [`crate::vision::crop::crop_face`] run over
+//! Training crops: the device's face detector and [`agecam::vision::crop::crop_face`] run over
 //! a dataset once, the crops cached as PNG files with a label index, and the in-memory batches
 //! (with augmentation) the trainer reads from that cache.
 //!
@@ -11,10 +11,10 @@
 //! A re-run skips every source that already has a crop or a miss entry, so an interrupted run
 //! resumes where it stopped.
 
-use crate::model::Gender;
-use crate::train::dataset::{self, Sample, Split};
-use crate::vision::crop::crop_face;
-use crate::vision::{FaceBox, FaceDetector};
+use crate::dataset::{self, Sample, Split};
+use agecam::model::Gender;
+use agecam::vision::crop::crop_face;
+use agecam::vision::{FaceBox, FaceDetector};
 use anyhow::{Context, Result};
 use image::{Rgb, RgbImage};
 use rand::SeedableRng;
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 /// Side of the cached crops. Training resamples them to its input size (with a small random
 /// shift/scale), so the cache serves every input size up to this one; the device's
 /// `crop_face` takes the same two steps.
-pub const CROP_SIZE: u32 = crate::vision::crop::FRAMING_SIZE;
+pub const CROP_SIZE: u32 = agecam::vision::crop::FRAMING_SIZE;
 
 /// What a crop's age label says: an exact age (UTKFace) or an inclusive range (FairFace's
 /// groups).
@@ -108,14 +108,14 @@ pub struct CropReport {
 /// what short-range detectors are trained on. Returns the box in image coordinates and
 /// whether padding was needed.
 pub fn find_face(det: &mut dyn FaceDetector, img: &RgbImage) -> Option<(FaceBox, bool)> {
-    if let Some(f) = crate::vision::largest_faces(det.detect(img), 1).pop() {
+    if let Some(f) = agecam::vision::largest_faces(det.detect(img), 1).pop() {
         return Some((f, false));
     }
     let (w, h) = img.dimensions();
     let (ox, oy) = (w / 2, h / 2);
     let mut canvas = RgbImage::from_pixel(w * 2, h * 2, Rgb([128, 128, 128]));
     image::imageops::replace(&mut canvas, img, ox as i64, oy as i64);
-    let f = crate::vision::largest_faces(det.detect(&canvas), 1).pop()?;
+    let f = agecam::vision::largest_faces(det.detect(&canvas), 1).pop()?;
     Some((
         FaceBox {
             x: f.x - ox as f32,

@@ -8,7 +8,7 @@
 //! * [`pointwise`]: 1×1 convolution and a small dense k×k convolution (im2col) on `gemm`.
 //! * [`prof`]: per-op wall-clock counters.
 //!
-//! The network built from these ops is [`crate::train::mobilenet_v2`].
+//! The network built from these ops is [`crate::mobilenet_v2`].
 //!
 //! All ops work on contiguous NCHW `f32` tensors on the CPU device.
 

@@ -1,6 +1,6 @@
 //! `agecam-host quantize`: int8 versions of an exported (float) age/gender ONNX model.
 //!
-//! Two forms, both ONNX files the device's [`AgeGenderModel`](crate::model::AgeGenderModel)
+//! Two forms, both ONNX files the device's [`AgeGenderModel`](agecam::model::AgeGenderModel)
 //! loads unchanged:
 //!
 //! * **weight-only**: every Conv and Gemm weight is stored as INT8 with one symmetric scale per
@@ -23,8 +23,8 @@
 //! The histogram gives percentile ranges: a few extreme activations would otherwise stretch a
 //! u8 range and cost every other value its resolution.
 
-use crate::model::age_gender::ModelInfo;
-use crate::vision::{crop::crop_face, FaceBox};
+use agecam::model::age_gender::ModelInfo;
+use agecam::vision::{crop::crop_face, FaceBox};
 use anyhow::{bail, ensure, Context, Result};
 use image::RgbImage;
 use prost::Message;

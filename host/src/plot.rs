@@ -2,7 +2,7 @@
 //! matrices — drawn with `embedded-graphics` onto the same RGB canvas the PNG display target
 //! uses, so the host tool needs no plotting library (and no system fonts) for its PNGs.
 
-use crate::display::RgbCanvas;
+use agecam::display::RgbCanvas;
 use embedded_graphics::mono_font::ascii::{FONT_6X10, FONT_7X13_BOLD};
 use embedded_graphics::mono_font::MonoTextStyle;
 use embedded_graphics::pixelcolor::Rgb888;

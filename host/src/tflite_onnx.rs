@@ -16,8 +16,8 @@
 //!   else is an error naming the operator.
 //! - The batch dimension (1 in the file) becomes symbolic `N`.
 
-use super::onnx_build::{Attr, GraphBuilder};
 use crate::tflite::{Activation, Builtin, Model, Operator, Options, Padding, Subgraph, Tensor};
+use agecam::model::onnx_build::{Attr, GraphBuilder};
 use std::collections::HashMap;
 
 /// How a converted tensor is laid out in the ONNX graph.
@@ -106,16 +106,16 @@ pub struct ConvertSummary {
 pub fn convert_file(
     input: &std::path::Path,
     output: &std::path::Path,
-) -> Result<ConvertSummary, crate::Error> {
-    let bytes = std::fs::read(input).map_err(|e| crate::Error::Model {
+) -> Result<ConvertSummary, agecam::Error> {
+    let bytes = std::fs::read(input).map_err(|e| agecam::Error::Model {
         file: input.to_path_buf(),
         problem: format!("cannot read it ({e})"),
     })?;
-    let model = Model::parse(&bytes).map_err(|e| crate::Error::Model {
+    let model = Model::parse(&bytes).map_err(|e| agecam::Error::Model {
         file: input.to_path_buf(),
         problem: format!("not a valid TFLite model ({e})"),
     })?;
-    let sha = super::manifest::sha256_file(input).map_err(|e| crate::Error::Model {
+    let sha = agecam::model::manifest::sha256_file(input).map_err(|e| agecam::Error::Model {
         file: input.to_path_buf(),
         problem: format!("cannot read it ({e})"),
     })?;
@@ -131,11 +131,11 @@ pub fn convert_file(
             ("agecam.converter", "agecam-host convert-detector"),
         ],
     )
-    .map_err(|problem| crate::Error::Model {
+    .map_err(|problem| agecam::Error::Model {
         file: input.to_path_buf(),
         problem: format!("cannot convert it: {problem}"),
     })?;
-    std::fs::write(output, &bytes).map_err(|e| crate::Error::Output {
+    std::fs::write(output, &bytes).map_err(|e| agecam::Error::Output {
         path: output.to_path_buf(),
         problem: format!("cannot write the ONNX model ({e})"),
     })?;
@@ -788,9 +788,7 @@ mod tests {
     use tract_onnx::prelude::*;
 
     fn data(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/blazeface")
-            .join(name)
+        crate::test_repo().join("tests/data/blazeface").join(name)
     }
 
     /// The input `make_golden.py` fed to TFLite, NHWC: ((7x + 13y + 29c) mod 256) / 127.5 − 1;
@@ -868,8 +866,7 @@ mod tests {
 
     #[test]
     fn shipped_detector_model_matches_tflite_reference_outputs() {
-        let shipped =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("models/blazeface_short_range.onnx");
+        let shipped = crate::test_repo().join("models/blazeface_short_range.onnx");
         let (reg, cls) = run_onnx(&shipped, golden_input());
         let (want_reg, want_cls) = golden();
         assert_close("regressors", &reg, &want_reg);

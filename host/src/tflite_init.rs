@@ -199,8 +199,8 @@ pub fn init_from_file(net: &MobileNetV2, path: &std::path::Path) -> Result<(usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mobilenet_v2::{Backend, Config};
     use crate::tflite::{Operator, OperatorCode, Options, Quantization, Subgraph, TensorType};
-    use crate::train::mobilenet_v2::{Backend, Config};
 
     fn small() -> (candle_nn::VarMap, MobileNetV2) {
         let cfg = Config {
@@ -381,8 +381,8 @@ mod tests {
     /// The real ImageNet file, when it is present (it is not in the repository).
     #[test]
     fn real_mobilenet_v2_file_loads_when_present() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/data/pretrained/mobilenet_v2_1.0_224_quant.tflite");
+        let path =
+            crate::test_repo().join("../shared/data/pretrained/mobilenet_v2_1.0_224_quant.tflite");
         if !path.exists() {
             eprintln!("skipped: {} is absent", path.display());
             return;

@@ -30,9 +30,9 @@
 //! for i = 1..=17 follow (t, c, n, s) = (1,16,1,1), (6,24,2,2), (6,32,3,2), (6,64,4,2),
 //! (6,96,3,1), (6,160,3,2), (6,320,1,1); residual connections when stride 1 and cin = cout.
 
-use crate::train::ops::bn_relu6::BatchNormRelu6;
-use crate::train::ops::depthwise::depthwise_conv3x3;
-use crate::train::ops::pointwise::{conv1x1, conv2d_dense};
+use crate::ops::bn_relu6::BatchNormRelu6;
+use crate::ops::depthwise::depthwise_conv3x3;
+use crate::ops::pointwise::{conv1x1, conv2d_dense};
 use candle_core::{bail, DType, Device, Result, Tensor, Var, D};
 use candle_nn::{Init, Linear, ModuleT, VarBuilder, VarMap};
 
@@ -378,7 +378,7 @@ pub fn loss(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::ops::testutil::*;
+    use crate::ops::testutil::*;
 
     fn small() -> Config {
         Config {

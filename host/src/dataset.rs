@@ -5,7 +5,7 @@
 //! by a hash of each file's name alone, so every run on every machine puts each image on the
 //! same side, whatever order the directory lists them in.
 
-use crate::model::Gender;
+use agecam::model::Gender;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,45 @@
+//! agecam-host: the x86 host tool that turns face datasets into the models the kiosk runs.
+//!
+//! It is built on the device crate [`agecam`], so training crops, evaluation and export use
+//! the device's own detector, crop and model runtime — what the host measures is what the
+//! kiosk does. The path of a model:
+//!
+//! [`dataset`] (UTKFace, FairFace, Kaggle labels and splits) → [`crops`] (the device's detector
+//! and crop over a dataset, cached) → [`trainer`] ([`net`], [`mobilenet_v2`] on the fused CPU
+//! [`ops`]) → export to ONNX → [`quantize`] (int8) → [`eval`] (reports, [`plot`]).
+//! [`tflite`] reads TensorFlow Lite files for ImageNet starting weights ([`tflite_init`]) and
+//! for converting float detectors to ONNX ([`tflite_onnx`]).
+//!
+//! ```
+//! use agecam_host::dataset::{parse_fairface_age, parse_utkface_name, GroupLimits};
+//!
+//! let limits = GroupLimits::default();
+//! let (age, _gender, _race, group) =
+//!     parse_utkface_name("61_1_2_20170105174847679.jpg.chip.jpg", &limits).unwrap();
+//! assert_eq!((age, group), (61, agecam_host::dataset::AgeGroup::Old));
+//! // FairFace's CSV files carry two group names a spreadsheet mangled; they are mapped back.
+//! assert_eq!(parse_fairface_age("03-Sep"), Ok((3, 9)));
+//! ```
+
+pub mod bench;
+pub mod crops;
+pub mod dataset;
+pub mod eval;
+pub mod mobilenet_v2;
+pub mod net;
+pub mod ops;
+pub mod plot;
+pub mod quantize;
+pub mod tflite;
+pub mod tflite_init;
+pub mod tflite_onnx;
+pub mod trainer;
+
+/// The repository's top folder (`models/`, `tests/data/`), for tests: this crate's parent.
+#[cfg(test)]
+pub(crate) fn test_repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ sits inside the repository")
+        .to_path_buf()
+}
