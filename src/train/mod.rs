@@ -21,6 +21,8 @@ pub mod plot;
 #[cfg(feature = "train")]
 pub mod quantize;
 #[cfg(feature = "train")]
+pub mod teacher;
+#[cfg(feature = "train")]
 pub mod tflite_init;
 #[cfg(feature = "train")]
 pub mod trainer;
