@@ -779,7 +779,9 @@ pub struct TeacherOutput {
     pub gender: [f32; 2],
 }
 
-/// The imported teacher, run by tract as the device runs its models (one thread).
+/// The imported teacher, run by tract as the device runs its models: optimised for one
+/// 112×112 face at a time (a symbolic batch size runs several times slower in tract 0.23.9,
+/// see [`crate::model::age_gender::AgeGenderModel::load`]), on one thread.
 pub struct Teacher {
     plan: Arc<TypedRunnableModel>,
     info: ModelInfo,
@@ -791,16 +793,17 @@ impl Teacher {
             model_error(
                 path,
                 format!(
-                    "tract cannot load it ({e:#}); re-import it with agecam-host import-teacher"
+                    "tract cannot prepare it for a 1x3x{INPUT_SIZE}x{INPUT_SIZE} input ({e:#}); \
+                     re-import it with agecam-host import-teacher"
                 ),
             )
         };
+        let fact = f32::fact([1, 3, INPUT_SIZE, INPUT_SIZE]);
         let plan = tract_onnx::onnx()
             .model_for_path(path)
-            .map_err(err)?
-            .into_optimized()
-            .map_err(err)?
-            .into_runnable()
+            .and_then(|m| m.with_input_fact(0, fact.into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
             .map_err(err)?;
         Ok(Teacher {
             plan,
@@ -808,12 +811,13 @@ impl Teacher {
         })
     }
 
-    /// Outputs for 112×112 RGB crops, in order.
+    /// Outputs for 112×112 RGB crops, in order (run one by one).
     pub fn predict(&self, crops: &[RgbImage]) -> Result<Vec<TeacherOutput>, String> {
-        if crops.is_empty() {
-            return Ok(Vec::new());
-        }
-        let input = self.info.input_tensor(crops)?;
+        crops.iter().map(|c| self.predict_one(c)).collect()
+    }
+
+    fn predict_one(&self, crop: &RgbImage) -> Result<TeacherOutput, String> {
+        let input = self.info.input_tensor(std::slice::from_ref(crop))?;
         let out = self
             .plan
             .run(tvec!(input.into_tvalue()))
@@ -824,20 +828,17 @@ impl Teacher {
         let gender = out[1]
             .to_plain_array_view::<f32>()
             .map_err(|e| format!("gender output is not float ({e})"))?;
-        if age.shape() != [crops.len(), 1] || gender.shape() != [crops.len(), 2] {
+        if age.shape() != [1, 1] || gender.shape() != [1, 2] {
             return Err(format!(
-                "outputs have shapes {:?} and {:?}, expected [{n}, 1] and [{n}, 2]",
+                "outputs have shapes {:?} and {:?}, expected [1, 1] and [1, 2]",
                 age.shape(),
-                gender.shape(),
-                n = crops.len()
+                gender.shape()
             ));
         }
-        Ok((0..crops.len())
-            .map(|i| TeacherOutput {
-                age: age[[i, 0]],
-                gender: [gender[[i, 0]], gender[[i, 1]]],
-            })
-            .collect())
+        Ok(TeacherOutput {
+            age: age[[0, 0]],
+            gender: [gender[[0, 0]], gender[[0, 1]]],
+        })
     }
 }
 
