@@ -50,6 +50,34 @@ fn face_api_dir() -> Option<PathBuf> {
     None
 }
 
+/// Whether reference.mjs can run here (node and its installed packages); prints why not,
+/// and fails under CI.
+fn node_ready() -> bool {
+    let installed = repo().join("benches/teacher_reference/node_modules/@vladmandic/face-api");
+    let why = if Command::new("node").arg("--version").output().is_err() {
+        "node is not on the PATH, so reference.mjs cannot run (apt-get install nodejs)"
+    } else if !installed.is_dir() {
+        "reference.mjs's packages are not installed: npm ci --prefix benches/teacher_reference"
+    } else {
+        return true;
+    };
+    assert!(std::env::var_os("CI").is_none(), "under CI: {why}");
+    println!("skipped: {why}");
+    false
+}
+
+/// Runs reference.mjs in `dir` on `files` there and returns what it printed.
+fn run_reference(dir: &Path, backend: &str, files: &[&str]) -> String {
+    let out = run_ok(
+        Command::new("node")
+            .current_dir(dir)
+            .arg(repo().join("benches/teacher_reference/reference.mjs"))
+            .args(["--backend", backend])
+            .args(files),
+    );
+    text(&out.stdout)
+}
+
 fn references() -> [PathBuf; 2] {
     [
         data("teacher/reference_wasm.json"),
@@ -96,40 +124,16 @@ fn imported_teacher_matches_face_api_in_node() {
 
 #[test]
 fn reference_file_is_what_reference_mjs_prints() {
-    let Some(_dir) = face_api_dir() else { return };
-    let installed = repo().join("benches/teacher_reference/node_modules/@vladmandic/face-api");
-    let why = if Command::new("node").arg("--version").output().is_err() {
-        Some("node is not on the PATH, so reference.mjs cannot be re-run (apt-get install nodejs)")
-    } else if !installed.is_dir() {
-        Some(
-            "reference.mjs's packages are not installed: npm ci --prefix benches/teacher_reference",
-        )
-    } else {
-        None
-    };
-    if let Some(why) = why {
-        assert!(std::env::var_os("CI").is_none(), "under CI: {why}");
-        println!("skipped: {why}");
+    if face_api_dir().is_none() || !node_ready() {
         return;
     }
     for (reference, backend) in references().iter().zip(["wasm", "cpu"]) {
         let committed: teacher::Reference =
             serde_json::from_str(&std::fs::read_to_string(reference).unwrap()).unwrap();
         let files: Vec<&str> = committed.results.iter().map(|r| r.file.as_str()).collect();
-        let out = run_ok(
-            Command::new("node")
-                .current_dir(data("teacher"))
-                .arg(repo().join("benches/teacher_reference/reference.mjs"))
-                .args(["--backend", backend])
-                .args(&files),
-        );
-        let fresh: teacher::Reference =
-            serde_json::from_str(&text(&out.stdout)).unwrap_or_else(|e| {
-                panic!(
-                    "reference.mjs printed no JSON ({e}):\n{}",
-                    text(&out.stdout)
-                )
-            });
+        let printed = run_reference(&data("teacher"), backend, &files);
+        let fresh: teacher::Reference = serde_json::from_str(&printed)
+            .unwrap_or_else(|e| panic!("reference.mjs printed no JSON ({e}):\n{printed}"));
         assert_eq!(fresh.backend, backend);
         assert_eq!(fresh.results.len(), committed.results.len());
         for (a, b) in fresh.results.iter().zip(&committed.results) {
@@ -225,5 +229,59 @@ fn host_commands_import_and_check() {
     assert!(
         stderr.contains("bad-weights_manifest.json") && stderr.contains("`w`"),
         "{stderr}"
+    );
+}
+
+/// Images that are not 112×112 go through face-api's own pad-to-square and resize in Node and
+/// through `teacher::faceapi_input` (the replication) in Rust: same outputs within 1e-3.
+#[test]
+fn faceapi_preprocessing_matches_node_on_other_sizes() {
+    let Some(dir) = face_api_dir() else { return };
+    if !node_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let onnx = tmp.path().join("teacher.onnx");
+    let manifest = dir.join("model/age_gender_model-weights_manifest.json");
+    teacher::import_teacher(&manifest, &onnx).unwrap();
+    let open = |f: &str| image::open(data(f)).unwrap().to_rgb8();
+    let astronaut = open("faces/astronaut_eileen_collins.jpg");
+    let hopper = open("faces/grace_hopper_navy_portrait.jpg");
+    let inputs = [
+        // 300×377: taller than wide by an odd amount.
+        ("portrait_300x377.png", open("faces/luis_pedro_coelho.jpg")),
+        // Wider than high by an odd amount, around the face.
+        (
+            "wide_161x120.png",
+            image::imageops::crop_imm(&astronaut, 170, 40, 161, 120).to_image(),
+        ),
+        // Square but not 112: resized only.
+        (
+            "square_300.png",
+            image::imageops::crop_imm(&hopper, 100, 60, 300, 300).to_image(),
+        ),
+        // Smaller than 112: upsampled.
+        (
+            "small_60x47.png",
+            image::imageops::resize(
+                &image::imageops::crop_imm(&hopper, 120, 80, 240, 188).to_image(),
+                60,
+                47,
+                image::imageops::FilterType::Triangle,
+            ),
+        ),
+    ];
+    for (name, img) in &inputs {
+        img.save(tmp.path().join(name)).unwrap();
+    }
+    let files: Vec<&str> = inputs.iter().map(|(n, _)| *n).collect();
+    let reference = tmp.path().join("reference.json");
+    std::fs::write(&reference, run_reference(tmp.path(), "cpu", &files)).unwrap();
+    let c = compare_with_reference(&onnx, &reference, 0).unwrap();
+    println!("{c}");
+    assert_eq!(c.faces.len(), inputs.len());
+    assert!(
+        c.max_abs_diff() <= TOLERANCE,
+        "face-api's preprocessing is not replicated:\n{c}"
     );
 }

@@ -414,21 +414,22 @@ impl<'w> Importer<'w> {
         Ok(t)
     }
 
+    /// An ONNX Conv of `x` (spatial side `size`) with TF "SAME" padding; returns the output
+    /// name and side.
     fn conv_node(
         &mut self,
-        x: &str,
+        (x, size): (&str, usize),
         w: &str,
         b: Option<&str>,
-        k: usize,
-        pads: [usize; 4],
+        kernel: usize,
         stride: usize,
         group: usize,
-    ) -> String {
+    ) -> (String, usize) {
+        let (before, after, out_size) = same_pads(size, kernel, stride);
         let out = self.fresh("conv");
         let mut inputs = vec![x, w];
         inputs.extend(b);
-        let (k, s) = (k as i64, stride as i64);
-        let p = pads.map(|p| p as i64);
+        let (k, s, b, a) = (kernel as i64, stride as i64, before as i64, after as i64);
         self.g.node(
             "Conv",
             &inputs,
@@ -437,11 +438,11 @@ impl<'w> Importer<'w> {
                 Attr::Ints("kernel_shape", &[k, k]),
                 Attr::Ints("strides", &[s, s]),
                 // ONNX order: top, left, bottom, right.
-                Attr::Ints("pads", &[p[0], p[1], p[2], p[3]]),
+                Attr::Ints("pads", &[b, b, a, a]),
                 Attr::Int("group", group as i64),
             ],
         );
-        out
+        (out, out_size)
     }
 
     /// `tf.conv2d(x, filters, stride, 'same') + bias`.
@@ -465,16 +466,7 @@ impl<'w> Importer<'w> {
                 &hwio_to_oihw(&f.values, kh, kw, cin, cout),
             )
             .initializer(&bn, &[cout as i64], &b.values);
-        let (before, after, size) = same_pads(x.size, kh, stride);
-        let name = self.conv_node(
-            &x.name,
-            &wn,
-            Some(&bn),
-            kh,
-            [before, before, after, after],
-            stride,
-            1,
-        );
+        let (name, size) = self.conv_node((&x.name, x.size), &wn, Some(&bn), kh, stride, 1);
         Ok(Act {
             name,
             size,
@@ -511,9 +503,8 @@ impl<'w> Importer<'w> {
                 &hwio_to_oihw(&p.values, 1, 1, c * m, cout),
             )
             .initializer(&bn, &[cout as i64], &b.values);
-        let (before, after, size) = same_pads(x.size, kh, 1);
-        let dw = self.conv_node(&x.name, &dn, None, kh, [before, before, after, after], 1, c);
-        let name = self.conv_node(&dw, &pn, Some(&bn), 1, [0; 4], 1, 1);
+        let (dw, size) = self.conv_node((&x.name, x.size), &dn, None, kh, 1, c);
+        let (name, size) = self.conv_node((&dw, size), &pn, Some(&bn), 1, 1, 1);
         Ok(Act {
             name,
             size,
@@ -756,6 +747,62 @@ pub fn import_teacher(manifest: &Path, out: &Path) -> Result<ImportSummary, Erro
     })
 }
 
+/// face-api's own preprocessing of an RGB image of any size, as the network input
+/// `[1, 3, 112, 112]` of the ONNX teacher (v/255 − mean, the metadata's form of
+/// (x − mean)/255): `NetInput.toBatchTensor(112, true)` pads the image to a square with zeros,
+/// centred — of an odd difference d, ⌈d/2⌉ after the image and ⌊d/2⌋ before it (`padToSquare`:
+/// `Math.round(d · 0.5)` is appended) — then, unless it is 112×112 already, resizes it with
+/// `tf.image.resizeBilinear(align_corners = false, half_pixel_centers = false)`: output pixel r
+/// samples source position r · (in / 112), between ⌊·⌋ and min(in − 1, ⌈·⌉), without rounding
+/// the result to integers. A 112×112 image passes unchanged, giving exactly
+/// [`ModelInfo::input_tensor`]'s input.
+pub fn faceapi_input(img: &RgbImage) -> Tensor {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let side = w.max(h);
+    let diff = side - w.min(h);
+    let before = diff - diff.div_ceil(2);
+    let (x0, y0) = if h > w { (before, 0) } else { (0, before) };
+    // The padded square, RGB interleaved, as floats.
+    let mut square = vec![0f32; side * side * 3];
+    for (x, y, p) in img.enumerate_pixels() {
+        let at = ((y as usize + y0) * side + x as usize + x0) * 3;
+        for c in 0..3 {
+            square[at + c] = p.0[c] as f32;
+        }
+    }
+    let n = INPUT_SIZE;
+    let plane = n * n;
+    let mean = MEAN_RGB_255.map(|m| m / 255.0);
+    let mut data = vec![0f32; 3 * plane];
+    let ratio = side as f64 / n as f64;
+    // (floor, ceil, fraction) of each output row/column's source position, as TF.js computes it.
+    // In double precision, rounded to float at the end, as TF.js's cpu kernel does.
+    let taps: Vec<(usize, usize, f64)> = (0..n)
+        .map(|r| {
+            let frac = r as f64 * ratio;
+            let lo = frac.floor().max(0.0);
+            let hi = frac.ceil().min(side as f64 - 1.0);
+            (lo as usize, hi as usize, frac - lo)
+        })
+        .collect();
+    for (r, &(y0, y1, fy)) in taps.iter().enumerate() {
+        for (col, &(x0, x1, fx)) in taps.iter().enumerate() {
+            for c in 0..3 {
+                let v = |y: usize, x: usize| square[(y * side + x) * 3 + c] as f64;
+                let value = if side == n {
+                    v(r, col)
+                } else {
+                    let top = v(y0, x0) + (v(y0, x1) - v(y0, x0)) * fx;
+                    let bottom = v(y1, x0) + (v(y1, x1) - v(y1, x0)) * fx;
+                    top + (bottom - top) * fy
+                } as f32;
+                data[c * plane + r * n + col] = value / 255.0 - mean[c];
+            }
+        }
+    }
+    Tensor::from_shape(&[1, 3, n, n], &data).expect("1x3x112x112 input")
+}
+
 /// The input convention of the teacher, in the device's terms: crops of 112×112 RGB,
 /// v/255 − mean with face-api's mean and std 1. (`age_bins` is empty: the age output is a
 /// regression in years, not a distribution.)
@@ -816,8 +863,17 @@ impl Teacher {
         crops.iter().map(|c| self.predict_one(c)).collect()
     }
 
+    /// Outputs for an RGB image of any size, preprocessed as face-api does ([`faceapi_input`]:
+    /// pad to a square, resize to 112×112).
+    pub fn predict_faceapi(&self, img: &RgbImage) -> Result<TeacherOutput, String> {
+        self.run(faceapi_input(img))
+    }
+
     fn predict_one(&self, crop: &RgbImage) -> Result<TeacherOutput, String> {
-        let input = self.info.input_tensor(std::slice::from_ref(crop))?;
+        self.run(self.info.input_tensor(std::slice::from_ref(crop))?)
+    }
+
+    fn run(&self, input: Tensor) -> Result<TeacherOutput, String> {
         let out = self
             .plan
             .run(tvec!(input.into_tvalue()))
@@ -854,7 +910,8 @@ pub struct Reference {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReferenceResult {
-    /// The input PNG, relative to the reference file's folder.
+    /// The input PNG, relative to the reference file's folder (112×112 crops are fed as they
+    /// are; other sizes go through face-api's pad-to-square and resize).
     pub file: String,
     pub age: f32,
     /// Probabilities (male, female).
@@ -931,7 +988,8 @@ impl std::fmt::Display for Comparison {
     }
 }
 
-/// Runs the teacher at `model` on the crops a reference file names (beside it) and compares;
+/// Runs the teacher at `model` on the images a reference file names (beside it) and compares:
+/// 112×112 crops go in as they are, other images through [`faceapi_input`];
 /// with `timing_runs` > 0 also times one face that many times.
 pub fn compare_with_reference(
     model: &Path,
@@ -963,27 +1021,25 @@ pub fn compare_with_reference(
                 ),
             })?
             .to_rgb8();
-        if img.dimensions() != (INPUT_SIZE as u32, INPUT_SIZE as u32) {
-            return Err(Error::Image {
-                file,
-                problem: format!(
-                    "is {}x{}; the comparison feeds {INPUT_SIZE}x{INPUT_SIZE} crops to both sides",
-                    img.width(),
-                    img.height()
-                ),
-            });
-        }
         crops.push(img);
     }
     let run_err = |problem: String| model_error(model, problem);
+    // A 112×112 crop is the network's input as it is (the device's input path); any other
+    // image goes through face-api's preprocessing, replicated here as reference.mjs leaves it
+    // to face-api's toBatchTensor.
+    let run = |img: &RgbImage| {
+        if img.dimensions() == (INPUT_SIZE as u32, INPUT_SIZE as u32) {
+            teacher.predict_one(img)
+        } else {
+            teacher.predict_faceapi(img)
+        }
+        .map_err(run_err)
+    };
     let mut faces = Vec::new();
     for (r, crop) in parsed.results.iter().zip(&crops) {
-        let out = teacher
-            .predict(std::slice::from_ref(crop))
-            .map_err(run_err)?;
         faces.push(ComparedFace {
             file: r.file.clone(),
-            tract: out[0],
+            tract: run(crop)?,
             node: TeacherOutput {
                 age: r.age,
                 gender: r.gender,
@@ -991,14 +1047,13 @@ pub fn compare_with_reference(
         });
     }
     let ms_per_face = if timing_runs > 0 && !crops.is_empty() {
-        let one = std::slice::from_ref(&crops[0]);
         for _ in 0..3 {
-            teacher.predict(one).map_err(run_err)?;
+            run(&crops[0])?;
         }
         let mut times = Vec::with_capacity(timing_runs);
         for _ in 0..timing_runs {
             let t = std::time::Instant::now();
-            teacher.predict(one).map_err(run_err)?;
+            run(&crops[0])?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
         times.sort_by(f64::total_cmp);
@@ -1241,6 +1296,60 @@ mod tests {
         assert!(e.contains("model.bin") && e.contains("cannot read"), "{e}");
     }
 
+    #[test]
+    fn faceapi_preprocessing_by_hand() {
+        let mean = MEAN_RGB_255.map(|m| m / 255.0);
+        let at = |t: &Tensor, c: usize, y: usize, x: usize| {
+            t.to_plain_array_view::<f32>().unwrap()[[0, c, y, x]]
+        };
+        // 3 wide, 2 high: one row of zeros appended below (round(1 · 0.5) = 1 after, 0 before),
+        // then 3 → 112: output row r samples source row r · 3/112.
+        let img = RgbImage::from_fn(3, 2, |x, y| {
+            image::Rgb([(100 + 10 * x + 50 * y) as u8, 0, 255])
+        });
+        let t = faceapi_input(&img);
+        assert_eq!(t.shape(), [1, 3, 112, 112]);
+        let px = |v: f32, c: usize| v / 255.0 - mean[c];
+        // (0, 0): source (0, 0) exactly.
+        assert!((at(&t, 0, 0, 0) - px(100.0, 0)).abs() < 1e-6);
+        // Row 56 → source row 1.5: halfway between row 1 (150) and the zero row; column 0.
+        assert!((at(&t, 0, 56, 0) - px(75.0, 0)).abs() < 1e-6);
+        // Row 111 → 2.97: floor 2 and ceil clamped to 2, the zero row.
+        assert!((at(&t, 2, 111, 0) - px(0.0, 2)).abs() < 1e-6);
+        // Column 56 of row 0 → source column 1.5 of row 0: between 110 and 120.
+        assert!((at(&t, 0, 0, 56) - px(115.0, 0)).abs() < 1e-5);
+        // Blue is 255 wherever the image is, green 0.
+        assert!((at(&t, 2, 0, 100) - px(255.0, 2)).abs() < 1e-6);
+        assert!((at(&t, 1, 20, 20) - px(0.0, 1)).abs() < 1e-6);
+
+        // 1 wide, 3 high: a zero column each side (difference 2: 1 after, 1 before).
+        let img = RgbImage::from_pixel(1, 3, image::Rgb([200, 200, 200]));
+        let t = faceapi_input(&img);
+        // Column 0 → source column 0, the left padding; column 38 → 1.018: mostly the image.
+        assert!((at(&t, 0, 0, 0) - px(0.0, 0)).abs() < 1e-6);
+        let f = (38.0f64 * 3.0 / 112.0 - 1.0) as f32; // towards the right padding
+        assert!((at(&t, 0, 0, 38) - px(200.0 * (1.0 - f), 0)).abs() < 1e-4);
+
+        // A 112×112 crop: no padding or resizing, the device's own input tensor.
+        let crop = RgbImage::from_fn(112, 112, |x, y| {
+            image::Rgb([x as u8, y as u8, (x ^ y) as u8])
+        });
+        let device = input_info()
+            .input_tensor(std::slice::from_ref(&crop))
+            .unwrap();
+        let ours = faceapi_input(&crop);
+        let (a, b) = (
+            device.to_plain_array_view::<f32>().unwrap().to_owned(),
+            ours.to_plain_array_view::<f32>().unwrap().to_owned(),
+        );
+        let worst = a
+            .iter()
+            .zip(b.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-6, "{worst}");
+    }
+
     // ---- A tiny TinyXception + heads, imported and run by tract, against a direct
     // ---- NHWC implementation of the TF.js code (TF SAME padding, HWIO filters).
 
@@ -1260,130 +1369,97 @@ mod tests {
     /// exit reduction, exit separable.
     const C: [usize; 5] = [4, 5, 6, 7, 8];
 
-    /// The tensor list of face-api's manifest with small channel counts. Filters are uint8
-    /// (scaled so activations stay moderate), biases float32.
-    fn tiny_specs() -> Vec<Spec> {
-        let mut seed = 7u64;
-        let mut specs = Vec::new();
-        let mut q = |specs: &mut Vec<Spec>, name: String, shape: Vec<usize>| {
+    /// Collects test tensors in manifest order.
+    struct SpecList {
+        seed: u64,
+        specs: Vec<Spec>,
+    }
+
+    impl SpecList {
+        /// A uint8 filter or FC weight: He-uniform ranges, so the signal neither dies nor
+        /// explodes over the layers; the heads scaled so that both outputs move visibly with
+        /// the input without saturating.
+        fn quantized(&mut self, name: &str, shape: Vec<usize>) {
             let n = shape.iter().product();
-            // He-uniform ranges, so the signal neither dies nor explodes over the layers; the
-            // heads scaled so that both outputs move visibly with the input without saturating.
             let fan_in: usize = if name.ends_with("depthwise_filter") {
                 shape[0] * shape[1]
             } else {
                 shape[..shape.len() - 1].iter().product()
             };
-            let head = match name.as_str() {
+            let head = match name {
                 "fc/age/weights" => 4.0,
                 "fc/gender/weights" => 0.05,
                 _ => 1.0,
             };
             let a = head * (6.0 / fan_in as f64).sqrt();
-            specs.push(Spec {
-                name,
+            let q = bytes(&mut self.seed, n);
+            self.specs.push(Spec {
+                name: name.to_string(),
                 shape,
-                quantized: Some((bytes(&mut seed, n), 2.0 * a / 255.0, -a)),
+                quantized: Some((q, 2.0 * a / 255.0, -a)),
                 float: vec![],
             });
-        };
-        let bias = |specs: &mut Vec<Spec>, name: String, n: usize| {
-            let float = (0..n).map(|i| 0.05 * (i as f32) - 0.1).collect();
-            specs.push(Spec {
-                name,
+        }
+
+        /// A float32 bias.
+        fn bias(&mut self, name: &str, n: usize) {
+            self.specs.push(Spec {
+                name: name.to_string(),
                 shape: vec![n],
                 quantized: None,
-                float,
+                float: (0..n).map(|i| 0.05 * (i as f32) - 0.1).collect(),
             });
+        }
+
+        fn separable(&mut self, p: &str, cin: usize, cout: usize) {
+            self.quantized(&format!("{p}/depthwise_filter"), vec![3, 3, cin, 1]);
+            self.quantized(&format!("{p}/pointwise_filter"), vec![1, 1, cin, cout]);
+            self.bias(&format!("{p}/bias"), cout);
+        }
+    }
+
+    /// The tensor list of face-api's manifest with small channel counts. Filters are uint8
+    /// (scaled so activations stay moderate), biases float32.
+    fn tiny_specs() -> Vec<Spec> {
+        let mut b = SpecList {
+            seed: 7,
+            specs: Vec::new(),
         };
-        let sep = |specs: &mut Vec<Spec>,
-                   q: &mut dyn FnMut(&mut Vec<Spec>, String, Vec<usize>),
-                   p: &str,
-                   cin: usize,
-                   cout: usize| {
-            q(specs, format!("{p}/depthwise_filter"), vec![3, 3, cin, 1]);
-            q(
-                specs,
-                format!("{p}/pointwise_filter"),
-                vec![1, 1, cin, cout],
-            );
-            bias(specs, format!("{p}/bias"), cout);
-        };
-        q(
-            &mut specs,
-            "entry_flow/conv_in/filters".into(),
-            vec![3, 3, 3, C[0]],
-        );
-        bias(&mut specs, "entry_flow/conv_in/bias".into(), C[0]);
+        b.quantized("entry_flow/conv_in/filters", vec![3, 3, 3, C[0]]);
+        b.bias("entry_flow/conv_in/bias", C[0]);
         let reductions = [
             ("entry_flow/reduction_block_0", C[0], C[1]),
             ("entry_flow/reduction_block_1", C[1], C[2]),
+            ("exit_flow/reduction_block", C[2], C[3]),
         ];
-        for (p, cin, cout) in reductions {
-            sep(
-                &mut specs,
-                &mut q,
-                &format!("{p}/separable_conv0"),
-                cin,
-                cout,
-            );
-            sep(
-                &mut specs,
-                &mut q,
-                &format!("{p}/separable_conv1"),
-                cout,
-                cout,
-            );
-            q(
-                &mut specs,
-                format!("{p}/expansion_conv/filters"),
+        for (i, (p, cin, cout)) in reductions.into_iter().enumerate() {
+            b.separable(&format!("{p}/separable_conv0"), cin, cout);
+            b.separable(&format!("{p}/separable_conv1"), cout, cout);
+            b.quantized(
+                &format!("{p}/expansion_conv/filters"),
                 vec![1, 1, cin, cout],
             );
-            bias(&mut specs, format!("{p}/expansion_conv/bias"), cout);
-        }
-        for b in 0..MAIN_BLOCKS {
-            for k in 0..3 {
-                sep(
-                    &mut specs,
-                    &mut q,
-                    &format!("middle_flow/main_block_{b}/separable_conv{k}"),
-                    C[2],
-                    C[2],
-                );
+            b.bias(&format!("{p}/expansion_conv/bias"), cout);
+            if i == 1 {
+                for m in 0..MAIN_BLOCKS {
+                    for k in 0..3 {
+                        let p = format!("middle_flow/main_block_{m}/separable_conv{k}");
+                        b.separable(&p, C[2], C[2]);
+                    }
+                }
             }
         }
-        let p = "exit_flow/reduction_block";
-        sep(
-            &mut specs,
-            &mut q,
-            &format!("{p}/separable_conv0"),
-            C[2],
-            C[3],
-        );
-        sep(
-            &mut specs,
-            &mut q,
-            &format!("{p}/separable_conv1"),
-            C[3],
-            C[3],
-        );
-        q(
-            &mut specs,
-            format!("{p}/expansion_conv/filters"),
-            vec![1, 1, C[2], C[3]],
-        );
-        bias(&mut specs, format!("{p}/expansion_conv/bias"), C[3]);
-        sep(&mut specs, &mut q, "exit_flow/separable_conv", C[3], C[4]);
-        q(&mut specs, "fc/age/weights".into(), vec![C[4], 1]);
-        specs.push(Spec {
+        b.separable("exit_flow/separable_conv", C[3], C[4]);
+        b.quantized("fc/age/weights", vec![C[4], 1]);
+        b.specs.push(Spec {
             name: "fc/age/bias".into(),
             shape: vec![1],
             quantized: None,
             float: vec![30.0],
         });
-        q(&mut specs, "fc/gender/weights".into(), vec![C[4], 2]);
-        bias(&mut specs, "fc/gender/bias".into(), 2);
-        specs
+        b.quantized("fc/gender/weights", vec![C[4], 2]);
+        b.bias("fc/gender/bias", 2);
+        b.specs
     }
 
     /// NHWC activation of the direct implementation.
