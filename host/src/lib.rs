@@ -8,7 +8,8 @@
 //! and crop over a dataset, cached) → [`trainer`] ([`net`], [`mobilenet_v2`] on the fused CPU
 //! [`ops`]) → export to ONNX → [`quantize`] (int8) → [`eval`] (reports, [`plot`]).
 //! [`tflite`] reads TensorFlow Lite files for ImageNet starting weights ([`tflite_init`]) and
-//! for converting float detectors to ONNX ([`tflite_onnx`]).
+//! for converting float detectors to ONNX ([`tflite_onnx`]). [`teacher`] imports face-api's
+//! small age/gender network (MIT) as an ONNX teacher for distillation.
 //!
 //! ```
 //! use agecam_host::dataset::{parse_fairface_age, parse_utkface_name, GroupLimits};
@@ -30,6 +31,7 @@ pub mod net;
 pub mod ops;
 pub mod plot;
 pub mod quantize;
+pub mod teacher;
 pub mod tflite;
 pub mod tflite_init;
 pub mod tflite_onnx;

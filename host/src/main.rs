@@ -73,6 +73,46 @@ enum Command {
         #[arg(long, value_name = "OUT.onnx")]
         out: PathBuf,
     },
+    /// Import face-api's age/gender network (npm @vladmandic/face-api 1.7.15, MIT; trained on
+    /// non-commercial data) from its TF.js weights as an ONNX "teacher": input `[N, 3, 112,
+    /// 112]` (v/255 − mean, in the metadata), outputs `age` `[N, 1]` (years) and `gender`
+    /// `[N, 2]` (softmax: male, female).
+    ImportTeacher {
+        /// face-api's model/age_gender_model-weights_manifest.json (the .bin beside it).
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        #[arg(long, value_name = "FILE.onnx")]
+        out: PathBuf,
+    },
+    /// Cut 112×112 face crops (PNG) the way the device does (its detector, then crop_face),
+    /// as inputs for the teacher's reference comparison with face-api in Node.
+    TeacherCrops {
+        /// Photos, one face each (the largest face is cut).
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+        /// Folder for the crops (`<image stem>.png`).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Model folder (manifest.json) with the face detector; default as for `predict`.
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+    },
+    /// Run an imported teacher (tract, one thread) on the crops of a reference file written by
+    /// benches/teacher_reference/reference.mjs; print both outputs, the largest difference and
+    /// the milliseconds per face. Fails if they differ by more than --tolerance.
+    TeacherCheck {
+        /// The ONNX teacher written by import-teacher.
+        #[arg(long, value_name = "FILE.onnx")]
+        model: PathBuf,
+        /// reference.mjs output (JSON; crop paths relative to its folder).
+        #[arg(long, value_name = "FILE.json")]
+        reference: PathBuf,
+        #[arg(long, default_value_t = 1e-3)]
+        tolerance: f32,
+        /// Timed runs of one face (0: no timing).
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
     /// Cut training crops: the device's face detector and crop code over a dataset, cached
     /// (resumable) as PNG files with a labels.csv.
     Crops {
@@ -395,6 +435,64 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 summary.source_sha256
             );
             println!("wrote {} ({} bytes)", out.display(), summary.onnx_bytes);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImportTeacher { manifest, out } => {
+            let summary = agecam_host::teacher::import_teacher(manifest, out)?;
+            for (file, sha) in &summary.files {
+                println!("{file}: sha256 {sha}");
+            }
+            if !summary.is_1_7_15 {
+                log::warn!(
+                    "these weights are not face-api 1.7.15's age_gender_model.bin (sha256 {}); \
+                     the metadata says so",
+                    agecam_host::teacher::BIN_SHA256_1_7_15
+                );
+            }
+            println!(
+                "{} tensors, {} parameters; wrote {} ({} bytes)",
+                summary.tensors,
+                summary.parameters,
+                out.display(),
+                summary.onnx_bytes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TeacherCrops {
+            images,
+            out,
+            models,
+        } => {
+            let config = cli::load_config(cli.config.as_deref())?;
+            let model_dir = cli::model_dir(models.as_deref(), cli.config.as_deref(), &config);
+            let manifest = agecam::model::manifest::Manifest::load(&model_dir)?;
+            let mut detector = agecam::pipeline::load_detector(&manifest, &config.detector)?;
+            let written = agecam_host::teacher::write_face_crops(
+                images,
+                detector.as_mut(),
+                config.detector.crop_margin,
+                out,
+            )?;
+            for file in written {
+                println!("{}", file.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TeacherCheck {
+            model,
+            reference,
+            tolerance,
+            runs,
+        } => {
+            let c = agecam_host::teacher::compare_with_reference(model, reference, *runs)?;
+            println!("{c}");
+            let worst = c.max_abs_diff();
+            anyhow::ensure!(
+                worst <= *tolerance,
+                "{} differs from face-api's outputs in {} by {worst:.3e} (> {tolerance:e})",
+                model.display(),
+                reference.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Dataset {
