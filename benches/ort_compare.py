@@ -7,7 +7,7 @@ graph optimisations), alternating the two runtimes per file, and prints millisec
 and the tract/onnxruntime ratio (above 1: tract is slower).
 
     pip install onnxruntime numpy
-    cargo build --features train --bin agecam-host
+    cargo build -p agecam-host
     python3 benches/ort_compare.py models/age_gender_f32.onnx models/age_gender_int8.onnx [more.onnx]
 
 Not run in CI: onnxruntime is a comparison, not a dependency.
@@ -61,7 +61,7 @@ def main():
         sys.exit(__doc__)
     host = os.environ.get("AGECAM_HOST", "target/debug/agecam-host")
     if not os.path.exists(host):
-        sys.exit(f"{host} not found: cargo build --features train --bin agecam-host (or set AGECAM_HOST)")
+        sys.exit(f"{host} not found: cargo build -p agecam-host (or set AGECAM_HOST)")
     print(f"{'model':<28}{'tract ms':>10}{'ort ms':>10}{'tract/ort':>11}")
     for path in paths:
         stem = os.path.splitext(os.path.basename(path))[0]

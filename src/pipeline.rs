@@ -9,10 +9,10 @@ use crate::config::DetectorKind;
 use crate::display::{Display, Status};
 use crate::face::{FaceResult, StageTimes};
 use crate::fault_log::{FaultKind, FaultLog};
-use crate::model::{AgeGender, AgeGenderModel, Manifest, Role};
+use crate::model::{AgeGenderModel, Manifest, Role};
 use crate::stats::{Clock, StatsRecorder};
 use crate::vision::crop::crop_face;
-use crate::vision::{BlazeFaceDetector, DetectorSettings, FaceBox, FaceDetector, SeetaDetector};
+use crate::vision::{BlazeFaceDetector, DetectorSettings, FaceDetector, SeetaDetector};
 use crate::Error;
 use image::RgbImage;
 use std::path::Path;
@@ -416,7 +416,9 @@ impl FpsMeter {
 mod tests {
     use super::*;
     use crate::capture::{CaptureError, Frame};
+    use crate::model::AgeGender;
     use crate::stats::SystemClock;
+    use crate::vision::FaceBox;
 
     /// Finds one fixed "face" in every frame whose first pixel is bright.
     struct BrightFrameDetector;

@@ -282,20 +282,34 @@ pub fn cache_margin(cache: &Path) -> Option<f32> {
         .ok()
 }
 
-/// Crops held in memory, with their labels (gender 0 = male, 1 = female).
+/// Crops held in memory, with their labels (gender 0 = male, 1 = female) and, for
+/// distillation, the teacher's age of each (empty, or one entry per crop).
 #[derive(Default)]
 pub struct InMemory {
     pub images: Vec<RgbImage>,
     pub ages: Vec<AgeLabel>,
     pub genders: Vec<u32>,
+    pub teacher_ages: Vec<Option<f32>>,
 }
 
 impl InMemory {
     /// Moves every crop of `other` to the end of this one.
     pub fn append(&mut self, other: InMemory) {
+        let (before, added) = (self.images.len(), other.images.len());
         self.images.extend(other.images);
         self.ages.extend(other.ages);
         self.genders.extend(other.genders);
+        if !(self.teacher_ages.is_empty() && other.teacher_ages.is_empty()) {
+            self.teacher_ages.resize(before, None);
+            let mut theirs = other.teacher_ages;
+            theirs.resize(added, None);
+            self.teacher_ages.extend(theirs);
+        }
+    }
+
+    /// The teacher's age for crop `i`, where the cache had one.
+    pub fn teacher_age(&self, i: usize) -> Option<f32> {
+        self.teacher_ages.get(i).copied().flatten()
     }
 }
 
@@ -303,8 +317,23 @@ impl InMemory {
 /// else with [`dataset::is_validation`] on the source file name (the same split
 /// `agecam-host dataset` reports). Crops are decoded on every core. Returns (train, validation).
 pub fn load_split(cache: &Path, val_fraction: f64) -> Result<(InMemory, InMemory)> {
+    load_split_with(cache, val_fraction, false)
+}
+
+/// [`load_split`], with the teacher's ages from `CACHE/teacher.csv` (`agecam-host
+/// teacher-label`) when `with_teacher`.
+pub fn load_split_with(
+    cache: &Path,
+    val_fraction: f64,
+    with_teacher: bool,
+) -> Result<(InMemory, InMemory)> {
     use rayon::prelude::*;
     let entries = read_labels(cache)?;
+    let teacher = if with_teacher {
+        Some(crate::teacher::read_cache_labels(cache)?)
+    } else {
+        None
+    };
     let images: Vec<RgbImage> = entries
         .par_iter()
         .map(|e| {
@@ -326,6 +355,9 @@ pub fn load_split(cache: &Path, val_fraction: f64) -> Result<(InMemory, InMemory
             None => dataset::is_validation(&PathBuf::from(&e.source), val_fraction),
         };
         let side = if is_val { &mut val } else { &mut train };
+        if let Some(teacher) = &teacher {
+            side.teacher_ages.push(teacher.get(&e.crop).copied());
+        }
         side.images.push(img);
         side.ages.push(e.age);
         side.genders.push(u32::from(e.gender == Gender::Female));

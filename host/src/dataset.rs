@@ -398,13 +398,22 @@ fn parse_fairface_race(text: &str) -> Result<Race, String> {
     })
 }
 
+/// One row of a FairFace label file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FairFaceRow {
+    /// The image, relative to `fair_face/` (e.g. `train/1.jpg`).
+    pub file: String,
+    /// The age group's inclusive years.
+    pub range: (u32, u32),
+    pub gender: Gender,
+    pub race: Race,
+    pub group: AgeGroup,
+}
+
 /// Parses one FairFace label file (`file,age,gender,race,service_test` header). Any row that
 /// cannot be read is an error naming the file's line: the distributed files are verified, so a
 /// bad row means a damaged or different file, and guessing would train on wrong labels.
-pub fn parse_fairface_csv(
-    text: &str,
-    limits: &GroupLimits,
-) -> Result<Vec<(String, (u32, u32), Gender, Race, AgeGroup)>, String> {
+pub fn parse_fairface_csv(text: &str, limits: &GroupLimits) -> Result<Vec<FairFaceRow>, String> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, header))
@@ -452,7 +461,13 @@ pub fn parse_fairface_csv(
                 range.0, range.1, limits.middle_from, limits.old_from
             ));
         }
-        rows.push((fields[0].to_string(), range, gender, race, group));
+        rows.push(FairFaceRow {
+            file: fields[0].to_string(),
+            range,
+            gender,
+            race,
+            group,
+        });
     }
     Ok(rows)
 }
@@ -481,7 +496,14 @@ pub fn load_fairface(dir: &Path, limits: &GroupLimits) -> Result<Dataset, Datase
                 problem,
             })?;
         let images = dir.join("fair_face");
-        for (file, range, gender, race, group) in rows {
+        for FairFaceRow {
+            file,
+            range,
+            gender,
+            race,
+            group,
+        } in rows
+        {
             let path = images.join(&file);
             if !path.is_file() {
                 dataset

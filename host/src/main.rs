@@ -84,6 +84,17 @@ enum Command {
         #[arg(long, value_name = "FILE.onnx")]
         out: PathBuf,
     },
+    /// Label a crop cache with the teacher for distillation (`train --teacher-weight`): each
+    /// crop cut back to its detector box, run through the teacher as face-api preprocesses,
+    /// written to CACHE/teacher.csv (crop, age, p_female).
+    TeacherLabel {
+        /// The ONNX teacher written by import-teacher.
+        #[arg(long, value_name = "FILE.onnx")]
+        teacher: PathBuf,
+        /// A crop cache made by `crops`.
+        #[arg(long, value_name = "CACHE")]
+        cache: PathBuf,
+    },
     /// Cut 112×112 face crops (PNG) the way the device does (its detector, then crop_face),
     /// as inputs for the teacher's reference comparison with face-api in Node.
     TeacherCrops {
@@ -222,6 +233,11 @@ struct TrainArgs {
     /// (also looser crops, rotation, colour casts, grayscale, blur, noise, JPEG).
     #[arg(long, value_enum, default_value = "basic")]
     augment: agecam_host::crops::AugmentSet,
+    /// Distil from the teacher: weight of its age (each cache's teacher.csv, made by
+    /// `teacher-label`) as a soft target beside the labels. The model then may not be used
+    /// commercially (the teacher learnt from non-commercial data). 0 = no teacher.
+    #[arg(long, default_value_t = 0.0, value_name = "WEIGHT")]
+    teacher_weight: f32,
     #[arg(long, value_enum, default_value = "mobilenetv2")]
     arch: Arch,
     #[arg(long, default_value_t = 96)]
@@ -378,6 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_steps_per_epoch: a.max_steps_per_epoch,
                 crop_margin: agecam::config::Config::default().detector.crop_margin,
                 augment: a.augment,
+                teacher_weight: a.teacher_weight,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             trainer::train_from_caches(&opts, &a.data, a.val_split)?;
@@ -435,6 +452,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 summary.source_sha256
             );
             println!("wrote {} ({} bytes)", out.display(), summary.onnx_bytes);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TeacherLabel { teacher, cache } => {
+            let model = agecam_host::teacher::Teacher::load(teacher)?;
+            let t = std::time::Instant::now();
+            let n = agecam_host::teacher::label_cache(&model, cache, &|i, total| {
+                if i % 5000 == 0 && i > 0 {
+                    log::info!("{i}/{total} crops labelled");
+                }
+            })?;
+            println!(
+                "labelled {n} crops in {:.0} s: {}",
+                t.elapsed().as_secs_f32(),
+                cache.join(agecam_host::teacher::CACHE_LABELS).display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::ImportTeacher { manifest, out } => {

@@ -299,6 +299,18 @@ pub fn age_targets(ages: &[u32], sigma: f32) -> Result<Tensor> {
 /// group) gets a zero row in `soft` and, in `log_mask`, 0 on the range's years and −10⁴
 /// elsewhere, so that [`age_loss`] is −log Σ_{a∈range} p(a) for it.
 pub fn mixed_age_targets(labels: &[AgeLabel], sigma: f32) -> Result<(Tensor, Tensor)> {
+    mixed_age_targets_with_teacher(labels, &[], sigma, 0.0)
+}
+
+/// [`mixed_age_targets`] plus distillation: where `teacher[i]` is given, `weight` × a Gaussian
+/// of `sigma` years around the teacher's age is added to row `i` of `soft`, so [`age_loss`]
+/// gains `weight` × the cross-entropy against the teacher beside the label's own term.
+pub fn mixed_age_targets_with_teacher(
+    labels: &[AgeLabel],
+    teacher: &[Option<f32>],
+    sigma: f32,
+    weight: f32,
+) -> Result<(Tensor, Tensor)> {
     let n = labels.len();
     let exact: Vec<u32> = labels.iter().map(|l| l.exact().unwrap_or(0)).collect();
     let mut soft = age_targets(&exact, sigma)?
@@ -312,6 +324,19 @@ pub fn mixed_age_targets(labels: &[AgeLabel], sigma: f32) -> Result<(Tensor, Ten
             for (a, m) in mask[row].iter_mut().enumerate() {
                 let inside = (lo as usize..=(hi as usize).min(NUM_AGES - 1)).contains(&a);
                 *m = if inside { 0.0 } else { -1e4 };
+            }
+        }
+        if let Some(Some(age)) = teacher.get(i).filter(|_| weight > 0.0) {
+            let row = &mut soft[i * NUM_AGES..(i + 1) * NUM_AGES];
+            let g: Vec<f32> = (0..NUM_AGES)
+                .map(|a| {
+                    let d = (a as f32 - age) / sigma.max(1.0);
+                    (-0.5 * d * d).exp()
+                })
+                .collect();
+            let total: f32 = g.iter().sum();
+            for (v, x) in row.iter_mut().zip(g) {
+                *v += weight * x / total;
             }
         }
     }
@@ -400,6 +425,25 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+
+        // A teacher's age adds weight × its own cross-entropy.
+        let with =
+            mixed_age_targets_with_teacher(&[AgeLabel::Range(20, 29)], &[Some(41.0)], 2.0, 0.5)
+                .unwrap();
+        let got = age_loss(&t, &with.0, &with.1)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let teacher = age_targets(&[41], 2.0).unwrap();
+        let teacher_ce = soft_cross_entropy(&t, &teacher)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want_group = -p[20..=29].iter().sum::<f32>().ln();
+        assert!(
+            (got - (want_group + 0.5 * teacher_ce)).abs() < 1e-4,
+            "{got}"
+        );
 
         // A mixed batch is the mean of the two.
         let both = Tensor::cat(&[&t, &t], 0).unwrap();

@@ -1111,6 +1111,94 @@ pub fn write_face_crops(
     Ok(written)
 }
 
+/// Name of the teacher's answers in a crop cache: `crop,age,p_female` per cached crop.
+pub const CACHE_LABELS: &str = "teacher.csv";
+
+/// The face box's share of a cached crop's side: crops are cut around the detector's box with
+/// `margin` on each side ([`agecam::vision::crop::crop_square`]).
+pub fn tight_share(margin: f32) -> f32 {
+    1.0 / (1.0 + 2.0 * margin)
+}
+
+/// The teacher's answers for every crop of a cache (`labels.csv`), written to
+/// `CACHE/teacher.csv`. Each crop is cut back to the detector's box (the tight framing
+/// face-api was trained on; on the cache's looser framing it misjudges more faces) and
+/// preprocessed as face-api does. Returns how many crops were labelled.
+pub fn label_cache(
+    teacher: &Teacher,
+    cache: &Path,
+    progress: &dyn Fn(usize, usize),
+) -> Result<usize, Error> {
+    let fail = |path: &Path, problem: String| model_error(path, problem);
+    let labels = crate::crops::read_labels(cache)
+        .map_err(|e| fail(&cache.join("labels.csv"), format!("{e:#}")))?;
+    let margin = crate::crops::cache_margin(cache).unwrap_or(0.25);
+    let share = tight_share(margin);
+    let mut text = String::from("crop,age,p_female\n");
+    for (i, entry) in labels.iter().enumerate() {
+        progress(i, labels.len());
+        let path = cache.join("crops").join(&entry.crop);
+        let img = image::open(&path)
+            .map_err(|e| {
+                fail(
+                    &path,
+                    format!("cannot read the crop ({e}); remake the cache with agecam-host crops"),
+                )
+            })?
+            .to_rgb8();
+        let side = (img.width() as f32 * share).round().max(1.0) as u32;
+        let off = (img.width() - side.min(img.width())) / 2;
+        let tight = image::imageops::crop_imm(&img, off, off, side, side).to_image();
+        let out = teacher
+            .predict_faceapi(&tight)
+            .map_err(|problem| fail(&path, problem))?;
+        text.push_str(&format!(
+            "{},{:.3},{:.5}\n",
+            entry.crop, out.age, out.gender[1]
+        ));
+    }
+    let dest = cache.join(CACHE_LABELS);
+    let tmp = cache.join(format!("{CACHE_LABELS}.tmp"));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &dest))
+        .map_err(|e| fail(&dest, format!("cannot write it ({e}); check the disk")))?;
+    Ok(labels.len())
+}
+
+/// Reads `CACHE/teacher.csv`: crop name → the teacher's age.
+pub fn read_cache_labels(cache: &Path) -> Result<std::collections::HashMap<String, f32>, Error> {
+    let path = cache.join(CACHE_LABELS);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        model_error(
+            &path,
+            format!(
+                "cannot read it ({e}); make it with agecam-host teacher-label --cache {}",
+                cache.display()
+            ),
+        )
+    })?;
+    let mut ages = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let age = f
+            .get(1)
+            .and_then(|a| a.parse::<f32>().ok())
+            .filter(|a| a.is_finite() && (0.0..=120.0).contains(a));
+        match (f.len(), age) {
+            (3, Some(age)) => {
+                ages.insert(f[0].to_string(), age);
+            }
+            _ => {
+                return Err(model_error(
+                    &path,
+                    format!("line {}: expected crop,age,p_female, found `{line}`; remake it with agecam-host teacher-label", i + 1),
+                ))
+            }
+        }
+    }
+    Ok(ages)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

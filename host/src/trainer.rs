@@ -93,7 +93,7 @@ pub struct ValScores {
 
 impl ValScores {
     fn brief(&self) -> String {
-        let mut s = format!("{}", self.data.name());
+        let mut s = self.data.name().to_string();
         if let Some(m) = self.mae {
             s.push_str(&format!(" MAE {m:.2}"));
         }
@@ -131,8 +131,16 @@ pub struct TrainOptions {
     pub max_steps_per_epoch: Option<usize>,
     pub crop_margin: f32,
     pub augment: AugmentSet,
+    /// Distillation: weight of the teacher's age (`CACHE/teacher.csv`) as a soft target beside
+    /// the labels; 0 = none.
+    pub teacher_weight: f32,
     pub progress: bool,
 }
+
+/// What a distilled model learnt from besides its datasets, for the licence: face-api's
+/// network was trained on non-commercial data (UTK, FGNET, ChaLearn, Wiki, IMDB, CACD,
+/// MegaAge).
+pub const TEACHER: &str = "face-api age_gender_model 1.7.15 (MIT code; trained on UTK, FGNET, ChaLearn, Wiki, IMDB, CACD, MegaAge: non-commercial data)";
 
 /// One line of the history (`epoch` counts from 1).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -184,6 +192,12 @@ pub struct State {
     pub lineage: Vec<DataKind>,
     #[serde(default)]
     pub augment: AugmentSet,
+    #[serde(default)]
+    pub teacher_weight: f32,
+    /// Teachers the weights learnt from (this run's and, through `--init-checkpoint`, its
+    /// start's).
+    #[serde(default)]
+    pub teachers: Vec<String>,
     pub history: Vec<EpochRecord>,
 }
 
@@ -417,6 +431,7 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
         );
         let (mut vm, net) = Net::new(&opts.net)?;
         let mut lineage = Vec::new();
+        let mut teachers = Vec::new();
         if let Some(from) = &opts.init_checkpoint {
             let from_state = read_state(from)?;
             ensure!(
@@ -430,6 +445,7 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
             );
             load_weights(&mut vm, from)?;
             lineage = from_state.learnt_from();
+            teachers = from_state.teachers.clone();
             log::info!(
                 "--init-checkpoint {}: weights after its epoch {} ({} px), trained on at {} px",
                 from.display(),
@@ -466,6 +482,13 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
             sources: spec,
             lineage,
             augment: opts.augment,
+            teacher_weight: opts.teacher_weight,
+            teachers: {
+                if opts.teacher_weight > 0.0 && !teachers.iter().any(|t| t == TEACHER) {
+                    teachers.push(TEACHER.to_string());
+                }
+                teachers
+            },
             history: Vec::new(),
         };
         (vm, net, state)
@@ -543,7 +566,13 @@ fn run_epochs(
             let x = batch_tensor(train, idx, size, Some(&augs))?;
             let ages: Vec<AgeLabel> = idx.iter().map(|&i| train.ages[i]).collect();
             let genders: Vec<u32> = idx.iter().map(|&i| train.genders[i]).collect();
-            let age_t = net::mixed_age_targets(&ages, opts.age_sigma)?;
+            let teacher: Vec<Option<f32>> = idx.iter().map(|&i| train.teacher_age(i)).collect();
+            let age_t = net::mixed_age_targets_with_teacher(
+                &ages,
+                &teacher,
+                opts.age_sigma,
+                opts.teacher_weight,
+            )?;
             let gender_t = Tensor::new(genders.as_slice(), &Device::Cpu)?;
             lr = lr_at(opts.lr, step, opts.warmup_steps, total_steps);
             opt.set_learning_rate(lr);
@@ -681,7 +710,8 @@ pub fn train_from_caches(opts: &TrainOptions, data: &[DataSpec], val_split: f64)
     let mut margin: Option<f32> = None;
     for spec in data {
         let t = Instant::now();
-        let (train_set, val_set) = crops::load_split(&spec.cache, val_split)?;
+        let (train_set, val_set) =
+            crops::load_split_with(&spec.cache, val_split, opts.teacher_weight > 0.0)?;
         log::info!(
             "{} {}: {} training and {} validation crops loaded in {:.0} s",
             spec.kind.name(),
@@ -714,12 +744,16 @@ pub fn train_from_caches(opts: &TrainOptions, data: &[DataSpec], val_split: f64)
 pub fn export_bytes(checkpoint: &Path) -> Result<Vec<u8>> {
     let (state, _vm, net) = load_checkpoint(checkpoint)?;
     let learnt = state.learnt_from();
-    let data: Vec<&str> = learnt.iter().map(|k| k.name()).collect();
+    let mut data: Vec<&str> = learnt.iter().map(|k| k.name()).collect();
     let mut licences: Vec<&str> = learnt.iter().map(|k| k.licence()).collect();
     if state.init.is_some() {
         licences.push("ImageNet MobileNetV2 starting weights: Apache-2.0");
     }
-    let commercial = learnt.iter().all(|k| k.allows_commercial_use());
+    for t in &state.teachers {
+        data.push("distilled from the face-api teacher");
+        licences.push(t);
+    }
+    let commercial = learnt.iter().all(|k| k.allows_commercial_use()) && state.teachers.is_empty();
     let s = state.net.input_size as i64;
     let mut g = GraphBuilder::new("agecam_age_gender");
     g.input("input", &[None, Some(3), Some(s), Some(s)]);
@@ -786,6 +820,7 @@ mod tests {
                 .map(|i| AgeLabel::Exact((i * 13 % 90) as u32))
                 .collect(),
             genders: (0..n).map(|i| (i % 2) as u32).collect(),
+            teacher_ages: Vec::new(),
         }
     }
 
@@ -819,6 +854,7 @@ mod tests {
             max_steps_per_epoch: Some(2),
             crop_margin: 0.25,
             augment: AugmentSet::Basic,
+            teacher_weight: 0.0,
             progress: false,
         }
     }
@@ -900,6 +936,7 @@ mod tests {
                 images: crops.clone(),
                 ages: vec![AgeLabel::Exact(0); 3],
                 genders: vec![0; 3],
+                teacher_ages: Vec::new(),
             };
             batch_tensor(&small, &[0, 1, 2], 32, None).unwrap()
         };
@@ -1078,7 +1115,17 @@ mod tests {
             meta(&fair_ck),
             ("FairFace".to_string(), "allowed".to_string())
         );
-        // ...but not once it starts from weights that saw UTKFace.
+        // ...but not when distilled from the teacher (trained on non-commercial data),
+        let distilled = dir.path().join("distilled");
+        o.out = distilled.clone();
+        o.teacher_weight = 0.5;
+        let mut taught = only_fair();
+        taught[0].train.teacher_ages = vec![Some(33.0); 16];
+        let state = train(&o, taught).unwrap();
+        assert_eq!(state.teachers, vec![TEACHER.to_string()]);
+        assert_eq!(meta(&distilled).1, "not allowed");
+        o.teacher_weight = 0.0;
+        // ...and not once it starts from weights that saw UTKFace.
         o.out = dir.path().join("tuned");
         o.init_checkpoint = Some(ck.clone());
         let state = train(&o, only_fair()).unwrap();

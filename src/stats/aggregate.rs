@@ -6,7 +6,7 @@ use super::tracker::Visit;
 use crate::model::Gender;
 use std::collections::BTreeMap;
 
-pub use crate::buckets::UNKNOWN;
+use crate::buckets::{AgeBuckets, UNKNOWN};
 
 pub fn gender_label(gender: Option<Gender>) -> &'static str {
     match gender {
