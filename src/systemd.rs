@@ -2,10 +2,13 @@
 //! pings while frames flow, STOPPING at shutdown. Without `NOTIFY_SOCKET` (not under systemd)
 //! every call does nothing.
 //!
-//! The protocol (a datagram to the `NOTIFY_SOCKET` path or abstract `@name`, one `KEY=value`
-//! per line) is the `sd-notify` crate's; this module decides when to send what.
+//! The protocol (a datagram to the `NOTIFY_SOCKET` path, one `KEY=value` per line) is the
+//! `sd-notify` crate's; this module decides when to send what. sd-notify 0.5 only connects to
+//! socket paths, so an abstract `@name` (which systemd also uses, e.g. in containers) is sent
+//! to here, in the same format.
 
 use sd_notify::NotifyState;
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 /// Sends state changes to systemd when it asked for them.
@@ -26,7 +29,13 @@ impl Notifier {
     }
 
     fn send(&self, states: &[NotifyState]) {
-        if let Err(e) = sd_notify::notify(states) {
+        let result = match std::env::var_os("NOTIFY_SOCKET") {
+            Some(socket) if socket.as_bytes().starts_with(b"@") => {
+                notify_abstract(&socket.as_bytes()[1..], states)
+            }
+            _ => sd_notify::notify(states),
+        };
+        if let Err(e) = result {
             let what: Vec<String> = states.iter().map(|s| s.to_string()).collect();
             log::warn!(
                 "cannot notify systemd ({}) through NOTIFY_SOCKET {:?}: {e}",
@@ -66,6 +75,17 @@ impl Notifier {
         }
         false
     }
+}
+
+/// What `sd_notify::notify` does, for an abstract socket name: each state on its own line, in
+/// one datagram.
+fn notify_abstract(name: &[u8], states: &[NotifyState]) -> std::io::Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let message: String = states.iter().map(|s| format!("{s}\n")).collect();
+    let addr = SocketAddr::from_abstract_name(name)?;
+    UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr)?;
+    Ok(())
 }
 
 #[cfg(test)]
