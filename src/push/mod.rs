@@ -532,6 +532,8 @@ impl<'a> Session<'a> {
         let seconds = settings.timeout.as_secs_f64().ceil().max(1.0) as u64;
         let mut network = NetworkOptions::new();
         network.set_connection_timeout(seconds);
+        // Small packets, each waited for: no Nagle delay (as our own client had it).
+        network.set_tcp_nodelay(true);
         connection.eventloop.set_network_options(network);
         let (tx, events) = mpsc::channel();
         std::thread::Builder::new()
