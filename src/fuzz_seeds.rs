@@ -1,6 +1,6 @@
 //! Seed corpora for the fuzz targets in `fuzz/`, written by an ignored test from the repository's
 //! own data: the bundled frames, the shipped config and manifest, the test networks, the label
-//! formats of the datasets and the broker replies of the MQTT tests.
+//! formats of the datasets and the files the fleet push reads (password, CA certificate).
 //!
 //! Seeds are generated rather than committed so they follow the code (a changed config key or
 //! a new model format shows up in the next run) and so no copy of a multi-megabyte model sits
@@ -182,18 +182,33 @@ fn write_fuzz_seeds() {
         ],
     );
 
-    // Broker replies: CONNACK (accepted, refused), PUBACK, PINGRESP, one after another, and a
-    // long remaining length.
+    // What the fleet push parses itself (first byte: 0 password file, 1 CA PEM, 2 topic):
+    // passwords with each line end, an empty first line, a PEM CA certificate (a self-signed EC
+    // one made for these seeds, no key kept), text that is no PEM, and topics good and bad.
+    let ca_pem = b"-----BEGIN CERTIFICATE-----\n\
+MIIBkjCCATegAwIBAgIUBGpAKW4PuOPOMSF1FwpfZBQSLxAwCgYIKoZIzj0EAwIw\n\
+HjEcMBoGA1UEAwwTYWdlY2FtIGZ1enogc2VlZCBDQTAeFw0yNjEyMDIxNjQ1MDVa\n\
+Fw0zNjExMjkxNjQ1MDVaMB4xHDAaBgNVBAMME2FnZWNhbSBmdXp6IHNlZWQgQ0Ew\n\
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARy3p9Igo/RDztB7EoOGUzkswnvYmg9\n\
+rvBRRfh+jNp3Lsp1YHCkl5EK1VanYRBsIbnAAX7zTKqli0ix6aQD0bMQo1MwUTAd\n\
+BgNVHQ4EFgQUyRVQZTSeQ2GOpY1JRiRKyE2TGjgwHwYDVR0jBBgwFoAUyRVQZTSe\n\
+Q2GOpY1JRiRKyE2TGjgwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBG\n\
+AiEA8h12Oq3qPPXqbLErNfoqWc4BPoRf08yXFdEMveZG+94CIQCaVn+mW6buu5I8\n\
+vLqZPIrLeLqyZ7r+AT0ZTmzJORTicg==\n\
+-----END CERTIFICATE-----\n";
+    let part = |kind: u8, bytes: &[u8]| [&[kind][..], bytes].concat();
     write_all(
         &out,
-        "mqtt",
+        "push_files",
         &[
-            ("connack", vec![0x20, 2, 0, 0]),
-            ("connack_refused", vec![0x20, 2, 1, 5]),
-            ("puback", vec![0x40, 2, 0, 7]),
-            ("pingresp", vec![0xd0, 0]),
-            ("session", vec![0x20, 2, 0, 0, 0x40, 2, 0, 1, 0xd0, 0]),
-            ("long_length", vec![0x30, 0x80, 0x01]),
+            ("password_lf", part(0, b"s3cret\nignored\n")),
+            ("password_crlf", part(0, b"s3cret\r\n")),
+            ("password_no_end", part(0, b"s3cret")),
+            ("password_empty_line", part(0, b"\nsecond\n")),
+            ("ca_pem", part(1, ca_pem)),
+            ("ca_not_pem", part(1, b"not a certificate")),
+            ("topic", part(2, b"agecam/hall/intervals")),
+            ("topic_wildcard", part(2, b"agecam/+/intervals")),
         ],
     );
 

@@ -1,75 +1,91 @@
 //! systemd service notification (`Type=notify`): READY once the pipeline is loaded, WATCHDOG
 //! pings while frames flow, STOPPING at shutdown. Without `NOTIFY_SOCKET` (not under systemd)
 //! every call does nothing.
+//!
+//! The protocol (a datagram to the `NOTIFY_SOCKET` path, one `KEY=value` per line) is the
+//! `sd-notify` crate's; this module decides when to send what. sd-notify 0.5 only connects to
+//! socket paths, so an abstract `@name` (which systemd also uses, e.g. in containers) is sent
+//! to here, in the same format.
 
-use std::os::unix::net::UnixDatagram;
+use sd_notify::NotifyState;
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
-/// A connection to systemd's notification socket, if there is one.
+/// Sends state changes to systemd when it asked for them.
 pub struct Notifier {
-    socket: Option<(UnixDatagram, std::os::unix::net::SocketAddr)>,
+    /// `WATCHDOG_USEC` (and `WATCHDOG_PID`, when set, naming this process).
     watchdog: Option<Duration>,
     last_ping: Option<Instant>,
 }
 
 impl Notifier {
-    /// Reads `NOTIFY_SOCKET` and `WATCHDOG_USEC` from the environment.
+    /// Reads `WATCHDOG_USEC` from the environment; `NOTIFY_SOCKET` is read at each
+    /// notification by `sd-notify` (unset: nothing is sent).
     pub fn from_env() -> Notifier {
-        let socket =
-            std::env::var_os("NOTIFY_SOCKET").and_then(|path| connect(&path.to_string_lossy()));
-        let watchdog = std::env::var("WATCHDOG_USEC")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|&us| us > 0)
-            .map(Duration::from_micros);
         Notifier {
-            socket,
-            watchdog,
+            watchdog: sd_notify::watchdog_enabled().filter(|d| !d.is_zero()),
             last_ping: None,
         }
     }
 
-    fn send(&self, state: &str) {
-        if let Some((socket, addr)) = &self.socket {
-            if let Err(e) = socket.send_to_addr(state.as_bytes(), addr) {
-                log::warn!("cannot notify systemd ({state}): {e}");
+    fn send(&self, states: &[NotifyState]) {
+        let result = match std::env::var_os("NOTIFY_SOCKET") {
+            Some(socket) if socket.as_bytes().starts_with(b"@") => {
+                notify_abstract(&socket.as_bytes()[1..], states)
             }
+            _ => sd_notify::notify(states),
+        };
+        if let Err(e) = result {
+            let what: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+            log::warn!(
+                "cannot notify systemd ({}) through NOTIFY_SOCKET {:?}: {e}",
+                what.join(", "),
+                std::env::var_os("NOTIFY_SOCKET").unwrap_or_default()
+            );
         }
     }
 
     pub fn ready(&self, status: &str) {
-        self.send(&format!("READY=1\nSTATUS={status}"));
+        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
     pub fn stopping(&self) {
-        self.send("STOPPING=1");
+        self.send(&[NotifyState::Stopping]);
     }
 
     /// Pings the watchdog when half its interval has passed since the last ping. Called once
     /// per processed frame or camera retry, so a hung pipeline stops the pings.
     pub fn alive(&mut self, now: Instant) {
+        if self.ping_due(now) {
+            self.send(&[NotifyState::Watchdog]);
+        }
+    }
+
+    /// Whether a watchdog ping is due at `now` (and if so, it counts as sent).
+    fn ping_due(&mut self, now: Instant) -> bool {
         let Some(interval) = self.watchdog else {
-            return;
+            return false;
         };
         if self
             .last_ping
             .is_none_or(|last| now.duration_since(last) >= interval / 2)
         {
-            self.send("WATCHDOG=1");
             self.last_ping = Some(now);
+            return true;
         }
+        false
     }
 }
 
-/// `/run/...` paths, or `@name` for an abstract socket.
-fn connect(path: &str) -> Option<(UnixDatagram, std::os::unix::net::SocketAddr)> {
+/// What `sd_notify::notify` does, for an abstract socket name: each state on its own line, in
+/// one datagram.
+fn notify_abstract(name: &[u8], states: &[NotifyState]) -> std::io::Result<()> {
     use std::os::linux::net::SocketAddrExt;
-    let addr = match path.strip_prefix('@') {
-        Some(name) => std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?,
-        None => std::os::unix::net::SocketAddr::from_pathname(path).ok()?,
-    };
-    let socket = UnixDatagram::unbound().ok()?;
-    Some((socket, addr))
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let message: String = states.iter().map(|s| format!("{s}\n")).collect();
+    let addr = SocketAddr::from_abstract_name(name)?;
+    UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -77,44 +93,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_watchdog_and_stopping_reach_the_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify");
-        let listener = UnixDatagram::bind(&path).unwrap();
-        listener
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
+    fn watchdog_pings_at_half_its_interval_and_only_when_asked_for() {
         let mut notifier = Notifier {
-            socket: connect(&path.to_string_lossy()),
             watchdog: Some(Duration::from_secs(10)),
             last_ping: None,
         };
-        let read = || {
-            let mut buf = [0u8; 256];
-            let n = listener.recv(&mut buf).unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
-        };
-        notifier.ready("3 faces");
-        assert_eq!(read(), "READY=1\nSTATUS=3 faces");
         let t0 = Instant::now();
-        notifier.alive(t0);
-        notifier.alive(t0 + Duration::from_secs(1)); // too soon: no second ping
-        notifier.alive(t0 + Duration::from_secs(6));
-        assert_eq!(read(), "WATCHDOG=1");
-        assert_eq!(read(), "WATCHDOG=1");
-        notifier.stopping();
-        assert_eq!(read(), "STOPPING=1");
-    }
+        assert!(notifier.ping_due(t0), "the first ping goes at once");
+        assert!(!notifier.ping_due(t0 + Duration::from_secs(1)), "too soon");
+        assert!(!notifier.ping_due(t0 + Duration::from_millis(4999)));
+        assert!(notifier.ping_due(t0 + Duration::from_secs(5)));
+        assert!(!notifier.ping_due(t0 + Duration::from_secs(6)));
+        assert!(notifier.ping_due(t0 + Duration::from_secs(11)));
 
-    #[test]
-    fn without_systemd_nothing_happens() {
-        let mut notifier = Notifier {
-            socket: None,
+        let mut without = Notifier {
             watchdog: None,
             last_ping: None,
         };
-        notifier.ready("x");
-        notifier.alive(Instant::now());
-        notifier.stopping();
+        assert!(!without.ping_due(t0));
+        assert!(!without.ping_due(t0 + Duration::from_secs(3600)));
     }
 }

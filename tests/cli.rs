@@ -568,3 +568,77 @@ fn the_daemon_opens_no_socket_by_default() {
         "sockets held by the daemon: {sockets:?}"
     );
 }
+
+/// Every datagram waiting on `socket` (the sender has exited), until it stays quiet 0.5 s.
+fn datagrams(socket: &std::os::unix::net::UnixDatagram) -> Vec<String> {
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    got
+}
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`), the daemon says READY with a status once the
+/// pipeline runs, pings the watchdog while frames flow and says STOPPING at the end: sent to
+/// the socket named by NOTIFY_SOCKET, a path or an abstract `@name`, as systemd sets it.
+#[test]
+fn the_daemon_notifies_systemd_through_notify_socket() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let abstract_name = format!("agecam-test-notify-{}", std::process::id());
+    let sockets = [
+        (
+            path.to_string_lossy().into_owned(),
+            UnixDatagram::bind(&path).unwrap(),
+        ),
+        (
+            format!("@{abstract_name}"),
+            UnixDatagram::bind_addr(
+                &SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        ),
+    ];
+    for (notify_socket, socket) in &sockets {
+        let out = run_ok(
+            agecam()
+                .env("NOTIFY_SOCKET", notify_socket)
+                .env("WATCHDOG_USEC", "30000000")
+                .env_remove("WATCHDOG_PID")
+                .args(["run", "--demo", "--max-frames", "3", "--out"])
+                .arg(dir.path().join("out")),
+        );
+        let got = datagrams(socket);
+        assert!(
+            got.len() == 3,
+            "{notify_socket}: {got:?}\n{}",
+            text(&out.stderr)
+        );
+        assert!(
+            got[0].starts_with("READY=1\nSTATUS=frames from "),
+            "{got:?}"
+        );
+        // One ping: the frames come faster than half the 30 s watchdog interval.
+        assert_eq!(got[1], "WATCHDOG=1\n");
+        assert_eq!(got[2], "STOPPING=1\n");
+    }
+    // A watchdog meant for another process (WATCHDOG_PID) is not pinged.
+    let out = run_ok(
+        agecam()
+            .env("NOTIFY_SOCKET", &sockets[0].0)
+            .env("WATCHDOG_USEC", "30000000")
+            .env("WATCHDOG_PID", "1")
+            .args(["run", "--demo", "--max-frames", "3", "--out"])
+            .arg(dir.path().join("out")),
+    );
+    let got = datagrams(&sockets[0].1);
+    assert_eq!(got.len(), 2, "{got:?}\n{}", text(&out.stderr));
+    assert!(got[0].starts_with("READY=1\n"), "{got:?}");
+    assert_eq!(got[1], "STOPPING=1\n");
+}

@@ -8,22 +8,29 @@
 //! `agecam stats export --format json`) with its stable id `unit@start`. Delivery is
 //! at-least-once: an interval whose PUBACK was lost is sent again, and an interval merged after
 //! a restart is sent again with the newer totals, so a receiver keeps the latest message per id.
-
-pub mod mqtt;
+//!
+//! The MQTT 3.1.1 protocol is `rumqttc`'s (its synchronous `Client`/`Connection`): each round
+//! opens one connection whose event loop runs in a short-lived thread of its own and reports
+//! every event over a channel. The push thread publishes one interval at a time and waits,
+//! bounded by the timeout and cut short by [`Pusher::stop`], for the PUBACK with that
+//! PUBLISH's packet id. What stays ours: the settings, the topic check, the password file,
+//! the CA file (a rustls configuration with the ring provider), and the operator-facing
+//! wording of every failure.
 
 use crate::config::Config;
 use crate::stats::privacy::{publish, to_json, PrivacySettings};
 use crate::stats::store::Store;
 use anyhow::Context;
-use mqtt::{Client, ConnectOptions, MqttError};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use rumqttc::{
+    ConnectReturnCode, ConnectionError, Event, Incoming, MqttOptions, NetworkOptions, Outgoing,
+    QoS, StateError, TlsConfiguration, Transport,
+};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Everything the push thread needs, resolved at start (secrets read, CA parsed).
 #[derive(Clone)]
@@ -61,7 +68,14 @@ impl std::fmt::Debug for PushSettings {
 /// Intervals read from the store per round trip.
 const BATCH: usize = 100;
 /// Keep-alive announced in CONNECT; a batch is sent well within it.
-const KEEP_ALIVE_S: u16 = 60;
+const KEEP_ALIVE: Duration = Duration::from_secs(60);
+/// Largest packet accepted from the broker: a client that only publishes expects CONNACK,
+/// PUBACK and PINGRESP (2 bytes each).
+const MAX_INCOMING: usize = 64 * 1024;
+/// Largest packet we send: an interval's JSON is about a kilobyte per dozen cells.
+const MAX_OUTGOING: usize = 1024 * 1024;
+/// How often a wait for the broker checks whether the push is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 impl PushSettings {
     /// Settings from `[push]` (and `[stats]` for the unit, database and privacy), or `None`
@@ -87,7 +101,7 @@ impl PushSettings {
             None
         };
         let topic = push.topic(&unit_id);
-        mqtt::check_topic(&topic).map_err(|e| {
+        check_topic(&topic).map_err(|e| {
             anyhow::anyhow!("push topic {topic:?}: {e}; check push.topic_prefix and stats.unit_id")
         })?;
         Ok(Some(PushSettings {
@@ -119,14 +133,38 @@ impl PushSettings {
     }
 }
 
+/// Checks a topic name we publish to: non-empty UTF-8 of at most 65535 bytes, without
+/// wildcards or NUL (MQTT 3.1.1 section 4.7).
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("a topic cannot be empty".into());
+    }
+    if topic.len() > 65535 {
+        return Err("a topic is at most 65535 bytes".into());
+    }
+    if let Some(c) = topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
+        return Err(format!(
+            "a topic to publish to cannot hold {c:?} (wildcards and NUL are for subscriptions)"
+        ));
+    }
+    Ok(())
+}
+
 /// The first line of `file`, without its line end.
-fn read_password(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+fn read_password(file: &Path) -> anyhow::Result<Vec<u8>> {
     let bytes = std::fs::read(file).with_context(|| {
         format!(
             "push.password_file {}: cannot read it; it must exist and be readable by the agecam user",
             file.display()
         )
     })?;
+    password_from_file(&bytes, file)
+}
+
+/// The password in a password file's contents: its first line without the line end (`\n` or
+/// `\r\n`). It must be non-empty UTF-8 text (MQTT carries it as bytes, rumqttc as a string).
+/// `file` only names the file in errors.
+pub fn password_from_file(bytes: &[u8], file: &Path) -> anyhow::Result<Vec<u8>> {
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     anyhow::ensure!(
@@ -134,18 +172,37 @@ fn read_password(file: &std::path::Path) -> anyhow::Result<Vec<u8>> {
         "push.password_file {}: the first line is empty; it must hold the broker password",
         file.display()
     );
+    anyhow::ensure!(
+        std::str::from_utf8(line).is_ok(),
+        "push.password_file {}: the first line is not UTF-8 text; write the password as text",
+        file.display()
+    );
     Ok(line.to_vec())
 }
 
 /// A rustls client configuration (ring provider) trusting only the CAs in `ca_file`.
-pub fn tls_config(ca_file: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub fn tls_config(ca_file: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let pem = std::fs::read(ca_file)
+        .with_context(|| format!("push.ca_file {}: cannot read it", ca_file.display()))?;
+    let roots = ca_roots(&pem, ca_file)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The CA certificates in the contents of a PEM file; at least one, each usable as a trust
+/// anchor. `ca_file` only names the file in errors.
+pub fn ca_roots(pem: &[u8], ca_file: &Path) -> anyhow::Result<rustls::RootCertStore> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let context = || format!("push.ca_file {}", ca_file.display());
-    let pem = std::fs::read(ca_file).with_context(|| format!("{}: cannot read it", context()))?;
     let mut roots = rustls::RootCertStore::empty();
     let mut found = 0;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.with_context(|| format!("{}: not valid PEM", context()))?;
         roots
             .add(cert)
@@ -157,13 +214,7 @@ pub fn tls_config(ca_file: &std::path::Path) -> anyhow::Result<Arc<rustls::Clien
         "{}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
         context()
     );
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS setup")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(roots)
 }
 
 /// One round in the calling thread: connects if anything is unsent, sends it all, marks each
@@ -175,52 +226,75 @@ pub fn send_pending(settings: &PushSettings) -> Result<usize, String> {
         settings: settings.clone(),
         rx,
         stopping: Arc::new(AtomicBool::new(false)),
-        socket: Arc::new(Mutex::new(None)),
         store: None,
         down: false,
     };
     worker.round().map_err(|e| e.to_string())
 }
 
-/// Plain TCP or TLS over TCP.
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Read for Transport {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.read(buf),
-            Transport::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Transport {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.write(buf),
-            Transport::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.flush(),
-            Transport::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// Why a round failed.
+/// Why a round failed, as one line for the operator.
 #[derive(Debug, thiserror::Error)]
 enum RoundError {
     #[error("{0}")]
-    Mqtt(#[from] MqttError),
+    Mqtt(String),
     #[error("{0}")]
     Store(#[from] crate::stats::store::StoreError),
-    #[error("{0}")]
-    Other(String),
+    #[error("stopping")]
+    Stopping,
+}
+
+/// What each CONNACK return code of MQTT 3.1.1 (section 3.2.2.3) means for the operator.
+fn refusal(code: ConnectReturnCode) -> String {
+    let what = match code {
+        ConnectReturnCode::Success => "accepted",
+        ConnectReturnCode::RefusedProtocolVersion => {
+            "unacceptable protocol version: the broker does not speak MQTT 3.1.1"
+        }
+        ConnectReturnCode::BadClientId => {
+            "identifier rejected: the broker does not accept the client id agecam-<unit_id>"
+        }
+        ConnectReturnCode::ServiceUnavailable => {
+            "server unavailable: the broker is up but not accepting connections"
+        }
+        ConnectReturnCode::BadUserNamePassword => {
+            "bad user name or password: check push.username and the password in push.password_file"
+        }
+        ConnectReturnCode::NotAuthorized => {
+            "not authorized: check push.username and the password in push.password_file, and the broker's access rules"
+        }
+    };
+    format!(
+        "the broker refused the connection (CONNACK code {}, {what})",
+        code as u8
+    )
+}
+
+/// One line for a failure of the MQTT connection; `step` says what we were doing.
+fn explain(error: &ConnectionError, step: &str, timeout: Duration) -> String {
+    let seconds = timeout.as_secs_f32();
+    match error {
+        ConnectionError::ConnectionRefused(code) => refusal(*code),
+        ConnectionError::Tls(e) => format!(
+            "TLS handshake failed ({e}); check push.ca_file and that push.host matches the broker's certificate"
+        ),
+        ConnectionError::NetworkTimeout => {
+            format!("no answer from the broker while {step} within {seconds} s")
+        }
+        ConnectionError::FlushTimeout => {
+            format!("the broker took no data for {seconds} s while we were {step}")
+        }
+        ConnectionError::Io(e) => format!("{step} failed ({e})"),
+        ConnectionError::MqttState(StateError::ConnectionAborted) => {
+            format!("the broker closed the connection while we were {step}")
+        }
+        ConnectionError::MqttState(StateError::Deserialization(e)) => {
+            format!("the broker broke the MQTT 3.1.1 protocol while we were {step}: {e}")
+        }
+        ConnectionError::NotConnAck(packet) => format!(
+            "the broker broke the MQTT 3.1.1 protocol: expected CONNACK first, got {packet:?}"
+        ),
+        other => format!("the MQTT connection failed while we were {step} ({other})"),
+    }
 }
 
 /// Wakes the push thread (an interval was saved).
@@ -242,8 +316,6 @@ enum Message {
 pub struct Pusher {
     tx: Sender<Message>,
     stopping: Arc<AtomicBool>,
-    /// The socket of the connection in use, so [`Pusher::stop`] can cut a blocked read short.
-    socket: Arc<Mutex<Option<TcpStream>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -252,12 +324,10 @@ impl Pusher {
     pub fn start(settings: PushSettings) -> std::io::Result<Pusher> {
         let (tx, rx) = mpsc::channel();
         let stopping = Arc::new(AtomicBool::new(false));
-        let socket = Arc::new(Mutex::new(None));
         let mut worker = Worker {
             settings,
             rx,
             stopping: Arc::clone(&stopping),
-            socket: Arc::clone(&socket),
             store: None,
             down: false,
         };
@@ -267,7 +337,6 @@ impl Pusher {
         Ok(Pusher {
             tx,
             stopping,
-            socket,
             thread: Some(thread),
         })
     }
@@ -276,9 +345,9 @@ impl Pusher {
         Waker(self.tx.clone())
     }
 
-    /// Stops the thread promptly: an answer being waited for is cut short (that interval stays
-    /// unsent and goes at the next start). Waits at most for a connection attempt in progress
-    /// (bounded by the timeout).
+    /// Stops the thread promptly: an answer being waited for is given up within 50 ms (that
+    /// interval stays unsent and goes at the next start). The MQTT connection's own thread is
+    /// not waited for: it ends by itself, within the timeout.
     pub fn stop(mut self) {
         self.shut();
     }
@@ -286,11 +355,6 @@ impl Pusher {
     fn shut(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
         let _ = self.tx.send(Message::Stop);
-        if let Ok(socket) = self.socket.lock() {
-            if let Some(socket) = socket.as_ref() {
-                let _ = socket.shutdown(Shutdown::Both);
-            }
-        }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -307,7 +371,6 @@ struct Worker {
     settings: PushSettings,
     rx: Receiver<Message>,
     stopping: Arc<AtomicBool>,
-    socket: Arc<Mutex<Option<TcpStream>>>,
     store: Option<Store>,
     /// Whether the current outage has been logged.
     down: bool,
@@ -385,15 +448,15 @@ impl Worker {
         if batch.is_empty() {
             return Ok(0);
         }
-        let mut client = connect(&self.settings, &self.socket, &self.stopping)?;
+        let mut session = Session::open(&self.settings, &self.stopping)?;
         let mut sent = 0;
         while !batch.is_empty() {
             for interval in &batch {
                 if self.stopping.load(Ordering::SeqCst) {
-                    return Err(RoundError::Other("stopping".into()));
+                    return Err(RoundError::Stopping);
                 }
                 let payload = to_json(&publish(interval, &self.settings.privacy));
-                client.publish_qos1(&self.settings.topic, payload.as_bytes())?;
+                session.publish_qos1(&self.settings.topic, payload.into_bytes())?;
                 // Acknowledged: only now is it sent. If a restarted part was merged meanwhile,
                 // the row stays unsent and the newer totals go out in the next batch.
                 if store.mark_sent(&interval.unit_id, interval.start, interval)? {
@@ -402,84 +465,178 @@ impl Worker {
             }
             batch = store.unsent(BATCH)?;
         }
-        let _ = client.disconnect();
-        if let Ok(mut socket) = self.socket.lock() {
-            *socket = None;
-        }
+        session.close();
         Ok(sent)
     }
 }
 
-/// Opens TCP (and TLS), then MQTT CONNECT/CONNACK.
-fn connect(
-    settings: &PushSettings,
-    socket_slot: &Mutex<Option<TcpStream>>,
-    stopping: &AtomicBool,
-) -> Result<Client<Transport>, RoundError> {
-    let io = |what: &'static str| {
-        move |source: std::io::Error| RoundError::Mqtt(MqttError::Io { what, source })
-    };
-    let addrs: Vec<_> = (settings.host.as_str(), settings.port)
-        .to_socket_addrs()
-        .map_err(io("looking up the broker's address"))?
-        .collect();
-    let mut last = None;
-    let mut tcp = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, settings.timeout) {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
+/// What the connection thread reports: each event of rumqttc's event loop, or its error.
+type Report = Result<Event, ConnectionError>;
+
+/// One MQTT connection, for one round. rumqttc's event loop (`Connection`) runs in a thread of
+/// its own that forwards every event; this side publishes and waits for the events it needs,
+/// never longer than the timeout and never past a stop. Dropping the session asks the event
+/// loop to disconnect; its thread then ends by itself (at the latest when rumqttc's connection
+/// or flush timeout, the same timeout, runs out), so nothing here waits on the network.
+struct Session<'a> {
+    client: rumqttc::Client,
+    events: Receiver<Report>,
+    timeout: Duration,
+    stopping: &'a AtomicBool,
+}
+
+impl<'a> Session<'a> {
+    /// Connects (TCP, TLS, CONNECT with a clean session) and waits for the CONNACK.
+    fn open(settings: &PushSettings, stopping: &'a AtomicBool) -> Result<Session<'a>, RoundError> {
+        let mut options = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+        options
+            .set_keep_alive(KEEP_ALIVE)
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_INCOMING, MAX_OUTGOING);
+        match (&settings.username, &settings.password) {
+            (Some(user), Some(password)) => {
+                let password = String::from_utf8(password.clone()).map_err(|_| {
+                    RoundError::Mqtt(
+                        "the MQTT password is not UTF-8 text; write it as text in push.password_file"
+                            .into(),
+                    )
+                })?;
+                options.set_credentials(user, password);
             }
-            Err(e) => last = Some(e),
-        }
-    }
-    let tcp = match (tcp, last) {
-        (Some(tcp), _) => tcp,
-        (None, Some(e)) => return Err(io("connecting")(e)),
-        (None, None) => {
-            return Err(RoundError::Other(format!(
-                "{} has no address",
-                settings.host
-            )))
-        }
-    };
-    tcp.set_read_timeout(Some(settings.timeout))
-        .and_then(|()| tcp.set_write_timeout(Some(settings.timeout)))
-        .and_then(|()| tcp.set_nodelay(true))
-        .map_err(io("setting up the connection"))?;
-    if let (Ok(mut slot), Ok(clone)) = (socket_slot.lock(), tcp.try_clone()) {
-        *slot = Some(clone);
-    }
-    if stopping.load(Ordering::SeqCst) {
-        return Err(RoundError::Other("stopping".into()));
-    }
-    let transport = match &settings.tls {
-        None => Transport::Plain(tcp),
-        Some(config) => {
-            let name = rustls::pki_types::ServerName::try_from(settings.host.clone())
-                .map_err(|e| RoundError::Other(format!("push.host {}: {e}", settings.host)))?;
-            let conn = rustls::ClientConnection::new(Arc::clone(config), name)
-                .map_err(|e| RoundError::Other(format!("TLS setup failed ({e})")))?;
-            let mut stream = rustls::StreamOwned::new(conn, tcp);
-            // Handshake now, so a certificate problem is reported as one.
-            while stream.conn.is_handshaking() {
-                stream
-                    .conn
-                    .complete_io(&mut stream.sock)
-                    .map_err(|e| RoundError::Other(format!("TLS handshake failed ({e}); check push.ca_file and that push.host matches the broker's certificate")))?;
+            (Some(user), None) => {
+                options.set_credentials(user, "");
             }
-            Transport::Tls(Box::new(stream))
+            (None, Some(_)) => {
+                // MQTT 3.1.1 section 3.1.2.9: a password needs a user name.
+                return Err(RoundError::Mqtt(
+                    "an MQTT password needs a user name (push.username)".into(),
+                ));
+            }
+            (None, None) => {}
         }
-    };
-    let options = ConnectOptions {
-        client_id: settings.client_id.clone(),
-        keep_alive_s: KEEP_ALIVE_S,
-        username: settings.username.clone(),
-        password: settings.password.clone(),
-        timeout: settings.timeout,
-    };
-    Ok(Client::connect(transport, &options)?)
+        if let Some(config) = &settings.tls {
+            // Checked here so that a host name rustls cannot use is reported as such.
+            rustls::pki_types::ServerName::try_from(settings.host.as_str()).map_err(|e| {
+                RoundError::Mqtt(format!(
+                    "push.host {}: {e}; use a DNS name or an IP address",
+                    settings.host
+                ))
+            })?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::clone(config),
+            )));
+        }
+        let (client, mut connection) = rumqttc::Client::new(options, 10);
+        // rumqttc's bound on connecting (TCP, TLS and CONNACK together) and on each flush, in
+        // whole seconds.
+        let seconds = settings.timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let mut network = NetworkOptions::new();
+        network.set_connection_timeout(seconds);
+        // Small packets, each waited for: no Nagle delay (as our own client had it).
+        network.set_tcp_nodelay(true);
+        connection.eventloop.set_network_options(network);
+        let (tx, events) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("agecam-mqtt".into())
+            .spawn(move || {
+                // One connection per round: the first error ends it (rumqttc would reconnect
+                // on the next poll; the push thread retries instead, every retry_seconds).
+                for report in connection.iter() {
+                    let last = matches!(report, Err(_) | Ok(Event::Outgoing(Outgoing::Disconnect)));
+                    if tx.send(report).is_err() || last {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| RoundError::Mqtt(format!("cannot start the MQTT thread ({e})")))?;
+        let session = Session {
+            client,
+            events,
+            timeout: settings.timeout,
+            stopping,
+        };
+        let connecting = Duration::from_secs(seconds) + Duration::from_secs(1);
+        let deadline = Instant::now() + connecting;
+        loop {
+            match session.next(deadline, "connecting", connecting)? {
+                Event::Incoming(Incoming::ConnAck(_)) => return Ok(session),
+                // Nothing else comes before the CONNACK.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Publishes `payload` at QoS 1 and waits for the broker's PUBACK of it: when this returns
+    /// Ok, the broker has taken responsibility for the message.
+    fn publish_qos1(&mut self, topic: &str, payload: Vec<u8>) -> Result<(), RoundError> {
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+            .map_err(|e| RoundError::Mqtt(format!("cannot hand the message to rumqttc ({e})")))?;
+        let deadline = Instant::now() + self.timeout;
+        // The packet id rumqttc gave this PUBLISH, learnt when it is written.
+        let mut packet_id = None;
+        loop {
+            match (
+                self.next(deadline, "waiting for PUBACK", self.timeout)?,
+                packet_id,
+            ) {
+                (Event::Outgoing(Outgoing::Publish(id)), None) => packet_id = Some(id),
+                (Event::Incoming(Incoming::PubAck(ack)), Some(id)) if ack.pkid == id => {
+                    return Ok(())
+                }
+                // Pings and their answers, or anything not ours: keep waiting.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Disconnects politely: waits (bounded) until DISCONNECT is written; errors do not matter
+    /// any more, everything was acknowledged.
+    fn close(self) {
+        if self.client.try_disconnect().is_ok() {
+            let deadline = Instant::now() + self.timeout;
+            while let Ok(event) = self.next(deadline, "disconnecting", self.timeout) {
+                if event == Event::Outgoing(Outgoing::Disconnect) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The next event of the connection, or why there is none: its error, the timeout (`what`
+    /// names the step, `after` the bound), or a stop.
+    fn next(&self, deadline: Instant, what: &str, after: Duration) -> Result<Event, RoundError> {
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return Err(RoundError::Stopping);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(RoundError::Mqtt(format!(
+                    "no answer from the broker while {what} within {} s",
+                    after.as_secs_f32()
+                )));
+            }
+            match self.events.recv_timeout((deadline - now).min(STOP_CHECK)) {
+                Ok(Ok(event)) => return Ok(event),
+                Ok(Err(e)) => return Err(RoundError::Mqtt(explain(&e, what, self.timeout))),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(RoundError::Mqtt(format!(
+                        "the MQTT connection ended while we were {what}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        // The event loop sends DISCONNECT and its thread ends; if it is still connecting, it
+        // gives up at rumqttc's connection timeout. Never blocks.
+        let _ = self.client.try_disconnect();
+    }
 }
 
 #[cfg(test)]
@@ -531,6 +688,161 @@ mod tests {
             1,
             "not acknowledged, not sent"
         );
+    }
+
+    /// A broker that accepts one connection, reads packets and answers each CONNECT with
+    /// CONNACK 0 and each PUBLISH with a PUBACK for `packet_id(publish's id)`. Returns the ids
+    /// of the PUBLISH packets it saw when the client goes away.
+    fn fake_broker(
+        listener: TcpListener,
+        packet_id: fn(u16) -> u16,
+    ) -> std::thread::JoinHandle<Vec<u16>> {
+        use std::io::{Read, Write};
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut seen = Vec::new();
+            loop {
+                let mut first = [0u8; 1];
+                if s.read_exact(&mut first).is_err() {
+                    return seen;
+                }
+                let (mut len, mut shift) = (0usize, 0);
+                loop {
+                    let mut b = [0u8; 1];
+                    s.read_exact(&mut b).unwrap();
+                    len |= ((b[0] & 0x7f) as usize) << shift;
+                    shift += 7;
+                    if b[0] & 0x80 == 0 {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; len];
+                s.read_exact(&mut body).unwrap();
+                match first[0] >> 4 {
+                    1 => s.write_all(&[0x20, 2, 0, 0]).unwrap(),
+                    3 => {
+                        let topic = u16::from_be_bytes([body[0], body[1]]) as usize;
+                        let id = u16::from_be_bytes([body[2 + topic], body[3 + topic]]);
+                        seen.push(id);
+                        let [hi, lo] = packet_id(id).to_be_bytes();
+                        s.write_all(&[0x40, 2, hi, lo]).unwrap();
+                    }
+                    12 => s.write_all(&[0xd0, 0]).unwrap(),
+                    _ => {}
+                }
+            }
+        })
+    }
+
+    fn one_interval(db: &Path, start: i64) {
+        Store::open(db)
+            .unwrap()
+            .save(&crate::stats::aggregate::IntervalStats {
+                unit_id: "test".into(),
+                start,
+                length_s: 900,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn only_the_puback_with_the_publish_packet_id_marks_an_interval_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.sqlite");
+        one_interval(&db, 900);
+        one_interval(&db, 1800);
+        // Acknowledges another packet id: nothing may be marked sent.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut s = settings(listener.local_addr().unwrap().port(), db.clone());
+        s.timeout = Duration::from_secs(1);
+        let broker = fake_broker(listener, |id| id.wrapping_add(1));
+        let err = send_pending(&s).unwrap_err();
+        assert!(err.contains("waiting for PUBACK"), "{err}");
+        assert_eq!(broker.join().unwrap().len(), 1, "one PUBLISH at a time");
+        assert_eq!(Store::open(&db).unwrap().unsent(10).unwrap().len(), 2);
+        // Acknowledges each PUBLISH's own id: both are sent, each one after its PUBACK.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        s.port = listener.local_addr().unwrap().port();
+        let broker = fake_broker(listener, |id| id);
+        assert_eq!(send_pending(&s), Ok(2));
+        let ids = broker.join().unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1]);
+        assert!(Store::open(&db).unwrap().unsent(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_silent_broker_is_a_timeout_naming_the_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.sqlite");
+        one_interval(&db, 900);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut s = settings(listener.local_addr().unwrap().port(), db.clone());
+        s.timeout = Duration::from_secs(1);
+        let t = Instant::now();
+        let err = send_pending(&s).unwrap_err();
+        assert!(
+            err.contains("no answer from the broker while connecting"),
+            "{err}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        drop(listener);
+        // Nobody listening at all: the connection is refused, and said so.
+        let err = send_pending(&s).unwrap_err();
+        assert!(err.contains("connecting failed"), "{err}");
+        assert_eq!(Store::open(&db).unwrap().unsent(10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn every_connack_refusal_reads_clearly() {
+        use ConnectReturnCode::*;
+        for (code, number) in [
+            (RefusedProtocolVersion, 1),
+            (BadClientId, 2),
+            (ServiceUnavailable, 3),
+            (BadUserNamePassword, 4),
+            (NotAuthorized, 5),
+        ] {
+            let text = explain(
+                &ConnectionError::ConnectionRefused(code),
+                "connecting",
+                Duration::from_secs(1),
+            );
+            assert!(text.contains("refused the connection"), "{text}");
+            assert!(text.contains(&format!("code {number}")), "{text}");
+            assert!(!text.contains('\n'));
+            if number >= 4 {
+                assert!(text.contains("push.password_file"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn topics_with_wildcards_are_refused() {
+        assert!(check_topic("agecam/hall/intervals").is_ok());
+        assert!(check_topic("agecam/+/intervals").is_err());
+        assert!(check_topic("agecam/#").is_err());
+        assert!(check_topic("agecam/\0").is_err());
+        assert!(check_topic("").is_err());
+        assert!(check_topic(&"a".repeat(65536)).is_err());
+    }
+
+    #[test]
+    fn a_password_file_gives_its_first_line_as_text() {
+        let f = Path::new("/etc/agecam/mqtt-password");
+        assert_eq!(password_from_file(b"s3cret\r\nx\n", f).unwrap(), b"s3cret");
+        assert_eq!(password_from_file(b"s3cret", f).unwrap(), b"s3cret");
+        let err = password_from_file(b"\xff\xfe\n", f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("mqtt-password") && err.contains("UTF-8"),
+            "{err}"
+        );
+        let err = password_from_file(b"", f).unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
     }
 
     #[test]
