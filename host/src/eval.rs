@@ -378,6 +378,9 @@ pub struct EvalRun<'a> {
 pub struct EvalOutcome {
     pub images: usize,
     pub no_face: usize,
+    /// Faces the detector found only in the padded canvas (the chip letterboxed into twice its
+    /// size): on the frame as it is, it found `images − unreadable − no_face − found_padded`.
+    pub found_padded: usize,
     pub unreadable: usize,
     pub truths: Vec<Truth>,
     /// `predictions[model][face]`.
@@ -413,6 +416,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
     let mut out = EvalOutcome {
         images: chosen.len(),
         no_face: 0,
+        found_padded: 0,
         unreadable: 0,
         truths: Vec::new(),
         predictions: vec![Vec::new(); models.len()],
@@ -436,10 +440,11 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
                 continue;
             }
         };
-        let Some((face, _padded)) = find_face(det, &img) else {
+        let Some((face, padded)) = find_face(det, &img) else {
             out.no_face += 1;
             continue;
         };
+        out.found_padded += usize::from(padded);
         for (m, model) in models.iter().enumerate() {
             let info = model.info();
             let margin = info.crop_margin.unwrap_or(run.default_margin);
@@ -504,10 +509,11 @@ pub fn write_report(
     writeln!(md, "# agecam evaluation\n")?;
     writeln!(
         md,
-        "Data: `{}`, {subset_text}: {} images, {} faces evaluated, {} without a detected face, {} unreadable.\n",
+        "Data: `{}`, {subset_text}: {} images, {} faces evaluated ({} of them found only after padding the image), {} without a detected face, {} unreadable.\n",
         data.display(),
         outcome.images,
         outcome.truths.len(),
+        outcome.found_padded,
         outcome.no_face,
         outcome.unreadable
     )?;
@@ -750,6 +756,8 @@ pub fn summary_line(outcome: &EvalOutcome) -> String {
         model: &'a str,
         n: usize,
         no_face: usize,
+        /// Share of readable images whose face the detector found on the image as it is.
+        found_direct: Option<f64>,
         age_mae: Option<f64>,
         cs5: Option<f64>,
         gender_acc: Option<f64>,
@@ -761,11 +769,15 @@ pub fn summary_line(outcome: &EvalOutcome) -> String {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         compared: Vec<Line<'a>>,
     }
-    fn line(m: &Metrics, no_face: usize) -> Line<'_> {
+    fn line<'a>(m: &'a Metrics, outcome: &EvalOutcome) -> Line<'a> {
+        let readable = outcome.images - outcome.unreadable;
         Line {
             model: &m.model,
             n: m.faces,
-            no_face,
+            no_face: outcome.no_face,
+            found_direct: (readable > 0).then(|| {
+                (readable - outcome.no_face - outcome.found_padded) as f64 / readable as f64
+            }),
             age_mae: m.age_mae,
             cs5: m.cs5,
             gender_acc: m.gender_accuracy,
@@ -780,12 +792,12 @@ pub fn summary_line(outcome: &EvalOutcome) -> String {
     let Some(first) = outcome.metrics.first() else {
         return "{}".into();
     };
-    let mut top = line(first, outcome.no_face);
+    let mut top = line(first, outcome);
     top.compared = outcome
         .metrics
         .iter()
         .skip(1)
-        .map(|m| line(m, outcome.no_face))
+        .map(|m| line(m, outcome))
         .collect();
     serde_json::to_string(&top).unwrap_or_default()
 }

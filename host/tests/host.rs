@@ -256,6 +256,8 @@ fn fairface_layout_evaluates_crops_and_trains() {
     let within = summary["group9_within_one"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&nine) && within >= nine, "{summary}");
     assert!(summary["gender_acc"].is_number(), "{summary}");
+    let direct = summary["found_direct"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&direct), "{summary}");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(
         md.contains("9-group acc.") && md.contains("| latinohispanic |"),
