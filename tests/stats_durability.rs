@@ -17,7 +17,7 @@ fn example_exe(name: &str) -> std::path::PathBuf {
     let exe = deps.parent().unwrap().join("examples").join(name);
     assert!(
         exe.is_file(),
-        "{} missing: `cargo test` builds the examples",
+        "{} missing: `cargo test` builds the test helpers (tests/helpers/, declared as examples)",
         exe.display()
     );
     exe

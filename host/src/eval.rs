@@ -381,6 +381,8 @@ pub struct EvalOutcome {
     /// Faces the detector found only in the padded canvas (the chip letterboxed into twice its
     /// size): on the frame as it is, it found `images − unreadable − no_face − found_padded`.
     pub found_padded: usize,
+    /// Whether the dataset brought its own train/validation split (FairFace).
+    pub own_split: bool,
     pub unreadable: usize,
     pub truths: Vec<Truth>,
     /// `predictions[model][face]`.
@@ -417,6 +419,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         images: chosen.len(),
         no_face: 0,
         found_padded: 0,
+        own_split: chosen.iter().any(|s| s.split.is_some()),
         unreadable: 0,
         truths: Vec::new(),
         predictions: vec![Vec::new(); models.len()],
@@ -503,6 +506,9 @@ pub fn write_report(
     };
     let mut md = String::new();
     let subset_text = match subset {
+        Subset::Validation(_) if outcome.own_split => {
+            "validation split (the dataset's own validation files)".to_string()
+        }
         Subset::Validation(f) => format!("validation split ({:.0} % by file-name hash)", f * 100.0),
         Subset::All => "all images".into(),
     };

@@ -99,10 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .transpose()?
                 .unwrap_or(i64::MAX);
             let database = db.clone().unwrap_or_else(|| config.stats.database());
-            let privacy = agecam::stats::privacy::PrivacySettings {
-                k: config.stats.k_anonymity,
-                epsilon: config.stats.laplace_epsilon,
-            };
+            let privacy = agecam::stats::privacy::PrivacySettings::from_config(&config.stats);
             cli::stats::export(
                 &database,
                 since,

@@ -160,10 +160,15 @@ pub fn bench(
             let (faces, times) = pipeline.process(&image)?;
             let processed = Instant::now();
             if !pipeline.has_model() {
-                // Without a model the pipeline cuts no crops; time them at 96 px, the planned
-                // model input, so the figure is there to compare with.
+                // Without a model the pipeline cuts no crops; time them at the training crops'
+                // framing size (the shipped model's input), so the figure is there to compare.
                 for face in &faces {
-                    std::hint::black_box(crop_face(&image, &face.face, crop_margin, 96));
+                    std::hint::black_box(crop_face(
+                        &image,
+                        &face.face,
+                        crop_margin,
+                        crate::vision::crop::FRAMING_SIZE,
+                    ));
                 }
             }
             let crop_time = if pipeline.has_model() {

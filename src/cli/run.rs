@@ -117,10 +117,7 @@ pub fn run_command(
             "statistics stored in {}; they export as:",
             database.display()
         );
-        let privacy = PrivacySettings {
-            k: stats_config.k_anonymity,
-            epsilon: stats_config.laplace_epsilon,
-        };
+        let privacy = PrivacySettings::from_config(&stats_config);
         super::stats::export(
             &database,
             i64::MIN,

@@ -114,10 +114,7 @@ impl PushSettings {
             tls,
             retry: Duration::from_secs(push.retry_seconds as u64),
             timeout: Duration::from_secs(10),
-            privacy: PrivacySettings {
-                k: config.stats.k_anonymity,
-                epsilon: config.stats.laplace_epsilon,
-            },
+            privacy: PrivacySettings::from_config(&config.stats),
             database: config.stats.database(),
         }))
     }

@@ -26,8 +26,20 @@ pub struct PrivacySettings {
 }
 
 impl Default for PrivacySettings {
+    /// The `[stats]` section's defaults (k = 5, no noise): one default, the config's.
     fn default() -> Self {
-        PrivacySettings { k: 5, epsilon: 0.0 }
+        PrivacySettings::from_config(&crate::config::StatsConfig::default())
+    }
+}
+
+impl PrivacySettings {
+    /// What every export and push publishes under: `stats.k_anonymity` and
+    /// `stats.laplace_epsilon`.
+    pub fn from_config(stats: &crate::config::StatsConfig) -> PrivacySettings {
+        PrivacySettings {
+            k: stats.k_anonymity,
+            epsilon: stats.laplace_epsilon,
+        }
     }
 }
 
