@@ -170,10 +170,10 @@ fn check(w: Wire, topic_unit: &str) -> Result<Interval, Rejection> {
         ));
     }
     let length = (w.end - w.start) as f64;
-    if !w.uptime_s.is_finite() || w.uptime_s < 0.0 || w.uptime_s > length + 1.0 {
+    if !w.uptime_s.is_finite() || w.uptime_s < 0.0 || w.uptime_s > length + 60.0 {
         return Err(reject(
             "bad uptime_s",
-            format!("{}: need 0 to the interval length {length}", w.uptime_s),
+            format!("{}: need 0 to the interval length {length} (+60 s)", w.uptime_s),
         ));
     }
     // Stored as signed 64-bit in PostgreSQL.
