@@ -139,7 +139,7 @@ impl BrokerSettings {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WebSettings {
     pub listen: SocketAddr,
     pub token: Option<String>,
@@ -147,6 +147,19 @@ pub struct WebSettings {
     pub basic: Option<(String, String)>,
     /// A unit whose latest interval ended longer ago than this is shown in red.
     pub stale_after_s: i64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a password or token.
+        f.debug_struct("Settings")
+            .field("broker", &self.broker.describe())
+            .field("database", &self.database.describe())
+            .field("listen", &self.web.listen)
+            .field("token", &self.web.token.is_some())
+            .field("basic_auth", &self.web.basic.as_ref().map(|b| &b.0))
+            .finish()
+    }
 }
 
 /// A configuration problem, as one line for the user.
@@ -188,7 +201,7 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
             .map(|s| {
                 format!(
                     " line {}",
-                    text[..s.start.min(text.len())].lines().count().max(1)
+                    text.get(..s.start).unwrap_or(text).matches('\n').count() + 1
                 )
             })
             .unwrap_or_default();

@@ -100,7 +100,7 @@ pub fn valid_unit_id(unit: &str) -> bool {
 pub fn unit_of_topic(topic: &str) -> Option<&str> {
     let rest = topic.strip_suffix("/intervals")?;
     let unit = rest.rsplit('/').next()?;
-    (rest.len() > unit.len() && valid_unit_id(unit)).then_some(unit)
+    valid_unit_id(unit).then_some(unit)
 }
 
 /// Parses and checks one message that arrived on `topic`.

@@ -69,8 +69,8 @@ fn units_push_through_mosquitto_into_postgres_and_onto_the_page() {
     // The page and its CSV show the same numbers as the database.
     let range = format!(
         "from={}&to={}",
-        agecam_fleet::schema::rfc3339(t0)[..10].to_string(),
-        agecam_fleet::schema::rfc3339(t0 + 86_400)[..10].to_string()
+        &agecam_fleet::schema::rfc3339(t0)[..10],
+        &agecam_fleet::schema::rfc3339(t0 + 86_400)[..10]
     );
     let (status, html) = collector.get(&format!("/?{range}"));
     assert_eq!(status, 200, "{html}");

@@ -4,7 +4,7 @@
 mod common;
 
 use agecam_fleet::schema::{parse, Interval};
-use agecam_fleet::store::{Database, Outcome, Range, Step, Store};
+use agecam_fleet::store::{Database, Outcome, Range, Step};
 
 const DAY: i64 = 86_400;
 /// 2026-11-23, a Monday.
