@@ -33,7 +33,7 @@ fn draw(
     x_labels: &[String],
     series: &[(String, Vec<i64>)],
 ) -> Result<(), String> {
-    let root = SVGBackend::with_string(out, (620, 320)).into_drawing_area();
+    let root = SVGBackend::with_string(out, (600, 320)).into_drawing_area();
     root.fill(&WHITE).map_err(e)?;
     let n = x_labels.len().max(1);
     let max = series
@@ -67,6 +67,7 @@ fn draw(
         })
         .y_desc("visits")
         .disable_x_mesh()
+        .light_line_style(WHITE)
         .draw()
         .map_err(e)?;
     for (k, (label, values)) in series.iter().enumerate() {

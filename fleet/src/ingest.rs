@@ -157,11 +157,15 @@ impl Ingest {
                                 }
                             }
                             Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                                if ack.return_codes.iter().any(|c| {
+                                    matches!(c, rumqttc::SubscribeReasonCode::Failure)
+                                }) {
                                     log::error!(
                                         "broker {}: subscription to {} refused; the broker's ACL must let user {:?} read it",
                                         broker.host, broker.topic, broker.username
                                     );
+                                } else {
+                                    log::info!("broker: subscribed to {} at QoS 1", broker.topic);
                                 }
                             }
                             Ok(Event::Incoming(Packet::Publish(p))) => {

@@ -123,8 +123,13 @@ pub fn parse(topic: &str, payload: &[u8]) -> Result<Interval, Rejection> {
             format!("invalid byte at offset {}", e.valid_up_to()),
         )
     })?;
-    let wire: Wire =
-        serde_json::from_str(text).map_err(|e| reject("not the interval schema", e.to_string()))?;
+    let wire: Wire = serde_json::from_str(text).map_err(|e| {
+        let kind = match e.classify() {
+            serde_json::error::Category::Data => "not the interval schema",
+            _ => "not JSON",
+        };
+        reject(kind, e.to_string())
+    })?;
     check(wire, topic_unit)
 }
 
@@ -173,7 +178,10 @@ fn check(w: Wire, topic_unit: &str) -> Result<Interval, Rejection> {
     if !w.uptime_s.is_finite() || w.uptime_s < 0.0 || w.uptime_s > length + 60.0 {
         return Err(reject(
             "bad uptime_s",
-            format!("{}: need 0 to the interval length {length} (+60 s)", w.uptime_s),
+            format!(
+                "{}: need 0 to the interval length {length} (+60 s)",
+                w.uptime_s
+            ),
         ));
     }
     // Stored as signed 64-bit in PostgreSQL.

@@ -28,7 +28,9 @@ fn rich(unit: &str, start: i64, scale: u32) -> IntervalStats {
     let mut total = 0;
     for (n, b) in buckets.iter().enumerate() {
         for g in ["female", "male"] {
-            h = h.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            h = h
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             let base = [2, 5, 9, 8, 6, 4, 3][n];
             let v = (base + (h >> 33) as u32 % 5) * scale / 2;
             i.cells.insert((b.to_string(), g.to_string()), v);
@@ -86,7 +88,9 @@ fn chromium_run(chromium: &std::path::Path, profile: &std::path::Path, args: &[&
 
 /// The number in the first element with `class="{class}"` inside the row `data-unit="{unit}"`.
 fn unit_cell(dom: &str, unit: &str, class: &str) -> i64 {
-    let row = &dom[dom.find(&format!("data-unit=\"{unit}\"")).unwrap_or_else(|| panic!("row {unit}"))..];
+    let row = &dom[dom
+        .find(&format!("data-unit=\"{unit}\""))
+        .unwrap_or_else(|| panic!("row {unit}"))..];
     let row = &row[..row.find("</tr>").unwrap()];
     let at = row.find(&format!("class=\"{class}\">")).unwrap() + class.len() + 9;
     row[at..at + row[at..].find('<').unwrap()].parse().unwrap()
@@ -102,7 +106,12 @@ fn the_page_in_chromium_shows_exactly_the_database_numbers() {
     let pg = Postgres::start(&pg_bin, false);
     let dir = shared_tempdir();
     let url = pg.url();
-    let collector = Collector::start(dir.path(), broker.port, "fleet-browser", &["--database-url", &url]);
+    let collector = Collector::start(
+        dir.path(),
+        broker.port,
+        "fleet-browser",
+        &["--database-url", &url],
+    );
     let now = agecam_fleet::now();
     let today = day_start(0);
     let slot = now - now.rem_euclid(900);
@@ -126,20 +135,33 @@ fn the_page_in_chromium_shows_exactly_the_database_numbers() {
         sent += u.push() as i64;
     }
     let mut c = pg.client();
-    wait_until("every interval stored", Duration::from_secs(60), || pg_counts(&mut c).1 == sent);
+    wait_until("every interval stored", Duration::from_secs(60), || {
+        pg_counts(&mut c).1 == sent
+    });
 
     let from = &agecam_fleet::schema::rfc3339(today - 6 * 86_400)[..10];
     let to = &agecam_fleet::schema::rfc3339(today)[..10];
-    let page = format!("http://127.0.0.1:{}/?from={from}&to={to}&step=day", collector.web_port);
+    let page = format!(
+        "http://127.0.0.1:{}/?from={from}&to={to}&step=day",
+        collector.web_port
+    );
     let shot = dir.path().join("screenshot.png");
     let profile = tempfile::tempdir().unwrap();
     chromium_run(
         &chromium,
         profile.path(),
-        &[&format!("--screenshot={}", shot.display()), "--window-size=1280,1000", &page],
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,1000",
+            &page,
+        ],
     );
     let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
     if let Some(keep) = std::env::var_os("AGECAM_FLEET_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
@@ -170,7 +192,11 @@ fn the_page_in_chromium_shows_exactly_the_database_numbers() {
             .unwrap();
         let (visits, faults): (i64, i64) = (r.get(0), r.get(1));
         assert_eq!(unit_cell(&dom, unit, "visits"), visits, "{unit} visits");
-        assert_eq!(unit_cell(&dom, unit, "faults"), faults, "{unit} camera faults");
+        assert_eq!(
+            unit_cell(&dom, unit, "faults"),
+            faults,
+            "{unit} camera faults"
+        );
     }
     // Per day: each row's total is the database's sum for that day.
     for d in 0..7 {
@@ -182,10 +208,20 @@ fn the_page_in_chromium_shows_exactly_the_database_numbers() {
             )
             .unwrap()
             .get(0);
-        let row = &dom[dom.find(&format!("data-period=\"{}\"", &agecam_fleet::schema::rfc3339(day)[..10])).unwrap()..];
+        let row = &dom[dom
+            .find(&format!(
+                "data-period=\"{}\"",
+                &agecam_fleet::schema::rfc3339(day)[..10]
+            ))
+            .unwrap()..];
         let row = &row[..row.find("</tr>").unwrap()];
         let at = row.find("class=\"total\">").unwrap() + 14;
-        assert_eq!(row[at..at + row[at..].find('<').unwrap()].parse::<i64>().unwrap(), sum);
+        assert_eq!(
+            row[at..at + row[at..].find('<').unwrap()]
+                .parse::<i64>()
+                .unwrap(),
+            sum
+        );
     }
     // The unit that stopped reporting stands out; the others do not.
     let lobby_row = &dom[dom.find("data-unit=\"lobby\"").unwrap()..];

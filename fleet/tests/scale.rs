@@ -29,7 +29,12 @@ fn a_thousand_units_publish_a_day_each_and_every_message_is_stored_once() {
     let pg = Postgres::start(&pg_bin, true);
     let dir = shared_tempdir();
     let url = pg.url();
-    let collector = Collector::start(dir.path(), broker.port, "fleet-scale", &["--database-url", &url]);
+    let collector = Collector::start(
+        dir.path(),
+        broker.port,
+        "fleet-scale",
+        &["--database-url", &url],
+    );
     let day = day_start(1);
     let port = broker.port;
     let started = Instant::now();
@@ -41,8 +46,12 @@ fn a_thousand_units_publish_a_day_each_and_every_message_is_stored_once() {
                 for u in (t..units).step_by(4) {
                     let unit = format!("unit-{u:04}");
                     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                    stream.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(30)))
+                        .unwrap();
+                    stream
+                        .set_write_timeout(Some(Duration::from_secs(30)))
+                        .unwrap();
                     let options = ConnectOptions {
                         client_id: format!("agecam-{unit}"),
                         keep_alive_s: 60,
@@ -76,7 +85,11 @@ fn a_thousand_units_publish_a_day_each_and_every_message_is_stored_once() {
         if n != last.1 {
             last = (Instant::now(), n);
         }
-        assert!(last.0.elapsed() < Duration::from_secs(60), "ingest stalled at {n}: {}", collector.log_text());
+        assert!(
+            last.0.elapsed() < Duration::from_secs(60),
+            "ingest stalled at {n}: {}",
+            collector.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let stored_s = started.elapsed().as_secs_f64();
@@ -114,10 +127,16 @@ fn a_thousand_units_publish_a_day_each_and_every_message_is_stored_once() {
          visits {visits} (expected {want_visits}); database {:.1} MiB; {footer}",
         size as f64 / 1048576.0
     );
-    assert_eq!((u, i, distinct, conflicts), (units, expected, expected, 0), "every message stored exactly once");
+    assert_eq!(
+        (u, i, distinct, conflicts),
+        (units, expected, expected, 0),
+        "every message stored exactly once"
+    );
     assert_eq!(visits, want_visits);
     // interval() publishes a cell only where visits > 0 (the unit's k-anonymity with k = 1
     // drops empty cells): the female cell always, the male one when u % 5 > 0.
-    let want_cells: i64 = (0..units).map(|u| per_unit * if u % 5 > 0 { 2 } else { 1 }).sum();
+    let want_cells: i64 = (0..units)
+        .map(|u| per_unit * if u % 5 > 0 { 2 } else { 1 })
+        .sum();
     assert_eq!(cells, want_cells);
 }
