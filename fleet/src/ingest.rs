@@ -7,8 +7,8 @@
 //! connection. The writer takes whatever messages are waiting (up to [`BATCH`]), stores the
 //! valid ones in one transaction, and then acknowledges all of them in arrival order. While
 //! the database is unreachable it retries the same batch and acknowledges nothing, so the
-//! messages stay in the broker's session (the broker sends no more than its in-flight window
-//! meanwhile) and are redelivered if the collector is restarted. A malformed or hostile
+//! messages stay in the broker's session and are redelivered if the collector is restarted
+//! (what the broker sends meanwhile waits in memory, unacknowledged). A malformed or hostile
 //! message is logged (rate-limited), acknowledged and dropped: it would otherwise come back
 //! forever.
 
@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 /// Messages stored per transaction at most.
 pub const BATCH: usize = 500;
+/// Acknowledgements queued for the event loop (the writer waits when it is full).
+const ACK_QUEUE: usize = 4 * BATCH;
 /// Largest MQTT packet read from the broker. Bigger ones make rumqttc drop the connection and
 /// the broker redeliver them, so the broker should cap messages lower
 /// (`message_size_limit 65536` in mosquitto.conf); the schema rejects anything over 64 KiB.
@@ -132,9 +134,13 @@ impl Ingest {
     pub fn start(broker: BrokerSettings, database: Database) -> std::io::Result<Ingest> {
         let stop = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(Metrics::default());
-        let (client, mut connection) = Client::new(options(&broker), 256);
-        // A few dozen messages in flight at most (the broker's window), so this never fills.
-        let (tx, rx) = mpsc::sync_channel::<Publish>(4096);
+        let (client, mut connection) = Client::new(options(&broker), ACK_QUEUE);
+        // Unbounded on purpose: the MQTT thread must never block, because it is also the one
+        // that sends the writer's acknowledgements (a bounded queue here deadlocked under
+        // load: writer waiting to queue an ack, MQTT thread waiting to queue a message).
+        // What it holds is bounded by what the broker sends unacknowledged: at most the
+        // session's backlog (`max_queued_messages`), each message at most MAX_PACKET.
+        let (tx, rx) = mpsc::channel::<Publish>();
         let mqtt = {
             let (stop, metrics, client) = (stop.clone(), metrics.clone(), client.clone());
             std::thread::Builder::new()

@@ -87,8 +87,9 @@ fn a_thousand_units_publish_a_day_each_and_every_message_is_stored_once() {
         }
         assert!(
             last.0.elapsed() < Duration::from_secs(60),
-            "ingest stalled at {n}: {}",
-            collector.log_text()
+            "ingest stalled at {n}: {}\nbroker: {}",
+            collector.log_text(),
+            broker.log_text()
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -147,6 +147,12 @@ impl Broker {
     }
 }
 
+impl Broker {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
