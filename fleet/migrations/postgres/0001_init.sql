@@ -23,7 +23,7 @@ CREATE TABLE intervals (
     dwell_mean_s     DOUBLE PRECISION,
     visits           BIGINT NOT NULL,   -- sum of its published cells
     received_at      BIGINT NOT NULL,
-    canonical        TEXT NOT NULL,     -- the message, canonical JSON (compares re-sends)
+    digest           TEXT NOT NULL,     -- of its canonical JSON (compares re-sends)
     CHECK (end_s > start_s AND start_s >= 0),
     CHECK (frames >= 0 AND camera_faults >= 0 AND suppressed_cells >= 0 AND visits >= 0)
 );

@@ -93,10 +93,11 @@ fn record_one(
     received: i64,
 ) -> Result<Outcome, postgres::Error> {
     let canonical = i.canonical();
+    let digest = digest(&canonical);
     let visits = i.visits() as i64;
     let inserted = tx.execute(
         "INSERT INTO intervals (id, unit_id, start_s, end_s, uptime_s, frames, camera_faults,
-             suppressed_cells, dwell_mean_s, visits, received_at, canonical)
+             suppressed_cells, dwell_mean_s, visits, received_at, digest)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (id) DO NOTHING",
         &[
@@ -111,7 +112,7 @@ fn record_one(
             &i.dwell_mean_s,
             &visits,
             &received,
-            &canonical,
+            &digest,
         ],
     )?;
     if inserted == 1 {
@@ -136,9 +137,9 @@ fn record_one(
         return Ok(Outcome::Stored);
     }
     let stored: String = tx
-        .query_one("SELECT canonical FROM intervals WHERE id = $1", &[&i.id])?
+        .query_one("SELECT digest FROM intervals WHERE id = $1", &[&i.id])?
         .get(0);
-    if stored == canonical {
+    if stored == digest {
         return Ok(Outcome::Duplicate);
     }
     tx.execute(
@@ -148,14 +149,7 @@ fn record_one(
          ON CONFLICT (interval_id, digest) DO UPDATE SET
              times = conflicts.times + 1,
              last_received = GREATEST(conflicts.last_received, excluded.last_received)",
-        &[
-            &i.id,
-            &i.unit_id,
-            &digest(&canonical),
-            &visits,
-            &canonical,
-            &received,
-        ],
+        &[&i.id, &i.unit_id, &digest, &visits, &canonical, &received],
     )?;
     Ok(Outcome::Conflict)
 }

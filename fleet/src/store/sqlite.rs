@@ -88,9 +88,10 @@ fn record_one(
     received: i64,
 ) -> rusqlite::Result<Outcome> {
     let canonical = i.canonical();
+    let digest = digest(&canonical);
     let inserted = tx.execute(
         "INSERT INTO intervals (id, unit_id, start_s, end_s, uptime_s, frames, camera_faults,
-             suppressed_cells, dwell_mean_s, visits, received_at, canonical)
+             suppressed_cells, dwell_mean_s, visits, received_at, digest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (id) DO NOTHING",
         params![
@@ -105,7 +106,7 @@ fn record_one(
             i.dwell_mean_s,
             i.visits() as i64,
             received,
-            canonical
+            digest
         ],
     )?;
     if inserted == 1 {
@@ -133,12 +134,11 @@ fn record_one(
         )?;
         return Ok(Outcome::Stored);
     }
-    let stored: String = tx.query_row(
-        "SELECT canonical FROM intervals WHERE id = ?1",
-        [&i.id],
-        |r| r.get(0),
-    )?;
-    if stored == canonical {
+    let stored: String =
+        tx.query_row("SELECT digest FROM intervals WHERE id = ?1", [&i.id], |r| {
+            r.get(0)
+        })?;
+    if stored == digest {
         return Ok(Outcome::Duplicate);
     }
     tx.execute(
@@ -150,7 +150,7 @@ fn record_one(
         params![
             i.id,
             i.unit_id,
-            digest(&canonical),
+            digest,
             i.visits() as i64,
             canonical,
             received
