@@ -418,7 +418,7 @@ async fn page(state: AppState, filter: Filter, unit: Option<String>) -> Response
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
 <style>body{{font-family:sans-serif;margin:1.2em;color:#222}}table{{border-collapse:collapse;margin:.6em 0}}\
 td,th{{border:1px solid #ccc;padding:2px 7px;text-align:right;font-size:13px}}th{{background:#f3f3f3}}\
-td.l,th.l{{text-align:left}}.stale{{color:#c00;font-weight:bold}}.ok{{color:#080}}.note{{background:#fff8d8;padding:.4em .8em;border:1px solid #e8d890;max-width:70em}}\
+td.l,th.l{{text-align:left;white-space:nowrap}}.stale{{color:#c00;font-weight:bold}}.ok{{color:#080}}.note{{background:#fff8d8;padding:.4em .8em;border:1px solid #e8d890;max-width:70em}}\
 .charts{{display:flex;flex-wrap:wrap;gap:4px}}form{{margin:.6em 0}}</style></head><body>\
 <h1>{title}</h1>"
     );
