@@ -60,7 +60,7 @@ fn draw(
                 return String::new();
             }
             let i = i as usize;
-            if i % label_every != 0 {
+            if !i.is_multiple_of(label_every) {
                 return String::new();
             }
             x_labels.get(i).cloned().unwrap_or_default()

@@ -42,7 +42,7 @@ impl AppState {
     async fn with_store<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, Response> {
+    ) -> Result<T, Problem> {
         let reader = self.reader.clone();
         let database = self.database.clone();
         let joined = tokio::task::spawn_blocking(move || {
@@ -62,14 +62,22 @@ impl AppState {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 log::warn!("page: {e}");
-                Err((
+                Err(Problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("the database cannot be read right now: {e}\n"),
-                )
-                    .into_response())
+                ))
             }
-            Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()),
+            Err(e) => Err(Problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
         }
+    }
+}
+
+/// An error answer: a status and one line saying what to do.
+pub struct Problem(StatusCode, String);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
     }
 }
 
@@ -146,13 +154,12 @@ struct View {
     unit: Option<String>,
 }
 
-fn day(text: &str, key: &str) -> Result<i64, Response> {
+fn day(text: &str, key: &str) -> Result<i64, Problem> {
     let bad = || {
-        (
+        Problem(
             StatusCode::BAD_REQUEST,
             format!("{key}={text:.40?}: give a date as YYYY-MM-DD\n"),
         )
-            .into_response()
     };
     let date: jiff::civil::Date = text.parse().map_err(|_| bad())?;
     let ts = date
@@ -177,22 +184,21 @@ fn hm(unix: i64) -> String {
 /// Longest range one page shows.
 const MAX_DAYS: i64 = 731;
 
-async fn view(state: &AppState, filter: Filter, unit: Option<String>) -> Result<View, Response> {
+async fn view(state: &AppState, filter: Filter, unit: Option<String>) -> Result<View, Problem> {
     let step = match filter.step.as_deref() {
         None | Some("") | Some("day") => Step::Day,
         Some("week") => Step::Week,
         Some(other) => {
-            return Err((
+            return Err(Problem(
                 StatusCode::BAD_REQUEST,
                 format!("step={other:.20?}: give day or week\n"),
-            )
-                .into_response())
+            ))
         }
     };
     let unit = unit.or(filter.unit.filter(|u| !u.is_empty()));
     if let Some(u) = &unit {
         if !crate::schema::valid_unit_id(u) {
-            return Err((StatusCode::NOT_FOUND, "no such unit\n").into_response());
+            return Err(Problem(StatusCode::NOT_FOUND, "no such unit\n".into()));
         }
     }
     let to = match filter.to.as_deref().filter(|t| !t.is_empty()) {
@@ -210,11 +216,10 @@ async fn view(state: &AppState, filter: Filter, unit: Option<String>) -> Result<
         },
     };
     if from >= to || to - from > MAX_DAYS * 86_400 {
-        return Err((
+        return Err(Problem(
             StatusCode::BAD_REQUEST,
             format!("from must be on or before to, and the range at most {MAX_DAYS} days\n"),
-        )
-            .into_response());
+        ));
     }
     Ok(View {
         range: Range { from, to },
@@ -230,7 +235,7 @@ struct Data {
     conflicts: Vec<ConflictRow>,
 }
 
-async fn load(state: &AppState, v: &View) -> Result<Data, Response> {
+async fn load(state: &AppState, v: &View) -> Result<Data, Problem> {
     let v = v.clone();
     state
         .with_store(move |s| {
@@ -388,11 +393,11 @@ fn query_string(v: &View, with_unit: bool) -> String {
 async fn page(state: AppState, filter: Filter, unit: Option<String>) -> Response {
     let v = match view(&state, filter, unit).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let data = match load(&state, &v).await {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let units: Vec<&UnitRow> = data
         .units
@@ -596,11 +601,11 @@ fn csv_field(s: &str) -> String {
 async fn csv(State(state): State<AppState>, Query(filter): Query<Filter>) -> Response {
     let v = match view(&state, filter, None).await {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let data = match load(&state, &v).await {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let table = Table::new(&v, &data.series);
     let mut out = String::from(v.step.name());

@@ -121,7 +121,15 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// An anonymous plain listener.
     pub fn start(binary: &Path) -> Broker {
+        Broker::start_with(binary, |port, _| {
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\n")
+        })
+    }
+
+    /// `listener(port, dir)` gives the listener lines (dir holds the broker's files).
+    pub fn start_with(binary: &Path, listener: impl Fn(u16, &Path) -> String) -> Broker {
         let dir = shared_tempdir();
         let port = free_port();
         let config = dir.path().join("mosquitto.conf");
@@ -129,8 +137,8 @@ impl Broker {
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 200000\n\
-                 persistence false\nlog_type error\nlog_type warning\n"
+                "{}\nmax_queued_messages 200000\npersistence false\nlog_type error\nlog_type warning\n",
+                listener(port, dir.path())
             ),
         )
         .unwrap();
@@ -308,6 +316,16 @@ impl Collector {
     /// Starts the collector on `broker_port` with the extra flags (the database), a fresh
     /// web port, and waits for its page.
     pub fn start(dir: &Path, broker_port: u16, client_id: &str, database: &[&str]) -> Collector {
+        let c = Collector::spawn(dir, broker_port, client_id, database);
+        // Until the broker confirms the subscription, a new session would miss messages.
+        wait_until("the collector subscribes", Duration::from_secs(20), || {
+            c.log_text().contains("subscribed to")
+        });
+        c
+    }
+
+    /// Starts the collector and waits for its page only.
+    pub fn spawn(dir: &Path, broker_port: u16, client_id: &str, database: &[&str]) -> Collector {
         let web_port = free_port();
         let log = dir.join(format!("collector-{web_port}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_agecam-fleet"))
@@ -326,20 +344,29 @@ impl Collector {
             .spawn()
             .unwrap();
         wait_for_port(web_port, "agecam-fleet", &mut child, &log);
-        let c = Collector {
+        Collector {
             child,
             web_port,
             log,
-        };
-        // Until the broker confirms the subscription, a new session would miss messages.
-        wait_until("the collector subscribes", Duration::from_secs(20), || {
-            c.log_text().contains("subscribed to")
-        });
-        c
+        }
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for `done`; on a timeout the failure shows this collector's log.
+    pub fn wait(&self, what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?}: {what}; collector log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL: no clean shutdown, nothing flushed.
