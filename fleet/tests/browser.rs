@@ -136,7 +136,7 @@ fn the_page_in_chromium_shows_exactly_the_database_numbers() {
         sent += u.push() as i64;
     }
     let mut c = pg.client();
-    wait_until("every interval stored", Duration::from_secs(60), || {
+    collector.wait("every interval stored", Duration::from_secs(60), || {
         pg_counts(&mut c).1 == sent
     });
 

@@ -69,7 +69,7 @@ fn units_push_through_mosquitto_into_postgres_and_onto_the_page() {
     );
     assert_eq!(hall.push(), 8);
     assert_eq!(lobby.push(), 4);
-    wait_until("12 intervals in PostgreSQL", WAIT, || {
+    collector.wait("12 intervals in PostgreSQL", WAIT, || {
         pg_interval_count(&pg) == 12
     });
 
@@ -163,7 +163,7 @@ fn the_collector_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
     assert!(at_kill < 180, "killed mid-stream ({at_kill} of 180 stored)");
     // Everything published while it was away waits in its broker session.
     let collector = Collector::start(dir.path(), broker.port, "fleet-kill", &db);
-    wait_until("all 180 intervals stored", WAIT, || {
+    collector.wait("all 180 intervals stored", WAIT, || {
         pg_interval_count(&pg) == 180
     });
     std::thread::sleep(Duration::from_millis(500));
