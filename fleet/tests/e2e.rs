@@ -114,6 +114,8 @@ fn units_push_through_mosquitto_into_postgres_and_onto_the_page() {
         )
     );
     assert_eq!(lines.len(), 3);
+    let (status, weekly) = collector.get(&format!("/?{range}&step=week"));
+    assert_eq!((status, number_by_id(&weekly, "total-visits")), (200, 96));
     let (status, unit_html) = collector.get(&format!("/unit/lobby?{range}"));
     assert_eq!(status, 200);
     assert_eq!(number_by_id(&unit_html, "total-visits"), 28);
@@ -438,4 +440,64 @@ fn a_resent_interval_with_different_counts_is_parked_logged_and_shown() {
         "{html}"
     );
     assert!(html.contains("1 duplicates"), "{html}");
+}
+
+#[test]
+fn the_page_asks_for_the_token_or_password_and_refuses_to_listen_openly_without_one() {
+    // No broker is needed: the collector serves its page while it retries the broker.
+    let dir = shared_tempdir();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pa55\n").unwrap();
+    let sqlite = dir.path().join("fleet.sqlite").display().to_string();
+    let nobody = free_port();
+    let token_arg = token.display().to_string();
+    let password_arg = password.display().to_string();
+    let c = Collector::spawn(
+        dir.path(),
+        nobody,
+        "fleet-auth",
+        &[
+            "--sqlite",
+            &sqlite,
+            "--auth-token-file",
+            &token_arg,
+            "--basic-auth-password-file",
+            &password_arg,
+        ],
+    );
+    let port = c.web_port;
+    assert_eq!(http_get(port, "/").0, 401);
+    assert_eq!(http_get(port, "/visits.csv").0, 401);
+    assert_eq!(
+        http_get_with(port, "/", &["Authorization: Bearer wrong"]).0,
+        401
+    );
+    assert_eq!(
+        http_get_with(port, "/", &["Authorization: Bearer t0ken"]).0,
+        200
+    );
+    // fleet:pa55 and fleet:wrong, base64.
+    assert_eq!(
+        http_get_with(port, "/", &["Authorization: Basic ZmxlZXQ6cGE1NQ=="]).0,
+        200
+    );
+    assert_eq!(
+        http_get_with(port, "/", &["Authorization: Basic ZmxlZXQ6d3Jvbmc="]).0,
+        401
+    );
+    assert_eq!(http_get(port, "/health").0, 200);
+    drop(c);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agecam-fleet"))
+        .args(["--listen", "0.0.0.0:0", "--sqlite", &sqlite])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("web.listen") && err.contains("auth_token_file"),
+        "{err}"
+    );
 }
