@@ -1,16 +1,14 @@
 //! Measured ingest (ignored by default; `cargo test -p agecam-fleet --release --test scale --
 //! --ignored --nocapture`): 1,000 simulated units each publish one day of 15-minute intervals
-//! (96,000 messages) with agecam's own MQTT client and export JSON, QoS 1, through mosquitto
+//! (96,000 messages) as agecam's export JSON, QoS 1 with rumqttc, through mosquitto
 //! on 127.0.0.1 into PostgreSQL (fsync on). Prints messages per second stored and the row
 //! counts, and checks that every message was stored exactly once. Bounded: 96,000 messages,
 //! at most 20 minutes, loopback only. SCALE_UNITS=N runs a smaller fleet.
 
 mod common;
 
-use agecam::push::mqtt::{Client, ConnectOptions};
 use agecam::stats::privacy::{publish, to_json};
 use common::*;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -38,36 +36,22 @@ fn a_thousand_units_publish_a_day_each_and_every_message_is_stored_once() {
     let day = day_start(1);
     let port = broker.port;
     let started = Instant::now();
-    // Four publishing threads, each a quarter of the fleet, one connection per unit, each
-    // message acknowledged by the broker before the next (as a unit does).
+    // Four publishing threads, each a quarter of the fleet, one connection per unit; a unit's
+    // day goes out pipelined and the thread waits for every PUBACK before the next unit.
     let publishers: Vec<_> = (0..4)
         .map(|t| {
             std::thread::spawn(move || {
                 for u in (t..units).step_by(4) {
                     let unit = format!("unit-{u:04}");
-                    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                    stream
-                        .set_read_timeout(Some(Duration::from_secs(30)))
-                        .unwrap();
-                    stream
-                        .set_write_timeout(Some(Duration::from_secs(30)))
-                        .unwrap();
-                    let options = ConnectOptions {
-                        client_id: format!("agecam-{unit}"),
-                        keep_alive_s: 60,
-                        username: None,
-                        password: None,
-                        timeout: Duration::from_secs(30),
-                    };
-                    let mut client = Client::connect(stream, &options).unwrap();
                     let topic = format!("agecam/{unit}/intervals");
-                    for k in 0..per_unit {
-                        let i = interval(&unit, day + k * 900, 1 + (k % 7) as u32, (u % 5) as u32);
-                        client
-                            .publish_qos1(&topic, to_json(&publish(&i, &PRIVACY)).as_bytes())
-                            .unwrap();
-                    }
-                    client.disconnect().unwrap();
+                    let messages: Vec<(String, Vec<u8>)> = (0..per_unit)
+                        .map(|k| {
+                            let i =
+                                interval(&unit, day + k * 900, 1 + (k % 7) as u32, (u % 5) as u32);
+                            (topic.clone(), to_json(&publish(&i, &PRIVACY)).into_bytes())
+                        })
+                        .collect();
+                    publish_many(port, &format!("agecam-{unit}"), &messages);
                 }
             })
         })

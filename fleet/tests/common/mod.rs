@@ -491,25 +491,49 @@ pub fn day_start(days_ago: i64) -> i64 {
     now - now.rem_euclid(86_400) - days_ago * 86_400
 }
 
-/// Publishes one raw payload with agecam's MQTT client (QoS 1, waits for the PUBACK).
+/// Publishes one raw payload at QoS 1 (waits for the PUBACK).
 pub fn publish_raw(port: u16, client_id: &str, topic: &str, payload: &[u8]) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let options = agecam::push::mqtt::ConnectOptions {
-        client_id: client_id.into(),
-        keep_alive_s: 60,
-        username: None,
-        password: None,
-        timeout: Duration::from_secs(10),
-    };
-    let mut client = agecam::push::mqtt::Client::connect(stream, &options).unwrap();
-    client.publish_qos1(topic, payload).unwrap();
+    publish_many(port, client_id, &[(topic.to_string(), payload.to_vec())]);
+}
+
+/// Publishes `messages` at QoS 1 over one connection with rumqttc (the MQTT client the
+/// units use), pipelined, and returns once the broker has acknowledged every one.
+pub fn publish_many(port: u16, client_id: &str, messages: &[(String, Vec<u8>)]) {
+    use rumqttc::{Event, Outgoing, Packet, QoS};
+    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(4 << 20, 4 << 20);
+    let (client, mut connection) = rumqttc::Client::new(options, messages.len() + 10);
+    for (topic, payload) in messages {
+        client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
+            .unwrap();
+    }
+    let start = Instant::now();
+    let mut acked = 0;
+    for event in connection.iter() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "publishing timed out"
+        );
+        match event {
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                acked += 1;
+                if acked == messages.len() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("publishing to 127.0.0.1:{port}: {e}"),
+        }
+    }
     client.disconnect().unwrap();
+    for event in connection.iter() {
+        if matches!(event, Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)) {
+            break;
+        }
+    }
 }
 
 /// Row counts straight from PostgreSQL.
