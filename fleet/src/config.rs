@@ -1,0 +1,515 @@
+//! Settings: an optional TOML file (`--config`), overridden by command-line flags; checked at
+//! start, with errors that name the file, the key and what to do.
+
+use crate::store::Database;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The TOML file. Every key is optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub broker: BrokerFile,
+    #[serde(default)]
+    pub database: DatabaseFile,
+    #[serde(default)]
+    pub web: WebFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerFile {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub client_id: Option<String>,
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseFile {
+    pub url: Option<String>,
+    pub sqlite: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFile {
+    pub listen: Option<String>,
+    pub auth_token_file: Option<PathBuf>,
+    pub basic_auth_user: Option<String>,
+    pub basic_auth_password_file: Option<PathBuf>,
+    pub stale_after_minutes: Option<u32>,
+}
+
+/// Command-line flags; each overrides the file's key of the same name.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Flags {
+    /// TOML settings file (see fleet/fleet.toml).
+    #[arg(long, env = "AGECAM_FLEET_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// MQTT broker host [file: broker.host; default localhost].
+    #[arg(long)]
+    pub broker_host: Option<String>,
+    /// MQTT broker port [broker.port; default 8883 with TLS, 1883 without].
+    #[arg(long)]
+    pub broker_port: Option<u16>,
+    /// Connect with TLS, checked against --ca-file [broker.tls].
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM file of the CA(s) the broker's certificate must chain to [broker.ca_file].
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Broker user name [broker.username].
+    #[arg(long)]
+    pub username: Option<String>,
+    /// File whose first line is the broker password [broker.password_file].
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// MQTT client id; fixed, so the broker keeps the session [broker.client_id; default agecam-fleet].
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Topic filter [broker.topic; default agecam/+/intervals].
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// PostgreSQL URL, postgres://USER:PASSWORD@HOST/DB [database.url]; without it, SQLite.
+    #[arg(long, env = "AGECAM_FLEET_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// SQLite file when no database URL is set [database.sqlite; default agecam-fleet.sqlite].
+    #[arg(long)]
+    pub sqlite: Option<PathBuf>,
+    /// Address of the web page [web.listen; default 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// File whose first line is the page's bearer token [web.auth_token_file].
+    #[arg(long)]
+    pub auth_token_file: Option<PathBuf>,
+    /// File whose first line is the page's basic-auth password [web.basic_auth_password_file].
+    #[arg(long)]
+    pub basic_auth_password_file: Option<PathBuf>,
+}
+
+/// Everything resolved: secrets read, CA parsed, addresses parsed.
+#[derive(Clone)]
+pub struct Settings {
+    pub broker: BrokerSettings,
+    pub database: Database,
+    pub web: WebSettings,
+}
+
+#[derive(Clone)]
+pub struct BrokerSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub client_id: String,
+    pub topic: String,
+}
+
+impl std::fmt::Debug for BrokerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        write!(f, "{}", self.describe())
+    }
+}
+
+impl BrokerSettings {
+    pub fn describe(&self) -> String {
+        format!(
+            "mqtt{}://{}{}:{} topic {} client id {}",
+            if self.tls.is_some() { "s" } else { "" },
+            self.username
+                .as_ref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default(),
+            self.host,
+            self.port,
+            self.topic,
+            self.client_id
+        )
+    }
+}
+
+#[derive(Clone)]
+pub struct WebSettings {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+    /// (user, password)
+    pub basic: Option<(String, String)>,
+    /// A unit whose latest interval ended longer ago than this is shown in red.
+    pub stale_after_s: i64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a password or token.
+        f.debug_struct("Settings")
+            .field("broker", &self.broker.describe())
+            .field("database", &self.database.describe())
+            .field("listen", &self.web.listen)
+            .field("token", &self.web.token.is_some())
+            .field("basic_auth", &self.web.basic.as_ref().map(|b| &b.0))
+            .finish()
+    }
+}
+
+/// A configuration problem, as one line for the user.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Reads `flags.config` if given, applies the flags over it, reads the secret files.
+    pub fn load(flags: &Flags) -> Result<Settings, ConfigError> {
+        let (file, origin) = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "config {}: cannot read it ({e}); give an existing TOML file or leave --config out",
+                        path.display()
+                    ))
+                })?;
+                (parse(&text, path)?, format!("config {}", path.display()))
+            }
+            None => (FileConfig::default(), "command line".to_string()),
+        };
+        resolve(file, flags, &origin)
+    }
+}
+
+/// Parses the TOML text; errors name the file, line and key.
+pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| {
+                format!(
+                    " line {}",
+                    text.get(..s.start).unwrap_or(text).matches('\n').count() + 1
+                )
+            })
+            .unwrap_or_default();
+        ConfigError(format!(
+            "config {}{line}: {}; see fleet/fleet.toml for every key",
+            path.display(),
+            e.message()
+        ))
+    })
+}
+
+fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, ConfigError> {
+    let bad = |key: &str, what: String| ConfigError(format!("{origin}, key `{key}`: {what}"));
+    let b = file.broker;
+    let tls_on = flags.tls || b.tls.unwrap_or(false);
+    let ca_file = flags.ca_file.clone().or(b.ca_file);
+    let tls = if tls_on {
+        let ca = ca_file.ok_or_else(|| {
+            bad(
+                "broker.ca_file",
+                "TLS is on but no CA file is given; set broker.ca_file (or --ca-file) to the PEM CA that signed the broker's certificate".into(),
+            )
+        })?;
+        Some(tls_config(&ca).map_err(|e| bad("broker.ca_file", e))?)
+    } else {
+        if ca_file.is_some() {
+            return Err(bad(
+                "broker.tls",
+                "a CA file is given but TLS is off; set broker.tls = true (or --tls)".into(),
+            ));
+        }
+        None
+    };
+    let password = match flags.password_file.clone().or(b.password_file) {
+        Some(f) => Some(read_secret(&f).map_err(|e| bad("broker.password_file", e))?),
+        None => None,
+    };
+    let username = flags.username.clone().or(b.username);
+    if password.is_some() && username.is_none() {
+        return Err(bad(
+            "broker.username",
+            "a password file is given without a user name; set broker.username".into(),
+        ));
+    }
+    let topic = flags
+        .topic
+        .clone()
+        .or(b.topic)
+        .unwrap_or_else(|| "agecam/+/intervals".into());
+    if !topic.ends_with("/intervals") || topic.is_empty() || topic.contains('#') {
+        return Err(bad(
+            "broker.topic",
+            format!("{topic:?}: must be a filter ending in /intervals without '#', like agecam/+/intervals"),
+        ));
+    }
+    let client_id = flags
+        .client_id
+        .clone()
+        .or(b.client_id)
+        .unwrap_or_else(|| "agecam-fleet".into());
+    if client_id.is_empty() || client_id.len() > 23 * 4 {
+        return Err(bad(
+            "broker.client_id",
+            format!("{client_id:?}: 1 to 92 characters"),
+        ));
+    }
+    let broker = BrokerSettings {
+        host: flags
+            .broker_host
+            .clone()
+            .or(b.host)
+            .unwrap_or_else(|| "localhost".into()),
+        port: flags
+            .broker_port
+            .or(b.port)
+            .unwrap_or(if tls.is_some() { 8883 } else { 1883 }),
+        tls,
+        username,
+        password,
+        client_id,
+        topic,
+    };
+
+    let d = file.database;
+    let database = match flags.database_url.clone().or(d.url) {
+        Some(url) if !url.is_empty() => {
+            if flags.sqlite.is_some() || d.sqlite.is_some() {
+                return Err(bad(
+                    "database.sqlite",
+                    "both a PostgreSQL URL and an SQLite file are set; keep one".into(),
+                ));
+            }
+            Database::Postgres(url)
+        }
+        _ => Database::Sqlite(
+            flags
+                .sqlite
+                .clone()
+                .or(d.sqlite)
+                .unwrap_or_else(|| PathBuf::from("agecam-fleet.sqlite")),
+        ),
+    };
+
+    let w = file.web;
+    let listen_text = flags
+        .listen
+        .clone()
+        .or(w.listen)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        bad(
+            "web.listen",
+            format!("{listen_text:?} is not an address:port like 127.0.0.1:8080"),
+        )
+    })?;
+    let token = match flags.auth_token_file.clone().or(w.auth_token_file) {
+        Some(f) => Some(read_secret(&f).map_err(|e| bad("web.auth_token_file", e))?),
+        None => None,
+    };
+    let basic = match flags
+        .basic_auth_password_file
+        .clone()
+        .or(w.basic_auth_password_file)
+    {
+        Some(f) => Some((
+            w.basic_auth_user.unwrap_or_else(|| "fleet".into()),
+            read_secret(&f).map_err(|e| bad("web.basic_auth_password_file", e))?,
+        )),
+        None => None,
+    };
+    if !listen.ip().is_loopback() && token.is_none() && basic.is_none() {
+        return Err(bad(
+            "web.listen",
+            format!(
+                "{listen} is reachable from other machines, so the page needs a login: set web.auth_token_file or web.basic_auth_password_file (or listen on 127.0.0.1)"
+            ),
+        ));
+    }
+    let stale = w.stale_after_minutes.unwrap_or(60);
+    if stale == 0 {
+        return Err(bad(
+            "web.stale_after_minutes",
+            "0: give 1 or more minutes".into(),
+        ));
+    }
+    Ok(Settings {
+        broker,
+        database,
+        web: WebSettings {
+            listen,
+            token,
+            basic,
+            stale_after_s: stale as i64 * 60,
+        },
+    })
+}
+
+/// The first line of a secret file; an error when unreadable or empty.
+pub fn read_secret(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "{}: cannot read it ({e}); it must exist and be readable by this user",
+            path.display()
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        return Err(format!(
+            "{}: the first line is empty; it must hold the secret",
+            path.display()
+        ));
+    }
+    Ok(line.to_string())
+}
+
+/// A rustls client configuration (ring provider) trusting only the CAs in `ca_file`.
+pub fn tls_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let shown = ca_file.display();
+    let pem = std::fs::read(ca_file).map_err(|e| format!("{shown}: cannot read it ({e})"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{shown}: not valid PEM ({e})"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{shown}: a certificate that cannot be a CA ({e})"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "{shown}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, flags: Flags) -> Result<Settings, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.toml");
+        std::fs::write(&path, toml).unwrap();
+        Settings::load(&Flags {
+            config: Some(path),
+            ..flags
+        })
+        .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn defaults_are_a_laptop_setup() {
+        let s = load("", Flags::default()).unwrap();
+        assert_eq!(s.broker.host, "localhost");
+        assert_eq!(s.broker.port, 1883);
+        assert_eq!(s.broker.topic, "agecam/+/intervals");
+        assert_eq!(s.broker.client_id, "agecam-fleet");
+        assert_eq!(s.database, Database::Sqlite("agecam-fleet.sqlite".into()));
+        assert_eq!(s.web.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.web.stale_after_s, 3600);
+    }
+
+    #[test]
+    fn the_documented_example_file_loads() {
+        let text = include_str!("../fleet.toml");
+        let file = parse(text, Path::new("fleet/fleet.toml")).unwrap();
+        assert_eq!(file.broker.topic.as_deref(), Some("agecam/+/intervals"));
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_url_selects_postgres() {
+        let s = load(
+            "[broker]\nhost = \"a\"\nport = 1\n[database]\nurl = \"postgres://x@db/fleet\"\n",
+            Flags {
+                broker_host: Some("b".into()),
+                ..Flags::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((s.broker.host.as_str(), s.broker.port), ("b", 1));
+        assert_eq!(
+            s.database,
+            Database::Postgres("postgres://x@db/fleet".into())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_what_to_do() {
+        let e = load("[broker]\nhots = \"a\"\n", Flags::default()).unwrap_err();
+        assert!(e.contains("fleet.toml line 2") && e.contains("hots"), "{e}");
+        let e = load("[broker]\nport = \"x\"\n", Flags::default()).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        let e = load("[web]\nlisten = \"0.0.0.0:8080\"\n", Flags::default()).unwrap_err();
+        assert!(
+            e.contains("key `web.listen`") && e.contains("auth_token_file"),
+            "{e}"
+        );
+        let e = load("[broker]\ntls = true\n", Flags::default()).unwrap_err();
+        assert!(e.contains("broker.ca_file"), "{e}");
+        let e = load(
+            "[broker]\npassword_file = \"/nonexistent/pw\"\nusername = \"u\"\n",
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("broker.password_file") && e.contains("/nonexistent/pw"),
+            "{e}"
+        );
+        let e = load("[broker]\ntopic = \"agecam/#\"\n", Flags::default()).unwrap_err();
+        assert!(e.contains("broker.topic"), "{e}");
+        let e = load(
+            "[database]\nurl = \"postgres://a/b\"\nsqlite = \"x\"\n",
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("keep one"), "{e}");
+    }
+
+    #[test]
+    fn any_other_address_starts_only_with_a_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let s = load(
+            &format!(
+                "[web]\nlisten = \"0.0.0.0:8080\"\nauth_token_file = {:?}\n",
+                token.display().to_string()
+            ),
+            Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(s.web.token.as_deref(), Some("s3cret"));
+        std::fs::write(&token, "\n").unwrap();
+        let e = load(
+            &format!(
+                "[web]\nlisten = \"0.0.0.0:8080\"\nauth_token_file = {:?}\n",
+                token.display().to_string()
+            ),
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("first line is empty"), "{e}");
+    }
+}

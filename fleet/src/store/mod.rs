@@ -1,0 +1,262 @@
+//! The storage trait the collector writes and the page reads, with its two implementations:
+//! PostgreSQL ([`postgres::PgStore`]) and embedded SQLite ([`sqlite::SqliteStore`], the
+//! default when no database URL is given).
+//!
+//! The rule for a re-sent interval (the id `unit@start` is the key):
+//! - the same content again (a lost PUBACK, a collector restart) changes nothing;
+//! - different content under a stored id is **not merged**: the first stored version stays in
+//!   the totals and the different one is parked in the `conflicts` table (once per distinct
+//!   content, with how often it came), logged, and listed on the page. A daemon restart can
+//!   legitimately re-send an interval with larger totals; the page shows those visits as "in
+//!   conflict" beside the totals so an operator sees exactly how many are in question, and no
+//!   number on the page ever changes silently.
+//!
+//! Only what units publish is stored: k-anonymous cells per interval, never anything per
+//! person. Units register themselves by their first stored interval.
+
+pub mod postgres;
+pub mod sqlite;
+
+use crate::schema::Interval;
+use std::fmt;
+
+/// What storing one message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new interval, now stored (its unit registered if new).
+    Stored,
+    /// The same content as the stored interval: nothing changed.
+    Duplicate,
+    /// Different content under a stored id: parked in `conflicts`, totals unchanged.
+    Conflict,
+}
+
+/// A database error, with what to do about it.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Periods of the charts and tables (UTC; weeks start on Monday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Day,
+    Week,
+}
+
+impl Step {
+    pub fn seconds(self) -> i64 {
+        match self {
+            Step::Day => 86_400,
+            Step::Week => 7 * 86_400,
+        }
+    }
+
+    /// Offset of the period grid from the epoch (1970-01-05 was a Monday).
+    pub fn origin(self) -> i64 {
+        match self {
+            Step::Day => 0,
+            Step::Week => 4 * 86_400,
+        }
+    }
+
+    /// The start of the period holding `t`.
+    pub fn floor(self, t: i64) -> i64 {
+        let (s, o) = (self.seconds(), self.origin());
+        t - (t - o).rem_euclid(s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Day => "day",
+            Step::Week => "week",
+        }
+    }
+}
+
+/// A time range `[from, to)` in Unix seconds, over interval starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Published visits of one age bucket × gender in one period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesRow {
+    pub period: i64,
+    pub age_bucket: String,
+    pub gender: String,
+    pub visits: i64,
+}
+
+/// One unit with its totals in a range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitRow {
+    pub unit_id: String,
+    /// When its first interval was stored (collector clock, Unix seconds).
+    pub first_seen: i64,
+    /// When its latest new interval was stored (collector clock).
+    pub last_seen: i64,
+    /// The latest interval end it reported (its own clock).
+    pub last_interval_end: i64,
+    // Totals over the range:
+    pub intervals: i64,
+    pub uptime_s: f64,
+    pub frames: i64,
+    pub camera_faults: i64,
+    pub visits: i64,
+    pub suppressed_cells: i64,
+    /// Mean dwell weighted by visits, over intervals that published one.
+    pub dwell_mean_s: Option<f64>,
+}
+
+/// One parked re-send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictRow {
+    pub interval_id: String,
+    pub unit_id: String,
+    pub stored_visits: i64,
+    pub parked_visits: i64,
+    pub times: i64,
+    pub first_received: i64,
+    pub last_received: i64,
+    /// The parked message, canonical JSON.
+    pub parked: String,
+}
+
+/// Row counts of every table (tests and the scale run check them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    pub units: i64,
+    pub intervals: i64,
+    pub cells: i64,
+    pub conflicts: i64,
+    /// Sum of `times` over conflicts: every different re-send received.
+    pub conflict_messages: i64,
+}
+
+/// A database the collector can use. One writer and one reader are opened per process.
+pub trait Store: Send {
+    /// Stores a batch in one transaction, in order; returns each message's outcome. On an
+    /// error nothing of the batch is stored (and nothing must be acknowledged).
+    fn record(&mut self, batch: &[(Interval, i64)]) -> Result<Vec<Outcome>, StoreError>;
+    /// Published visits per period × age bucket × gender, for one unit or the fleet.
+    fn series(
+        &mut self,
+        unit: Option<&str>,
+        range: Range,
+        step: Step,
+    ) -> Result<Vec<SeriesRow>, StoreError>;
+    /// Every unit (registered ever), with its totals in `range`; sorted by id.
+    fn units(&mut self, range: Range) -> Result<Vec<UnitRow>, StoreError>;
+    /// The latest parked re-sends, newest first.
+    fn conflicts(&mut self, limit: i64) -> Result<Vec<ConflictRow>, StoreError>;
+    /// Row counts.
+    fn counts(&mut self) -> Result<Counts, StoreError>;
+    /// The latest interval end stored, if any (the page's default range ends there).
+    fn latest_end(&mut self) -> Result<Option<i64>, StoreError>;
+    /// Whether the connection still works (a writer reconnects when not).
+    fn healthy(&mut self) -> bool;
+    /// Where the data lives, for log lines (never a password).
+    fn describe(&self) -> String;
+}
+
+/// Where to store: a PostgreSQL URL, or an SQLite file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Database {
+    Postgres(String),
+    Sqlite(std::path::PathBuf),
+}
+
+impl Database {
+    /// Opens (and migrates) the database.
+    pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
+        Ok(match self {
+            Database::Postgres(url) => Box::new(postgres::PgStore::open(url)?),
+            Database::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
+        })
+    }
+
+    /// For log lines: the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Postgres(url) => redact(url),
+            Database::Sqlite(path) => format!("sqlite {}", path.display()),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`; key=value strings lose
+/// their `password=` value.
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') { ":***" } else { "" };
+            return format!("{scheme}://{user}{masked}@{host}");
+        }
+        return url.to_string();
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A short digest of a canonical interval (the conflicts table's key with the id).
+pub fn digest(canonical: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(canonical.as_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Migrations as (version, name, SQL), in order; each backend applies the ones it lacks.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_floor_to_utc_days_and_monday_weeks() {
+        // 2026-11-25 is a Wednesday.
+        let wed = 1_795_564_800 + 3_600;
+        assert_eq!(Step::Day.floor(wed), 1_795_564_800);
+        let monday = Step::Week.floor(wed);
+        assert_eq!(
+            jiff::Timestamp::from_second(monday).unwrap().to_string(),
+            "2026-11-23T00:00:00Z"
+        );
+        assert_eq!(Step::Week.floor(monday), monday);
+    }
+
+    #[test]
+    fn passwords_never_reach_log_lines() {
+        assert_eq!(
+            redact("postgres://fleet:s3cret@db:5432/fleet"),
+            "postgres://fleet:***@db:5432/fleet"
+        );
+        assert_eq!(redact("postgres://db/fleet"), "postgres://db/fleet");
+        assert_eq!(
+            redact("host=db user=fleet password=s3cret"),
+            "host=db user=fleet password=***"
+        );
+    }
+}

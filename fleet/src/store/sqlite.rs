@@ -1,0 +1,301 @@
+//! The embedded SQLite store (rusqlite, bundled): the default when no database URL is given,
+//! so the collector runs on a laptop with one command. WAL mode, one transaction per batch.
+
+use super::{
+    digest, ConflictRow, Counts, Migration, Outcome, Range, SeriesRow, Step, Store, StoreError,
+    UnitRow,
+};
+use crate::schema::Interval;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+/// SQLite migrations, in order (fleet/migrations/sqlite/).
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_init",
+    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+}];
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn err<'a>(path: &'a Path, what: &str) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
+    let what = what.to_string();
+    move |e| {
+        StoreError(format!(
+            "sqlite {}: {what}: {e}; check the file is writable by this user and not corrupt (or set database.url to use PostgreSQL)",
+            path.display()
+        ))
+    }
+}
+
+impl SqliteStore {
+    /// Opens or creates the file and applies missing migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let e = |what| err(path, what);
+        let mut conn = Connection::open(path).map_err(e("cannot open"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(e("busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(e("WAL mode"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(e("synchronous"))?;
+        migrate(&mut conn).map_err(e("migrations"))?;
+        Ok(SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn e<'a>(&'a self, what: &str) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
+        err(&self.path, what)
+    }
+}
+
+/// Applies each migration not yet in `schema_migrations`, each in its own transaction.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    for m in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let done: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [m.version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if done.is_none() {
+            tx.execute_batch(m.sql)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                params![m.version, m.name, crate::now()],
+            )?;
+            log::info!("database: applied migration {} {}", m.version, m.name);
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn record_one(
+    tx: &rusqlite::Transaction<'_>,
+    i: &Interval,
+    received: i64,
+) -> rusqlite::Result<Outcome> {
+    let canonical = i.canonical();
+    let digest = digest(&canonical);
+    let inserted = tx.execute(
+        "INSERT INTO intervals (id, unit_id, start_s, end_s, uptime_s, frames, camera_faults,
+             suppressed_cells, dwell_mean_s, visits, received_at, digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (id) DO NOTHING",
+        params![
+            i.id,
+            i.unit_id,
+            i.start,
+            i.end,
+            i.uptime_s,
+            i.frames as i64,
+            i.camera_faults as i64,
+            i.suppressed_cells as i64,
+            i.dwell_mean_s,
+            i.visits() as i64,
+            received,
+            digest
+        ],
+    )?;
+    if inserted == 1 {
+        let mut cell = tx.prepare_cached(
+            "INSERT INTO cells (interval_id, unit_id, start_s, age_bucket, gender, visits)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for c in &i.cells {
+            cell.execute(params![
+                i.id,
+                i.unit_id,
+                i.start,
+                c.age_bucket,
+                c.gender,
+                c.visits as i64
+            ])?;
+        }
+        tx.execute(
+            "INSERT INTO units (unit_id, first_seen, last_seen, last_interval_end)
+             VALUES (?1, ?2, ?2, ?3)
+             ON CONFLICT (unit_id) DO UPDATE SET
+                 last_seen = max(last_seen, excluded.last_seen),
+                 last_interval_end = max(last_interval_end, excluded.last_interval_end)",
+            params![i.unit_id, received, i.end],
+        )?;
+        return Ok(Outcome::Stored);
+    }
+    let stored: String =
+        tx.query_row("SELECT digest FROM intervals WHERE id = ?1", [&i.id], |r| {
+            r.get(0)
+        })?;
+    if stored == digest {
+        return Ok(Outcome::Duplicate);
+    }
+    tx.execute(
+        "INSERT INTO conflicts (interval_id, unit_id, digest, visits, canonical,
+             first_received, last_received, times)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1)
+         ON CONFLICT (interval_id, digest) DO UPDATE SET
+             times = times + 1, last_received = max(last_received, excluded.last_received)",
+        params![
+            i.id,
+            i.unit_id,
+            digest,
+            i.visits() as i64,
+            canonical,
+            received
+        ],
+    )?;
+    Ok(Outcome::Conflict)
+}
+
+impl Store for SqliteStore {
+    fn record(&mut self, batch: &[(Interval, i64)]) -> Result<Vec<Outcome>, StoreError> {
+        let path = self.path.clone();
+        let e = |what| err(&path, what);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e("begin"))?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (interval, received) in batch {
+            outcomes.push(record_one(&tx, interval, *received).map_err(e("store interval"))?);
+        }
+        tx.commit().map_err(e("commit"))?;
+        Ok(outcomes)
+    }
+
+    fn series(
+        &mut self,
+        unit: Option<&str>,
+        range: Range,
+        step: Step,
+    ) -> Result<Vec<SeriesRow>, StoreError> {
+        let sql = "SELECT start_s - ((((start_s - ?3) % ?4) + ?4) % ?4) AS period,
+                          age_bucket, gender, sum(visits)
+                   FROM cells
+                   WHERE start_s >= ?1 AND start_s < ?2 AND (?5 IS NULL OR unit_id = ?5)
+                   GROUP BY period, age_bucket, gender
+                   ORDER BY period, age_bucket, gender";
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.e("series"))?;
+        let rows = stmt
+            .query_map(
+                params![range.from, range.to, step.origin(), step.seconds(), unit],
+                |r| {
+                    Ok(SeriesRow {
+                        period: r.get(0)?,
+                        age_bucket: r.get(1)?,
+                        gender: r.get(2)?,
+                        visits: r.get(3)?,
+                    })
+                },
+            )
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err(&self.path, "series"))?;
+        Ok(rows)
+    }
+
+    fn units(&mut self, range: Range) -> Result<Vec<UnitRow>, StoreError> {
+        let sql = "SELECT u.unit_id, u.first_seen, u.last_seen, u.last_interval_end,
+                          count(i.id), coalesce(sum(i.uptime_s), 0.0), coalesce(sum(i.frames), 0),
+                          coalesce(sum(i.camera_faults), 0), coalesce(sum(i.visits), 0),
+                          coalesce(sum(i.suppressed_cells), 0),
+                          sum(i.dwell_mean_s * i.visits) /
+                              nullif(sum(CASE WHEN i.dwell_mean_s IS NULL THEN 0 ELSE i.visits END), 0)
+                   FROM units u
+                   LEFT JOIN intervals i
+                       ON i.unit_id = u.unit_id AND i.start_s >= ?1 AND i.start_s < ?2
+                   GROUP BY u.unit_id, u.first_seen, u.last_seen, u.last_interval_end
+                   ORDER BY u.unit_id";
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.e("units"))?;
+        let rows = stmt
+            .query_map(params![range.from, range.to], |r| {
+                Ok(UnitRow {
+                    unit_id: r.get(0)?,
+                    first_seen: r.get(1)?,
+                    last_seen: r.get(2)?,
+                    last_interval_end: r.get(3)?,
+                    intervals: r.get(4)?,
+                    uptime_s: r.get(5)?,
+                    frames: r.get(6)?,
+                    camera_faults: r.get(7)?,
+                    visits: r.get(8)?,
+                    suppressed_cells: r.get(9)?,
+                    dwell_mean_s: r.get(10)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err(&self.path, "units"))?;
+        Ok(rows)
+    }
+
+    fn conflicts(&mut self, limit: i64) -> Result<Vec<ConflictRow>, StoreError> {
+        let sql = "SELECT c.interval_id, c.unit_id, i.visits, c.visits, c.times,
+                          c.first_received, c.last_received, c.canonical
+                   FROM conflicts c JOIN intervals i ON i.id = c.interval_id
+                   ORDER BY c.last_received DESC, c.interval_id LIMIT ?1";
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.e("conflicts"))?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok(ConflictRow {
+                    interval_id: r.get(0)?,
+                    unit_id: r.get(1)?,
+                    stored_visits: r.get(2)?,
+                    parked_visits: r.get(3)?,
+                    times: r.get(4)?,
+                    first_received: r.get(5)?,
+                    last_received: r.get(6)?,
+                    parked: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err(&self.path, "conflicts"))?;
+        Ok(rows)
+    }
+
+    fn counts(&mut self) -> Result<Counts, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM units), (SELECT count(*) FROM intervals),
+                        (SELECT count(*) FROM cells), (SELECT count(*) FROM conflicts),
+                        (SELECT coalesce(sum(times), 0) FROM conflicts)",
+                [],
+                |r| {
+                    Ok(Counts {
+                        units: r.get(0)?,
+                        intervals: r.get(1)?,
+                        cells: r.get(2)?,
+                        conflicts: r.get(3)?,
+                        conflict_messages: r.get(4)?,
+                    })
+                },
+            )
+            .map_err(self.e("counts"))
+    }
+
+    fn latest_end(&mut self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT max(end_s) FROM intervals", [], |r| r.get(0))
+            .map_err(self.e("latest interval"))
+    }
+
+    fn healthy(&mut self) -> bool {
+        self.conn
+            .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .is_ok()
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite {}", self.path.display())
+    }
+}
