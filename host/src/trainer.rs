@@ -358,6 +358,15 @@ impl Mixture {
         m
     }
 
+    /// How many crops one epoch draws: `weight × size` of each source with any crops.
+    fn per_epoch(&self) -> usize {
+        self.parts
+            .iter()
+            .filter(|(range, _)| !range.is_empty())
+            .map(|(range, weight)| (range.len() as f64 * weight).round() as usize)
+            .sum()
+    }
+
     /// One epoch's order: `weight × size` draws from each source (every crop once per whole
     /// weight, the rest a random subset), all shuffled together.
     fn epoch_order(&self, rng: &mut rand::rngs::StdRng) -> Vec<usize> {
@@ -393,9 +402,7 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
     }
     let spec: Vec<(DataKind, f64)> = sources.iter().map(|s| (s.kind, s.weight)).collect();
     let mix = Mixture::new(sources);
-    let per_epoch = mix
-        .epoch_order(&mut rand::rngs::StdRng::seed_from_u64(0))
-        .len();
+    let per_epoch = mix.per_epoch();
     ensure!(
         per_epoch >= opts.batch,
         "only {per_epoch} training crops per epoch, fewer than one batch of {}",
@@ -526,9 +533,7 @@ fn run_epochs(
 ) -> Result<()> {
     let size = opts.net.input_size;
     let train = &mix.train;
-    let per_epoch = mix
-        .epoch_order(&mut rand::rngs::StdRng::seed_from_u64(0))
-        .len();
+    let per_epoch = mix.per_epoch();
     let steps_per_epoch = (per_epoch / opts.batch)
         .min(opts.max_steps_per_epoch.unwrap_or(usize::MAX))
         .max(1);
@@ -1063,6 +1068,7 @@ mod tests {
         let mix = Mixture::new(sources());
         let order = mix.epoch_order(&mut rand::rngs::StdRng::seed_from_u64(3));
         assert_eq!(order.len(), 8 + 8);
+        assert_eq!(mix.per_epoch(), order.len());
         let fair: std::collections::HashSet<usize> =
             order.iter().copied().filter(|&i| i < 16).collect();
         assert_eq!(fair.len(), 8, "half of FairFace, each once");
