@@ -33,7 +33,7 @@ if [ "$step" != run ]; then
     # With the README test command's features, so CI reuses that build instead of compiling the
     # dependencies a third time for another feature set.
     AGECAM_FUZZ_SEEDS="$PWD/fuzz/seeds" \
-        cargo test --lib --quiet fuzz_seeds::write_fuzz_seeds -- --ignored --exact >/dev/null
+        cargo test --features onnx-writer --quiet --test fuzz_seeds write_fuzz_seeds -- --ignored --exact >/dev/null
 
     # Only the fuzz build gets RUSTC_BOOTSTRAP: it is part of cargo's fingerprint, so exporting it
     # for the seed step above would rebuild the main target's dependencies in place.

@@ -58,6 +58,9 @@ pub enum CameraSource {
     V4l2,
     /// Still images from a folder, in file-name order.
     Folder,
+    /// The sample frames built into the binary, each held for a second's worth of frames
+    /// (what `agecam run --demo` uses); for trying agecam without a camera.
+    Demo,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -127,7 +130,9 @@ pub struct DetectorConfig {
     /// At most this many faces per frame, largest first.
     pub max_faces: usize,
     /// Margin added around the detected box on each side, as a fraction of the box side.
-    pub crop_margin: f32,
+    /// Unset (the default): the margin the age/gender model was trained with, from its
+    /// metadata (see [`DetectorConfig::crop_margin`] for the one precedence rule).
+    pub crop_margin: Option<f32>,
 }
 
 impl Default for DetectorConfig {
@@ -137,12 +142,28 @@ impl Default for DetectorConfig {
             min_face_size: 40,
             score_threshold: None,
             max_faces: 8,
-            crop_margin: 0.25,
+            crop_margin: None,
         }
     }
 }
 
+/// Crop margin for a model that does not say which margin it was trained with.
+pub const DEFAULT_CROP_MARGIN: f32 = 0.25;
+
+/// The one precedence rule for the crop margin: `explicit` (a configured value) wins, else
+/// the model's metadata, else [`DEFAULT_CROP_MARGIN`].
+pub fn resolve_crop_margin(explicit: Option<f32>, model: Option<f32>) -> f32 {
+    explicit.or(model).unwrap_or(DEFAULT_CROP_MARGIN)
+}
+
 impl DetectorConfig {
+    /// The crop margin in force — the one rule for a value both the config and the model
+    /// carry: an explicit `detector.crop_margin` wins, else the model's `agecam.crop_margin`
+    /// metadata, else [`DEFAULT_CROP_MARGIN`]. The device and `agecam-host eval` both use it.
+    pub fn crop_margin(&self, model: Option<f32>) -> f32 {
+        resolve_crop_margin(self.crop_margin, model)
+    }
+
     /// The threshold in force: the configured one, or the detector's default (0.5 for
     /// BlazeFace's probabilities, 2.0 for the SeetaFace cascade's scores).
     pub fn score_threshold(&self) -> f32 {
@@ -156,6 +177,11 @@ impl DetectorConfig {
 pub struct ModelConfig {
     /// Folder holding `manifest.json` and the model files it lists.
     pub dir: PathBuf,
+    /// Which age/gender model runs: `research` (the most accurate; trained on data licensed
+    /// for non-commercial research only) or `commercial` (trained only on data whose licence
+    /// allows commercial use). The manifest says which file is which.
+    #[serde(rename = "use")]
+    pub model_use: ModelUse,
     /// Which form of the age/gender model runs.
     pub precision: ModelPrecision,
     /// Folder for the prepared networks (`model::nnef_cache`), which shorten start-up. Unset:
@@ -167,6 +193,7 @@ impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             dir: PathBuf::from("/usr/share/agecam/models"),
+            model_use: ModelUse::Research,
             precision: ModelPrecision::Auto,
             cache_dir: None,
         }
@@ -182,6 +209,26 @@ impl ModelConfig {
             let first = dirs.to_string_lossy().split(':').next()?.to_string();
             (!first.is_empty()).then(|| PathBuf::from(first))
         })
+    }
+}
+
+/// Which age/gender model runs, by what its training data allows (`model.use`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelUse {
+    /// Trained on everything available, including data licensed for non-commercial research
+    /// only (UTKFace): the most accurate, not for commercial deployments.
+    Research,
+    /// Trained only on data whose licence allows commercial use (FairFace, CC BY 4.0).
+    Commercial,
+}
+
+impl ModelUse {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelUse::Research => "research",
+            ModelUse::Commercial => "commercial",
+        }
     }
 }
 
@@ -719,8 +766,8 @@ impl Config {
         if !(1..=64).contains(&d.max_faces) {
             return bad("detector.max_faces", d.max_faces, "1 to 64");
         }
-        if !(0.0..=1.0).contains(&d.crop_margin) {
-            return bad("detector.crop_margin", d.crop_margin, "0.0 to 1.0");
+        if let Some(margin) = d.crop_margin.filter(|m| !(0.0..=1.0).contains(m)) {
+            return bad("detector.crop_margin", margin, "0.0 to 1.0");
         }
         if self.display.png_every == 0 {
             return bad("display.png_every", 0, "1 or more frames");
@@ -810,6 +857,27 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/agecam.toml");
         let config = Config::load(&path).unwrap();
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn model_use_chooses_the_model_and_names_the_key_when_wrong() {
+        assert_eq!(Config::default().model.model_use, ModelUse::Research);
+        let config = parse("[model]\nuse = \"commercial\"\n").unwrap();
+        assert_eq!(config.model.model_use, ModelUse::Commercial);
+        let err = parse("[model]\nuse = \"shop\"\n").unwrap_err();
+        assert_eq!(err.key, "model.use", "{err}");
+    }
+
+    #[test]
+    fn crop_margin_has_one_precedence_rule() {
+        // Unset: the model's metadata, else the default.
+        let unset = Config::default().detector;
+        assert_eq!(unset.crop_margin(Some(0.3)), 0.3);
+        assert_eq!(unset.crop_margin(None), DEFAULT_CROP_MARGIN);
+        // Set: it wins over the model's.
+        let set = parse("[detector]\ncrop_margin = 0.1\n").unwrap().detector;
+        assert_eq!(set.crop_margin(Some(0.3)), 0.1);
+        assert_eq!(set.crop_margin(None), 0.1);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! The device path is a pipeline of stages, each in its own module:
 //! [`capture`] (frames) → [`vision`] (faces, crops) → [`model`] (age, gender) →
 //! [`display`] (overlay) and [`stats`] (anonymous counts, pushed by [`push`]). [`pipeline`]
-//! wires them together; [`config`] holds the daemon's settings. Lower layers ([`face`],
+//! runs the vision and model stages on one frame; [`daemon`], the composition root, is the one
+//! place a [`config::Config`] becomes running parts and drives frames through them. Lower layers ([`face`],
 //! [`buckets`], [`config`], [`model`], [`vision`], [`capture`]) never import the upper ones.
 //! The host tool (datasets, training, evaluation, export, quantization) is its own crate,
 //! `agecam-host` (`host/`), built on this one.
@@ -31,12 +32,11 @@ pub mod buckets;
 pub mod capture;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod display;
 mod error;
 pub mod face;
 pub mod fault_log;
-#[cfg(test)]
-mod fuzz_seeds;
 pub mod logging;
 pub mod model;
 pub mod pipeline;

@@ -1,65 +1,80 @@
-//! The pipeline, in explicit stages: frame → faces → crops → predictions → outputs.
+//! The pipeline, in explicit stages: frame → faces → crops → predictions.
 //!
-//! [`Pipeline`] owns the vision and model stages; [`run`] drives a frame source through it
-//! into a display until the source ends, a frame limit is reached or a stop is requested.
+//! [`Pipeline`] owns the vision and model stages and runs them on one frame;
+//! [`Daemon`](crate::daemon::Daemon) drives frames through it into the outputs.
 
-use crate::capture::FrameSource;
 use crate::config::Config;
 use crate::config::DetectorKind;
-use crate::display::{Display, Status};
 use crate::face::{FaceResult, StageTimes};
-use crate::fault_log::{FaultKind, FaultLog};
+use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Manifest, Role};
-use crate::stats::{Clock, StatsRecorder};
 use crate::vision::crop::crop_face;
 use crate::vision::{BlazeFaceDetector, DetectorSettings, FaceDetector, SeetaDetector};
 use crate::Error;
 use image::RgbImage;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// The vision and model stages, loaded once.
+/// The vision and model stages, loaded once: the third load stage, after [`Manifest`] and
+/// [`VerifiedModels`].
 pub struct Pipeline {
     detector: Box<dyn FaceDetector>,
     /// `None` while no age/gender model is installed: faces are still found and shown.
     model: Option<AgeGenderModel>,
     crop_margin: f32,
+    /// Which model runs and under what licence, for the start-up log and `selftest`.
+    licence: String,
 }
 
 impl Pipeline {
-    /// Loads the models listed in `model_dir/manifest.json`, checking their hashes.
+    /// Loads the models listed in `model_dir/manifest.json` for `model.use`, checking their
+    /// hashes: [`Manifest::load`] → [`Manifest::verify`] → [`Pipeline::from_verified`].
     pub fn load(config: &Config, model_dir: &Path) -> Result<Pipeline, Error> {
-        let manifest = Manifest::load(model_dir)?;
-        let manifest_file = manifest.dir.join(crate::model::manifest::MANIFEST_FILE);
+        let verified = Manifest::load(model_dir)?.verify(config.model.model_use)?;
+        Pipeline::from_verified(&verified, config)
+    }
+
+    /// Loads the detector and the age/gender model from hash-checked files.
+    pub fn from_verified(models: &VerifiedModels, config: &Config) -> Result<Pipeline, Error> {
         let d = &config.detector;
-        let detector = load_detector(&manifest, d)?;
+        let detector = load_detector(models, d)?;
         let cache = config.model.cache_dir();
-        let model = match choose_model(&manifest, config.model.precision, cache.as_deref())? {
-            Some(model) => {
-                if let Some(trained) = model.info().crop_margin {
-                    if (trained - d.crop_margin).abs() > 1e-3 {
-                        log::warn!(
-                            "detector.crop_margin is {} but the model was trained on crops with margin {trained}; estimates will be worse",
-                            d.crop_margin
-                        );
-                    }
-                }
-                Some(model)
-            }
-            None => {
-                log::warn!(
-                    "{} lists no age/gender model yet: faces are found and boxed, but no age or gender is estimated",
-                    manifest_file.display()
-                );
-                None
-            }
-        };
+        let model = choose_model(models, config.model.precision, cache.as_deref())?;
+        let trained = model.as_ref().and_then(|m| m.info().crop_margin);
+        let crop_margin = d.crop_margin(trained);
+        match (&model, trained, d.crop_margin) {
+            (None, _, _) => log::warn!(
+                "{} lists no age/gender model yet: faces are found and boxed, but no age or gender is estimated",
+                models.manifest_file.display()
+            ),
+            (Some(_), Some(trained), Some(set)) if (trained - set).abs() > 1e-3 => log::warn!(
+                "detector.crop_margin = {set} overrides the margin the model was trained with ({trained}); estimates will be worse unless the camera's boxes differ from the training crops"
+            ),
+            _ => log::info!("crop margin {crop_margin}"),
+        }
+        let licence = models.licence_line();
+        log::info!("{licence}");
         Ok(Pipeline {
             detector,
             model,
-            crop_margin: d.crop_margin,
+            crop_margin,
+            licence,
         })
+    }
+
+    /// Which age/gender model runs and its licence, in one line.
+    pub fn licence(&self) -> &str {
+        &self.licence
+    }
+
+    /// The margin crops are cut with ([`DetectorConfig::crop_margin`](crate::config::DetectorConfig::crop_margin)).
+    pub fn crop_margin(&self) -> f32 {
+        self.crop_margin
+    }
+
+    /// The age/gender model, when one is installed.
+    pub fn model(&self) -> Option<&AgeGenderModel> {
+        self.model.as_ref()
     }
 
     /// A pipeline from parts already loaded (tests, tools).
@@ -72,6 +87,7 @@ impl Pipeline {
             detector,
             model,
             crop_margin,
+            licence: "age/gender model given by the caller".to_string(),
         }
     }
 
@@ -120,23 +136,18 @@ impl Pipeline {
     }
 }
 
-/// Loads the detector `config.kind` names, from the manifest's `face_detector` (BlazeFace) or
-/// `face_detector_fallback` (SeetaFace) entry. A models folder from before BlazeFace, whose
-/// manifest lists no BlazeFace model, falls back to SeetaFace with its default threshold.
-/// Median times of single-face inferences of two models, run alternately (after one warm-up
-/// run each) so that a burst of load on the machine hits both alike.
 /// Loads the age/gender model form `precision` asks for. `Auto` loads both forms the manifest
 /// lists, times each and keeps the faster: on x86 tract runs the weight-only int8 model at
 /// float speed, while on some ARM cores its integer kernels may win, so it is measured where
 /// it runs rather than assumed.
 pub fn choose_model(
-    manifest: &Manifest,
+    models: &VerifiedModels,
     precision: crate::config::ModelPrecision,
     cache_dir: Option<&Path>,
 ) -> Result<Option<AgeGenderModel>, Error> {
     use crate::config::ModelPrecision;
-    let int8 = manifest.verified_path(Role::AgeGenderInt8)?;
-    let f32 = manifest.verified_path(Role::AgeGenderF32)?;
+    let int8 = models.get(Role::AgeGenderInt8).map(|f| f.path.clone());
+    let f32 = models.get(Role::AgeGenderF32).map(|f| f.path.clone());
     let load_one = |path: &Path| -> Result<AgeGenderModel, Error> {
         let started = Instant::now();
         let model = AgeGenderModel::load_cached(path, cache_dir)?;
@@ -199,8 +210,11 @@ pub fn choose_model(
     Ok(chosen)
 }
 
+/// Loads the detector `config.kind` names, from the manifest's `face_detector` (BlazeFace) or
+/// `face_detector_fallback` (SeetaFace) entry. A models folder from before BlazeFace, whose
+/// manifest lists no BlazeFace model, falls back to SeetaFace with its default threshold.
 pub fn load_detector(
-    manifest: &Manifest,
+    models: &VerifiedModels,
     config: &crate::config::DetectorConfig,
 ) -> Result<Box<dyn FaceDetector>, Error> {
     let settings = DetectorSettings {
@@ -208,14 +222,15 @@ pub fn load_detector(
         score_threshold: config.score_threshold(),
         max_faces: config.max_faces,
     };
-    let manifest_file = manifest.dir.join(crate::model::manifest::MANIFEST_FILE);
+    let manifest_file = &models.manifest_file;
     let missing = |role: Role| Error::Model {
         file: manifest_file.clone(),
         problem: format!("lists no {} model; reinstall the models", role.name()),
     };
     let seeta = |settings: DetectorSettings| -> Result<Box<dyn FaceDetector>, Error> {
-        let path = manifest
-            .verified_path(Role::FaceDetectorFallback)?
+        let path = models
+            .get(Role::FaceDetectorFallback)
+            .map(|f| f.path.clone())
             .ok_or_else(|| missing(Role::FaceDetectorFallback))?;
         let detector = SeetaDetector::load(&path, settings)?;
         log::info!(
@@ -227,7 +242,7 @@ pub fn load_detector(
     };
     match config.kind {
         DetectorKind::Seeta => seeta(settings),
-        DetectorKind::Blazeface => match manifest.verified_path(Role::FaceDetector)? {
+        DetectorKind::Blazeface => match models.get(Role::FaceDetector).map(|f| f.path.clone()) {
             Some(path) => {
                 let detector = BlazeFaceDetector::load(&path, settings)?;
                 log::info!(
@@ -251,402 +266,11 @@ pub fn load_detector(
     }
 }
 
-/// What a run did.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunSummary {
-    pub frames: u64,
-    /// Frames the source could not decode; skipped.
-    pub bad_frames: u64,
-    /// Times the camera was lost (unplugged or stalled) and had to be reopened.
-    pub camera_faults: u64,
-    pub faces: u64,
-    /// Frames the age/gender model failed on; skipped.
-    pub model_failures: u64,
-    /// Frames the display failed to show; the run went on counting.
-    pub display_failures: u64,
-    /// Camera frames replaced by a newer one before the pipeline was ready for them.
-    pub stale_frames: u64,
-    pub elapsed: Duration,
-    pub detect_time: Duration,
-    pub infer_time: Duration,
-}
-
-impl RunSummary {
-    pub fn fps(&self) -> f64 {
-        if self.elapsed.is_zero() {
-            0.0
-        } else {
-            self.frames as f64 / self.elapsed.as_secs_f64()
-        }
-    }
-}
-
-/// Limits for [`run`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RunLimits {
-    /// Stop after this many processed frames.
-    pub max_frames: Option<u64>,
-}
-
-/// Drives `source` through `pipeline` into `display` until the source ends, `limits` are
-/// reached or `stop` is set (by a signal handler). A bad frame is skipped and counted; a failed
-/// display write is logged and counted, and the run goes on, because counting matters more
-/// than the picture.
-pub fn run(
-    source: &mut dyn FrameSource,
-    pipeline: &mut Pipeline,
-    display: &mut dyn Display,
-    mut stats: Option<&mut StatsRecorder>,
-    clock: &dyn Clock,
-    limits: RunLimits,
-    stop: &AtomicBool,
-) -> Result<RunSummary, Error> {
-    let mut systemd = crate::systemd::Notifier::from_env();
-    systemd.ready(&format!("frames from {}", source.describe()));
-    let mut summary = RunSummary::default();
-    let start = Instant::now();
-    let mut fps = FpsMeter::default();
-    // The first fault of each kind is logged, repeats are summarised now and then: a camera
-    // unplugged for a weekend must not fill the journal.
-    let mut faults = FaultLog::default();
-    while !stop.load(Ordering::Relaxed) {
-        if limits.max_frames.is_some_and(|max| summary.frames >= max) {
-            break;
-        }
-        systemd.alive(Instant::now());
-        let frame = match source.next_frame() {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(e) if e.is_skippable() => {
-                let kind = match e {
-                    crate::capture::CaptureError::BadFrame { .. } => {
-                        summary.bad_frames += 1;
-                        FaultKind::BadFrame
-                    }
-                    _ => {
-                        summary.camera_faults += 1;
-                        FaultKind::CameraLost
-                    }
-                };
-                if let Some(stats) = stats.as_deref_mut() {
-                    stats.on_camera_fault(clock);
-                }
-                faults.log_fault(kind, &e.to_string(), clock.monotonic());
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        for kind in [FaultKind::CameraLost, FaultKind::BadFrame] {
-            faults.log_ok(kind, clock.monotonic(), || {
-                format!(" from {}", source.describe())
-            });
-        }
-        let (faces, times) = match pipeline.process(&frame.image) {
-            Ok(done) => done,
-            Err(e) => {
-                // A model that fails on one frame may work on the next; keep the daemon up.
-                summary.model_failures += 1;
-                let message = format!("{e}; skipping the frame");
-                faults.log_fault(FaultKind::Model, &message, clock.monotonic());
-                continue;
-            }
-        };
-        faults.log_ok(FaultKind::Model, clock.monotonic(), String::new);
-        summary.frames += 1;
-        summary.faces += faces.len() as u64;
-        summary.detect_time += times.detect;
-        summary.infer_time += times.infer;
-        if let Some(stats) = stats.as_deref_mut() {
-            stats.on_frame(&faces, clock);
-        }
-        let status = Status {
-            fps: fps.tick(Instant::now()),
-            faces: faces.len(),
-        };
-        // Tried again every frame: a panel that comes back shows the next frame.
-        match display.show(&frame, &faces, &status) {
-            Ok(()) => faults.log_ok(FaultKind::Display, clock.monotonic(), String::new),
-            Err(e) => {
-                summary.display_failures += 1;
-                let message = format!("{e}; counting goes on, the display is retried every frame");
-                faults.log_fault(FaultKind::Display, &message, clock.monotonic());
-            }
-        }
-        log::debug!(
-            "frame {} ({}): {} faces",
-            frame.seq,
-            frame.origin,
-            faces.len()
-        );
-    }
-    systemd.stopping();
-    summary.stale_frames = source.dropped_frames();
-    if let Some(stats) = stats {
-        stats.finish(clock);
-    }
-    summary.elapsed = start.elapsed();
-    Ok(summary)
-}
-
-/// Frames per second, smoothed over recent frames.
-#[derive(Debug, Default)]
-struct FpsMeter {
-    last: Option<Instant>,
-    fps: Option<f32>,
-}
-
-impl FpsMeter {
-    fn tick(&mut self, now: Instant) -> Option<f32> {
-        if let Some(last) = self.last {
-            let dt = now.duration_since(last).as_secs_f32();
-            if dt > 0.0 {
-                let instant = 1.0 / dt;
-                self.fps = Some(match self.fps {
-                    Some(fps) => 0.9 * fps + 0.1 * instant,
-                    None => instant,
-                });
-            }
-        }
-        self.last = Some(now);
-        self.fps
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{CaptureError, Frame};
     use crate::model::AgeGender;
-    use crate::stats::SystemClock;
     use crate::vision::FaceBox;
-
-    /// Finds one fixed "face" in every frame whose first pixel is bright.
-    struct BrightFrameDetector;
-
-    impl FaceDetector for BrightFrameDetector {
-        fn detect(&mut self, frame: &RgbImage) -> Vec<FaceBox> {
-            if frame.get_pixel(0, 0).0[0] > 128 {
-                vec![FaceBox {
-                    x: 1.0,
-                    y: 1.0,
-                    width: 4.0,
-                    height: 4.0,
-                    score: 1.0,
-                }]
-            } else {
-                vec![]
-            }
-        }
-    }
-
-    /// Delivers scripted frames and faults.
-    struct Scripted(Vec<Result<u8, CaptureError>>, u64);
-
-    impl FrameSource for Scripted {
-        fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
-            if self.0.is_empty() {
-                return Ok(None);
-            }
-            let value = self.0.remove(0)?;
-            self.1 += 1;
-            Ok(Some(Frame {
-                image: RgbImage::from_pixel(8, 8, image::Rgb([value, 0, 0])),
-                seq: self.1 - 1,
-                captured: Instant::now(),
-                origin: "script".into(),
-            }))
-        }
-        fn describe(&self) -> String {
-            "script".into()
-        }
-    }
-
-    struct FailingDisplay(u64);
-
-    impl Display for FailingDisplay {
-        fn show(&mut self, _: &Frame, _: &[FaceResult], _: &Status) -> Result<(), Error> {
-            self.0 += 1;
-            Err(Error::Output {
-                path: "/dev/fb9".into(),
-                problem: "write failed".into(),
-            })
-        }
-        fn describe(&self) -> String {
-            "failing".into()
-        }
-    }
-
-    fn bad(origin: &str) -> Result<u8, CaptureError> {
-        Err(CaptureError::BadFrame {
-            origin: origin.into(),
-            reason: "truncated".into(),
-        })
-    }
-
-    #[test]
-    fn counts_frames_faces_and_skips_bad_frames() {
-        let lost = || {
-            Err(CaptureError::Disconnected {
-                origin: "/dev/video0".into(),
-                reason: "ENODEV".into(),
-            })
-        };
-        let mut source = Scripted(
-            vec![Ok(200), bad("a"), Ok(10), lost(), lost(), Ok(255), bad("b")],
-            0,
-        );
-        let mut pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
-        let mut display = FailingDisplay(0);
-        let stop = AtomicBool::new(false);
-        let summary = run(
-            &mut source,
-            &mut pipeline,
-            &mut display,
-            None,
-            &SystemClock,
-            RunLimits::default(),
-            &stop,
-        )
-        .unwrap();
-        assert_eq!(
-            (summary.frames, summary.bad_frames, summary.faces),
-            (3, 2, 2)
-        );
-        assert_eq!(
-            summary.camera_faults, 2,
-            "a lost camera is waited for, not fatal"
-        );
-        assert_eq!(
-            summary.display_failures, 3,
-            "the display is retried every frame"
-        );
-        assert_eq!(display.0, 3);
-    }
-
-    #[test]
-    fn stops_at_the_frame_limit_and_on_request() {
-        let frames = || Scripted((0..10).map(|_| Ok(200)).collect(), 0);
-        let mut pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
-        let stop = AtomicBool::new(false);
-        let limits = RunLimits {
-            max_frames: Some(4),
-        };
-        let summary = run(
-            &mut frames(),
-            &mut pipeline,
-            &mut crate::display::NoDisplay,
-            None,
-            &SystemClock,
-            limits,
-            &stop,
-        )
-        .unwrap();
-        assert_eq!(summary.frames, 4);
-        stop.store(true, Ordering::Relaxed);
-        let summary = run(
-            &mut frames(),
-            &mut pipeline,
-            &mut crate::display::NoDisplay,
-            None,
-            &SystemClock,
-            RunLimits::default(),
-            &stop,
-        )
-        .unwrap();
-        assert_eq!(summary.frames, 0);
-    }
-
-    /// A camera at 1 kHz in front of a display that takes 5 ms per frame.
-    struct FastCamera(u64);
-
-    impl FrameSource for FastCamera {
-        fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
-            std::thread::sleep(Duration::from_millis(1));
-            self.0 += 1;
-            Ok(Some(Frame {
-                image: RgbImage::from_pixel(8, 8, image::Rgb([200, 0, 0])),
-                seq: self.0,
-                captured: Instant::now(),
-                origin: "fast".into(),
-            }))
-        }
-        fn describe(&self) -> String {
-            "fast".into()
-        }
-    }
-
-    struct SlowDisplay(Vec<u64>);
-
-    impl Display for SlowDisplay {
-        fn show(&mut self, frame: &Frame, _: &[FaceResult], _: &Status) -> Result<(), Error> {
-            std::thread::sleep(Duration::from_millis(5));
-            self.0.push(frame.seq);
-            Ok(())
-        }
-        fn describe(&self) -> String {
-            "slow".into()
-        }
-    }
-
-    #[test]
-    fn a_slow_pipeline_takes_the_newest_camera_frame_and_reports_the_dropped_ones() {
-        let mut source = crate::capture::NewestFrame::start(FastCamera(0)).unwrap();
-        let mut pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
-        let mut display = SlowDisplay(Vec::new());
-        let stop = AtomicBool::new(false);
-        let limits = RunLimits {
-            max_frames: Some(20),
-        };
-        let summary = run(
-            &mut source,
-            &mut pipeline,
-            &mut display,
-            None,
-            &SystemClock,
-            limits,
-            &stop,
-        )
-        .unwrap();
-        assert_eq!(summary.frames, 20);
-        let shown = &display.0;
-        assert!(shown.windows(2).all(|w| w[0] < w[1]), "{shown:?}");
-        // The camera numbers its frames from 1: all up to the last one shown were either
-        // shown or dropped for a newer one (a few more may drop after the run stopped).
-        let last = *shown.last().unwrap();
-        assert!(summary.stale_frames > 0, "{summary:?}");
-        assert!(
-            summary.stale_frames >= last - 20,
-            "{} dropped, but the last of 20 shown was frame {last}: {shown:?}",
-            summary.stale_frames
-        );
-    }
-
-    #[test]
-    fn unavailable_source_ends_the_run_with_its_error() {
-        let mut source = Scripted(
-            vec![
-                Ok(1),
-                Err(CaptureError::Unavailable {
-                    origin: "/dev/video0".into(),
-                    reason: "gone".into(),
-                }),
-            ],
-            0,
-        );
-        let mut pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
-        let stop = AtomicBool::new(false);
-        let err = run(
-            &mut source,
-            &mut pipeline,
-            &mut crate::display::NoDisplay,
-            None,
-            &SystemClock,
-            RunLimits::default(),
-            &stop,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("/dev/video0"));
-    }
 
     /// Two fixed faces: one on the left half of the frame, one on the right.
     struct TwoFaces;
@@ -689,16 +313,5 @@ mod tests {
         assert_eq!(estimates[0].gender, crate::model::Gender::Female);
         assert!((estimates[1].age - 20.0).abs() < 1.5, "{estimates:?}");
         assert_eq!(estimates[1].gender, crate::model::Gender::Male);
-    }
-
-    #[test]
-    fn fps_meter_smooths() {
-        let mut meter = FpsMeter::default();
-        let t0 = Instant::now();
-        assert_eq!(meter.tick(t0), None);
-        let fps = meter.tick(t0 + Duration::from_millis(100)).unwrap();
-        assert!((fps - 10.0).abs() < 0.01);
-        let fps = meter.tick(t0 + Duration::from_millis(150)).unwrap();
-        assert!((fps - 11.0).abs() < 0.01, "{fps}");
     }
 }

@@ -327,17 +327,44 @@ fn camera_build_requirement_is_explained() {
 }
 
 #[test]
-fn shipped_model_estimates_the_bundled_portraits() {
-    // Perceived ages (tests/data/SOURCES.md): Eileen Collins about 42, Luis Pedro Coelho about
-    // 30. Bounds are loose (the model's validation MAE is ~6 years) but a broken crop,
-    // normalisation or head wiring lands far outside them.
-    let out = run_ok(
-        agecam()
-            .args(["predict", "--json"])
-            .arg(data("faces/astronaut_eileen_collins.jpg"))
-            .arg(data("faces/luis_pedro_coelho.jpg")),
-    );
-    let stdout = text(&out.stdout);
+fn shipped_models_estimate_the_bundled_portraits_and_say_their_licence() {
+    for (model_use, licence) in [
+        ("research", "non-commercial research only"),
+        ("commercial", "CC BY 4.0"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("agecam.toml");
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        std::fs::write(
+            &config,
+            format!("[model]\nuse = \"{model_use}\"\ndir = {:?}\n", models),
+        )
+        .unwrap();
+        let out = run_ok(
+            agecam()
+                .arg("--config")
+                .arg(&config)
+                .args(["predict", "--json"])
+                .arg(data("faces/astronaut_eileen_collins.jpg"))
+                .arg(data("faces/luis_pedro_coelho.jpg")),
+        );
+        let stderr = text(&out.stderr);
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("age/gender model for model.use"))
+            .unwrap_or_else(|| panic!("no licence line: {stderr}"));
+        assert!(
+            line.contains(&format!("model.use = {model_use}")) && line.contains(licence),
+            "{line}"
+        );
+        check_portraits(&text(&out.stdout));
+    }
+}
+
+/// Perceived ages (tests/data/SOURCES.md): Eileen Collins about 42, Luis Pedro Coelho about
+/// 30. Bounds are loose (the models' validation MAE is ~6 years) but a broken crop,
+/// normalisation or head wiring lands far outside them.
+fn check_portraits(stdout: &str) {
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

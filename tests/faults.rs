@@ -5,20 +5,20 @@
 //! running, count every fault, log each kind once (then only summaries) and store statistics
 //! that are exact for the good frames.
 
-use agecam::buckets::AgeBuckets;
 use agecam::capture::convert::{decode_mjpeg, yuyv_to_rgb};
 use agecam::capture::{CaptureError, Frame, FrameSource};
+use agecam::config::StatsConfig;
+use agecam::daemon::{Daemon, NoObserver, RunLimits};
 use agecam::display::{Display, PngSnapshots, Status};
 use agecam::face::FaceResult;
-use agecam::pipeline::{run, Pipeline, RunLimits};
+use agecam::pipeline::Pipeline;
 use agecam::stats::store::Store;
-use agecam::stats::tracker::TrackerSettings;
 use agecam::stats::{Clock, ManualClock, StatsRecorder, StatsSettings};
 use agecam::vision::{FaceBox, FaceDetector};
 use image::RgbImage;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 /// Collects log lines per test thread, so parallel tests do not see each other's lines.
@@ -230,14 +230,17 @@ fn repair_folder(dir: &Path) {
     std::fs::create_dir(dir).unwrap();
 }
 
-fn settings(db: PathBuf) -> StatsSettings {
-    StatsSettings {
+/// The settings a `[stats]` section with 5-minute intervals gives, stored in `db`.
+fn settings(db: &Path) -> StatsSettings {
+    let stats = StatsConfig {
         unit_id: "faults".into(),
-        database: db,
-        interval_s: 300,
-        buckets: AgeBuckets::default(),
-        tracker: TrackerSettings::default(),
-        retention_s: None,
+        interval_minutes: 5,
+        retention_days: 0,
+        ..StatsConfig::default()
+    };
+    StatsSettings {
+        database: db.to_path_buf(),
+        ..StatsSettings::from_config(&stats)
     }
 }
 
@@ -328,25 +331,26 @@ fn camera_and_display_faults_are_survived_logged_once_per_kind_and_counted_exact
         seq: 0,
         scratch: Vec::new(),
     };
-    let mut pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
+    let pipeline = Pipeline::from_parts(Box::new(BrightFrameDetector), None, 0.25);
     let mut display = Snapshots {
         // Every frame, so every frame tries the output (as a panel is written every frame).
         png: PngSnapshots::create(&png_dir, 1).unwrap(),
         shown: 0,
     };
     let db = dir.path().join("stats.sqlite");
-    let mut stats = StatsRecorder::new(settings(db.clone()), start);
+    let stats = StatsRecorder::new(settings(&db), start);
     let stop = AtomicBool::new(false);
-    let summary = run(
-        &mut camera,
-        &mut pipeline,
-        &mut display,
-        Some(&mut stats),
-        &clock,
-        RunLimits::default(),
-        &stop,
-    )
-    .expect("the run survives every fault");
+    let mut daemon = Daemon::from_parts(
+        Box::new(&mut camera),
+        pipeline,
+        Box::new(&mut display),
+        Some(stats),
+    );
+    let summary = daemon
+        .run(&clock, RunLimits::default(), &stop, &mut NoObserver)
+        .expect("the run survives every fault");
+    let stats = daemon.stats.take().unwrap();
+    drop(daemon);
     let elapsed = clock.wall() - (start - 0.1);
     assert!((elapsed - 2400.0).abs() < 1e-3, "{elapsed}");
     assert_eq!(summary.frames, want.frames);

@@ -7,12 +7,12 @@
 //! `real_models_keep_memory_flat_and_repeat_exactly` (ignored: minutes) runs the shipped
 //! BlazeFace and int8 age/gender model on the demo frames, pass after pass.
 
-use agecam::buckets::AgeBuckets;
 use agecam::capture::{Frame, FrameSource};
+use agecam::config::StatsConfig;
+use agecam::daemon::{Daemon, NoObserver, RunLimits, RunSummary};
 use agecam::display::NoDisplay;
-use agecam::pipeline::{run, Pipeline, RunLimits, RunSummary};
+use agecam::pipeline::Pipeline;
 use agecam::stats::store::Store;
-use agecam::stats::tracker::TrackerSettings;
 use agecam::stats::{Clock, ManualClock, StatsRecorder, StatsSettings};
 use agecam::vision::{FaceBox, FaceDetector};
 use image::RgbImage;
@@ -91,35 +91,43 @@ impl FaceDetector for PixelDetector {
     }
 }
 
+/// The settings the default `[stats]` section gives (15-minute intervals), stored in `db`.
 fn settings(db: PathBuf) -> StatsSettings {
-    StatsSettings {
+    let stats = StatsConfig {
         unit_id: "soak".into(),
+        retention_days: 0,
+        ..StatsConfig::default()
+    };
+    StatsSettings {
         database: db,
-        interval_s: 900,
-        buckets: AgeBuckets::default(),
-        tracker: TrackerSettings::default(),
-        retention_s: None,
+        ..StatsSettings::from_config(&stats)
     }
 }
 
-/// The daemon's run loop over all of `source`, without a display.
-fn run_to_end(
-    source: &mut dyn FrameSource,
-    pipeline: &mut Pipeline,
-    stats: &mut StatsRecorder,
+/// The daemon's run loop over all of `source` (lent to `daemon`), without a display.
+fn run_to_end<'a>(
+    daemon: &mut Daemon<'a>,
+    source: impl FrameSource + 'a,
     clock: &ManualClock,
 ) -> RunSummary {
+    daemon.source = Box::new(source);
     let stop = AtomicBool::new(false);
-    run(
-        source,
+    daemon
+        .run(clock, RunLimits::default(), &stop, &mut NoObserver)
+        .unwrap()
+}
+
+/// A daemon without a display, around `pipeline` and a recorder into `db`.
+fn daemon<'a>(pipeline: Pipeline, db: PathBuf, start: f64) -> Daemon<'a> {
+    let stats = StatsRecorder::new(settings(db), start);
+    // The source is set by each run.
+    let nothing = agecam::capture::StillImages::from_files(Vec::new(), false, "nothing".into());
+    Daemon::from_parts(
+        Box::new(nothing),
         pipeline,
-        &mut NoDisplay,
+        Box::new(NoDisplay),
         Some(stats),
-        clock,
-        RunLimits::default(),
-        &stop,
     )
-    .unwrap()
 }
 
 #[test]
@@ -135,10 +143,12 @@ fn a_simulated_day_keeps_memory_flat_and_counts_exact() {
         seconds: 86_400,
         rss: Vec::new(),
     };
-    let mut pipeline = Pipeline::from_parts(Box::new(PixelDetector), None, 0.25);
-    let mut stats = StatsRecorder::new(settings(db.clone()), start);
+    let pipeline = Pipeline::from_parts(Box::new(PixelDetector), None, 0.25);
+    let mut daemon = daemon(pipeline, db.clone(), start);
     let began = std::time::Instant::now();
-    let summary = run_to_end(&mut day, &mut pipeline, &mut stats, &clock);
+    let summary = run_to_end(&mut daemon, &mut day, &clock);
+    let stats = daemon.stats.take().unwrap();
+    drop(daemon);
     let took = began.elapsed();
     let end_rss = rss_kib();
     assert_eq!(summary.frames, 86_400);
@@ -191,22 +201,22 @@ fn real_models_keep_memory_flat_and_repeat_exactly() {
         .unwrap_or(40);
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
     let config = agecam::config::Config::default();
-    let mut pipeline = Pipeline::load(&config, &models).unwrap();
+    let pipeline = Pipeline::load(&config, &models).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("soak.sqlite");
     let clock = ManualClock::new(1_795_392_000.0);
-    let mut stats = StatsRecorder::new(settings(db.clone()), clock.wall());
+    let mut daemon = daemon(pipeline, db.clone(), clock.wall());
     let mut per_pass = Vec::new();
     let mut rss = Vec::new();
     let began = std::time::Instant::now();
     for _ in 0..passes {
         rss.push(rss_kib());
         // Ten frames per still at 10 fps, as `run --demo` shows them.
-        let mut frames = Ticking {
+        let frames = Ticking {
             inner: agecam::capture::demo_frames(false).repeat_each(10),
             clock: &clock,
         };
-        let summary = run_to_end(&mut frames, &mut pipeline, &mut stats, &clock);
+        let summary = run_to_end(&mut daemon, frames, &clock);
         per_pass.push((summary.frames, summary.faces));
         // A quiet minute between passes, so every pass's visits have ended.
         clock.advance(60.0);

@@ -282,6 +282,50 @@ pub fn cache_margin(cache: &Path) -> Option<f32> {
         .ok()
 }
 
+/// Name of the teacher's answers in a crop cache (`agecam-host teacher-label` writes it):
+/// `crop,age,p_female` per cached crop.
+pub const TEACHER_LABELS: &str = "teacher.csv";
+
+/// Reads `CACHE/teacher.csv`: crop name → the teacher's age.
+pub fn read_teacher_labels(cache: &Path) -> Result<std::collections::HashMap<String, f32>> {
+    let bad = |file: &Path, problem: String| {
+        anyhow::Error::from(agecam::Error::Model {
+            file: file.to_path_buf(),
+            problem,
+        })
+    };
+    let path = cache.join(TEACHER_LABELS);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        bad(
+            &path,
+            format!(
+                "cannot read it ({e}); make it with agecam-host teacher-label --cache {}",
+                cache.display()
+            ),
+        )
+    })?;
+    let mut ages = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let age = f
+            .get(1)
+            .and_then(|a| a.parse::<f32>().ok())
+            .filter(|a| a.is_finite() && (0.0..=120.0).contains(a));
+        match (f.len(), age) {
+            (3, Some(age)) => {
+                ages.insert(f[0].to_string(), age);
+            }
+            _ => {
+                return Err(bad(
+                    &path,
+                    format!("line {}: expected crop,age,p_female with an age from 0 to 120, found `{line}`; remake it with agecam-host teacher-label", i + 1),
+                ))
+            }
+        }
+    }
+    Ok(ages)
+}
+
 /// Crops held in memory, with their labels (gender 0 = male, 1 = female) and, for
 /// distillation, the teacher's age of each (empty, or one entry per crop).
 #[derive(Default)]
@@ -330,7 +374,7 @@ pub fn load_split_with(
     use rayon::prelude::*;
     let entries = read_labels(cache)?;
     let teacher = if with_teacher {
-        Some(crate::teacher::read_cache_labels(cache)?)
+        Some(read_teacher_labels(cache)?)
     } else {
         None
     };

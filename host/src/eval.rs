@@ -369,8 +369,9 @@ pub struct EvalRun<'a> {
     pub samples: &'a [Sample],
     pub subset: Subset,
     pub limits: GroupLimits,
-    /// Crop margin when a model's metadata does not give one.
-    pub default_margin: f32,
+    /// `detector.crop_margin` from the config, if set: it wins over the model's metadata, as
+    /// on the device ([`agecam::config::resolve_crop_margin`]).
+    pub crop_margin: Option<f32>,
     pub max_images: Option<usize>,
 }
 
@@ -450,7 +451,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         out.found_padded += usize::from(padded);
         for (m, model) in models.iter().enumerate() {
             let info = model.info();
-            let margin = info.crop_margin.unwrap_or(run.default_margin);
+            let margin = agecam::config::resolve_crop_margin(run.crop_margin, info.crop_margin);
             let crop = crop_face(&img, &face, margin, info.input_size);
             let (answer, probs) = model.predict_with_distribution(&crop)?;
             out.predictions[m].push(Prediction::new(answer, &probs, &info.age_bins, &run.limits));

@@ -7,8 +7,8 @@
 //! [`dataset`] (UTKFace, FairFace, Kaggle labels and splits) → [`crops`] (the device's detector
 //! and crop over a dataset, cached) → [`trainer`] ([`net`], [`mobilenet_v2`] on the fused CPU
 //! [`ops`]) → export to ONNX → [`quantize`] (int8) → [`eval`] (reports, [`plot`]).
-//! [`tflite`] reads TensorFlow Lite files for ImageNet starting weights ([`tflite_init`]) and
-//! for converting float detectors to ONNX ([`tflite_onnx`]). [`teacher`] imports face-api's
+//! [`tflite`] reads TensorFlow Lite files for ImageNet starting weights ([`tflite::init`]) and
+//! for converting float detectors to ONNX ([`tflite::onnx`]). [`teacher`] imports face-api's
 //! small age/gender network (MIT) as an ONNX teacher for distillation.
 //!
 //! ```
@@ -33,8 +33,6 @@ pub mod plot;
 pub mod quantize;
 pub mod teacher;
 pub mod tflite;
-pub mod tflite_init;
-pub mod tflite_onnx;
 pub mod trainer;
 
 /// The repository's top folder (`models/`, `tests/data/`), for tests: this crate's parent.

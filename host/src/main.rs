@@ -392,7 +392,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out: a.out.clone(),
                 resume: a.resume,
                 max_steps_per_epoch: a.max_steps_per_epoch,
-                crop_margin: agecam::config::Config::default().detector.crop_margin,
+                crop_margin: agecam::config::DEFAULT_CROP_MARGIN,
                 augment: a.augment,
                 teacher_weight: a.teacher_weight,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -443,7 +443,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ConvertDetector { tflite, out } => {
-            let summary = agecam_host::tflite_onnx::convert_file(tflite, out)?;
+            let summary = agecam_host::tflite::onnx::convert_file(tflite, out)?;
             println!(
                 "{}: {} operators ({} DEQUANTIZE folded into float32 weights), sha256 {}",
                 tflite.display(),
@@ -497,12 +497,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = cli::load_config(cli.config.as_deref())?;
             let model_dir = cli::model_dir(models.as_deref(), cli.config.as_deref(), &config);
-            let manifest = agecam::model::manifest::Manifest::load(&model_dir)?;
-            let mut detector = agecam::pipeline::load_detector(&manifest, &config.detector)?;
+            let verified = agecam::model::manifest::Manifest::load(&model_dir)?
+                .verify(config.model.model_use)?;
+            let mut detector = agecam::pipeline::load_detector(&verified, &config.detector)?;
             let written = agecam_host::teacher::write_face_crops(
                 images,
                 detector.as_mut(),
-                config.detector.crop_margin,
+                config.detector.crop_margin(None),
                 out,
             )?;
             for file in written {
@@ -609,8 +610,9 @@ fn crops_command(
 ) -> anyhow::Result<ExitCode> {
     let config = cli::load_config(config_file)?;
     let model_dir = cli::model_dir(models, config_file, &config);
-    let manifest = agecam::model::manifest::Manifest::load(&model_dir)?;
-    let mut detector = agecam::pipeline::load_detector(&manifest, &config.detector)?;
+    let verified =
+        agecam::model::manifest::Manifest::load(&model_dir)?.verify(config.model.model_use)?;
+    let mut detector = agecam::pipeline::load_detector(&verified, &config.detector)?;
     let limits = GroupLimits::default();
     let loaded = format.load(data, &limits)?;
     let labelled = loaded
@@ -630,7 +632,7 @@ fn crops_command(
     let report = agecam_host::crops::make_crops(
         &loaded.samples,
         detector.as_mut(),
-        config.detector.crop_margin,
+        config.detector.crop_margin(None),
         out,
         &|i, r| {
             bar.set_position(i as u64);
@@ -668,7 +670,6 @@ fn crops_command(
 }
 
 fn eval_command(config_file: Option<&std::path::Path>, a: &EvalArgs) -> anyhow::Result<ExitCode> {
-    use agecam::model::Role;
     use agecam_host::eval::{self, EvalRun, Subset};
     anyhow::ensure!(
         (0.0..1.0).contains(&a.val_split),
@@ -683,22 +684,21 @@ fn eval_command(config_file: Option<&std::path::Path>, a: &EvalArgs) -> anyhow::
     );
     let config = cli::load_config(config_file)?;
     let model_dir = cli::model_dir(a.models_dir.as_deref(), config_file, &config);
-    let manifest = agecam::model::manifest::Manifest::load(&model_dir)?;
+    let verified =
+        agecam::model::manifest::Manifest::load(&model_dir)?.verify(config.model.model_use)?;
     let models = if a.models.is_empty() {
-        let found = match manifest.verified_path(Role::AgeGenderInt8)? {
-            Some(p) => Some(p),
-            None => manifest.verified_path(Role::AgeGenderF32)?,
-        };
+        // The model `model.use` selects, int8 first, as the device loads it.
+        let found = verified.age_gender().next().map(|f| f.path.clone());
         vec![found.ok_or_else(|| {
             anyhow::anyhow!(
                 "{} lists no age/gender model; give one with --model M.onnx",
-                model_dir.join("manifest.json").display()
+                verified.manifest_file.display()
             )
         })?]
     } else {
         a.models.clone()
     };
-    let mut detector = agecam::pipeline::load_detector(&manifest, &config.detector)?;
+    let mut detector = agecam::pipeline::load_detector(&verified, &config.detector)?;
     let limits = GroupLimits {
         middle_from: a.middle_from,
         old_from: a.old_from,
@@ -728,7 +728,7 @@ fn eval_command(config_file: Option<&std::path::Path>, a: &EvalArgs) -> anyhow::
         samples: &loaded.samples,
         subset,
         limits,
-        default_margin: config.detector.crop_margin,
+        crop_margin: config.detector.crop_margin,
         max_images: a.max_images,
     };
     let outcome = eval::evaluate(&run, detector.as_mut())?;

@@ -12,7 +12,7 @@
 //! all convolutions with TF "SAME" padding (pads computed as TF does: out = ⌈in / stride⌉, the
 //! odd extra row/column at the bottom/right):
 //! - `conv_in`: 3×3 stride-2 conv + bias, ReLU (112 → 56).
-//! - reduction block (entry 0 without the input ReLU, entry 1, exit): [ReLU] → separable conv
+//! - reduction block (entry 0 without the input ReLU, entry 1, exit): (ReLU →) separable conv
 //!   → ReLU → separable conv → 3×3 stride-2 max pool, plus a 1×1 stride-2 "expansion" conv of
 //!   the block's (un-activated) input.
 //! - main block ×2 (128 channels): three × (ReLU → separable conv), plus the block's input.
@@ -1111,8 +1111,7 @@ pub fn write_face_crops(
     Ok(written)
 }
 
-/// Name of the teacher's answers in a crop cache: `crop,age,p_female` per cached crop.
-pub const CACHE_LABELS: &str = "teacher.csv";
+pub use crate::crops::TEACHER_LABELS as CACHE_LABELS;
 
 /// The face box's share of a cached crop's side: crops are cut around the detector's box with
 /// `margin` on each side ([`agecam::vision::crop::crop_square`]).
@@ -1152,9 +1151,13 @@ pub fn label_cache(
         let out = teacher
             .predict_faceapi(&tight)
             .map_err(|problem| fail(&path, problem))?;
+        // The teacher's age is a regression and can fall just outside the ages the student
+        // learns (a baby's face gave -0.05 years): kept within them, 0-100.
         text.push_str(&format!(
             "{},{:.3},{:.5}\n",
-            entry.crop, out.age, out.gender[1]
+            entry.crop,
+            out.age.clamp(0.0, 100.0),
+            out.gender[1]
         ));
     }
     let dest = cache.join(CACHE_LABELS);
@@ -1163,40 +1166,6 @@ pub fn label_cache(
         .and_then(|()| std::fs::rename(&tmp, &dest))
         .map_err(|e| fail(&dest, format!("cannot write it ({e}); check the disk")))?;
     Ok(labels.len())
-}
-
-/// Reads `CACHE/teacher.csv`: crop name → the teacher's age.
-pub fn read_cache_labels(cache: &Path) -> Result<std::collections::HashMap<String, f32>, Error> {
-    let path = cache.join(CACHE_LABELS);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        model_error(
-            &path,
-            format!(
-                "cannot read it ({e}); make it with agecam-host teacher-label --cache {}",
-                cache.display()
-            ),
-        )
-    })?;
-    let mut ages = std::collections::HashMap::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let age = f
-            .get(1)
-            .and_then(|a| a.parse::<f32>().ok())
-            .filter(|a| a.is_finite() && (0.0..=120.0).contains(a));
-        match (f.len(), age) {
-            (3, Some(age)) => {
-                ages.insert(f[0].to_string(), age);
-            }
-            _ => {
-                return Err(model_error(
-                    &path,
-                    format!("line {}: expected crop,age,p_female, found `{line}`; remake it with agecam-host teacher-label", i + 1),
-                ))
-            }
-        }
-    }
-    Ok(ages)
 }
 
 #[cfg(test)]

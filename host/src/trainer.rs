@@ -17,7 +17,6 @@
 use super::crops::{self, AgeLabel, Augment, AugmentSet, InMemory};
 use super::dataset::GroupLimits;
 use super::net::{self, Net, NetConfig};
-use agecam::model::age_gender::keys;
 use agecam::model::onnx_build::GraphBuilder;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
@@ -465,7 +464,7 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
             let Net::Mobilenetv2(m) = &net else {
                 bail!("--init loads ImageNet MobileNetV2 weights: use --arch mobilenetv2");
             };
-            let (loaded, in_file) = super::tflite_init::init_from_file(m, init)?;
+            let (loaded, in_file) = super::tflite::init::init_from_file(m, init)?;
             log::info!(
                 "--init {}: loaded {loaded} convolutions (of {in_file} in the file; the classifier is not used)",
                 init.display()
@@ -763,32 +762,29 @@ pub fn export_bytes(checkpoint: &Path) -> Result<Vec<u8>> {
     let mut g = GraphBuilder::new("agecam_age_gender");
     g.input("input", &[None, Some(3), Some(s), Some(s)]);
     net.export(&mut g, "input")?;
-    let list = |v: &[f32]| {
-        v.iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
+    let info = agecam::model::age_gender::ModelInfo {
+        input_size: state.net.input_size as u32,
+        mean: state.mean,
+        std: state.std,
+        age_bins: (0..net::NUM_AGES).map(|a| a as f32).collect(),
+        gender_labels: [agecam::model::Gender::Male, agecam::model::Gender::Female],
+        crop_margin: Some(state.crop_margin),
     };
-    let bins: Vec<String> = (0..net::NUM_AGES).map(|a| a.to_string()).collect();
-    g.metadata(keys::INPUT_SIZE, &s.to_string())
-        .metadata(keys::MEAN, &list(&state.mean))
-        .metadata(keys::STD, &list(&state.std))
-        .metadata(keys::CHANNEL_ORDER, "RGB")
-        .metadata(keys::AGE_BINS, &bins.join(","))
-        .metadata(keys::GENDER_LABELS, "male,female")
-        .metadata(keys::CROP_MARGIN, &state.crop_margin.to_string())
-        .metadata(
-            "agecam.arch",
-            &format!("{:?}", state.net.arch).to_lowercase(),
-        )
-        .metadata("agecam.width", &state.net.width.to_string())
-        .metadata("agecam.epochs", &state.epoch.to_string())
-        .metadata("agecam.training_data", &data.join(" + "))
-        .metadata("agecam.training_licence", &licences.join("; "))
-        .metadata(
-            "agecam.commercial_use",
-            if commercial { "allowed" } else { "not allowed" },
-        );
+    for (key, value) in info.to_metadata() {
+        g.metadata(key, &value);
+    }
+    g.metadata(
+        "agecam.arch",
+        &format!("{:?}", state.net.arch).to_lowercase(),
+    )
+    .metadata("agecam.width", &state.net.width.to_string())
+    .metadata("agecam.epochs", &state.epoch.to_string())
+    .metadata("agecam.training_data", &data.join(" + "))
+    .metadata("agecam.training_licence", &licences.join("; "))
+    .metadata(
+        "agecam.commercial_use",
+        if commercial { "allowed" } else { "not allowed" },
+    );
     Ok(g.to_bytes())
 }
 

@@ -99,7 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .transpose()?
                 .unwrap_or(i64::MAX);
             let database = db.clone().unwrap_or_else(|| config.stats.database());
-            let privacy = agecam::stats::privacy::PrivacySettings::from_config(&config.stats);
+            let privacy = agecam::daemon::privacy(&config);
             cli::stats::export(
                 &database,
                 since,
@@ -113,11 +113,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             let config = cli::load_config(config_file)?;
             let models = cli::model_dir(args.models.as_deref(), config_file, &config);
-            let mut pipeline = agecam::pipeline::Pipeline::load(&config, &models)?;
-            let mut report =
-                cli::bench::bench(&mut pipeline, config.detector.crop_margin, args.rounds)?;
-            let manifest = agecam::model::Manifest::load(&models)?;
-            report.model_forms = cli::bench::time_model_forms(&manifest, 30)?;
+            let verified =
+                agecam::model::Manifest::load(&models)?.verify(config.model.model_use)?;
+            let mut pipeline = agecam::pipeline::Pipeline::from_verified(&verified, &config)?;
+            let mut report = cli::bench::bench(&mut pipeline, args.rounds)?;
+            report.model_forms = cli::bench::time_model_forms(&verified, 30)?;
             cli::bench::print_report(&report, args.json)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -270,8 +270,28 @@ const CHROMA_AC_VALUES: [u8; 162] = [
     0xF9, 0xFA,
 ];
 
+/// A JPEG as an MJPEG webcam sends it: the same image with its DHT segments cut out (for
+/// tests and fuzz seeds of [`decode_mjpeg`]). Panics on bytes that are not a JPEG.
+pub fn strip_huffman_tables(jpeg: &[u8]) -> Vec<u8> {
+    let segments = segments_before_scan(jpeg).expect("a JPEG with a scan");
+    let mut out = jpeg[..2].to_vec();
+    let mut copied_to = 2;
+    for (i, &(marker, at)) in segments.iter().enumerate() {
+        let end = segments
+            .get(i + 1)
+            .map(|&(_, next)| next)
+            .unwrap_or(jpeg.len());
+        if marker != DHT {
+            out.extend_from_slice(&jpeg[at..end]);
+        }
+        copied_to = end;
+    }
+    assert_eq!(copied_to, jpeg.len());
+    out
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     #[test]
@@ -297,25 +317,6 @@ pub(crate) mod tests {
         assert!(yuyv_to_rgb(&[0; 64], 3, 2, &mut out)
             .unwrap_err()
             .contains("even"));
-    }
-
-    /// A JPEG as a webcam sends it: the same image with its DHT segments cut out.
-    pub(crate) fn strip_huffman_tables(jpeg: &[u8]) -> Vec<u8> {
-        let segments = segments_before_scan(jpeg).unwrap();
-        let mut out = jpeg[..2].to_vec();
-        let mut copied_to = 2;
-        for (i, &(marker, at)) in segments.iter().enumerate() {
-            let end = segments
-                .get(i + 1)
-                .map(|&(_, next)| next)
-                .unwrap_or(jpeg.len());
-            if marker != DHT {
-                out.extend_from_slice(&jpeg[at..end]);
-            }
-            copied_to = end;
-        }
-        assert_eq!(copied_to, jpeg.len());
-        out
     }
 
     fn test_jpeg() -> (RgbImage, Vec<u8>) {

@@ -78,3 +78,16 @@ pub trait FrameSource {
         0
     }
 }
+
+/// A borrowed source is a source (so a caller can keep its source and read it after a run).
+impl<S: FrameSource + ?Sized> FrameSource for &mut S {
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+        (**self).next_frame()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn dropped_frames(&self) -> u64 {
+        (**self).dropped_frames()
+    }
+}

@@ -88,18 +88,17 @@ fn time_loads(path: &std::path::Path) -> anyhow::Result<(f64, Option<f64>)> {
     result
 }
 
-/// Times each age/gender form listed in `manifest` (round-robin, one thread, `runs` each).
+/// Times each form of the age/gender model `model.use` selects (round-robin, one thread,
+/// `runs` each).
 pub fn time_model_forms(
-    manifest: &crate::model::Manifest,
+    models: &crate::model::manifest::VerifiedModels,
     runs: usize,
 ) -> anyhow::Result<Vec<FormTiming>> {
     use crate::model::Role;
-    let mut found = Vec::new();
-    for role in [Role::AgeGenderF32, Role::AgeGenderInt8] {
-        if let Some(path) = manifest.verified_path(role)? {
-            found.push((role, path));
-        }
-    }
+    let found: Vec<_> = [Role::AgeGenderF32, Role::AgeGenderInt8]
+        .into_iter()
+        .filter_map(|role| models.get(role).map(|f| (role, f.path.clone())))
+        .collect();
     let paths: Vec<_> = found.iter().map(|(_, p)| p.clone()).collect();
     let times = crate::model::inspect::time_forms(&paths, runs)?;
     let f32_ms = found
@@ -135,11 +134,7 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
 }
 
 /// Times each stage on every demo frame, `rounds` times over.
-pub fn bench(
-    pipeline: &mut Pipeline,
-    crop_margin: f32,
-    rounds: u32,
-) -> anyhow::Result<BenchReport> {
+pub fn bench(pipeline: &mut Pipeline, rounds: u32) -> anyhow::Result<BenchReport> {
     let mut source = demo_frames(false);
     let mut encoded = Vec::new();
     while let Some(frame) = source.next_frame()? {
@@ -166,7 +161,7 @@ pub fn bench(
                     std::hint::black_box(crop_face(
                         &image,
                         &face.face,
-                        crop_margin,
+                        pipeline.crop_margin(),
                         crate::vision::crop::FRAMING_SIZE,
                     ));
                 }

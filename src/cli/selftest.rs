@@ -23,7 +23,7 @@ pub fn selftest(config: &Config, model_dir: &Path) -> Vec<Check> {
         },
         Check {
             part: "models",
-            result: check_models(model_dir),
+            result: check_models(config, model_dir),
         },
     ];
     checks.push(Check {
@@ -38,7 +38,7 @@ pub fn selftest(config: &Config, model_dir: &Path) -> Vec<Check> {
 }
 
 fn check_camera(config: &Config) -> Result<String, String> {
-    let mut source = super::run::open_source(config).map_err(|e| format!("{e:#}"))?;
+    let mut source = crate::daemon::open_source(config).map_err(|e| format!("{e:#}"))?;
     match source.next_frame() {
         Ok(Some(frame)) => Ok(format!(
             "{}: got a {}x{} frame",
@@ -51,16 +51,24 @@ fn check_camera(config: &Config) -> Result<String, String> {
     }
 }
 
-fn check_models(model_dir: &Path) -> Result<String, String> {
+/// Every file of the manifest is hash-checked (a damaged file is worth knowing about even if
+/// this configuration does not load it), then the model `model.use` selects is named with its
+/// licence.
+fn check_models(config: &Config, model_dir: &Path) -> Result<String, String> {
     let manifest = Manifest::load(model_dir).map_err(|e| e.to_string())?;
     let mut verified = Vec::new();
     for entry in &manifest.entries {
-        manifest
-            .verified_path(entry.role)
-            .map_err(|e| e.to_string())?;
+        manifest.verify_entry(entry).map_err(|e| e.to_string())?;
         verified.push(format!("{} ({})", entry.file, entry.role.name()));
     }
-    Ok(format!("sha256 verified: {}", verified.join(", ")))
+    let chosen = manifest
+        .verify(config.model.model_use)
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "sha256 verified: {}; {}",
+        verified.join(", "),
+        chosen.licence_line()
+    ))
 }
 
 fn check_inference(config: &Config, model_dir: &Path) -> Result<String, String> {
@@ -109,7 +117,7 @@ fn check_display(config: &Config) -> Result<String, String> {
         }
         // Initialising the panel is the check: it opens the bus and the lines and sends the
         // init sequence (the panel blanks again when the check's display is dropped).
-        DisplayTarget::SpiLcd => super::run::open_display(config)
+        DisplayTarget::SpiLcd => crate::daemon::open_display(config)
             .map(|display| format!("{} initialised", display.describe()))
             .map_err(|e| format!("{e:#}")),
     }
@@ -157,6 +165,12 @@ mod tests {
         let checks = selftest(&config, &models());
         assert!(checks.iter().all(|c| c.result.is_ok()), "{checks:#?}");
         assert_eq!(checks.len(), 4);
+        // The installer sees which model runs and what it may be used for.
+        let models = checks[1].result.as_ref().unwrap();
+        assert!(
+            models.contains("model.use = research") && models.contains("licence: "),
+            "{models}"
+        );
     }
 
     #[test]

@@ -28,6 +28,21 @@ pub trait Display {
     fn describe(&self) -> String;
 }
 
+/// A borrowed display is a display (so a caller can keep it and look at it after a run).
+impl<D: Display + ?Sized> Display for &mut D {
+    fn show(
+        &mut self,
+        frame: &Frame,
+        faces: &[FaceResult],
+        status: &Status,
+    ) -> Result<(), crate::Error> {
+        (**self).show(frame, faces, status)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
 /// Shows nothing: for kiosks that only count.
 pub struct NoDisplay;
 

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 
-/// Metadata keys (ONNX `metadata_props`) the exporter writes and the device reads.
+/// Metadata keys (ONNX `metadata_props`): written only by [`ModelInfo::to_metadata`], read only
+/// by [`ModelInfo::from_properties`].
 pub mod keys {
     pub const INPUT_SIZE: &str = "agecam.input_size";
     pub const MEAN: &str = "agecam.mean";
@@ -45,6 +46,41 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// The metadata entries that describe this model — the one writer of the contract that
+    /// [`ModelInfo::from_properties`] reads. Export, quantization and test models all write
+    /// through it.
+    pub fn to_metadata(&self) -> Vec<(&'static str, String)> {
+        let list = |v: &[f32]| {
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let label = |g: Gender| match g {
+            Gender::Male => "male",
+            Gender::Female => "female",
+        };
+        let mut out = vec![
+            (keys::INPUT_SIZE, self.input_size.to_string()),
+            (keys::MEAN, list(&self.mean)),
+            (keys::STD, list(&self.std)),
+            (keys::CHANNEL_ORDER, "RGB".to_string()),
+            (keys::AGE_BINS, list(&self.age_bins)),
+            (
+                keys::GENDER_LABELS,
+                format!(
+                    "{},{}",
+                    label(self.gender_labels[0]),
+                    label(self.gender_labels[1])
+                ),
+            ),
+        ];
+        if let Some(margin) = self.crop_margin {
+            out.push((keys::CROP_MARGIN, margin.to_string()));
+        }
+        out
+    }
+
     /// Reads the metadata tract keeps as `onnx.metadata_props.<key>` properties.
     pub fn from_properties(props: &HashMap<String, Arc<Tensor>>) -> Result<ModelInfo, String> {
         let get = |key: &str| -> Result<String, String> {
@@ -414,6 +450,31 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::model::onnx_build::tests_support::tiny_age_gender_onnx;
+
+    #[test]
+    fn metadata_written_by_to_metadata_reads_back_unchanged() {
+        let info = ModelInfo {
+            input_size: 24,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+            age_bins: (0..=100).map(|a| a as f32 + 0.5).collect(),
+            gender_labels: [Gender::Female, Gender::Male],
+            crop_margin: Some(0.3),
+        };
+        let props: HashMap<String, Arc<Tensor>> = info
+            .to_metadata()
+            .into_iter()
+            .map(|(k, v)| (format!("onnx.metadata_props.{k}"), Arc::new(tensor0(v))))
+            .collect();
+        assert_eq!(ModelInfo::from_properties(&props).unwrap(), info);
+        // And through a real ONNX file: the test network is written by the same writer.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.onnx");
+        std::fs::write(&path, tiny_age_gender_onnx(16)).unwrap();
+        let loaded = AgeGenderModel::load(&path).unwrap();
+        assert_eq!(loaded.info().input_size, 16);
+        assert_eq!(loaded.info().age_bins.len(), 101);
+    }
 
     #[test]
     fn softmax_sums_to_one_and_keeps_order() {

@@ -1,7 +1,13 @@
 //! `models/manifest.json`: which model file plays which role, with its sha256, licence and
 //! source. The device loads models only through it, so a damaged or swapped file is refused
 //! with a message naming it instead of producing wrong answers.
+//!
+//! Loading goes through typed stages, as tract's `model_for_path → into_optimized →
+//! into_runnable` does: [`Manifest::load`] parses the list, [`Manifest::verify`] checks the
+//! hash of every file one `model.use` needs and yields [`VerifiedModels`], and only those are
+//! loaded into a [`Pipeline`](crate::pipeline::Pipeline).
 
+use crate::config::ModelUse;
 use crate::Error;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -42,6 +48,66 @@ pub struct Entry {
     pub sha256: String,
     pub licence: String,
     pub source: String,
+    /// For age/gender models: which `model.use` the file serves. Absent on an age/gender entry
+    /// (manifests from before there were two models): `research`. Detectors serve every use.
+    #[serde(default, rename = "use")]
+    pub model_use: Option<ModelUse>,
+}
+
+impl Entry {
+    /// Whether this file is loaded for `model_use`.
+    pub fn serves(&self, model_use: ModelUse) -> bool {
+        match self.role {
+            Role::AgeGenderInt8 | Role::AgeGenderF32 => {
+                self.model_use.unwrap_or(ModelUse::Research) == model_use
+            }
+            Role::FaceDetector | Role::FaceDetectorFallback => true,
+        }
+    }
+}
+
+/// A model file whose sha256 matched the manifest: the second load stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedFile {
+    pub path: PathBuf,
+    pub entry: Entry,
+}
+
+/// Every model file one `model.use` needs, hash-checked; what the pipeline loads from.
+#[derive(Debug, Clone)]
+pub struct VerifiedModels {
+    /// The manifest the files came from, for messages.
+    pub manifest_file: PathBuf,
+    pub model_use: ModelUse,
+    files: Vec<VerifiedFile>,
+}
+
+impl VerifiedModels {
+    /// The verified file for `role`, if the manifest lists one for this use.
+    pub fn get(&self, role: Role) -> Option<&VerifiedFile> {
+        self.files.iter().find(|f| f.entry.role == role)
+    }
+
+    /// The age/gender model files (int8 first), for the licence lines of the start-up log and
+    /// `selftest`.
+    pub fn age_gender(&self) -> impl Iterator<Item = &VerifiedFile> {
+        [Role::AgeGenderInt8, Role::AgeGenderF32]
+            .into_iter()
+            .filter_map(|role| self.get(role))
+    }
+
+    /// One line on the age/gender model in use and its licence, or on its absence.
+    pub fn licence_line(&self) -> String {
+        match self.age_gender().next() {
+            Some(file) => format!(
+                "age/gender model for model.use = {}: {} — licence: {}",
+                self.model_use.name(),
+                file.entry.file,
+                file.entry.licence
+            ),
+            None => "no age/gender model installed".to_string(),
+        }
+    }
 }
 
 /// The parsed manifest and the folder it lives in.
@@ -79,16 +145,72 @@ impl Manifest {
         })
     }
 
+    /// Checks the hash of every file `model_use` needs (its age/gender models and the
+    /// detectors). A manifest that lists age/gender models, but none for `model_use`, is an
+    /// error: a kiosk configured for commercial use must never run the research model.
+    pub fn verify(&self, model_use: ModelUse) -> Result<VerifiedModels, Error> {
+        let manifest_file = self.dir.join(MANIFEST_FILE);
+        let mut files = Vec::new();
+        for entry in self.entries.iter().filter(|e| e.serves(model_use)) {
+            if files
+                .iter()
+                .any(|f: &VerifiedFile| f.entry.role == entry.role)
+            {
+                return Err(Error::Model {
+                    file: manifest_file,
+                    problem: format!(
+                        "lists two {} models for model.use = {}; reinstall the models",
+                        entry.role.name(),
+                        model_use.name()
+                    ),
+                });
+            }
+            let path = self.verify_entry(entry)?;
+            files.push(VerifiedFile {
+                path,
+                entry: entry.clone(),
+            });
+        }
+        let lists_age_gender = self
+            .entries
+            .iter()
+            .any(|e| matches!(e.role, Role::AgeGenderInt8 | Role::AgeGenderF32));
+        let verified = VerifiedModels {
+            manifest_file,
+            model_use,
+            files,
+        };
+        if lists_age_gender && verified.age_gender().next().is_none() {
+            let other = match model_use {
+                ModelUse::Research => ModelUse::Commercial,
+                ModelUse::Commercial => ModelUse::Research,
+            };
+            return Err(Error::Model {
+                file: verified.manifest_file,
+                problem: format!(
+                    "lists no age/gender model for model.use = \"{}\"; install models that include one, or set model.use = \"{}\" if its licence fits this deployment",
+                    model_use.name(),
+                    other.name()
+                ),
+            });
+        }
+        Ok(verified)
+    }
+
     /// The entry for `role`, if the manifest lists one.
     pub fn entry(&self, role: Role) -> Option<&Entry> {
         self.entries.iter().find(|e| e.role == role)
     }
 
     /// The file for `role` after checking its sha256; `Ok(None)` when no such model is listed.
+    /// For tools that look at one file; the daemon goes through [`Manifest::verify`].
     pub fn verified_path(&self, role: Role) -> Result<Option<PathBuf>, Error> {
-        let Some(entry) = self.entry(role) else {
-            return Ok(None);
-        };
+        self.entry(role).map(|e| self.verify_entry(e)).transpose()
+    }
+
+    /// The path of `entry` after checking its sha256.
+    pub fn verify_entry(&self, entry: &Entry) -> Result<PathBuf, Error> {
+        let role = entry.role;
         let path = self.dir.join(&entry.file);
         let actual = sha256_file(&path).map_err(|e| Error::Model {
             file: path.clone(),
@@ -106,7 +228,7 @@ impl Manifest {
                 ),
             });
         }
-        Ok(Some(path))
+        Ok(path)
     }
 }
 
@@ -197,18 +319,96 @@ mod tests {
         assert!(msg.contains("model.dir"), "{msg}");
     }
 
+    /// A manifest with a detector and the given age/gender entries (`(file, use)`), each file
+    /// holding "abc".
+    fn two_use_manifest(dir: &Path, models: &[(&str, Option<&str>)]) -> Manifest {
+        let mut lines = vec![format!(
+            r#"{{"file":"det.bin","role":"face_detector","sha256":"{ABC_SHA256}","licence":"Apache-2.0","source":"test"}}"#
+        )];
+        std::fs::write(dir.join("det.bin"), b"abc").unwrap();
+        for (file, model_use) in models {
+            std::fs::write(dir.join(file), b"abc").unwrap();
+            let use_field = model_use
+                .map(|u| format!(r#","use":"{u}""#))
+                .unwrap_or_default();
+            lines.push(format!(
+                r#"{{"file":"{file}","role":"age_gender_int8","sha256":"{ABC_SHA256}","licence":"licence of {file}","source":"test"{use_field}}}"#
+            ));
+        }
+        std::fs::write(dir.join(MANIFEST_FILE), format!("[{}]", lines.join(","))).unwrap();
+        Manifest::load(dir).unwrap()
+    }
+
+    #[test]
+    fn verify_picks_the_age_gender_model_of_the_configured_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = two_use_manifest(
+            dir.path(),
+            &[("r.onnx", Some("research")), ("c.onnx", Some("commercial"))],
+        );
+        for (model_use, file) in [
+            (ModelUse::Research, "r.onnx"),
+            (ModelUse::Commercial, "c.onnx"),
+        ] {
+            let verified = manifest.verify(model_use).unwrap();
+            let chosen = verified.get(Role::AgeGenderInt8).unwrap();
+            assert_eq!(chosen.path, dir.path().join(file));
+            assert!(verified.get(Role::FaceDetector).is_some());
+            let line = verified.licence_line();
+            assert!(line.contains(&format!("licence of {file}")), "{line}");
+            assert!(line.contains(model_use.name()), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_commercial_kiosk_never_falls_back_to_the_research_model() {
+        let dir = tempfile::tempdir().unwrap();
+        // An entry without "use" is the research model (manifests from before two models).
+        let manifest = two_use_manifest(dir.path(), &[("r.onnx", None)]);
+        assert!(manifest.verify(ModelUse::Research).is_ok());
+        let msg = manifest
+            .verify(ModelUse::Commercial)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(MANIFEST_FILE) && msg.contains("model.use = \"commercial\""),
+            "{msg}"
+        );
+        // Without any age/gender model both uses still find faces.
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = two_use_manifest(dir.path(), &[]);
+        let verified = manifest.verify(ModelUse::Commercial).unwrap();
+        assert_eq!(verified.licence_line(), "no age/gender model installed");
+    }
+
+    #[test]
+    fn verify_refuses_a_damaged_file_of_the_chosen_use_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = two_use_manifest(
+            dir.path(),
+            &[("r.onnx", Some("research")), ("c.onnx", Some("commercial"))],
+        );
+        std::fs::write(dir.path().join("c.onnx"), b"abd").unwrap();
+        assert!(manifest.verify(ModelUse::Research).is_ok());
+        let msg = manifest
+            .verify(ModelUse::Commercial)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("c.onnx") && msg.contains("reinstall"), "{msg}");
+    }
+
     #[test]
     fn shipped_manifest_verifies() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
         let manifest = Manifest::load(&dir).unwrap();
         assert!(!manifest.entries.is_empty());
         for entry in &manifest.entries {
-            assert!(
-                manifest.verified_path(entry.role).unwrap().is_some(),
-                "{}",
-                entry.file
-            );
+            manifest.verify_entry(entry).unwrap();
             assert!(!entry.licence.is_empty() && !entry.source.is_empty());
+        }
+        for model_use in [ModelUse::Research, ModelUse::Commercial] {
+            let verified = manifest.verify(model_use).unwrap();
+            assert!(verified.age_gender().next().is_some(), "{model_use:?}");
         }
     }
 }

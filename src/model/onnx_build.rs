@@ -190,10 +190,11 @@ fn attribute(attr: &Attr) -> pb::AttributeProto {
 }
 
 /// Small networks for tests.
-#[cfg(test)]
+/// Small hand-weighted networks for tests (this crate's, the host's and the fuzz seeds).
 pub mod tests_support {
     use super::*;
-    use crate::model::age_gender::keys;
+    use crate::model::age_gender::ModelInfo;
+    use crate::model::Gender;
 
     /// A hand-weighted age/gender network over `size`×`size` RGB input with the metadata the
     /// device reads. Global average pooling gives the mean R, G, B; the age logits are
@@ -209,7 +210,6 @@ pub mod tests_support {
         }
         let age_b: Vec<f32> = ages.iter().map(|a| -k * (a - 20.0).powi(2)).collect();
         let gender_w = [0.0, 0.0, 0.0, -10.0, 0.0, 10.0]; // rows R, G, B × (male, female)
-        let bins: Vec<String> = ages.iter().map(|a| format!("{a}")).collect();
         let mut g = GraphBuilder::new("tiny_age_gender");
         g.input("input", &[None, Some(3), Some(size), Some(size)])
             .initializer("age_w", &[3, 101], &age_w)
@@ -231,13 +231,18 @@ pub mod tests_support {
                 &[],
             )
             .output("age", &[None, Some(101)])
-            .output("gender", &[None, Some(2)])
-            .metadata(keys::INPUT_SIZE, &size.to_string())
-            .metadata(keys::MEAN, "0,0,0")
-            .metadata(keys::STD, "1,1,1")
-            .metadata(keys::CHANNEL_ORDER, "RGB")
-            .metadata(keys::AGE_BINS, &bins.join(","))
-            .metadata(keys::GENDER_LABELS, "male,female");
+            .output("gender", &[None, Some(2)]);
+        let info = ModelInfo {
+            input_size: size as u32,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            age_bins: ages,
+            gender_labels: [Gender::Male, Gender::Female],
+            crop_margin: None,
+        };
+        for (key, value) in info.to_metadata() {
+            g.metadata(key, &value);
+        }
         g.to_bytes()
     }
 }

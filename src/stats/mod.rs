@@ -84,6 +84,24 @@ pub struct StatsSettings {
     pub retention_s: Option<i64>,
 }
 
+impl StatsSettings {
+    /// The settings of the `[stats]` section.
+    pub fn from_config(stats: &crate::config::StatsConfig) -> StatsSettings {
+        StatsSettings {
+            unit_id: stats.unit_id(),
+            database: stats.database(),
+            interval_s: stats.interval_minutes as i64 * 60,
+            buckets: stats.age_buckets.clone(),
+            tracker: TrackerSettings {
+                visit_gap: std::time::Duration::from_secs_f32(stats.visit_gap_seconds),
+                min_frames: stats.min_track_frames,
+                ..TrackerSettings::default()
+            },
+            retention_s: (stats.retention_days > 0).then(|| stats.retention_days as i64 * 86_400),
+        }
+    }
+}
+
 /// Finished intervals kept in memory while the store cannot be written (a day at 15 minutes).
 const MAX_PENDING: usize = 96;
 

@@ -6,10 +6,9 @@
 //! `minutes N` runs N simulated minutes (10 fps, one person in view for the first 20 s of each
 //! minute, 60 s intervals); `finish` ends the run as a clean shutdown does and exits.
 
-use agecam::buckets::AgeBuckets;
+use agecam::config::StatsConfig;
 use agecam::face::FaceResult;
 use agecam::model::{AgeGender, Gender};
-use agecam::stats::tracker::TrackerSettings;
 use agecam::stats::{Clock, ManualClock, StatsRecorder, StatsSettings};
 use agecam::vision::FaceBox;
 use std::io::{BufRead, Write};
@@ -22,13 +21,16 @@ fn main() {
     }
     let path = std::env::args().nth(1).expect("usage: stats_disk_full DB");
     let clock = ManualClock::new(1_795_392_000.0);
-    let settings = StatsSettings {
+    // A `[stats]` section with 1-minute intervals, stored at the given path.
+    let stats = StatsConfig {
         unit_id: "disk-full".into(),
+        interval_minutes: 1,
+        retention_days: 0,
+        ..StatsConfig::default()
+    };
+    let settings = StatsSettings {
         database: path.into(),
-        interval_s: 60,
-        buckets: AgeBuckets::default(),
-        tracker: TrackerSettings::default(),
-        retention_s: None,
+        ..StatsSettings::from_config(&stats)
     };
     let mut recorder = StatsRecorder::new(settings, clock.wall());
     let face = FaceResult {

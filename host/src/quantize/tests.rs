@@ -1,9 +1,10 @@
 //! Quantizer tests on a small MobileNet-like network built here (no downloaded data).
 
 use super::*;
-use agecam::model::age_gender::{keys, AgeGenderModel};
+use agecam::model::age_gender::{AgeGenderModel, ModelInfo};
 use agecam::model::inspect::explain;
 use agecam::model::onnx_build::{Attr, GraphBuilder};
+use agecam::model::Gender;
 use rand::{RngExt, SeedableRng};
 use tract_onnx::prelude::DatumType;
 
@@ -89,14 +90,18 @@ fn small_net(seed: u64) -> Vec<u8> {
             )
             .output(name, &[None, Some(classes)]);
     }
-    let bins: Vec<String> = (0..=100).map(|a| a.to_string()).collect();
-    g.metadata(keys::INPUT_SIZE, &SIZE.to_string())
-        .metadata(keys::MEAN, "0.5,0.5,0.5")
-        .metadata(keys::STD, "0.5,0.5,0.5")
-        .metadata(keys::CHANNEL_ORDER, "RGB")
-        .metadata(keys::AGE_BINS, &bins.join(","))
-        .metadata(keys::GENDER_LABELS, "male,female")
-        .metadata("agecam.arch", "test");
+    let info = ModelInfo {
+        input_size: SIZE as u32,
+        mean: [0.5; 3],
+        std: [0.5; 3],
+        age_bins: (0..=100).map(|a| a as f32).collect(),
+        gender_labels: [Gender::Male, Gender::Female],
+        crop_margin: None,
+    };
+    for (key, value) in info.to_metadata() {
+        g.metadata(key, &value);
+    }
+    g.metadata("agecam.arch", "test");
     g.to_bytes()
 }
 

@@ -16,7 +16,7 @@
 //!   else is an error naming the operator.
 //! - The batch dimension (1 in the file) becomes symbolic `N`.
 
-use crate::tflite::{Activation, Builtin, Model, Operator, Options, Padding, Subgraph, Tensor};
+use super::{Activation, Builtin, Model, Operator, Options, Padding, Subgraph, Tensor, TensorType};
 use agecam::model::onnx_build::{Attr, GraphBuilder};
 use std::collections::HashMap;
 
@@ -51,7 +51,7 @@ struct Converter<'m> {
 /// Converts the first subgraph of `model` into a serialised ONNX model; `metadata` is added as
 /// ONNX metadata properties (provenance, licence).
 pub fn convert(model: &Model, metadata: &[(&str, &str)]) -> Result<Vec<u8>, String> {
-    let graph = &model.subgraphs[0];
+    let graph = model.subgraphs.first().ok_or("the model has no subgraph")?;
     let name = if graph.name.is_empty() {
         "converted"
     } else {
@@ -170,6 +170,33 @@ pub fn same_or_valid_pads(
     }
 }
 
+/// Input `k` of `op` (a tensor index, −1 for an omitted optional one).
+fn input(op: &Operator, k: usize) -> Result<i32, String> {
+    op.inputs
+        .get(k)
+        .copied()
+        .ok_or_else(|| format!("input {k} is missing ({} inputs)", op.inputs.len()))
+}
+
+/// Output `k` of `op` (a tensor index).
+fn output(op: &Operator, k: usize) -> Result<i32, String> {
+    op.outputs
+        .get(k)
+        .copied()
+        .ok_or_else(|| format!("output {k} is missing ({} outputs)", op.outputs.len()))
+}
+
+/// Kernel size, strides and dilations must be positive (a damaged file could hold 0).
+fn check_window([kh, kw, sh, sw]: [i64; 4], [dh, dw]: [i64; 2]) -> Result<(), String> {
+    if [kh, kw, sh, sw, dh, dw].iter().all(|&v| v > 0) {
+        Ok(())
+    } else {
+        Err(format!(
+            "kernel {kh}×{kw}, strides {sh}×{sw} and dilations {dh}×{dw} must all be positive"
+        ))
+    }
+}
+
 /// NHWC axis → NCHW axis.
 fn nchw_axis(axis: usize) -> usize {
     [0, 2, 3, 1][axis]
@@ -183,10 +210,7 @@ impl<'m> Converter<'m> {
     /// Float constants: tensors with float data, and DEQUANTIZE outputs of constant inputs.
     fn collect_constants(&mut self) -> Result<(), String> {
         for (i, t) in self.graph.tensors.iter().enumerate() {
-            if !matches!(
-                t.dtype,
-                crate::tflite::TensorType::Float32 | crate::tflite::TensorType::Float16
-            ) {
+            if !matches!(t.dtype, TensorType::Float32 | TensorType::Float16) {
                 continue;
             }
             if let Some(values) = self.model.values_f32(t).map_err(|e| e.to_string())? {
@@ -216,12 +240,17 @@ impl<'m> Converter<'m> {
                         )
                     })?,
             };
-            let shape = self
-                .tensor(output)?
-                .shape
-                .iter()
-                .map(|&d| d as i64)
-                .collect();
+            let target = self.tensor(output)?;
+            if target.element_count() != Some(values.len()) {
+                return Err(format!(
+                    "DEQUANTIZE of `{}` gives {} values but its output `{}` has shape {:?}",
+                    source.name,
+                    values.len(),
+                    target.name,
+                    target.shape
+                ));
+            }
+            let shape = target.shape.iter().map(|&d| d as i64).collect();
             self.constants
                 .insert(output as usize, Constant { shape, values });
         }
@@ -251,7 +280,7 @@ impl<'m> Converter<'m> {
 
     fn graph_input(&mut self, index: usize) -> Result<(), String> {
         let t = &self.graph.tensors[index];
-        if t.dtype != crate::tflite::TensorType::Float32 {
+        if t.dtype != TensorType::Float32 {
             return Err(format!(
                 "input `{}` is {:?}; only float32 inputs are supported",
                 t.name, t.dtype
@@ -439,8 +468,8 @@ impl<'m> Converter<'m> {
                     dilation_h,
                 },
             ) => {
-                let x = self.nchw_activation(op.inputs[0])?;
-                let w = self.constant(op.inputs[1])?.clone();
+                let x = self.nchw_activation(input(op, 0)?)?;
+                let w = self.constant(input(op, 1)?)?.clone();
                 let &[o, kh, kw, i] = w.shape.as_slice() else {
                     return Err(format!("filter shape {:?} is not OHWI", w.shape));
                 };
@@ -468,9 +497,13 @@ impl<'m> Converter<'m> {
                     ..
                 },
             ) => {
-                let x = self.nchw_activation(op.inputs[0])?;
-                let channels = self.tensor(op.inputs[0])?.shape[3] as i64;
-                let w = self.constant(op.inputs[1])?.clone();
+                let x = self.nchw_activation(input(op, 0)?)?;
+                let channels = self
+                    .tensor(input(op, 0)?)?
+                    .shape
+                    .get(3)
+                    .map_or(0, |&c| c as i64);
+                let w = self.constant(input(op, 1)?)?.clone();
                 let &[1, kh, kw, o] = w.shape.as_slice() else {
                     return Err(format!("depthwise filter shape {:?} is not 1HWO", w.shape));
                 };
@@ -504,14 +537,15 @@ impl<'m> Converter<'m> {
                     activation,
                 },
             ) => {
-                let x = self.nchw_activation(op.inputs[0])?;
-                let (h, w) = self.spatial(op.inputs[0])?;
+                let x = self.nchw_activation(input(op, 0)?)?;
+                let (h, w) = self.spatial(input(op, 0)?)?;
                 let (kh, kw, sh, sw) = (
                     filter_h as i64,
                     filter_w as i64,
                     stride_h as i64,
                     stride_w as i64,
                 );
+                check_window([kh, kw, sh, sw], [1, 1])?;
                 let (top, bottom) = same_or_valid_pads(padding, h, kh, sh, 1);
                 let (left, right) = same_or_valid_pads(padding, w, kw, sw, 1);
                 let out = self.define(op, Layout::Nchw)?;
@@ -537,12 +571,12 @@ impl<'m> Converter<'m> {
                     Options::Add { activation } | Options::Mul { activation } => *activation,
                     _ => Activation::None,
                 };
-                let layout = [op.inputs[0], op.inputs[1]]
+                let layout = [input(op, 0)?, input(op, 1)?]
                     .iter()
                     .find_map(|&i| self.activation(i).ok().map(|(_, l)| l))
                     .ok_or("both inputs are constants")?;
-                let a = self.operand(op.inputs[0], layout)?;
-                let b = self.operand(op.inputs[1], layout)?;
+                let a = self.operand(input(op, 0)?, layout)?;
+                let b = self.operand(input(op, 1)?, layout)?;
                 let out = self.define(op, layout)?;
                 let op_type = if builtin == Builtin::Add {
                     "Add"
@@ -552,7 +586,7 @@ impl<'m> Converter<'m> {
                 self.with_activation(op_type, &[&a, &b], &out, &[], activation)
             }
             (Builtin::Relu | Builtin::Relu6 | Builtin::Logistic, _) => {
-                let (x, layout) = self.activation(op.inputs[0])?;
+                let (x, layout) = self.activation(input(op, 0)?)?;
                 let out = self.define(op, layout)?;
                 match builtin {
                     Builtin::Relu => self.activation_node(&x, &out, Activation::Relu),
@@ -564,8 +598,8 @@ impl<'m> Converter<'m> {
                 }
             }
             (Builtin::Pad, _) => {
-                let (x, layout) = self.activation(op.inputs[0])?;
-                let pads = self.int_constant(op.inputs[1])?;
+                let (x, layout) = self.activation(input(op, 0)?)?;
+                let pads = self.int_constant(input(op, 1)?)?;
                 let rank = pads.len() / 2;
                 if pads.len() != 2 * rank || rank == 0 {
                     return Err(format!("paddings {pads:?} are not [rank, 2]"));
@@ -601,10 +635,13 @@ impl<'m> Converter<'m> {
                     names.push(name);
                 }
                 let layout = layout.ok_or("no inputs")?;
-                let rank = self.tensor(op.outputs[0])?.shape.len() as i32;
+                let rank = self.tensor(output(op, 0)?)?.shape.len() as i32;
                 let axis = if axis < 0 { axis + rank } else { axis };
                 if !(0..rank).contains(&axis) {
                     return Err(format!("axis {axis} is out of range for rank {rank}"));
+                }
+                if layout == Layout::Nchw && rank != 4 {
+                    return Err(format!("4-D inputs give a rank-{rank} output"));
                 }
                 let axis = if layout == Layout::Nchw {
                     nchw_axis(axis as usize) as i64
@@ -622,15 +659,15 @@ impl<'m> Converter<'m> {
                 )
             }
             (Builtin::Reshape, options) => {
-                let (x, layout) = self.activation(op.inputs[0])?;
-                let input_shape = &self.tensor(op.inputs[0])?.shape;
+                let (x, layout) = self.activation(input(op, 0)?)?;
+                let input_shape = &self.tensor(input(op, 0)?)?.shape;
                 let mut shape = match (op.inputs.get(1), options) {
                     (Some(&i), _) if i >= 0 => self.int_constant(i)?,
                     (_, Options::Reshape { new_shape }) => {
                         new_shape.iter().map(|&d| d as i64).collect()
                     }
                     _ => self
-                        .tensor(op.outputs[0])?
+                        .tensor(output(op, 0)?)?
                         .shape
                         .iter()
                         .map(|&d| d as i64)
@@ -678,7 +715,7 @@ impl<'m> Converter<'m> {
                     Options::Softmax { beta } => *beta,
                     _ => 1.0,
                 };
-                let (x, layout) = self.activation(op.inputs[0])?;
+                let (x, layout) = self.activation(input(op, 0)?)?;
                 let axis = if layout == Layout::Nchw { 1 } else { -1 };
                 let x = if (beta - 1.0).abs() > f32::EPSILON {
                     let beta_name = self.fresh_name("beta");
@@ -716,7 +753,8 @@ impl<'m> Converter<'m> {
         padding: Padding,
         activation: Activation,
     ) -> Result<(), String> {
-        let (h, w) = self.spatial(op.inputs[0])?;
+        let (h, w) = self.spatial(input(op, 0)?)?;
+        check_window([kh, kw, sh, sw], [dh, dw])?;
         let (top, bottom) = same_or_valid_pads(padding, h, kh, sh, dh);
         let (left, right) = same_or_valid_pads(padding, w, kw, sw, dw);
         let weight_name = self.fresh_name("weight");
@@ -887,6 +925,41 @@ mod tests {
                 err.contains(&format!("cut_{cut}.tflite")) && err.contains("not a valid TFLite"),
                 "{err}"
             );
+        }
+    }
+
+    /// Bytes flipped in the FlatBuffer's tables (and a few in the weights): the file converts,
+    /// or the error names the file. Neither the reader nor the converter may panic.
+    #[test]
+    fn damaged_tflite_is_an_error_naming_the_file_never_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = std::fs::read(data("face_detection_short_range.tflite")).unwrap();
+        let tables_start = bytes.len().saturating_sub(40_000);
+        let out = dir.path().join("out.onnx");
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..300 {
+            let mut damaged = bytes.clone();
+            for _ in 0..1 + i % 3 {
+                let r = next();
+                let at = if i % 10 == 0 {
+                    (r % bytes.len() as u64) as usize
+                } else {
+                    tables_start + (r % (bytes.len() - tables_start) as u64) as usize
+                };
+                damaged[at] ^= (r >> 32) as u8 | 1;
+            }
+            let name = format!("flipped_{i}.tflite");
+            let path = dir.path().join(&name);
+            std::fs::write(&path, &damaged).unwrap();
+            if let Err(e) = convert_file(&path, &out) {
+                assert!(e.to_string().contains(&name), "{e}");
+            }
         }
     }
 

@@ -28,8 +28,8 @@
 //! (TFLite also pads stride-2 convs "SAME" — one pixel at the bottom/right only — where we pad
 //! one pixel on every side; fine-tuning absorbs the half-pixel shift.)
 
-use super::mobilenet_v2::{ConvBn, Kind, MobileNetV2, Norm};
-use crate::tflite::{Builtin, Model};
+use super::{Builtin, Model};
+use crate::mobilenet_v2::{ConvBn, Kind, MobileNetV2, Norm};
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
 

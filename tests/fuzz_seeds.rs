@@ -4,11 +4,14 @@
 //!
 //! Seeds are generated rather than committed so they follow the code (a changed config key or
 //! a new model format shows up in the next run) and so no copy of a multi-megabyte model sits
-//! in git. Run it with `cargo test --lib write_fuzz_seeds -- --ignored`; it writes to
+//! in git. It writes to
 //! `$AGECAM_FUZZ_SEEDS` or `fuzz/seeds/`, one folder per target.
+//!
+//! Run it with `cargo test --features onnx-writer --test fuzz_seeds -- --ignored` (the
+//! workspace's `cargo test --workspace` enables that feature).
 
-use crate::capture::convert::tests::strip_huffman_tables;
-use crate::model::onnx_build::tests_support::tiny_age_gender_onnx;
+use agecam::capture::convert::strip_huffman_tables;
+use agecam::model::onnx_build::tests_support::tiny_age_gender_onnx;
 use image::{imageops::FilterType, ImageFormat, RgbImage};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -88,6 +91,22 @@ fn write_fuzz_seeds() {
     }
     let mjpeg: Vec<(&str, Vec<u8>)> = mjpeg.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     write_all(&out, "mjpeg", &mjpeg);
+
+    // The BlazeFace TFLite file the converter is tested on, whole and cut short.
+    let tflite =
+        std::fs::read(repo().join("tests/data/blazeface/face_detection_short_range.tflite"))
+            .unwrap();
+    write_all(
+        &out,
+        "tflite_model",
+        &[
+            ("blazeface.tflite", tflite.clone()),
+            (
+                "blazeface_truncated.tflite",
+                tflite[..tflite.len() / 3].to_vec(),
+            ),
+        ],
+    );
 
     // Raw buffers in every format, of the right length and of wrong ones.
     let frame = &frames[0];
@@ -227,11 +246,11 @@ vLqZPIrLeLqyZ7r+AT0ZTmzJORTicg==\n\
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("stats.db");
     {
-        let mut store = crate::stats::store::Store::open(&db).unwrap();
+        let mut store = agecam::stats::store::Store::open(&db).unwrap();
         let mut cells = std::collections::BTreeMap::new();
         cells.insert(("18-29".to_string(), "female".to_string()), 3);
         store
-            .save(&crate::stats::aggregate::IntervalStats {
+            .save(&agecam::stats::aggregate::IntervalStats {
                 unit_id: "hall-2".into(),
                 start: 1_795_392_000,
                 length_s: 900,
