@@ -18,7 +18,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Also write each image with boxes and labels drawn on it as DIR/<name>.png.
+    /// Also write each image with boxes and labels drawn on it as `DIR/NAME.png`.
     #[arg(long, value_name = "DIR")]
     pub annotate: Option<PathBuf>,
 

@@ -71,7 +71,7 @@ fn sigmoid(logit: f32) -> f32 {
     1.0 / (1.0 + (-logit.clamp(-100.0, 100.0)).exp())
 }
 
-/// Decodes the raw outputs (`regressors` [896×16], `classificators` [896]) into the
+/// Decodes the raw outputs (`regressors` of shape 896×16, `classificators` of 896) into the
 /// candidates scoring at least `threshold`. Box centre = anchor + offset/128, size = raw/128.
 pub fn decode(
     regressors: &[f32],
