@@ -7,6 +7,9 @@
 //! (`-c`), so messages the broker accepts while the subscriber is away are kept for it. Every
 //! process is killed when its guard drops; every wait is bounded.
 
+#[path = "common/certs.rs"]
+mod certs;
+
 use agecam::push::{send_pending, tls_config, PushSettings, Pusher};
 use agecam::stats::aggregate::IntervalStats;
 use agecam::stats::privacy::{publish, to_json, PrivacySettings};
@@ -452,101 +455,15 @@ fn a_password_broker_refuses_a_wrong_password_clearly_and_accepts_the_right_one(
     assert_eq!(unsent(&db), 0);
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> bool {
-    Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn tls_with_our_ca_works_and_a_foreign_ca_is_refused() {
     let Some(mosquitto) = mosquitto() else { return };
     let dir = shared_tempdir();
     let d = dir.path();
-    std::fs::write(
-        d.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let made = openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=agecam test CA",
-        ],
-    ) && openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=someone else",
-        ],
-    ) && openssl(
-        d,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    ) && openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
+    let made = certs::make(d, "agecam test CA");
     if !made {
         eprintln!("skipped: the openssl command is needed to make test certificates");
         return;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    for f in ["server.key", "server.pem", "ca.pem"] {
-        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let (a, b) = (
         TcpListener::bind("127.0.0.1:0").unwrap(),

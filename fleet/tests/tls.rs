@@ -4,82 +4,14 @@
 //! its own, and the interval lands. A collector with a wrong password says so in its log,
 //! keeps retrying and stays up; one with a CA that did not sign the broker's certificate too.
 
+#[path = "../../tests/common/certs.rs"]
+mod certs;
 mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-fn openssl(dir: &Path, args: &[&str]) -> bool {
-    Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// ca.pem (signs server.pem for IP 127.0.0.1) and other.pem (an unrelated CA).
-fn certificates(d: &Path) -> bool {
-    std::fs::write(
-        d.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let ca = |key: &str, pem: &str, cn: &str| {
-        openssl(
-            d,
-            &[
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", pem,
-                "-days", "2", "-subj", cn,
-            ],
-        )
-    };
-    let made = ca("ca.key", "ca.pem", "/CN=fleet test CA")
-        && ca("other.key", "other.pem", "/CN=someone else")
-        && openssl(
-            d,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        )
-        && openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-            ],
-        );
-    use std::os::unix::fs::PermissionsExt;
-    for f in ["server.key", "server.pem", "ca.pem"] {
-        let _ = std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644));
-    }
-    made
-}
 
 #[test]
 fn units_and_collector_over_tls_with_passwords() {
@@ -90,7 +22,7 @@ fn units_and_collector_over_tls_with_passwords() {
     let certs = shared_tempdir();
     let d = certs.path();
     assert!(
-        certificates(d),
+        certs::make(d, "fleet test CA"),
         "openssl could not make the test certificates"
     );
     let passwords = d.join("passwords");
