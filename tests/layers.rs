@@ -29,7 +29,7 @@ const HOST: &[&[&str]] = &[
     &["mobilenet_v2", "crops", "quantize"],
     &["net", "teacher", "tflite"],
     &["trainer", "bench"],
-    &["eval"],
+    &["eval", "det_bench"],
     &["main"],
 ];
 

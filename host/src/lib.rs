@@ -25,6 +25,7 @@
 pub mod bench;
 pub mod crops;
 pub mod dataset;
+pub mod det_bench;
 pub mod eval;
 pub mod mobilenet_v2;
 pub mod net;

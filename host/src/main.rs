@@ -164,6 +164,10 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         runs: usize,
     },
+    /// Face detection by face size: detection rate per face height, false positives per
+    /// non-face frame, box IoU and ms per frame of each detector configuration, on frames
+    /// composed from the bundled photos (and optional face chips).
+    DetBench(agecam_host::det_bench::DetBenchArgs),
     /// Training/inference throughput of MobileNetV2 on random data (images/s).
     BenchTrain {
         #[arg(long, default_value_t = 96)]
@@ -407,6 +411,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Quantize(a) => quantize_command(a),
+        Command::DetBench(a) => {
+            agecam_host::det_bench::det_bench_command(a, cli.config.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::TimeModels { models, runs } => {
             // As the device loads and runs them (one face at a time), round-robin.
             let times = agecam::model::inspect::time_forms(models, *runs)?;

@@ -7,6 +7,7 @@
 pub mod blazeface;
 pub mod crop;
 pub mod seeta;
+pub mod tiled;
 
 pub use blazeface::BlazeFaceDetector;
 pub use seeta::SeetaDetector;
