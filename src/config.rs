@@ -92,11 +92,17 @@ impl Default for CameraConfig {
 
 /// Which face detector runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum DetectorKind {
-    /// MediaPipe BlazeFace short-range (a small network run by tract; ~10x faster). Scores are
-    /// probabilities from 0 to 1.
+    /// MediaPipe BlazeFace short-range (128×128 input, faces within ~2 m; a small network run
+    /// by tract, ~10x faster than SeetaFace). Scores are probabilities from 0 to 1.
     Blazeface,
+    /// MediaPipe BlazeFace full-range (192×192 input, one dense 48×48 anchor grid, made for
+    /// faces up to ~5 m). Scores are probabilities.
+    BlazefaceFullRange,
+    /// MediaPipe BlazeFace back-camera (256×256 input, short-range's anchor layout at twice
+    /// the resolution). Scores are probabilities.
+    BlazefaceBack,
     /// The SeetaFace cascade (the fallback). Scores are the cascade's own, unbounded scale.
     Seeta,
 }
@@ -105,7 +111,9 @@ impl DetectorKind {
     /// The score threshold used when `detector.score_threshold` is not set.
     pub fn default_score_threshold(self) -> f32 {
         match self {
-            DetectorKind::Blazeface => 0.5,
+            DetectorKind::Blazeface
+            | DetectorKind::BlazefaceFullRange
+            | DetectorKind::BlazefaceBack => 0.5,
             DetectorKind::Seeta => 2.0,
         }
     }
@@ -113,6 +121,8 @@ impl DetectorKind {
     pub fn name(self) -> &'static str {
         match self {
             DetectorKind::Blazeface => "blazeface",
+            DetectorKind::BlazefaceFullRange => "blazeface-full-range",
+            DetectorKind::BlazefaceBack => "blazeface-back",
             DetectorKind::Seeta => "seeta",
         }
     }
@@ -133,6 +143,10 @@ pub struct DetectorConfig {
     /// Unset (the default): the margin the age/gender model was trained with, from its
     /// metadata (see [`DetectorConfig::crop_margin`] for the one precedence rule).
     pub crop_margin: Option<f32>,
+    /// `[columns, rows]`: also run the detector on that grid of overlapping tiles of the frame
+    /// (each at full resolution, so small faces are magnified), merging the boxes; unset, the
+    /// whole frame only. Costs one more detector run per tile.
+    pub tiles: Option<[u32; 2]>,
 }
 
 impl Default for DetectorConfig {
@@ -143,6 +157,7 @@ impl Default for DetectorConfig {
             score_threshold: None,
             max_faces: 8,
             crop_margin: None,
+            tiles: None,
         }
     }
 }
@@ -747,11 +762,15 @@ impl Config {
         }
         let threshold = d.score_threshold();
         match d.kind {
-            DetectorKind::Blazeface if !(0.0..=1.0).contains(&threshold) => {
+            DetectorKind::Blazeface
+            | DetectorKind::BlazefaceFullRange
+            | DetectorKind::BlazefaceBack
+                if !(0.0..=1.0).contains(&threshold) =>
+            {
                 return bad(
                     "detector.score_threshold",
                     threshold,
-                    "0.0 to 1.0 (a probability) with detector.kind = \"blazeface\"; SeetaFace's scale needs kind = \"seeta\"",
+                    "0.0 to 1.0 (a probability) with a BlazeFace detector.kind; SeetaFace's scale needs kind = \"seeta\"",
                 );
             }
             DetectorKind::Seeta if !threshold.is_finite() || threshold < 0.0 => {
@@ -765,6 +784,13 @@ impl Config {
         }
         if !(1..=64).contains(&d.max_faces) {
             return bad("detector.max_faces", d.max_faces, "1 to 64");
+        }
+        if let Some([cols, rows]) = d.tiles.filter(|t| !t.iter().all(|n| (1..=4).contains(n))) {
+            return bad(
+                "detector.tiles",
+                format!("[{cols}, {rows}]"),
+                "[columns, rows], each 1 to 4",
+            );
         }
         if let Some(margin) = d.crop_margin.filter(|m| !(0.0..=1.0).contains(m)) {
             return bad("detector.crop_margin", margin, "0.0 to 1.0");
@@ -1052,11 +1078,22 @@ mod tests {
             "{err}"
         );
 
+        let full = parse("[detector]\nkind = \"blazeface-full-range\"\ntiles = [3, 2]\n").unwrap();
+        assert_eq!(full.detector.kind, DetectorKind::BlazefaceFullRange);
+        assert_eq!(full.detector.tiles, Some([3, 2]));
+        assert_eq!(full.detector.score_threshold(), 0.5);
+        let err = parse("[detector]\ntiles = [0, 2]\n").unwrap_err();
+        assert_eq!(err.key, "detector.tiles");
+        assert!(err.to_string().contains("each 1 to 4"), "{err}");
+
         let err = parse("[detector]\nkind = \"haar\"\n").unwrap_err();
         assert_eq!(err.key, "detector.kind");
         let line = err.to_string();
         assert!(
-            line.contains("`blazeface`") && line.contains("`seeta`"),
+            line.contains("`blazeface`")
+                && line.contains("`blazeface-full-range`")
+                && line.contains("`blazeface-back`")
+                && line.contains("`seeta`"),
             "{line}"
         );
     }

@@ -8,6 +8,7 @@ use crate::config::DetectorKind;
 use crate::face::{FaceResult, StageTimes};
 use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Manifest, Role};
+use crate::vision::blazeface::Variant;
 use crate::vision::crop::crop_face;
 use crate::vision::{BlazeFaceDetector, DetectorSettings, FaceDetector, SeetaDetector};
 use crate::Error;
@@ -217,6 +218,29 @@ pub fn load_detector(
     models: &VerifiedModels,
     config: &crate::config::DetectorConfig,
 ) -> Result<Box<dyn FaceDetector>, Error> {
+    let detector = load_whole_frame_detector(models, config)?;
+    Ok(match config.tiles {
+        Some([cols, rows]) => {
+            log::info!("face detector: also on {cols}x{rows} overlapping tiles of each frame");
+            let grid = crate::vision::tiled::TileGrid {
+                cols,
+                rows,
+                ..Default::default()
+            };
+            Box::new(
+                crate::vision::tiled::TiledDetector::new(detector, grid)
+                    .with_max_faces(config.max_faces),
+            )
+        }
+        None => detector,
+    })
+}
+
+/// The configured detector run on the whole frame (no tiles).
+fn load_whole_frame_detector(
+    models: &VerifiedModels,
+    config: &crate::config::DetectorConfig,
+) -> Result<Box<dyn FaceDetector>, Error> {
     let settings = DetectorSettings {
         min_face_size: config.min_face_size,
         score_threshold: config.score_threshold(),
@@ -240,18 +264,34 @@ pub fn load_detector(
         );
         Ok(Box::new(detector))
     };
+    let blazeface =
+        |path: &std::path::Path, variant: Variant| -> Result<Box<dyn FaceDetector>, Error> {
+            let detector = BlazeFaceDetector::load(path, variant, settings)?;
+            log::info!(
+                "face detector: BlazeFace {} {} (score threshold {})",
+                variant.name(),
+                path.display(),
+                settings.score_threshold
+            );
+            Ok(Box::new(detector))
+        };
     match config.kind {
         DetectorKind::Seeta => seeta(settings),
+        DetectorKind::BlazefaceFullRange | DetectorKind::BlazefaceBack => {
+            let (role, variant) = if config.kind == DetectorKind::BlazefaceBack {
+                (Role::FaceDetectorBack, Variant::Back)
+            } else {
+                (Role::FaceDetectorFullRange, Variant::FullRange)
+            };
+            // Asked for by name: no silent fallback to another detector.
+            let path = models
+                .get(role)
+                .map(|f| f.path.clone())
+                .ok_or_else(|| missing(role))?;
+            blazeface(&path, variant)
+        }
         DetectorKind::Blazeface => match models.get(Role::FaceDetector).map(|f| f.path.clone()) {
-            Some(path) => {
-                let detector = BlazeFaceDetector::load(&path, settings)?;
-                log::info!(
-                    "face detector: BlazeFace {} (score threshold {})",
-                    path.display(),
-                    settings.score_threshold
-                );
-                Ok(Box::new(detector))
-            }
+            Some(path) => blazeface(&path, Variant::ShortRange),
             None => {
                 log::warn!(
                     "{} lists no face_detector (BlazeFace) model; falling back to SeetaFace with its default threshold",

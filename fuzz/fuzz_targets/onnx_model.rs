@@ -4,6 +4,7 @@
 #![no_main]
 
 use agecam::model::age_gender::AgeGenderModel;
+use agecam::vision::blazeface::Variant;
 use agecam::vision::{BlazeFaceDetector, DetectorSettings};
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         score_threshold: 0.5,
         max_faces: 4,
     };
-    if let Err(e) = BlazeFaceDetector::load(path, settings) {
+    if let Err(e) = BlazeFaceDetector::load(path, Variant::ShortRange, settings) {
         assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
     }
 });

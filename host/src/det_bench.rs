@@ -45,6 +45,10 @@ pub const DEFAULT_HEIGHTS: [u32; 12] = [20, 24, 32, 40, 48, 56, 64, 80, 96, 128,
 pub enum DetChoice {
     /// BlazeFace short-range as the daemon loads it.
     Blazeface,
+    /// BlazeFace full-range (192×192).
+    FullRange,
+    /// BlazeFace back-camera (256×256).
+    Back,
     /// SeetaFace (the fallback), with the same detector settings.
     Seeta,
     /// BlazeFace short-range on the whole frame and on overlapping tiles (vision::tiled).
@@ -80,7 +84,7 @@ pub struct DetBenchArgs {
           default_values = ["640x480", "1280x720"])]
     pub frame_sizes: Vec<(u32, u32)>,
     /// Detector configurations to compare.
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["blazeface", "seeta", "tiled"])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["blazeface", "full-range", "back", "seeta", "tiled"])]
     pub detectors: Vec<DetChoice>,
     /// Face positions: an N×N grid of places per face and height (chips: one place each).
     #[arg(long, default_value_t = 3, value_name = "N")]
@@ -547,6 +551,7 @@ pub fn det_bench_command(args: &DetBenchArgs, config_file: Option<&Path>) -> any
         .with_context(|| format!("models folder {}", model_dir.display()))?;
     let mut blaze_config = config.detector.clone();
     blaze_config.kind = DetectorKind::Blazeface;
+    blaze_config.tiles = None; // each configuration below says its own tiling
     if let Some(min) = args.min_face_size {
         blaze_config.min_face_size = min;
     }
@@ -618,11 +623,18 @@ pub fn det_bench_command(args: &DetBenchArgs, config_file: Option<&Path>) -> any
                 name: "blazeface".into(),
                 detector: load(&blaze_config)?,
             },
-            DetChoice::Seeta => {
+            DetChoice::Seeta | DetChoice::FullRange | DetChoice::Back => {
                 let mut c = blaze_config.clone();
-                c.kind = DetectorKind::Seeta;
+                c.kind = match choice {
+                    DetChoice::Seeta => DetectorKind::Seeta,
+                    DetChoice::FullRange => DetectorKind::BlazefaceFullRange,
+                    _ => DetectorKind::BlazefaceBack,
+                };
+                if c.kind == DetectorKind::Seeta {
+                    c.score_threshold = None; // SeetaFace's own scale
+                }
                 NamedDetector {
-                    name: "seeta".into(),
+                    name: c.kind.name().into(),
                     detector: load(&c)?,
                 }
             }

@@ -20,8 +20,12 @@ use std::path::{Path, PathBuf};
 pub enum Role {
     AgeGenderInt8,
     AgeGenderF32,
-    /// The BlazeFace network (ONNX).
+    /// The BlazeFace short-range network (ONNX), `detector.kind = "blazeface"`.
     FaceDetector,
+    /// The BlazeFace full-range network (ONNX), `detector.kind = "blazeface-full-range"`.
+    FaceDetectorFullRange,
+    /// The BlazeFace back-camera network (ONNX), `detector.kind = "blazeface-back"`.
+    FaceDetectorBack,
     /// The SeetaFace cascade, used with `detector.kind = "seeta"`.
     FaceDetectorFallback,
 }
@@ -32,6 +36,8 @@ impl Role {
             Role::AgeGenderInt8 => "age_gender_int8",
             Role::AgeGenderF32 => "age_gender_f32",
             Role::FaceDetector => "face_detector",
+            Role::FaceDetectorFullRange => "face_detector_full_range",
+            Role::FaceDetectorBack => "face_detector_back",
             Role::FaceDetectorFallback => "face_detector_fallback",
         }
     }
@@ -61,7 +67,10 @@ impl Entry {
             Role::AgeGenderInt8 | Role::AgeGenderF32 => {
                 self.model_use.unwrap_or(ModelUse::Research) == model_use
             }
-            Role::FaceDetector | Role::FaceDetectorFallback => true,
+            Role::FaceDetector
+            | Role::FaceDetectorFullRange
+            | Role::FaceDetectorBack
+            | Role::FaceDetectorFallback => true,
         }
     }
 }

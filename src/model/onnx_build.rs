@@ -23,6 +23,7 @@ pub enum Attr<'a> {
     Int(&'a str, i64),
     Ints(&'a str, &'a [i64]),
     Float(&'a str, f32),
+    Str(&'a str, &'a str),
 }
 
 impl GraphBuilder {
@@ -184,6 +185,12 @@ fn attribute(attr: &Attr) -> pb::AttributeProto {
             name: name.to_string(),
             r#type: AttributeType::Float as i32,
             f: *v,
+            ..Default::default()
+        },
+        Attr::Str(name, v) => pb::AttributeProto {
+            name: name.to_string(),
+            r#type: AttributeType::String as i32,
+            s: v.as_bytes().to_vec(),
             ..Default::default()
         },
     }

@@ -1,11 +1,14 @@
-//! Face detection with MediaPipe's BlazeFace short-range network (Apache-2.0), converted to
-//! ONNX by `agecam-host convert-detector` and run by tract.
+//! Face detection with MediaPipe's BlazeFace networks (Apache-2.0), converted to ONNX by
+//! `agecam-host convert-detector` and run by tract. Three variants ([`Variant`]) share the
+//! decoding and differ in input size and anchor layout: short-range (128×128, 896 anchors,
+//! faces within about 2 m of a selfie/kiosk camera: a face should span at least ~1/12 of the
+//! frame's longer side), full-range (192×192, 2,304 anchors on one 48×48 grid, made for faces
+//! up to ~5 m) and back-camera (256×256, short-range's layout at twice the resolution).
 //!
-//! Per frame: the RGB frame is letterboxed into the network's 128×128 input (aspect kept,
-//! centred, black bars; area-averaged downscaling), scaled to [−1, 1], run once, and the 896
-//! anchor outputs are decoded, thresholded, merged by weighted non-maximum suppression and
-//! mapped back to frame pixels. The network was trained for faces within about 2 m of a
-//! selfie/kiosk camera: a face should span at least ~1/12 of the frame's longer side.
+//! Per frame: the RGB frame is letterboxed into the network's square input (aspect kept,
+//! centred, black bars; area-averaged downscaling), scaled to [−1, 1], run once, and the anchor
+//! outputs are decoded, thresholded, merged by weighted non-maximum suppression and mapped
+//! back to frame pixels.
 //!
 //! Scores are probabilities (sigmoid of the network's logit), so `detector.score_threshold`
 //! is between 0 and 1 for this detector (MediaPipe uses 0.5).
@@ -15,22 +18,64 @@ use image::RgbImage;
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 
-/// Side of the network's square input.
-pub const INPUT_SIZE: usize = 128;
-/// Anchors: a 16×16 grid (stride 8) with 2 per cell, then an 8×8 grid (stride 16) with 6.
-pub const ANCHOR_COUNT: usize = 16 * 16 * 2 + 8 * 8 * 6;
+/// Which BlazeFace network a model file is; fixes its input size and anchors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    ShortRange,
+    FullRange,
+    Back,
+}
+
+impl Variant {
+    /// Side of the network's square input.
+    pub fn input_size(self) -> usize {
+        match self {
+            Variant::ShortRange => 128,
+            Variant::FullRange => 192,
+            Variant::Back => 256,
+        }
+    }
+
+    /// Anchor grids as (stride in input pixels, anchors per cell), in output order:
+    /// short-range and back have a grid of stride s with 2 per cell then one of 2s with 6;
+    /// full-range one grid of stride 4 with 1.
+    pub fn grids(self) -> &'static [(usize, usize)] {
+        match self {
+            Variant::ShortRange => &[(8, 2), (16, 6)],
+            Variant::Back => &[(16, 2), (32, 6)],
+            Variant::FullRange => &[(4, 1)],
+        }
+    }
+
+    pub fn anchor_count(self) -> usize {
+        let n = self.input_size();
+        self.grids()
+            .iter()
+            .map(|&(stride, per_cell)| (n / stride).pow(2) * per_cell)
+            .sum()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::ShortRange => "short-range",
+            Variant::FullRange => "full-range",
+            Variant::Back => "back-camera",
+        }
+    }
+}
+
 /// Values per anchor in the regressor output: box (dx, dy, w, h) and 6 keypoints (x, y).
 const REGRESSOR_WIDTH: usize = 16;
 /// Overlap above which two candidate boxes are one face.
 pub const NMS_IOU: f32 = 0.3;
 
-/// Anchor centres in input-normalised coordinates (0–1), in the network's output order:
-/// per layer, row by row, column by column, anchor by anchor. BlazeFace's anchors all have
-/// size 1 (MediaPipe's `fixed_anchor_size`), so only the centre matters.
-pub fn anchors() -> Vec<[f32; 2]> {
-    let mut out = Vec::with_capacity(ANCHOR_COUNT);
-    for (stride, per_cell) in [(8usize, 2usize), (16, 6)] {
-        let grid = INPUT_SIZE / stride;
+/// Anchor centres of `variant` in input-normalised coordinates (0–1), in the network's output
+/// order: per grid, row by row, column by column, anchor by anchor. BlazeFace's anchors all
+/// have size 1 (MediaPipe's `fixed_anchor_size`), so only the centre matters.
+pub fn anchors(variant: Variant) -> Vec<[f32; 2]> {
+    let mut out = Vec::with_capacity(variant.anchor_count());
+    for &(stride, per_cell) in variant.grids() {
+        let grid = variant.input_size() / stride;
         for y in 0..grid {
             for x in 0..grid {
                 let centre = [
@@ -44,7 +89,7 @@ pub fn anchors() -> Vec<[f32; 2]> {
     out
 }
 
-/// A decoded detection in input-normalised coordinates (0–1 over the 128×128 input).
+/// A decoded detection in input-normalised coordinates (0–1 over the square input).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     pub x: f32,
@@ -71,15 +116,17 @@ fn sigmoid(logit: f32) -> f32 {
     1.0 / (1.0 + (-logit.clamp(-100.0, 100.0)).exp())
 }
 
-/// Decodes the raw outputs (`regressors` of shape 896×16, `classificators` of 896) into the
-/// candidates scoring at least `threshold`. Box centre = anchor + offset/128, size = raw/128.
+/// Decodes the raw outputs (`regressors` of shape anchors×16, `classificators` of one logit
+/// per anchor) of a network with an `input_size`-pixel input into the candidates scoring at
+/// least `threshold`. Box centre = anchor + offset/size, box side = raw/size.
 pub fn decode(
     regressors: &[f32],
     logits: &[f32],
     anchors: &[[f32; 2]],
+    input_size: usize,
     threshold: f32,
 ) -> Vec<Candidate> {
-    let scale = INPUT_SIZE as f32;
+    let scale = input_size as f32;
     regressors
         .chunks_exact(REGRESSOR_WIDTH)
         .zip(logits)
@@ -131,6 +178,8 @@ pub fn weighted_nms(mut candidates: Vec<Candidate>, iou: f32) -> Vec<Candidate> 
 /// Where the frame sits inside the square input: scale (input px per frame px) and offsets.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Letterbox {
+    /// Side of the square input.
+    pub size: usize,
     pub scale: f32,
     pub left: f32,
     pub top: f32,
@@ -140,15 +189,17 @@ pub struct Letterbox {
 }
 
 impl Letterbox {
-    pub fn new(frame_width: u32, frame_height: u32) -> Letterbox {
+    /// A frame letterboxed into a `size`×`size` input.
+    pub fn new(frame_width: u32, frame_height: u32, size: usize) -> Letterbox {
         let longer = frame_width.max(frame_height).max(1) as f32;
-        let scale = INPUT_SIZE as f32 / longer;
-        let width = ((frame_width as f32 * scale).round() as usize).clamp(1, INPUT_SIZE);
-        let height = ((frame_height as f32 * scale).round() as usize).clamp(1, INPUT_SIZE);
+        let scale = size as f32 / longer;
+        let width = ((frame_width as f32 * scale).round() as usize).clamp(1, size);
+        let height = ((frame_height as f32 * scale).round() as usize).clamp(1, size);
         Letterbox {
+            size,
             scale,
-            left: ((INPUT_SIZE - width) / 2) as f32,
-            top: ((INPUT_SIZE - height) / 2) as f32,
+            left: ((size - width) / 2) as f32,
+            top: ((size - height) / 2) as f32,
             width,
             height,
         }
@@ -156,7 +207,7 @@ impl Letterbox {
 
     /// A normalised candidate in frame pixels (not yet clipped).
     fn to_frame(self, c: &Candidate) -> FaceBox {
-        let n = INPUT_SIZE as f32;
+        let n = self.size as f32;
         // The image occupies `width` input pixels for `frame_width` frame pixels.
         FaceBox {
             x: (c.x * n - self.left) / self.scale,
@@ -168,7 +219,7 @@ impl Letterbox {
     }
 }
 
-/// Writes `frame` letterboxed into `out` (NCHW, 3×128×128, values in [−1, 1], bars −1), each
+/// Writes `frame` letterboxed into `out` (NCHW, 3×size×size, values in [−1, 1], bars −1), each
 /// input pixel the area average of the frame pixels it covers.
 fn letterbox_into(frame: &RgbImage, lb: &Letterbox, out: &mut [f32], rows: &mut Vec<f32>) {
     out.fill(-1.0);
@@ -193,7 +244,8 @@ fn letterbox_into(frame: &RgbImage, lb: &Letterbox, out: &mut [f32], rows: &mut 
         }
     }
     // Vertical pass into the NCHW planes, normalising 0–255 to −1–1.
-    let plane = INPUT_SIZE * INPUT_SIZE;
+    let n = lb.size;
+    let plane = n * n;
     let (left, top) = (lb.left as usize, lb.top as usize);
     for (oy, span) in spans(fh, lb.height).iter().enumerate() {
         for ox in 0..lb.width {
@@ -204,7 +256,7 @@ fn letterbox_into(frame: &RgbImage, lb: &Letterbox, out: &mut [f32], rows: &mut 
                     acc[c] += w * p[c];
                 }
             }
-            let at = (top + oy) * INPUT_SIZE + left + ox;
+            let at = (top + oy) * n + left + ox;
             for c in 0..3 {
                 out[c * plane + at] = acc[c] / 127.5 - 1.0;
             }
@@ -237,9 +289,10 @@ fn spans(from: usize, to: usize) -> Vec<Vec<(usize, f32)>> {
         .collect()
 }
 
-/// The BlazeFace short-range detector.
+/// A BlazeFace detector (any [`Variant`]).
 pub struct BlazeFaceDetector {
     path: PathBuf,
+    variant: Variant,
     plan: Arc<TypedRunnableModel>,
     anchors: Vec<[f32; 2]>,
     settings: DetectorSettings,
@@ -249,17 +302,18 @@ pub struct BlazeFaceDetector {
 }
 
 impl BlazeFaceDetector {
-    /// Loads and optimises the converted ONNX model at `model_path` (batch of one, 1 thread:
-    /// tract's default executor is single-threaded).
+    /// Loads and optimises the converted ONNX model of `variant` at `model_path` (batch of one,
+    /// 1 thread: tract's default executor is single-threaded).
     pub fn load(
         model_path: &Path,
+        variant: Variant,
         settings: DetectorSettings,
     ) -> Result<BlazeFaceDetector, crate::Error> {
         let model_error = |problem: String| crate::Error::Model {
             file: model_path.to_path_buf(),
             problem,
         };
-        let plan = std::panic::catch_unwind(|| Self::plan(model_path))
+        let plan = std::panic::catch_unwind(|| Self::plan(model_path, variant))
             .map_err(|_| {
                 model_error(
                     "tract failed on this file (malformed model); reinstall the models".into(),
@@ -268,20 +322,28 @@ impl BlazeFaceDetector {
             .map_err(model_error)?;
         Ok(BlazeFaceDetector {
             path: model_path.to_path_buf(),
+            variant,
             plan,
-            anchors: anchors(),
+            anchors: anchors(variant),
             settings,
-            input: vec![0.0; 3 * INPUT_SIZE * INPUT_SIZE],
+            input: vec![0.0; 3 * variant.input_size().pow(2)],
             rows: Vec::new(),
             failed: false,
         })
     }
 
-    fn plan(path: &Path) -> Result<Arc<TypedRunnableModel>, String> {
+    /// Which network this detector runs.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    fn plan(path: &Path, variant: Variant) -> Result<Arc<TypedRunnableModel>, String> {
         let model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
-        let n = INPUT_SIZE;
+        let n = variant.input_size();
+        let count = variant.anchor_count();
+        let name = variant.name();
         let plan = model
             .with_input_fact(0, f32::fact([1, 3, n, n]).into())
             .and_then(|m| m.into_optimized())
@@ -289,18 +351,19 @@ impl BlazeFaceDetector {
             .map_err(|e| {
                 format!("tract cannot prepare this model for a 1x3x{n}x{n} input ({e:#})")
             })?;
-        // A model with other outputs is not the short-range BlazeFace the anchors are for.
+        // A model with other outputs is not the BlazeFace variant the anchors are for.
         let probe = Tensor::zero::<f32>(&[1, 3, n, n]).map_err(|e| e.to_string())?;
         let out = plan
             .run(tvec!(probe.into_tvalue()))
             .map_err(|e| format!("the model does not run ({e:#})"))?;
         let shapes: Vec<Vec<usize>> = out.iter().map(|t| t.shape().to_vec()).collect();
         if shapes.len() != 2
-            || shapes[0] != [1, ANCHOR_COUNT, REGRESSOR_WIDTH]
-            || shapes[1] != [1, ANCHOR_COUNT, 1]
+            || shapes[0] != [1, count, REGRESSOR_WIDTH]
+            || shapes[1] != [1, count, 1]
         {
             return Err(format!(
-                "outputs have shapes {shapes:?}; BlazeFace short-range gives [1, {ANCHOR_COUNT}, 16] and [1, {ANCHOR_COUNT}, 1]"
+                "outputs have shapes {shapes:?}; BlazeFace {name} gives [1, {count}, 16] and [1, {count}, 1] \
+                 (is detector.kind right for this file?)"
             ));
         }
         Ok(plan)
@@ -308,9 +371,9 @@ impl BlazeFaceDetector {
 
     /// Runs the network on a frame; the raw outputs (regressors, logits).
     fn infer(&mut self, frame: &RgbImage) -> Result<(Vec<f32>, Vec<f32>), String> {
-        let lb = Letterbox::new(frame.width(), frame.height());
+        let n = self.variant.input_size();
+        let lb = Letterbox::new(frame.width(), frame.height(), n);
         letterbox_into(frame, &lb, &mut self.input, &mut self.rows);
-        let n = INPUT_SIZE;
         let input = Tensor::from_shape(&[1, 3, n, n], &self.input).map_err(|e| e.to_string())?;
         let out = self
             .plan
@@ -350,9 +413,10 @@ impl FaceDetector for BlazeFaceDetector {
             &regressors,
             &logits,
             &self.anchors,
+            self.variant.input_size(),
             self.settings.score_threshold,
         );
-        let lb = Letterbox::new(width, height);
+        let lb = Letterbox::new(width, height, self.variant.input_size());
         let min_side = self.settings.min_face_size as f32;
         let faces = weighted_nms(candidates, NMS_IOU)
             .iter()
@@ -380,19 +444,26 @@ impl FaceDetector for BlazeFaceDetector {
 mod tests {
     use super::*;
 
-    fn shipped_detector() -> BlazeFaceDetector {
+    fn shipped(variant: Variant) -> BlazeFaceDetector {
+        use crate::model::Role;
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
         let manifest = crate::model::Manifest::load(&models).unwrap();
-        let path = manifest
-            .verified_path(crate::model::Role::FaceDetector)
-            .unwrap()
-            .unwrap();
+        let role = match variant {
+            Variant::ShortRange => Role::FaceDetector,
+            Variant::FullRange => Role::FaceDetectorFullRange,
+            Variant::Back => Role::FaceDetectorBack,
+        };
+        let path = manifest.verified_path(role).unwrap().unwrap();
         let settings = DetectorSettings {
             min_face_size: 40,
             score_threshold: crate::config::DetectorKind::Blazeface.default_score_threshold(),
             max_faces: 8,
         };
-        BlazeFaceDetector::load(&path, settings).unwrap()
+        BlazeFaceDetector::load(&path, variant, settings).unwrap()
+    }
+
+    fn shipped_detector() -> BlazeFaceDetector {
+        shipped(Variant::ShortRange)
     }
 
     fn image(relative: &str) -> RgbImage {
@@ -441,6 +512,43 @@ mod tests {
         }
     }
 
+    /// The full-range and back-camera networks find the same faces, and the full-range one
+    /// also the small near-profile cameraman that short-range misses.
+    #[test]
+    fn full_range_and_back_find_the_bundled_faces() {
+        for variant in [Variant::FullRange, Variant::Back] {
+            let mut detector = shipped(variant);
+            assert_eq!(detector.variant(), variant);
+            for (file, want) in [
+                ("faces/astronaut.jpg", face(180.0, 80.0, 90.0, 95.0)),
+                ("faces/cameraman.jpg", face(185.0, 115.0, 75.0, 88.0)),
+                ("faces/two_faces_640x480.jpg", face(94.0, 214.0, 72.0, 76.0)),
+            ] {
+                let found = detector.detect(&image(file));
+                let best = found.iter().map(|f| f.iou(&want)).fold(0.0, f32::max);
+                assert!(
+                    best > 0.5,
+                    "{variant:?} {file}: no box near {want:?} in {found:?}"
+                );
+            }
+            // The back-camera network takes the coffee cup for a face (score 0.65); det-bench
+            // counts such false positives. The full-range one finds nothing in these.
+            if variant == Variant::Back {
+                continue;
+            }
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/blazeface/nonfaces");
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let found = detector.detect(&image::open(&path).unwrap().to_rgb8());
+                assert!(
+                    found.is_empty(),
+                    "{variant:?} {}: {found:?}",
+                    path.display()
+                );
+            }
+        }
+    }
+
     #[test]
     fn finds_nothing_in_the_bundled_non_face_images() {
         let mut detector = shipped_detector();
@@ -485,7 +593,7 @@ mod tests {
         )
         .unwrap();
         let settings = shipped_detector().settings;
-        let err = BlazeFaceDetector::load(&path, settings)
+        let err = BlazeFaceDetector::load(&path, Variant::ShortRange, settings)
             .err()
             .unwrap()
             .to_string();
@@ -493,17 +601,41 @@ mod tests {
             err.contains("tiny.onnx") && err.contains("BlazeFace"),
             "{err}"
         );
-        let err = BlazeFaceDetector::load(&dir.path().join("none.onnx"), settings)
+        // The full-range file loaded as short-range: its 2,304 anchors are refused.
+        let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/blazeface_full_range.onnx");
+        let err = BlazeFaceDetector::load(&full, Variant::ShortRange, settings)
             .err()
             .unwrap()
             .to_string();
+        assert!(
+            err.contains("blazeface_full_range.onnx") && err.contains("detector.kind"),
+            "{err}"
+        );
+        let err =
+            BlazeFaceDetector::load(&dir.path().join("none.onnx"), Variant::ShortRange, settings)
+                .err()
+                .unwrap()
+                .to_string();
         assert!(err.contains("none.onnx"), "{err}");
     }
 
     #[test]
     fn anchors_follow_the_two_grids() {
-        let a = anchors();
+        let a = anchors(Variant::ShortRange);
         assert_eq!(a.len(), 896);
+        assert_eq!(Variant::ShortRange.anchor_count(), 896);
+        // Back-camera: the same layout over a 256-pixel input.
+        assert_eq!(anchors(Variant::Back), a);
+        // Full-range: one 48×48 grid, one anchor per cell.
+        let full = anchors(Variant::FullRange);
+        assert_eq!(
+            (full.len(), Variant::FullRange.anchor_count()),
+            (2304, 2304)
+        );
+        assert_eq!(full[0], [0.5 / 48.0, 0.5 / 48.0]);
+        assert_eq!(full[1], [1.5 / 48.0, 0.5 / 48.0]);
+        assert_eq!(full[48], [0.5 / 48.0, 1.5 / 48.0]);
+        assert_eq!(full[2303], [47.5 / 48.0, 47.5 / 48.0]);
         // First cell of the 16×16 grid, twice.
         assert_eq!(a[0], [0.5 / 16.0, 0.5 / 16.0]);
         assert_eq!(a[1], a[0]);
@@ -521,7 +653,7 @@ mod tests {
 
     #[test]
     fn decode_places_boxes_on_their_anchors() {
-        let a = anchors();
+        let a = anchors(Variant::ShortRange);
         let mut reg = vec![0f32; 896 * 16];
         let mut logits = vec![-10f32; 896];
         // Anchor 34 (stride 8, row 1, column 1: centre 1.5/16 = 0.09375): shifted by
@@ -533,7 +665,7 @@ mod tests {
         reg[600 * 16 + 3] = 64.0;
         logits[600] = 0.0; // probability exactly 0.5
         logits[0] = 1e9; // clipped, no overflow; but a zero-size box is dropped
-        let got = decode(&reg, &logits, &a, 0.5);
+        let got = decode(&reg, &logits, &a, 128, 0.5);
         assert_eq!(got.len(), 2, "{got:?}");
         let c = got[0];
         let (cx, cy) = (0.09375 + 0.1, 0.09375 - 0.05);
@@ -546,7 +678,10 @@ mod tests {
             [6.5 / 8.0, 1.5 / 8.0]
         );
         assert_eq!(d.score, 0.5);
-        assert_eq!(decode(&reg, &logits, &a, 0.6).len(), 1);
+        assert_eq!(decode(&reg, &logits, &a, 128, 0.6).len(), 1);
+        // The same raw outputs from a 256-pixel network are half the size.
+        let big = decode(&reg, &logits, &a, 256, 0.5);
+        assert!((big[0].width - 0.125).abs() < 1e-6, "{big:?}");
     }
 
     #[test]
@@ -569,8 +704,13 @@ mod tests {
 
     #[test]
     fn letterbox_maps_back_to_the_frame() {
-        let lb = Letterbox::new(640, 480);
+        let lb = Letterbox::new(640, 480, 128);
         assert_eq!((lb.width, lb.height, lb.left, lb.top), (128, 96, 0.0, 16.0));
+        let wide = Letterbox::new(1280, 720, 192);
+        assert_eq!(
+            (wide.width, wide.height, wide.left, wide.top),
+            (192, 108, 0.0, 42.0)
+        );
         // The whole image area in input coordinates maps to the whole frame.
         let whole = Candidate {
             x: 0.0,
@@ -582,7 +722,7 @@ mod tests {
         let f = lb.to_frame(&whole);
         assert!(f.x.abs() < 1e-3 && f.y.abs() < 1e-3, "{f:?}");
         assert!((f.width - 640.0).abs() < 1e-3 && (f.height - 480.0).abs() < 1e-3);
-        let tall = Letterbox::new(300, 600);
+        let tall = Letterbox::new(300, 600, 128);
         assert_eq!(
             (tall.width, tall.height, tall.left, tall.top),
             (64, 128, 32.0, 0.0)
@@ -599,7 +739,7 @@ mod tests {
                 image::Rgb([255, 255, 255])
             }
         });
-        let lb = Letterbox::new(256, 128);
+        let lb = Letterbox::new(256, 128, 128);
         let mut out = vec![0f32; 3 * 128 * 128];
         letterbox_into(&frame, &lb, &mut out, &mut Vec::new());
         let at = |c: usize, y: usize, x: usize| out[c * 128 * 128 + y * 128 + x];

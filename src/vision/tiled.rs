@@ -6,7 +6,8 @@
 //!
 //! The inner detector's settings still apply per call: its `min_face_size` is in tile pixels,
 //! which are frame pixels (tiles are not rescaled), and its `max_faces` limits each call.
-//! Not wired into the configuration yet; `agecam-host det-bench` measures it.
+//! The daemon uses it when `detector.tiles = [columns, rows]` is set (2×2 tiles overlapping
+//! by 25 % plus the whole frame); `agecam-host det-bench` measures it.
 
 use super::{largest_faces, FaceBox, FaceDetector};
 use image::RgbImage;

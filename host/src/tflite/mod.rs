@@ -154,6 +154,7 @@ pub enum Builtin {
     Relu,
     Relu6,
     Reshape,
+    ResizeBilinear,
     Softmax,
     Pad,
     Mean,
@@ -180,6 +181,7 @@ impl Builtin {
             B::RELU => Builtin::Relu,
             B::RELU6 => Builtin::Relu6,
             B::RESHAPE => Builtin::Reshape,
+            B::RESIZE_BILINEAR => Builtin::ResizeBilinear,
             B::SOFTMAX => Builtin::Softmax,
             B::CUSTOM => Builtin::Custom,
             B::PAD => Builtin::Pad,
@@ -292,6 +294,11 @@ pub enum Options {
     },
     Reshape {
         new_shape: Vec<i32>,
+    },
+    /// How output pixels map to input pixels (neither flag: `in = out · scale`).
+    ResizeBilinear {
+        align_corners: bool,
+        half_pixel_centers: bool,
     },
     /// Options of another type (its `BuiltinOptions` union number).
     Other(u8),
@@ -674,6 +681,12 @@ fn options(op: &schema::Operator) -> Result<Options> {
     if let Some(o) = op.builtin_options_as_reshape_options() {
         return Ok(Options::Reshape {
             new_shape: ints(o.new_shape()),
+        });
+    }
+    if let Some(o) = op.builtin_options_as_resize_bilinear_options() {
+        return Ok(Options::ResizeBilinear {
+            align_corners: o.align_corners(),
+            half_pixel_centers: o.half_pixel_centers(),
         });
     }
     // The verifier made sure a type other than NONE comes with its table.

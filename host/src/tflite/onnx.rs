@@ -710,6 +710,48 @@ impl<'m> Converter<'m> {
                 }
                 Ok(())
             }
+            (
+                Builtin::ResizeBilinear,
+                &Options::ResizeBilinear {
+                    align_corners,
+                    half_pixel_centers,
+                },
+            ) => {
+                let x = self.nchw_activation(input(op, 0)?)?;
+                let (h, w) = self.spatial(input(op, 0)?)?;
+                let size = self.int_constant(input(op, 1)?)?;
+                let &[new_h, new_w] = size.as_slice() else {
+                    return Err(format!("size {size:?} is not [height, width]"));
+                };
+                if h <= 0 || w <= 0 || new_h <= 0 || new_w <= 0 {
+                    return Err(format!("resizing {h}x{w} to {new_h}x{new_w}"));
+                }
+                // TFLite's flags as ONNX's coordinate modes; with neither, in = out · scale.
+                let mode = match (align_corners, half_pixel_centers) {
+                    (true, true) => return Err("align_corners with half_pixel_centers".into()),
+                    (true, false) => "align_corners",
+                    (false, true) => "half_pixel",
+                    (false, false) => "asymmetric",
+                };
+                let scales = self.fresh_name("scales");
+                self.builder.initializer(
+                    &scales,
+                    &[4],
+                    &[1.0, 1.0, new_h as f32 / h as f32, new_w as f32 / w as f32],
+                );
+                let out = self.define(op, Layout::Nchw)?;
+                // Inputs X, roi (none), scales; the batch stays symbolic.
+                self.builder.node(
+                    "Resize",
+                    &[&x, "", &scales],
+                    &[&out],
+                    &[
+                        Attr::Str("mode", "linear"),
+                        Attr::Str("coordinate_transformation_mode", mode),
+                    ],
+                );
+                Ok(())
+            }
             (Builtin::Softmax, options) => {
                 let beta = match options {
                     Options::Softmax { beta } => *beta,
@@ -831,26 +873,27 @@ mod tests {
 
     /// The input `make_golden.py` fed to TFLite, NHWC: ((7x + 13y + 29c) mod 256) / 127.5 − 1;
     /// returned NCHW for the converted model.
-    fn golden_input() -> TractTensor {
-        tract_ndarray::Array4::from_shape_fn((1, 3, 128, 128), |(_, c, y, x)| {
+    fn golden_input(size: usize) -> TractTensor {
+        tract_ndarray::Array4::from_shape_fn((1, 3, size, size), |(_, c, y, x)| {
             ((7 * x + 13 * y + 29 * c) % 256) as f32 / 127.5 - 1.0
         })
         .into_tensor()
     }
 
-    fn golden() -> (Vec<f32>, Vec<f32>) {
-        let bytes = std::fs::read(data("golden.bin")).unwrap();
+    /// TFLite's outputs in `file` for `anchors` anchors: (regressors, classificators).
+    fn golden(file: &str, anchors: usize) -> (Vec<f32>, Vec<f32>) {
+        let bytes = std::fs::read(data(file)).unwrap();
         let values: Vec<f32> = bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        assert_eq!(values.len(), 896 * 17);
-        let (reg, cls) = values.split_at(896 * 16);
+        assert_eq!(values.len(), anchors * 17);
+        let (reg, cls) = values.split_at(anchors * 16);
         (reg.to_vec(), cls.to_vec())
     }
 
     /// Runs an ONNX detector on `input` and returns (regressors, classificators).
-    fn run_onnx(path: &Path, input: TractTensor) -> (Vec<f32>, Vec<f32>) {
+    fn run_onnx(path: &Path, input: TractTensor, anchors: usize) -> (Vec<f32>, Vec<f32>) {
         let model = tract_onnx::onnx()
             .model_for_path(path)
             .unwrap()
@@ -859,8 +902,8 @@ mod tests {
             .into_runnable()
             .unwrap();
         let out = model.run(tvec!(input.into_tvalue())).unwrap();
-        assert_eq!(out[0].shape(), &[1, 896, 16]);
-        assert_eq!(out[1].shape(), &[1, 896, 1]);
+        assert_eq!(out[0].shape(), &[1, anchors, 16]);
+        assert_eq!(out[1].shape(), &[1, anchors, 1]);
         let read = |t: &TValue| {
             t.try_as_plain_ram()
                 .unwrap()
@@ -890,25 +933,58 @@ mod tests {
         );
     }
 
+    /// The three BlazeFace variants: (TFLite file, shipped ONNX file, golden file, input size,
+    /// anchors, DEQUANTIZE operators folded away).
+    const VARIANTS: [(&str, &str, &str, usize, usize, usize); 3] = [
+        (
+            "face_detection_short_range.tflite",
+            "blazeface_short_range.onnx",
+            "golden.bin",
+            128,
+            896,
+            74,
+        ),
+        (
+            "face_detection_full_range.tflite",
+            "blazeface_full_range.onnx",
+            "golden_full_range.bin",
+            192,
+            2304,
+            178,
+        ),
+        (
+            "face_detection_back.tflite",
+            "blazeface_back.onnx",
+            "golden_back.bin",
+            256,
+            896,
+            138,
+        ),
+    ];
+
     #[test]
     fn converted_blazeface_matches_tflite_reference_outputs() {
         let dir = tempfile::tempdir().unwrap();
-        let onnx = dir.path().join("blazeface.onnx");
-        let summary = convert_file(&data("face_detection_short_range.tflite"), &onnx).unwrap();
-        assert_eq!(summary.dequantize_dropped, 74);
-        let (reg, cls) = run_onnx(&onnx, golden_input());
-        let (want_reg, want_cls) = golden();
-        assert_close("regressors", &reg, &want_reg);
-        assert_close("classificators", &cls, &want_cls);
+        for (tflite, _, golden_file, size, anchors, dequantize) in VARIANTS {
+            let onnx = dir.path().join("blazeface.onnx");
+            let summary = convert_file(&data(tflite), &onnx).unwrap();
+            assert_eq!(summary.dequantize_dropped, dequantize, "{tflite}");
+            let (reg, cls) = run_onnx(&onnx, golden_input(size), anchors);
+            let (want_reg, want_cls) = golden(golden_file, anchors);
+            assert_close(&format!("{tflite} regressors"), &reg, &want_reg);
+            assert_close(&format!("{tflite} classificators"), &cls, &want_cls);
+        }
     }
 
     #[test]
-    fn shipped_detector_model_matches_tflite_reference_outputs() {
-        let shipped = crate::test_repo().join("models/blazeface_short_range.onnx");
-        let (reg, cls) = run_onnx(&shipped, golden_input());
-        let (want_reg, want_cls) = golden();
-        assert_close("regressors", &reg, &want_reg);
-        assert_close("classificators", &cls, &want_cls);
+    fn shipped_detector_models_match_tflite_reference_outputs() {
+        for (_, shipped, golden_file, size, anchors, _) in VARIANTS {
+            let path = crate::test_repo().join("models").join(shipped);
+            let (reg, cls) = run_onnx(&path, golden_input(size), anchors);
+            let (want_reg, want_cls) = golden(golden_file, anchors);
+            assert_close(&format!("{shipped} regressors"), &reg, &want_reg);
+            assert_close(&format!("{shipped} classificators"), &cls, &want_cls);
+        }
     }
 
     #[test]
