@@ -10,8 +10,9 @@ use crate::dataset::{fairface_group_of, AgeGroup, GroupLimits, Race, Sample, FAI
 use crate::plot::{self, LineChart, Series};
 use agecam::model::{AgeGender, AgeGenderModel, Gender};
 use agecam::vision::crop::crop_face;
-use agecam::vision::FaceDetector;
+use agecam::vision::{FaceBox, FaceDetector};
 use anyhow::{Context, Result};
+use image::RgbImage;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -373,6 +374,48 @@ pub struct EvalRun<'a> {
     /// on the device ([`agecam::config::resolve_crop_margin`]).
     pub crop_margin: Option<f32>,
     pub max_images: Option<usize>,
+    /// Score every face as if it were this many pixels high in the frame (see
+    /// [`as_seen_at_height`]); `None`: as the picture gives it.
+    pub face_height: Option<u32>,
+}
+
+/// JPEG quality of the frames `face_height` simulates (a webcam's MJPEG).
+const CAMERA_JPEG_QUALITY: u8 = 75;
+
+/// The picture scaled down (area-averaging, as a sensor does) so `face` is `height` pixels
+/// high, JPEG-compressed and decoded as a webcam frame is, with the face box in it. A face
+/// already at most `height` high is returned as it is.
+pub fn as_seen_at_height(
+    img: &RgbImage,
+    face: &FaceBox,
+    height: u32,
+) -> Result<(RgbImage, FaceBox)> {
+    let s = height as f32 / face.height;
+    if s >= 1.0 {
+        return Ok((img.clone(), *face));
+    }
+    let w = ((img.width() as f32 * s).round() as u32).max(1);
+    let h = ((img.height() as f32 * s).round() as u32).max(1);
+    let small = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, CAMERA_JPEG_QUALITY)
+        .encode_image(&small)
+        .context("JPEG encoding of a scaled-down picture failed")?;
+    let small = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .context("JPEG decoding of a scaled-down picture failed")?
+        .to_rgb8();
+    let (sx, sy) = (
+        w as f32 / img.width() as f32,
+        h as f32 / img.height() as f32,
+    );
+    let scaled = FaceBox {
+        x: face.x * sx,
+        y: face.y * sy,
+        width: face.width * sx,
+        height: face.height * sy,
+        score: face.score,
+    };
+    Ok((small, scaled))
 }
 
 /// Faces found and scored, per model in the order given.
@@ -384,6 +427,8 @@ pub struct EvalOutcome {
     pub found_padded: usize,
     /// Whether the dataset brought its own train/validation split (FairFace).
     pub own_split: bool,
+    /// The face height the faces were scored at ([`EvalRun::face_height`]).
+    pub face_height: Option<u32>,
     pub unreadable: usize,
     pub truths: Vec<Truth>,
     /// `predictions[model][face]`.
@@ -421,6 +466,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         no_face: 0,
         found_padded: 0,
         own_split: chosen.iter().any(|s| s.split.is_some()),
+        face_height: run.face_height,
         unreadable: 0,
         truths: Vec::new(),
         predictions: vec![Vec::new(); models.len()],
@@ -449,6 +495,10 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
             continue;
         };
         out.found_padded += usize::from(padded);
+        let (img, face) = match run.face_height {
+            Some(h) => as_seen_at_height(&img, &face, h)?,
+            None => (img, face),
+        };
         for (m, model) in models.iter().enumerate() {
             let info = model.info();
             let margin = agecam::config::resolve_crop_margin(run.crop_margin, info.crop_margin);
@@ -524,6 +574,12 @@ pub fn write_report(
         outcome.no_face,
         outcome.unreadable
     )?;
+    if let Some(h) = outcome.face_height {
+        writeln!(
+            md,
+            "Faces scored as a camera sees them {h} px high: each picture scaled down so the face box is {h} px high and JPEG-compressed (quality {CAMERA_JPEG_QUALITY}) before the crop.\n"
+        )?;
+    }
     writeln!(
         md,
         "Age groups: YOUNG < {}, MIDDLE {}–{}, OLD ≥ {}.\n",
@@ -812,6 +868,30 @@ pub fn summary_line(outcome: &EvalOutcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_face_seen_smaller_is_scaled_down_with_its_box() {
+        let img = RgbImage::from_fn(200, 100, |x, y| image::Rgb([x as u8, y as u8, 128]));
+        let face = FaceBox {
+            x: 40.0,
+            y: 20.0,
+            width: 60.0,
+            height: 50.0,
+            score: 0.9,
+        };
+        let (small, f) = as_seen_at_height(&img, &face, 25).unwrap();
+        assert_eq!(small.dimensions(), (100, 50));
+        assert_eq!((f.x, f.y, f.width, f.height), (20.0, 10.0, 30.0, 25.0));
+        // JPEG-compressed: close to the scaled picture, not equal to it.
+        let p = small.get_pixel(50, 25).0;
+        assert!(
+            (p[0] as i32 - 100).abs() <= 8 && (p[1] as i32 - 50).abs() <= 8,
+            "{p:?}"
+        );
+        // A face already that small stays as it is.
+        let (same, g) = as_seen_at_height(&img, &face, 80).unwrap();
+        assert_eq!((same.dimensions(), g), (img.dimensions(), face));
+    }
 
     fn truth(age: Option<u32>, gender: Option<Gender>, race: Option<Race>) -> Truth {
         let limits = GroupLimits::default();

@@ -224,6 +224,12 @@ struct EvalArgs {
     /// Score at most this many images, evenly spaced over the chosen ones (quick checks).
     #[arg(long)]
     max_images: Option<usize>,
+    /// Score faces as a camera sees them at this height in pixels: each picture is scaled
+    /// down so the face box found in it is PX high and JPEG-compressed (quality 75) before the
+    /// crop is cut from it (the detector still runs on the full picture). Faces already
+    /// smaller are scored as they are.
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(8..))]
+    face_height: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -738,6 +744,7 @@ fn eval_command(config_file: Option<&std::path::Path>, a: &EvalArgs) -> anyhow::
         limits,
         crop_margin: config.detector.crop_margin,
         max_images: a.max_images,
+        face_height: a.face_height,
     };
     let outcome = eval::evaluate(&run, detector.as_mut())?;
     let files = eval::write_report(
