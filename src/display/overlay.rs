@@ -107,10 +107,14 @@ where
         } else {
             top_left.y
         };
+        // The font keeps its size however small the face (a distant face's box may be
+        // narrower than its label); the label is moved left to stay whole on the panel.
+        let label_width = label_size(&label, font).width as i32;
+        let label_left = top_left.x.min(panel.width as i32 - label_width).max(0);
         draw_label(
             target,
             &label,
-            Point::new(top_left.x, label_top),
+            Point::new(label_left, label_top),
             font,
             colour,
             Rgb888::BLACK,
@@ -136,6 +140,14 @@ where
     )
 }
 
+/// Size of a label's band: the text plus 2 px on each side.
+fn label_size(text: &str, font: &MonoFont) -> Size {
+    Size::new(
+        font.character_size.width * text.chars().count() as u32 + 4,
+        font.character_size.height + 2,
+    )
+}
+
 /// Text on a filled background, so it stays readable over any picture.
 fn draw_label<D>(
     target: &mut D,
@@ -148,9 +160,7 @@ fn draw_label<D>(
 where
     D: DrawTarget<Color = Rgb888>,
 {
-    let width = font.character_size.width * text.len() as u32 + 4;
-    let height = font.character_size.height + 2;
-    Rectangle::new(top_left, Size::new(width, height))
+    Rectangle::new(top_left, label_size(text, font))
         .into_styled(PrimitiveStyle::with_fill(background))
         .draw(target)?;
     let style = MonoTextStyle::new(font, foreground);
@@ -265,6 +275,39 @@ mod tests {
         assert!((0..12)
             .flat_map(|y| (0..60).map(move |x| (x, y)))
             .any(|(x, y)| canvas_pixel(&canvas, x, y) == [255, 255, 255]));
+    }
+
+    /// A distant face (a 16 px box at the right edge of a 320×240 panel) keeps the full-size
+    /// label, moved left so all of it is on the panel.
+    #[test]
+    fn a_small_face_at_the_edge_keeps_a_whole_readable_label() {
+        let frame = grey_frame(320, 240);
+        let face = FaceResult {
+            face: FaceBox {
+                x: 302.0,
+                y: 100.0,
+                width: 16.0,
+                height: 16.0,
+                score: 0.9,
+            },
+            estimate: None,
+        };
+        let mut canvas = RgbCanvas::new(320, 240);
+        draw_overlay(&mut canvas, &frame, &[face], &Status::default()).unwrap();
+        // "face" in the 6x10 font: a band 28 px wide and 12 high, ending at the panel's edge.
+        let colour = rgb(FACE_COLOUR);
+        let band = |x0: u32| {
+            (88..100)
+                .flat_map(move |y| (x0..320).map(move |x| (x, y)))
+                .collect::<Vec<_>>()
+        };
+        let pixels: Vec<[u8; 3]> = band(292)
+            .into_iter()
+            .map(|(x, y)| canvas_pixel(&canvas, x, y))
+            .collect();
+        assert!(pixels.iter().filter(|&&p| p == colour).count() > pixels.len() / 2);
+        assert!(pixels.contains(&[0, 0, 0]), "label text drawn");
+        assert_ne!(canvas_pixel(&canvas, 291, 94), colour, "band starts at 292");
     }
 
     #[test]
