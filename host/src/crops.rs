@@ -596,7 +596,7 @@ pub fn render(
         }
     }
     if a.jpeg_quality > 0 {
-        jpeg_round_trip(&mut v, size, a.jpeg_quality);
+        jpeg_round_trip_chw(&mut v, size, a.jpeg_quality);
     }
     for c in 0..3 {
         for (o, x) in out[c * plane..(c + 1) * plane]
@@ -650,26 +650,29 @@ fn gaussian_blur(v: &mut [f32], size: usize, sigma: f32) {
     }
 }
 
-/// Encodes the CHW [0, 1] image as a JPEG of `quality` and decodes it back in place, the
-/// blocks and ringing a camera's MJPEG stream gives.
-fn jpeg_round_trip(v: &mut [f32], size: usize, quality: u8) {
+/// JPEG quality of a webcam's MJPEG frames, as `det-bench` and `eval --face-height` simulate.
+pub const CAMERA_JPEG_QUALITY: u8 = 75;
+
+/// `img` JPEG-encoded at `quality` and decoded again: the blocks and ringing a camera's MJPEG
+/// stream gives.
+pub fn jpeg_round_trip(img: &RgbImage, quality: u8) -> image::ImageResult<RgbImage> {
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality).encode_image(img)?;
+    Ok(image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)?.to_rgb8())
+}
+
+/// [`jpeg_round_trip`] in place on a CHW [0, 1] image (left as it is if encoding fails).
+fn jpeg_round_trip_chw(v: &mut [f32], size: usize, quality: u8) {
     let plane = size * size;
     let img = RgbImage::from_fn(size as u32, size as u32, |x, y| {
         let i = y as usize * size + x as usize;
         let q = |c: usize| (v[c * plane + i] * 255.0).round() as u8;
         Rgb([q(0), q(1), q(2)])
     });
-    let mut bytes = Vec::new();
-    let encoded = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
-        .encode_image(&img)
-        .is_ok();
-    let Some(back) = encoded
-        .then(|| image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).ok())
-        .flatten()
-    else {
+    let Ok(back) = jpeg_round_trip(&img, quality) else {
         return;
     };
-    for (x, y, p) in back.to_rgb8().enumerate_pixels() {
+    for (x, y, p) in back.enumerate_pixels() {
         let i = y as usize * size + x as usize;
         for c in 0..3 {
             v[c * plane + i] = p.0[c] as f32 / 255.0;

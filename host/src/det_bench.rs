@@ -34,7 +34,7 @@ use std::time::Instant;
 /// IoU with the ground truth at which a face counts as found.
 pub const FOUND_IOU: f32 = 0.4;
 /// JPEG quality of every composed frame (a webcam's MJPEG).
-pub const JPEG_QUALITY: u8 = 75;
+pub const JPEG_QUALITY: u8 = crate::crops::CAMERA_JPEG_QUALITY;
 /// Margin cut around the ground-truth box of a face, as a share of its side, on each side.
 pub const PASTE_MARGIN: f32 = 0.5;
 /// Face heights in pixels measured by default.
@@ -220,15 +220,8 @@ fn file_name(path: &Path) -> String {
 
 /// The frame after a JPEG round trip at `quality`.
 pub fn jpeg_round_trip(frame: &RgbImage, quality: u8) -> anyhow::Result<RgbImage> {
-    let mut bytes = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
-        .encode_image(frame)
-        .context("JPEG encoding of a composed frame failed")?;
-    Ok(
-        image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
-            .context("JPEG decoding of a composed frame failed")?
-            .to_rgb8(),
-    )
+    crate::crops::jpeg_round_trip(frame, quality)
+        .context("JPEG round trip of a composed frame failed")
 }
 
 /// A random crop of `bg` with the frame's aspect ratio (60–100 % of the largest such crop),
@@ -646,7 +639,7 @@ pub fn det_bench_command(args: &DetBenchArgs, config_file: Option<&Path>) -> any
                     full_frame: true,
                 };
                 NamedDetector {
-                    name: format!("blazeface-tiled-{}x{}", grid.cols.max(1), grid.rows.max(1)),
+                    name: format!("blazeface-tiled-{}x{}", grid.cols, grid.rows),
                     detector: Box::new(
                         TiledDetector::new(load(&blaze_config)?, grid)
                             .with_max_faces(blaze_config.max_faces),

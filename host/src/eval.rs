@@ -5,7 +5,7 @@
 //! Several models can be scored in one run on the same faces (float vs int8 forms), so their
 //! differences are not blurred by different detections or image sets.
 
-use crate::crops::find_face;
+use crate::crops::{find_face, jpeg_round_trip, CAMERA_JPEG_QUALITY};
 use crate::dataset::{fairface_group_of, AgeGroup, GroupLimits, Race, Sample, FAIRFACE_GROUPS};
 use crate::plot::{self, LineChart, Series};
 use agecam::model::{AgeGender, AgeGenderModel, Gender};
@@ -379,9 +379,6 @@ pub struct EvalRun<'a> {
     pub face_height: Option<u32>,
 }
 
-/// JPEG quality of the frames `face_height` simulates (a webcam's MJPEG).
-const CAMERA_JPEG_QUALITY: u8 = 75;
-
 /// The picture scaled down (area-averaging, as a sensor does) so `face` is `height` pixels
 /// high, JPEG-compressed and decoded as a webcam frame is, with the face box in it. A face
 /// already at most `height` high is returned as it is.
@@ -397,13 +394,8 @@ pub fn as_seen_at_height(
     let w = ((img.width() as f32 * s).round() as u32).max(1);
     let h = ((img.height() as f32 * s).round() as u32).max(1);
     let small = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
-    let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, CAMERA_JPEG_QUALITY)
-        .encode_image(&small)
-        .context("JPEG encoding of a scaled-down picture failed")?;
-    let small = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
-        .context("JPEG decoding of a scaled-down picture failed")?
-        .to_rgb8();
+    let small = jpeg_round_trip(&small, CAMERA_JPEG_QUALITY)
+        .context("JPEG round trip of a scaled-down picture failed")?;
     let (sx, sy) = (
         w as f32 / img.width() as f32,
         h as f32 / img.height() as f32,
