@@ -106,6 +106,11 @@ pub struct DetBenchArgs {
     #[arg(long, value_name = "PX")]
     pub min_face_size: Option<u32>,
     /// Tiles across and down for `tiled`.
+    /// Run each BlazeFace configuration once per score threshold given (e.g. 0.5,0.6,0.7),
+    /// named `KIND@THRESHOLD`; unset, the configured threshold. The boxes counted as truth keep
+    /// the configured threshold.
+    #[arg(long, value_delimiter = ',', value_name = "P")]
+    pub score_thresholds: Vec<f32>,
     #[arg(long, default_value_t = 2)]
     pub tile_cols: u32,
     #[arg(long, default_value_t = 2)]
@@ -609,45 +614,73 @@ pub fn det_bench_command(args: &DetBenchArgs, config_file: Option<&Path>) -> any
         args.data.join("nonfaces").display()
     );
 
+    anyhow::ensure!(
+        args.score_thresholds
+            .iter()
+            .all(|p| (0.0..=1.0).contains(p)),
+        "--score-thresholds: give probabilities from 0.0 to 1.0"
+    );
+    // One pass with the configured threshold, or one per --score-thresholds value.
+    let thresholds: Vec<Option<f32>> = if args.score_thresholds.is_empty() {
+        vec![None]
+    } else {
+        args.score_thresholds.iter().map(|&p| Some(p)).collect()
+    };
     let mut detectors = Vec::new();
     for choice in &args.detectors {
-        let detector = match choice {
-            DetChoice::Blazeface => NamedDetector {
-                name: "blazeface".into(),
-                detector: load(&blaze_config)?,
-            },
-            DetChoice::Seeta | DetChoice::FullRange | DetChoice::Back => {
-                let mut c = blaze_config.clone();
-                c.kind = match choice {
-                    DetChoice::Seeta => DetectorKind::Seeta,
-                    DetChoice::FullRange => DetectorKind::BlazefaceFullRange,
-                    _ => DetectorKind::BlazefaceBack,
-                };
-                if c.kind == DetectorKind::Seeta {
-                    c.score_threshold = None; // SeetaFace's own scale
-                }
-                NamedDetector {
-                    name: c.kind.name().into(),
+        for (pass, &threshold) in thresholds.iter().enumerate() {
+            let mut c = blaze_config.clone();
+            if let Some(p) = threshold {
+                c.score_threshold = Some(p);
+            }
+            let named = |name: &str| match threshold {
+                Some(p) => format!("{name}@{p}"),
+                None => name.to_string(),
+            };
+            let detector = match choice {
+                DetChoice::Blazeface => NamedDetector {
+                    name: named("blazeface"),
                     detector: load(&c)?,
+                },
+                DetChoice::Seeta => {
+                    if pass > 0 {
+                        continue; // SeetaFace's own scale: run once
+                    }
+                    c.kind = DetectorKind::Seeta;
+                    c.score_threshold = None;
+                    NamedDetector {
+                        name: c.kind.name().into(),
+                        detector: load(&c)?,
+                    }
                 }
-            }
-            DetChoice::Tiled => {
-                let grid = TileGrid {
-                    cols: args.tile_cols.max(1),
-                    rows: args.tile_rows.max(1),
-                    overlap: args.tile_overlap,
-                    full_frame: true,
-                };
-                NamedDetector {
-                    name: format!("blazeface-tiled-{}x{}", grid.cols, grid.rows),
-                    detector: Box::new(
-                        TiledDetector::new(load(&blaze_config)?, grid)
-                            .with_max_faces(blaze_config.max_faces),
-                    ),
+                DetChoice::FullRange | DetChoice::Back => {
+                    c.kind = if *choice == DetChoice::Back {
+                        DetectorKind::BlazefaceBack
+                    } else {
+                        DetectorKind::BlazefaceFullRange
+                    };
+                    NamedDetector {
+                        name: named(c.kind.name()),
+                        detector: load(&c)?,
+                    }
                 }
-            }
-        };
-        detectors.push(detector);
+                DetChoice::Tiled => {
+                    let grid = TileGrid {
+                        cols: args.tile_cols.max(1),
+                        rows: args.tile_rows.max(1),
+                        overlap: args.tile_overlap,
+                        full_frame: true,
+                    };
+                    NamedDetector {
+                        name: named(&format!("blazeface-tiled-{}x{}", grid.cols, grid.rows)),
+                        detector: Box::new(
+                            TiledDetector::new(load(&c)?, grid).with_max_faces(c.max_faces),
+                        ),
+                    }
+                }
+            };
+            detectors.push(detector);
+        }
     }
 
     let input = BenchInput {

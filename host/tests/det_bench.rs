@@ -106,6 +106,51 @@ fn det_bench_measures_blazeface_by_face_size() {
     assert!(d["median_ms"].as_f64().unwrap() > 0.0);
 }
 
+/// `--score-thresholds` runs a configuration once per threshold; a stricter one finds no more.
+#[test]
+fn det_bench_compares_score_thresholds() {
+    let out = run_ok(host().args([
+        "det-bench",
+        "--detectors",
+        "blazeface",
+        "--score-thresholds",
+        "0.5,0.9999",
+        "--frame-sizes",
+        "640x480",
+        "--face-heights",
+        "96,160",
+        "--positions",
+        "1",
+        "--max-backgrounds",
+        "1",
+        "--nonface-crops",
+        "1",
+        "--json",
+    ]));
+    let stdout = text(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let detectors = json["frame_sizes"][0]["detectors"].as_array().unwrap();
+    let names: Vec<&str> = detectors
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["blazeface@0.5", "blazeface@0.9999"], "{stdout}");
+    let found = |d: &serde_json::Value| -> u64 {
+        d["per_height"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["found"].as_u64().unwrap())
+            .sum()
+    };
+    let (loose, strict) = (found(&detectors[0]), found(&detectors[1]));
+    assert!(loose > 0, "{stdout}");
+    assert!(
+        strict < loose,
+        "a 0.9999 threshold drops some faces: {stdout}"
+    );
+}
+
 #[test]
 fn det_bench_names_a_missing_models_folder_and_data_folder() {
     let out = host()
