@@ -23,6 +23,9 @@ pub struct Pipeline {
     /// `None` while no age/gender model is installed: faces are still found and shown.
     model: Option<AgeGenderModel>,
     crop_margin: f32,
+    /// Faces whose shorter box side is under this many pixels get no estimate
+    /// (`model.min_face_size`).
+    min_estimate_size: u32,
     /// Which model runs and under what licence, for the start-up log and `selftest`.
     licence: String,
 }
@@ -59,6 +62,7 @@ impl Pipeline {
             detector,
             model,
             crop_margin,
+            min_estimate_size: config.model.min_face_size,
             licence,
         })
     }
@@ -78,7 +82,20 @@ impl Pipeline {
         self.model.as_ref()
     }
 
-    /// A pipeline from parts already loaded (tests, tools).
+    /// Smallest face side, in frame pixels, whose age and gender are estimated.
+    pub fn min_estimate_size(&self) -> u32 {
+        self.min_estimate_size
+    }
+
+    /// Faces whose shorter box side is under `pixels` are counted without an estimate (see
+    /// [`ModelConfig::min_face_size`](crate::config::ModelConfig::min_face_size)).
+    pub fn with_min_estimate_size(mut self, pixels: u32) -> Pipeline {
+        self.min_estimate_size = pixels;
+        self
+    }
+
+    /// A pipeline from parts already loaded (tests, tools); it estimates every face found
+    /// ([`Pipeline::with_min_estimate_size`] sets a floor).
     pub fn from_parts(
         detector: Box<dyn FaceDetector>,
         model: Option<AgeGenderModel>,
@@ -88,6 +105,7 @@ impl Pipeline {
             detector,
             model,
             crop_margin,
+            min_estimate_size: 0,
             licence: "age/gender model given by the caller".to_string(),
         }
     }
@@ -117,20 +135,33 @@ impl Pipeline {
             return Ok((results, times));
         };
         let size = model.info().input_size;
+        // Faces too small for a trustworthy estimate are kept (counted, boxed), not classified.
+        let floor = self.min_estimate_size as f32;
+        let estimable: Vec<bool> = faces
+            .iter()
+            .map(|f| f.width.min(f.height) >= floor)
+            .collect();
         let crops: Vec<RgbImage> = faces
             .iter()
-            .map(|f| crop_face(image, f, self.crop_margin, size))
+            .zip(&estimable)
+            .filter(|(_, &ok)| ok)
+            .map(|(f, _)| crop_face(image, f, self.crop_margin, size))
             .collect();
         let cropped = Instant::now();
-        let estimates = model.predict(&crops)?;
+        let mut estimates = if crops.is_empty() {
+            Vec::new()
+        } else {
+            model.predict(&crops)?
+        }
+        .into_iter();
         times.crop = cropped - detected;
         times.infer = cropped.elapsed();
         let results = faces
             .into_iter()
-            .zip(estimates)
-            .map(|(face, estimate)| FaceResult {
+            .zip(estimable)
+            .map(|(face, ok)| FaceResult {
                 face,
-                estimate: Some(estimate),
+                estimate: if ok { estimates.next() } else { None },
             })
             .collect();
         Ok((results, times))
@@ -353,5 +384,56 @@ mod tests {
         assert_eq!(estimates[0].gender, crate::model::Gender::Female);
         assert!((estimates[1].age - 20.0).abs() < 1.5, "{estimates:?}");
         assert_eq!(estimates[1].gender, crate::model::Gender::Male);
+    }
+
+    /// A detector that finds one 16 px face at the left and one 32 px face at the right.
+    struct NearAndFar;
+
+    impl FaceDetector for NearAndFar {
+        fn detect(&mut self, _: &RgbImage) -> Vec<FaceBox> {
+            let face = |x, side| FaceBox {
+                x,
+                y: 0.0,
+                width: side,
+                height: side,
+                score: 1.0,
+            };
+            vec![face(4.0, 16.0), face(32.0, 32.0)]
+        }
+    }
+
+    #[test]
+    fn faces_under_the_estimate_floor_are_kept_without_an_estimate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.onnx");
+        std::fs::write(
+            &path,
+            crate::model::onnx_build::tests_support::tiny_age_gender_onnx(16),
+        )
+        .unwrap();
+        let model = AgeGenderModel::load(&path).unwrap();
+        let frame = RgbImage::from_fn(64, 32, |x, _| {
+            if x < 32 {
+                image::Rgb([255, 0, 255])
+            } else {
+                image::Rgb([0, 255, 0])
+            }
+        });
+        let mut pipeline =
+            Pipeline::from_parts(Box::new(NearAndFar), Some(model), 0.0).with_min_estimate_size(20);
+        let (results, _) = pipeline.process(&frame).unwrap();
+        assert_eq!(results.len(), 2, "both faces are kept");
+        assert_eq!(results[0].face.width, 16.0);
+        assert_eq!(results[0].estimate, None, "16 px is under the 20 px floor");
+        // The right-hand (green) face is estimated as its own crop: age 20, male.
+        let near = results[1].estimate.expect("32 px is estimated");
+        assert!((near.age - 20.0).abs() < 1.5, "{near:?}");
+        assert_eq!(near.gender, crate::model::Gender::Male);
+
+        // Every face under the floor: no inference at all, both still reported.
+        let mut pipeline = pipeline.with_min_estimate_size(40);
+        let (results, _) = pipeline.process(&frame).unwrap();
+        assert_eq!(results.len(), 2);
+        assert!(results.iter().all(|r| r.estimate.is_none()));
     }
 }

@@ -236,6 +236,41 @@ fn demo_run_writes_annotated_frames() {
     );
 }
 
+/// A face under `model.min_face_size` is counted with age and gender unknown, not guessed:
+/// with the floor above every demo face, the demo's visits all land in the `unknown` cell.
+#[test]
+fn faces_under_the_estimate_floor_are_counted_as_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agecam.toml");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\ndir = {:?}\nmin_face_size = 2000\n",
+            models.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = run_ok(
+        agecam()
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "--demo", "--out"])
+            .arg(dir.path().join("demo")),
+    );
+    let stdout = text(&out.stdout);
+    let interval: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let cells = interval["cells"].as_array().unwrap();
+    let visits: u64 = cells.iter().map(|c| c["visits"].as_u64().unwrap()).sum();
+    assert!(visits >= 1, "the visitors are still counted: {stdout}");
+    assert!(
+        cells
+            .iter()
+            .all(|c| c["gender"] == "unknown" && c["age_bucket"] == "unknown"),
+        "{stdout}"
+    );
+}
+
 /// Under systemd (`CacheDirectory=agecam` sets `$CACHE_DIRECTORY`) the first start prepares
 /// the int8 network from ONNX and saves it; the next start reads it back.
 #[test]

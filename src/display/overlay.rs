@@ -20,7 +20,7 @@ pub struct Status {
 
 pub const MALE_COLOUR: Rgb888 = Rgb888::new(80, 170, 255);
 pub const FEMALE_COLOUR: Rgb888 = Rgb888::new(255, 90, 170);
-/// Faces without an age/gender estimate (no model installed).
+/// Faces without an age/gender estimate (no model installed, or under `model.min_face_size`).
 pub const FACE_COLOUR: Rgb888 = Rgb888::new(255, 210, 0);
 
 /// How the frame maps onto the panel: uniform scale, centred, black bars on the sides.

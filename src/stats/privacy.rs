@@ -220,6 +220,25 @@ mod tests {
         );
     }
 
+    /// Distant visitors (faces under `model.min_face_size`) have their own `unknown` cell,
+    /// under the same rules as every other.
+    #[test]
+    fn the_unknown_cell_follows_the_same_rules() {
+        let many = interval(&[("unknown", "unknown", 6), ("25-34", "female", 5)]);
+        let p = publish(&many, &PrivacySettings::default());
+        assert_eq!(
+            cells(&p),
+            vec![
+                ("25-34".into(), "female".into(), 5),
+                ("unknown".into(), "unknown".into(), 6),
+            ]
+        );
+        let few = interval(&[("unknown", "unknown", 4), ("25-34", "female", 5)]);
+        let p = publish(&few, &PrivacySettings::default());
+        assert_eq!(cells(&p), vec![("25-34".into(), "female".into(), 5)]);
+        assert_eq!(p.suppressed_cells, 1);
+    }
+
     #[test]
     fn k_of_one_publishes_everything_and_few_visits_hide_the_dwell() {
         let i = interval(&[("65+", "male", 1)]);

@@ -311,6 +311,27 @@ mod tests {
         assert_eq!((visits[0].age, visits[0].gender), (None, None));
     }
 
+    /// Someone walking up: far away (no estimate, under `model.min_face_size`) for the first
+    /// frames, near enough for the last ones. The visit takes the near frames' estimate.
+    #[test]
+    fn a_visit_takes_its_estimate_from_the_frames_near_enough() {
+        let mut tracker = Tracker::new(TrackerSettings::default());
+        let t0 = Instant::now();
+        for i in 0..8 {
+            let mut f = face(200.0, 52.0, Gender::Female);
+            if i < 5 {
+                f.estimate = None;
+            }
+            tracker.update(&[f], t0 + FRAME * i);
+        }
+        let visits = tracker.finish();
+        assert_eq!(visits.len(), 1);
+        assert_eq!(
+            (visits[0].age, visits[0].gender),
+            (Some(52.0), Some(Gender::Female))
+        );
+    }
+
     #[test]
     fn weighted_median_prefers_the_heavy_side() {
         assert_eq!(
