@@ -324,7 +324,7 @@ pub fn start_push(config: &Config) -> anyhow::Result<Option<Pusher>> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunSummary {
     pub frames: u64,
-    /// Frames the source could not decode; skipped.
+    /// Frames taken from the source that could not be decoded; skipped.
     pub bad_frames: u64,
     /// Times the camera was lost (unplugged or stalled) and had to be reopened.
     pub camera_faults: u64,
@@ -333,7 +333,8 @@ pub struct RunSummary {
     pub model_failures: u64,
     /// Frames the display failed to show; the run went on counting.
     pub display_failures: u64,
-    /// Camera frames replaced by a newer one before the pipeline was ready for them.
+    /// Camera frames replaced by a newer one before the pipeline was ready for them; never
+    /// decoded, so a corrupt one among them is counted here, not in `bad_frames`.
     pub stale_frames: u64,
     pub elapsed: Duration,
     pub detect_time: Duration,

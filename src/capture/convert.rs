@@ -38,7 +38,7 @@ pub fn buffer_to_rgb(
         }
         PixelFormat::Yuyv => {
             yuyv_to_rgb(buf, width, height, scratch)?;
-            RgbImage::from_raw(width, height, scratch.clone())
+            RgbImage::from_raw(width, height, std::mem::take(scratch))
                 .ok_or_else(|| "frame size mismatch".to_string())
         }
         PixelFormat::Rgb3 => {

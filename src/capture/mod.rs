@@ -12,6 +12,7 @@ pub mod v4l2;
 pub use newest::NewestFrame;
 pub use stills::{demo_frames, StillImages};
 
+use convert::PixelFormat;
 use image::RgbImage;
 use std::time::Instant;
 
@@ -36,6 +37,70 @@ impl std::fmt::Debug for Frame {
             .field("seq", &self.seq)
             .field("origin", &self.origin)
             .finish()
+    }
+}
+
+/// One frame as the source delivered it, not yet decoded: a camera's MJPEG or YUYV buffer is
+/// kept as bytes, so a frame that a newer one replaces (see [`NewestFrame`]) is never decoded.
+/// [`RawFrame::decode`] turns it into a [`Frame`] once it is taken.
+pub struct RawFrame {
+    pub pixels: RawPixels,
+    /// Counts frames delivered by this source, from 0.
+    pub seq: u64,
+    /// When the frame was taken (or read).
+    pub captured: Instant,
+    /// Where it came from: a file name, or the device node.
+    pub origin: String,
+}
+
+/// The pixels of a [`RawFrame`].
+pub enum RawPixels {
+    /// Already RGB (still images, recorded test frames).
+    Rgb(RgbImage),
+    /// A camera buffer as the driver filled it.
+    Buffer {
+        bytes: Vec<u8>,
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+    },
+}
+
+impl RawFrame {
+    /// Decodes the pixels into RGB; a buffer that does not decode is a
+    /// [`CaptureError::BadFrame`] naming the source.
+    pub fn decode(self) -> Result<Frame, CaptureError> {
+        let image = match self.pixels {
+            RawPixels::Rgb(image) => image,
+            RawPixels::Buffer {
+                bytes,
+                format,
+                width,
+                height,
+            } => convert::buffer_to_rgb(&bytes, format, width, height, &mut Vec::new()).map_err(
+                |reason| CaptureError::BadFrame {
+                    origin: self.origin.clone(),
+                    reason,
+                },
+            )?,
+        };
+        Ok(Frame {
+            image,
+            seq: self.seq,
+            captured: self.captured,
+            origin: self.origin,
+        })
+    }
+}
+
+impl From<Frame> for RawFrame {
+    fn from(frame: Frame) -> RawFrame {
+        RawFrame {
+            pixels: RawPixels::Rgb(frame.image),
+            seq: frame.seq,
+            captured: frame.captured,
+            origin: frame.origin,
+        }
     }
 }
 
@@ -69,6 +134,13 @@ pub trait FrameSource {
     /// The next frame; `Ok(None)` when the source has ended (a folder without repeat).
     fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError>;
 
+    /// The next frame, undecoded where the source can hand out its buffer as it came (a
+    /// camera); the default decodes through [`FrameSource::next_frame`]. [`NewestFrame`]
+    /// reads its source with this, so a frame replaced before it is taken costs no decoding.
+    fn next_raw(&mut self) -> Result<Option<RawFrame>, CaptureError> {
+        Ok(self.next_frame()?.map(RawFrame::from))
+    }
+
     /// A short human description for logs, e.g. `folder /srv/frames (12 images)`.
     fn describe(&self) -> String;
 
@@ -83,6 +155,9 @@ pub trait FrameSource {
 impl<S: FrameSource + ?Sized> FrameSource for &mut S {
     fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
         (**self).next_frame()
+    }
+    fn next_raw(&mut self) -> Result<Option<RawFrame>, CaptureError> {
+        (**self).next_raw()
     }
     fn describe(&self) -> String {
         (**self).describe()

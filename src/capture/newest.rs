@@ -1,6 +1,10 @@
 //! Newest-frame delivery: a camera keeps producing at its own rate on a thread of its own, and
 //! the daemon always gets the most recent frame, never a queue of stale ones.
 //!
+//! The capture thread keeps the newest frame *undecoded* ([`RawFrame`]): the daemon decodes
+//! the one it takes, so a frame replaced by a newer one costs no decoding. Such a frame is
+//! counted as dropped; a frame that fails to decode once taken is a bad frame, as before.
+//!
 //! Without this, a kiosk whose inference is slower than the camera shows and counts frames
 //! that are increasingly old: the V4L2 driver fills its buffers in order and hands out the
 //! oldest first. Here the capture thread overwrites an unclaimed frame with the next one and
@@ -8,7 +12,7 @@
 //! daemon, so its fault counts stay exact (they may arrive just before a newer frame that came
 //! after them in time, which changes no count).
 
-use super::{CaptureError, Frame, FrameSource};
+use super::{CaptureError, Frame, FrameSource, RawFrame};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -33,7 +37,8 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    frame: Option<Frame>,
+    /// The newest frame, as the source delivered it (decoded only when taken).
+    frame: Option<RawFrame>,
     errors: VecDeque<CaptureError>,
     /// Set once the source has ended; `Some(error)` when it ended with an unrecoverable error.
     ended: Option<Option<CaptureError>>,
@@ -65,7 +70,7 @@ impl NewestFrame {
             .spawn(move || {
                 let _finished = Finished(Arc::clone(&producer));
                 while !producer.stop.load(Ordering::Relaxed) {
-                    let next = source.next_frame();
+                    let next = source.next_raw();
                     let mut state = producer.lock();
                     state.description = source.describe();
                     let ended = match next {
@@ -131,6 +136,14 @@ impl Shared {
 
 impl FrameSource for NewestFrame {
     fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+        // Decoded here, on the caller's thread, outside the lock: only taken frames are.
+        match self.next_raw()? {
+            Some(raw) => raw.decode().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn next_raw(&mut self) -> Result<Option<RawFrame>, CaptureError> {
         let mut state = self.shared.lock();
         loop {
             if let Some(e) = state.errors.pop_front() {
@@ -266,6 +279,65 @@ mod tests {
         assert_eq!(newest.next_frame().unwrap().unwrap().seq, 5);
         assert_eq!(newest.dropped_frames(), 4);
         assert_eq!(newest.describe(), "handed frames");
+    }
+
+    /// A camera handing out MJPEG buffers undecoded, as the V4L2 source does.
+    struct MjpegCamera {
+        items: Receiver<(u64, Vec<u8>)>,
+    }
+
+    impl FrameSource for MjpegCamera {
+        fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+            match self.next_raw()? {
+                Some(raw) => raw.decode().map(Some),
+                None => Ok(None),
+            }
+        }
+
+        fn next_raw(&mut self) -> Result<Option<RawFrame>, CaptureError> {
+            Ok(self.items.recv().ok().map(|(seq, bytes)| RawFrame {
+                pixels: crate::capture::RawPixels::Buffer {
+                    bytes,
+                    format: crate::capture::convert::PixelFormat::Mjpeg,
+                    width: 16,
+                    height: 16,
+                },
+                seq,
+                captured: Instant::now(),
+                origin: "/dev/video9".to_string(),
+            }))
+        }
+
+        fn describe(&self) -> String {
+            "mjpeg camera".to_string()
+        }
+    }
+
+    #[test]
+    fn only_the_frame_taken_is_decoded_so_a_replaced_bad_frame_is_dropped_not_bad() {
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+            .encode_image(&RgbImage::from_pixel(16, 16, image::Rgb([200, 120, 40])))
+            .unwrap();
+        let corrupt = b"\xff\xd8 not a jpeg".to_vec();
+        let (send, items) = sync_channel(0);
+        let mut newest = NewestFrame::start(MjpegCamera { items }).unwrap();
+        // A corrupt frame replaced by a good one before the reader takes either: never
+        // decoded, so it is a dropped frame, not a bad one.
+        send.send((0, corrupt.clone())).unwrap();
+        send.send((1, jpeg.clone())).unwrap();
+        wait_until("one frame dropped", || newest.dropped() == 1);
+        let frame = newest.next_frame().unwrap().unwrap();
+        assert_eq!((frame.seq, frame.image.dimensions()), (1, (16, 16)));
+        // A corrupt frame that is taken is decoded, and reported as bad, naming the camera.
+        send.send((2, corrupt)).unwrap();
+        let e = newest.next_frame().unwrap_err();
+        assert!(matches!(e, CaptureError::BadFrame { .. }), "{e}");
+        assert!(e.to_string().contains("/dev/video9"), "{e}");
+        send.send((3, jpeg)).unwrap();
+        assert_eq!(newest.next_frame().unwrap().unwrap().seq, 3);
+        assert_eq!(newest.dropped_frames(), 1);
+        drop(send);
     }
 
     #[test]

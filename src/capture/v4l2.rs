@@ -4,9 +4,8 @@
 //! Pixel conversion lives in [`super::convert`], so tests exercise the same decoding on any
 //! machine; this file is only the thin part that needs a real `/dev/videoN`.
 
-use super::convert::buffer_to_rgb;
 pub use super::convert::PixelFormat;
-use super::{CaptureError, Frame, FrameSource};
+use super::{CaptureError, Frame, FrameSource, RawFrame, RawPixels};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -50,7 +49,6 @@ pub struct V4l2Camera {
     seq: u64,
     backoff: Duration,
     retry_at: Instant,
-    rgb: Vec<u8>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -74,7 +72,6 @@ impl V4l2Camera {
             seq: 0,
             backoff: Duration::from_millis(250),
             retry_at: Instant::now(),
-            rgb: Vec::new(),
         })
     }
 
@@ -95,6 +92,15 @@ impl V4l2Camera {
 
 impl FrameSource for V4l2Camera {
     fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+        match self.next_raw()? {
+            Some(raw) => raw.decode().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The driver's buffer, copied out (the mmap buffer goes back to the driver) and not
+    /// decoded: [`NewestFrame`](super::NewestFrame) decodes only the frames the daemon takes.
+    fn next_raw(&mut self) -> Result<Option<RawFrame>, CaptureError> {
         if self.open.is_none() {
             let wait = self.retry_at.saturating_duration_since(Instant::now());
             std::thread::sleep(wait);
@@ -128,13 +134,13 @@ impl FrameSource for V4l2Camera {
             Err(e) => return Err(self.lose(format!("{e}; waiting for it to come back"))),
         };
         let used = (meta.bytesused as usize).min(buf.len());
-        let image = buffer_to_rgb(&buf[..used], format, width, height, &mut self.rgb);
-        let image = image.map_err(|reason| CaptureError::BadFrame {
-            origin: self.origin(),
-            reason,
-        })?;
-        let frame = Frame {
-            image,
+        let frame = RawFrame {
+            pixels: RawPixels::Buffer {
+                bytes: buf[..used].to_vec(),
+                format,
+                width,
+                height,
+            },
             seq: self.seq,
             captured,
             origin: self.origin(),

@@ -53,7 +53,7 @@ pub fn run_command(args: &RunArgs, config: &Config, model_dir: &Path) -> anyhow:
     daemon.shutdown();
     let summary = summary?;
     log::info!(
-        "{} frames ({} skipped as unreadable, {} older frames dropped for newer ones, {} camera faults), {} faces, {:.1} fps; detection {:.1} ms/frame, age/gender {:.1} ms/frame",
+        "{} frames ({} skipped as unreadable, {} older frames dropped undecoded for newer ones, {} camera faults), {} faces, {:.1} fps; detection {:.1} ms/frame, age/gender {:.1} ms/frame",
         summary.frames,
         summary.bad_frames,
         summary.stale_frames,
