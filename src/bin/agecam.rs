@@ -37,6 +37,8 @@ enum Command {
     Stats(cli::stats::StatsCommand),
     /// Time each pipeline stage on the built-in demo frames and print frames per second.
     Bench(BenchArgs),
+    /// Run one pipeline stage N times on a demo frame, to count its instructions.
+    Cost(cli::cost::CostArgs),
     /// Check a configuration file and explain the first problem in it.
     CheckConfig {
         /// The file to check.
@@ -70,6 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli::run::run_command(args, &config, &models)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cost(args) => cli::cost::cost_command(args, config_file),
         Command::Predict(args) => cli::predict::predict_command(args, config_file),
         Command::Selftest { models } => {
             let config = cli::load_config(config_file)?;

@@ -2,6 +2,7 @@
 //! themselves. Errors here are `anyhow` with context; the library below stays typed.
 
 pub mod bench;
+pub mod cost;
 pub mod predict;
 pub mod run;
 pub mod selftest;

@@ -1,0 +1,231 @@
+//! `cost STAGE --repeat N`: runs one pipeline stage N times on a bundled 640×480 demo frame,
+//! for counting instructions rather than timing them.
+//!
+//! Everything a stage needs (manifest check, model loading, the decoded frame, the face crop)
+//! is prepared before the loop and does not depend on N, so running the command with two
+//! repeat counts and subtracting the two instruction counts leaves the cost of N₂ − N₁ runs
+//! of the stage alone. `benches/aarch64-cost.sh` does that under qemu-aarch64 with QEMU's
+//! instruction-counting plugin (and, with `--x86`, under callgrind).
+
+use crate::capture::convert::decode_mjpeg;
+use crate::config::{Config, DetectorKind};
+use crate::model::manifest::VerifiedModels;
+use crate::model::{AgeGenderModel, Manifest, Role};
+use crate::vision::crop::crop_face;
+use crate::vision::{FaceBox, FaceDetector};
+use anyhow::{bail, Context};
+use image::RgbImage;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The demo frames built into the binary (the same files `run --demo` shows).
+const FRAMES: [(&str, &[u8]); 3] = [
+    (
+        "demo_frame_1.jpg",
+        include_bytes!("../../tests/data/frames/demo_frame_1.jpg"),
+    ),
+    (
+        "demo_frame_2.jpg",
+        include_bytes!("../../tests/data/frames/demo_frame_2.jpg"),
+    ),
+    (
+        "demo_frame_3.jpg",
+        include_bytes!("../../tests/data/frames/demo_frame_3.jpg"),
+    ),
+];
+
+/// One stage of the pipeline, as `cost` runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// MJPEG decode of the 640×480 frame to RGB (`capture::convert::decode_mjpeg`).
+    Decode,
+    /// One call of the short-range BlazeFace detector (as `detector.kind = "blazeface"` with
+    /// the configured tiles, threshold and sizes) on the decoded frame.
+    Detect,
+    /// One call of the full-range BlazeFace detector.
+    DetectFullRange,
+    /// One call of the back-camera BlazeFace detector.
+    DetectBack,
+    /// One call of the SeetaFace cascade (the fallback detector).
+    DetectSeeta,
+    /// Cutting and resampling one face crop to the f32 model's input size.
+    Crop,
+    /// One face through the float age/gender model the manifest lists for `model.use`.
+    InferF32,
+    /// One face through the weight-only int8 age/gender model the manifest lists.
+    InferInt8,
+    /// One face through the ONNX age/gender model given with `--model` (e.g. an integer
+    /// QLinearConv form made by `agecam-host quantize --form integer`).
+    Infer,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CostArgs {
+    /// The stage to run.
+    #[arg(value_enum, value_name = "STAGE")]
+    pub stage: Stage,
+
+    /// How many times to run the stage after preparing it.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub repeat: u32,
+
+    /// Which built-in demo frame (1-3) to use; the infer and crop stages need one with a face.
+    #[arg(long, default_value_t = 1, value_name = "1-3")]
+    pub frame: usize,
+
+    /// Folder with manifest.json and the models [default: as for `run`].
+    #[arg(long, value_name = "DIR")]
+    pub models: Option<PathBuf>,
+
+    /// With the `infer` stage: the age/gender ONNX model to run (not hash-checked: any model
+    /// `agecam-host export` or `quantize` wrote).
+    #[arg(long, value_name = "FILE.onnx")]
+    pub model: Option<PathBuf>,
+}
+
+/// Prepares `args.stage`, runs it `args.repeat` times and prints one line saying what ran.
+pub fn cost_command(args: &CostArgs, config_file: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = super::load_config(config_file)?;
+    let models = super::model_dir(args.models.as_deref(), config_file, &config);
+    let Some(&(name, jpeg)) = args.frame.checked_sub(1).and_then(|i| FRAMES.get(i)) else {
+        bail!(
+            "cost: no demo frame {}; --frame takes 1 to {}",
+            args.frame,
+            FRAMES.len()
+        );
+    };
+    if args.stage == Stage::Infer && args.model.is_none() {
+        bail!("cost infer: give the ONNX model to run with --model FILE.onnx (infer-f32 and infer-int8 take the manifest's)");
+    }
+    let decode = || decode_mjpeg(jpeg).map_err(|e| anyhow::anyhow!("cost: built-in {name}: {e}"));
+    let frame = decode()?;
+    let summary = match args.stage {
+        Stage::Decode => {
+            for _ in 0..args.repeat {
+                black_box(decode()?);
+            }
+            format!("{}x{} RGB", frame.width(), frame.height())
+        }
+        Stage::Detect | Stage::DetectFullRange | Stage::DetectBack | Stage::DetectSeeta => {
+            let kind = match args.stage {
+                Stage::Detect => DetectorKind::Blazeface,
+                Stage::DetectFullRange => DetectorKind::BlazefaceFullRange,
+                Stage::DetectBack => DetectorKind::BlazefaceBack,
+                _ => DetectorKind::Seeta,
+            };
+            let mut detector = detector(&verified(&models, &config)?, &config, kind)?;
+            let mut faces = Vec::new();
+            for _ in 0..args.repeat {
+                faces = black_box(detector.detect(black_box(&frame)));
+            }
+            format!("{} faces found", faces.len())
+        }
+        Stage::Crop => {
+            let verified = verified(&models, &config)?;
+            let model = manifest_model(&verified, Role::AgeGenderF32)?;
+            let face = largest_face(&verified, &config, &frame, name)?;
+            let (margin, size) = framing(&config, &model);
+            for _ in 0..args.repeat {
+                black_box(crop_face(black_box(&frame), &face, margin, size));
+            }
+            format!("{size}x{size} crop, margin {margin}")
+        }
+        Stage::InferF32 | Stage::InferInt8 | Stage::Infer => {
+            let verified = verified(&models, &config)?;
+            let model = match (args.stage, &args.model) {
+                (Stage::InferF32, _) => manifest_model(&verified, Role::AgeGenderF32)?,
+                (Stage::InferInt8, _) => manifest_model(&verified, Role::AgeGenderInt8)?,
+                (_, Some(path)) => AgeGenderModel::load(path).with_context(|| {
+                    format!("cost infer: cannot load --model {}", path.display())
+                })?,
+                (_, None) => unreachable!("checked above"),
+            };
+            let face = largest_face(&verified, &config, &frame, name)?;
+            let (margin, size) = framing(&config, &model);
+            let crop = crop_face(&frame, &face, margin, size);
+            let mut estimate = String::from("no run");
+            for _ in 0..args.repeat {
+                let out = model
+                    .predict(std::slice::from_ref(black_box(&crop)))
+                    .with_context(|| format!("cost: {} failed", model.path().display()))?;
+                estimate = black_box(out)[0].label();
+            }
+            format!("{} on one face: {estimate}", model.path().display())
+        }
+    };
+    println!(
+        "cost {}: {} run(s) on {name} ({}x{}): {summary}",
+        stage_name(args.stage),
+        args.repeat,
+        frame.width(),
+        frame.height()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The stage as typed on the command line.
+fn stage_name(stage: Stage) -> String {
+    use clap::ValueEnum;
+    stage
+        .to_possible_value()
+        .map_or_else(|| format!("{stage:?}"), |v| v.get_name().to_string())
+}
+
+fn verified(models: &Path, config: &Config) -> anyhow::Result<VerifiedModels> {
+    Manifest::load(models)
+        .and_then(|m| m.verify(config.model.model_use))
+        .with_context(|| {
+            format!(
+                "cost: the models in {} cannot be used (give the folder with --models)",
+                models.display()
+            )
+        })
+}
+
+/// The detector `kind` with the configured settings; a score threshold set for another kind
+/// of detector is dropped (the scales differ), so each kind runs at its own default.
+fn detector(
+    models: &VerifiedModels,
+    config: &Config,
+    kind: DetectorKind,
+) -> anyhow::Result<Box<dyn FaceDetector>> {
+    let mut settings = config.detector.clone();
+    if settings.kind != kind {
+        settings.score_threshold = None;
+    }
+    settings.kind = kind;
+    crate::pipeline::load_detector(models, &settings)
+        .with_context(|| format!("cost: cannot load the {kind:?} face detector"))
+}
+
+fn manifest_model(models: &VerifiedModels, role: Role) -> anyhow::Result<AgeGenderModel> {
+    let file = models.get(role).with_context(|| {
+        format!(
+            "cost: {} lists no {} model for this model.use; install one or pick another stage",
+            models.manifest_file.display(),
+            role.name()
+        )
+    })?;
+    Ok(AgeGenderModel::load(&file.path)?)
+}
+
+/// The largest face the short-range detector finds in the frame (found once, before the loop).
+fn largest_face(
+    models: &VerifiedModels,
+    config: &Config,
+    frame: &RgbImage,
+    name: &str,
+) -> anyhow::Result<FaceBox> {
+    let mut detector = detector(models, config, DetectorKind::Blazeface)?;
+    let faces = detector.detect(frame);
+    faces.first().copied().with_context(|| {
+        format!("cost: the detector finds no face in {name}; pick another with --frame")
+    })
+}
+
+/// The crop margin in force for `model` and its input size.
+fn framing(config: &Config, model: &AgeGenderModel) -> (f32, u32) {
+    let margin = config.detector.crop_margin(model.info().crop_margin);
+    (margin, model.info().input_size)
+}
