@@ -367,6 +367,14 @@ impl AgeGenderModel {
         &self,
         crop: &RgbImage,
     ) -> Result<(AgeGender, Vec<f32>), Error> {
+        let probs = self.predict_probs(crop)?;
+        Ok((self.estimate(&probs), probs.age))
+    }
+
+    /// The network's probabilities for one crop: over the age bins and over the two gender
+    /// classes. Several frames' probabilities of one face add up ([`FaceProbs::add`]) into one
+    /// estimate ([`AgeGenderModel::estimate`]), which is how a visit is classified.
+    pub fn predict_probs(&self, crop: &RgbImage) -> Result<FaceProbs, Error> {
         let input = self.input_tensor(std::slice::from_ref(crop))?;
         let outputs = self
             .plan
@@ -391,8 +399,11 @@ impl AgeGenderModel {
             Ok(values.to_vec())
         };
         let age = read(self.age_output, self.info.age_bins.len())?;
-        let gender = read(self.gender_output, 2)?;
-        Ok((self.interpret(&age, &gender), softmax(&age)))
+        let gender = softmax(&read(self.gender_output, 2)?);
+        Ok(FaceProbs {
+            age: softmax(&age),
+            gender: [gender[0], gender[1]],
+        })
     }
 
     fn bad_output(&self, problem: String) -> Error {
@@ -411,10 +422,12 @@ impl AgeGenderModel {
             })
     }
 
-    /// Softmax over the age bins → expected age and the central 80 % interval; softmax over
-    /// the two gender classes → the likelier one and its probability.
-    fn interpret(&self, age_logits: &[f32], gender_logits: &[f32]) -> AgeGender {
-        let p = softmax(age_logits);
+    /// The estimate probabilities (of one frame, or summed over several) give: the expected
+    /// age and the central 80 % interval of the age distribution, and the likelier gender
+    /// with its probability. Sums need not be normalised.
+    pub fn estimate(&self, probs: &FaceProbs) -> AgeGender {
+        let total: f32 = probs.age.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+        let p: Vec<f32> = probs.age.iter().map(|p| p / total).collect();
         let bins = &self.info.age_bins;
         let age: f32 = p.iter().zip(bins).map(|(p, a)| p * a).sum();
         let quantile = |q: f32| {
@@ -427,8 +440,13 @@ impl AgeGenderModel {
             }
             *bins.last().unwrap_or(&0.0)
         };
-        let g = softmax(gender_logits);
-        let (index, confidence) = if g[1] > g[0] { (1, g[1]) } else { (0, g[0]) };
+        let [g0, g1] = probs.gender;
+        let sum = (g0 + g1).max(f32::MIN_POSITIVE);
+        let (index, confidence) = if g1 > g0 {
+            (1, g1 / sum)
+        } else {
+            (0, g0 / sum)
+        };
         AgeGender {
             age,
             age_low: quantile(0.1),
@@ -436,6 +454,28 @@ impl AgeGenderModel {
             gender: self.info.gender_labels[index],
             gender_confidence: confidence,
         }
+    }
+}
+
+/// What the network says of one face in one frame, as probabilities (never stored: a visit's
+/// sum lives only as long as its track).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceProbs {
+    /// Probability of each age bin of the model (`ModelInfo::age_bins`).
+    pub age: Vec<f32>,
+    /// Probability of each gender class, in the model's label order.
+    pub gender: [f32; 2],
+}
+
+impl FaceProbs {
+    /// Adds another frame's probabilities of the same face (the probability domain, not
+    /// point estimates: a sum of distributions keeps what each frame was unsure about).
+    pub fn add(&mut self, other: &FaceProbs) {
+        for (a, b) in self.age.iter_mut().zip(&other.age) {
+            *a += b;
+        }
+        self.gender[0] += other.gender[0];
+        self.gender[1] += other.gender[1];
     }
 }
 

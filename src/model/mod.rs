@@ -7,7 +7,7 @@ pub mod nnef_cache;
 #[cfg(any(test, feature = "onnx-writer"))]
 pub mod onnx_build;
 
-pub use age_gender::AgeGenderModel;
+pub use age_gender::{AgeGenderModel, FaceProbs};
 pub use manifest::{Manifest, Role};
 
 use serde::Serialize;
