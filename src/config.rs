@@ -45,9 +45,52 @@ pub struct Config {
     pub camera: CameraConfig,
     pub detector: DetectorConfig,
     pub model: ModelConfig,
+    pub schedule: ScheduleConfig,
     pub display: DisplayConfig,
     pub stats: StatsConfig,
     pub push: PushConfig,
+}
+
+/// How much work each frame gets (`[schedule]`): the detector on every Nth frame, the
+/// age/gender network on a visit's first frames and now and then after. `detect_every = 1`
+/// with `settle_estimates = 0` is the every-frame daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Run the detector on every Nth frame (1 = every frame); in between, the faces are
+    /// followed at their last boxes. A new arrival waits at most N − 1 frames to be found.
+    pub detect_every: u32,
+    /// Classify a face on its first N frames large enough for an estimate, summing the
+    /// network's probabilities; then the visit's estimate is settled. 0 classifies every
+    /// face in every frame it is detected.
+    pub settle_estimates: u32,
+    /// Classify a settled face again every N detector frames it is seen in (0: never).
+    pub recheck_every: u32,
+    /// Start a face's estimate afresh when its box side has grown or shrunk by this factor
+    /// since it was last classified: someone else may have stepped into the same place.
+    pub recheck_on_resize: f32,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            detect_every: 3,
+            settle_estimates: 5,
+            recheck_every: 30,
+            recheck_on_resize: 1.5,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// Today's every-frame work: the detector on every frame, every face classified.
+    pub fn every_frame() -> ScheduleConfig {
+        ScheduleConfig {
+            detect_every: 1,
+            settle_estimates: 0,
+            ..ScheduleConfig::default()
+        }
+    }
 }
 
 /// Where frames come from.
@@ -535,7 +578,7 @@ pub struct StatsConfig {
     pub interval_minutes: u32,
     /// A visit ends when its face has been gone this long.
     pub visit_gap_seconds: f32,
-    /// Tracks seen in fewer frames are not counted (passing false detections).
+    /// Tracks seen in fewer detector frames are not counted (passing false detections).
     pub min_track_frames: u32,
     /// The age buckets, from lower bounds rising from 0 (checked as the file is read).
     pub age_buckets: AgeBuckets,
@@ -816,6 +859,35 @@ impl Config {
         }
         if self.display.png_every == 0 {
             return bad("display.png_every", 0, "1 or more frames");
+        }
+        let w = &self.schedule;
+        if !(1..=30).contains(&w.detect_every) {
+            return bad(
+                "schedule.detect_every",
+                w.detect_every,
+                "1 (every frame) to 30 frames",
+            );
+        }
+        if w.settle_estimates > 1000 {
+            return bad(
+                "schedule.settle_estimates",
+                w.settle_estimates,
+                "0 (classify every frame) to 1000 frames",
+            );
+        }
+        if w.recheck_every > 100_000 {
+            return bad(
+                "schedule.recheck_every",
+                w.recheck_every,
+                "0 (never) to 100000 frames",
+            );
+        }
+        if !(1.05..=10.0).contains(&w.recheck_on_resize) {
+            return bad(
+                "schedule.recheck_on_resize",
+                w.recheck_on_resize,
+                "a factor from 1.05 to 10",
+            );
         }
         self.display.spi_lcd.validate()?;
         let st = &self.stats;

@@ -15,6 +15,7 @@ use crate::display::{Display, NoDisplay, PngSnapshots, Status};
 use crate::fault_log::{FaultKind, FaultLog};
 use crate::pipeline::Pipeline;
 use crate::push::{PushSettings, Pusher};
+use crate::schedule::Scheduler;
 use crate::stats::privacy::PrivacySettings;
 use crate::stats::{Clock, StatsRecorder, StatsSettings};
 use crate::Error;
@@ -32,6 +33,8 @@ pub const DEMO_FRAMES_PER_STILL: u32 = 10;
 pub struct Daemon<'a> {
     pub source: Box<dyn FrameSource + 'a>,
     pub pipeline: Pipeline,
+    /// Which frames run the detector and which faces the network (`[schedule]`).
+    pub scheduler: Scheduler,
     pub display: Box<dyn Display + 'a>,
     /// `None` runs without statistics (tests of the loop alone).
     pub stats: Option<StatsRecorder>,
@@ -59,6 +62,7 @@ impl Daemon<'static> {
         Ok(Daemon {
             source,
             pipeline,
+            scheduler: Scheduler::new(config.schedule),
             display,
             stats: Some(stats),
             push,
@@ -67,7 +71,8 @@ impl Daemon<'static> {
 }
 
 impl<'a> Daemon<'a> {
-    /// A daemon from parts already made (tests of the loop, tools).
+    /// A daemon from parts already made (tests of the loop, tools); it runs every stage on
+    /// every frame until [`Daemon::with_schedule`] says otherwise.
     pub fn from_parts(
         source: Box<dyn FrameSource + 'a>,
         pipeline: Pipeline,
@@ -77,10 +82,17 @@ impl<'a> Daemon<'a> {
         Daemon {
             source,
             pipeline,
+            scheduler: Scheduler::new(crate::config::ScheduleConfig::every_frame()),
             display,
             stats,
             push: None,
         }
+    }
+
+    /// Runs the detector and the network as `schedule` says.
+    pub fn with_schedule(mut self, schedule: crate::config::ScheduleConfig) -> Daemon<'a> {
+        self.scheduler = Scheduler::new(schedule);
+        self
     }
 
     /// Drives frames through the pipeline into the display and the statistics until the
@@ -133,23 +145,31 @@ impl<'a> Daemon<'a> {
                     format!(" from {}", self.source.describe())
                 });
             }
-            let (faces, times) = match self.pipeline.process(&frame.image) {
-                Ok(done) => done,
-                Err(e) => {
-                    // A model that fails on one frame may work on the next; keep running.
-                    summary.model_failures += 1;
-                    let message = format!("{e}; skipping the frame");
-                    faults.log_fault(FaultKind::Model, &message, clock.monotonic());
-                    continue;
-                }
-            };
+            let (faces, times, work) =
+                match self.scheduler.process(&mut self.pipeline, &frame.image) {
+                    Ok(done) => (done.faces, done.times, done.work),
+                    Err(e) => {
+                        // A model that fails on one frame may work on the next; keep running.
+                        summary.model_failures += 1;
+                        let message = format!("{e}; skipping the frame");
+                        faults.log_fault(FaultKind::Model, &message, clock.monotonic());
+                        continue;
+                    }
+                };
             faults.log_ok(FaultKind::Model, clock.monotonic(), String::new);
             summary.frames += 1;
             summary.faces += faces.len() as u64;
             summary.detect_time += times.detect;
-            summary.infer_time += times.infer;
+            summary.infer_time += times.infer + times.crop;
+            summary.detector_frames += u64::from(work.detected);
+            summary.classified_faces += work.classified as u64;
             if let Some(stats) = self.stats.as_mut() {
-                stats.on_frame(&faces, clock);
+                // The statistics link the detector's boxes, not the ones carried between.
+                if work.detected {
+                    stats.on_frame(&faces, clock);
+                } else {
+                    stats.on_frame_between_detections(clock);
+                }
             }
             let status = Status {
                 fps: fps.tick(Instant::now()),
@@ -336,6 +356,10 @@ pub struct RunSummary {
     /// Camera frames replaced by a newer one before the pipeline was ready for them; never
     /// decoded, so a corrupt one among them is counted here, not in `bad_frames`.
     pub stale_frames: u64,
+    /// Frames the face detector ran on (`schedule.detect_every`).
+    pub detector_frames: u64,
+    /// Faces the age/gender network ran on (`schedule.settle_estimates`, `recheck_every`).
+    pub classified_faces: u64,
     pub elapsed: Duration,
     pub detect_time: Duration,
     pub infer_time: Duration,

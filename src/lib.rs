@@ -41,6 +41,7 @@ pub mod logging;
 pub mod model;
 pub mod pipeline;
 pub mod push;
+pub mod schedule;
 pub mod stats;
 pub mod systemd;
 pub mod vision;

@@ -10,7 +10,7 @@ use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Manifest, Role};
 use crate::vision::blazeface::Variant;
 use crate::vision::crop::crop_face;
-use crate::vision::{BlazeFaceDetector, DetectorSettings, FaceDetector, SeetaDetector};
+use crate::vision::{BlazeFaceDetector, DetectorSettings, FaceBox, FaceDetector, SeetaDetector};
 use crate::Error;
 use image::RgbImage;
 use std::path::Path;
@@ -113,6 +113,31 @@ impl Pipeline {
     /// Whether ages and genders are estimated (an age/gender model is loaded).
     pub fn has_model(&self) -> bool {
         self.model.is_some()
+    }
+
+    /// The detector alone, on the whole frame.
+    pub fn detect(&mut self, image: &RgbImage) -> Vec<FaceBox> {
+        self.detector.detect(image)
+    }
+
+    /// Whether a face is large enough for an age/gender estimate (`model.min_face_size`)
+    /// and a model is installed.
+    pub fn can_estimate(&self, face: &FaceBox) -> bool {
+        self.model.is_some() && face.width.min(face.height) >= self.min_estimate_size as f32
+    }
+
+    /// Crops one face and runs the age/gender network on it: its probabilities, or `None`
+    /// when no model is installed.
+    pub fn classify(
+        &self,
+        image: &RgbImage,
+        face: &FaceBox,
+    ) -> Result<Option<crate::model::FaceProbs>, Error> {
+        let Some(model) = &self.model else {
+            return Ok(None);
+        };
+        let crop = crop_face(image, face, self.crop_margin, model.info().input_size);
+        model.predict_probs(&crop).map(Some)
     }
 
     /// Runs every stage on one image: faces → crops → predictions, all faces in one batch.
@@ -341,7 +366,6 @@ fn load_whole_frame_detector(
 mod tests {
     use super::*;
     use crate::model::AgeGender;
-    use crate::vision::FaceBox;
 
     /// Two fixed faces: one on the left half of the frame, one on the right.
     struct TwoFaces;

@@ -19,6 +19,7 @@ const DEVICE: &[&[&str]] = &[
     &["face"],
     &["display", "stats"],
     &["push", "pipeline"],
+    &["schedule"],
     &["daemon"],
     &["cli"],
     &["bin"],

@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod newest;
+pub mod replay;
 pub mod stills;
 #[cfg(feature = "device")]
 pub mod v4l2;

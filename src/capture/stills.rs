@@ -22,6 +22,12 @@ const DEMO_FRAMES: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// One built-in demo frame by its file name (`demo_frame_1.jpg` …), decoded.
+pub fn demo_image(name: &str) -> Option<image::RgbImage> {
+    let (_, bytes) = DEMO_FRAMES.iter().find(|(n, _)| *n == name)?;
+    decode_bytes(bytes).ok()
+}
+
 /// The built-in demo frames as a source.
 pub fn demo_frames(repeat: bool) -> StillImages {
     StillImages {

@@ -53,13 +53,16 @@ pub fn run_command(args: &RunArgs, config: &Config, model_dir: &Path) -> anyhow:
     daemon.shutdown();
     let summary = summary?;
     log::info!(
-        "{} frames ({} skipped as unreadable, {} older frames dropped undecoded for newer ones, {} camera faults), {} faces, {:.1} fps; detection {:.1} ms/frame, age/gender {:.1} ms/frame",
+        "{} frames ({} skipped as unreadable, {} older frames dropped undecoded for newer ones, {} camera faults), {} faces, {:.1} fps; detector on {} frames ({:.0} %), age/gender network on {} faces; detection {:.1} ms/frame, age/gender {:.1} ms/frame",
         summary.frames,
         summary.bad_frames,
         summary.stale_frames,
         summary.camera_faults,
         summary.faces,
         summary.fps(),
+        summary.detector_frames,
+        100.0 * summary.detector_frames as f64 / summary.frames.max(1) as f64,
+        summary.classified_faces,
         summary.detect_time.as_secs_f64() * 1000.0 / summary.frames.max(1) as f64,
         summary.infer_time.as_secs_f64() * 1000.0 / summary.frames.max(1) as f64
     );

@@ -182,6 +182,17 @@ impl StatsRecorder {
         self.persist(done, now);
     }
 
+    /// A frame the detector did not run on (`schedule.detect_every`): counted as a frame;
+    /// visits whose faces have been gone long enough end, nothing else changes.
+    pub fn on_frame_between_detections(&mut self, clock: &dyn Clock) {
+        let now = clock.wall();
+        let mut done = self.aggregator.record_frame(now);
+        for visit in self.tracker.expire(clock.monotonic()) {
+            done.extend(self.aggregator.record_visit(&visit, now));
+        }
+        self.persist(done, now);
+    }
+
     /// The camera failed to deliver a frame.
     pub fn on_camera_fault(&mut self, clock: &dyn Clock) {
         let now = clock.wall();

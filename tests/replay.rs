@@ -1,0 +1,128 @@
+//! Replay tests of the work schedule (`[schedule]`): recorded-like streams made from the
+//! built-in demo frames (`capture::replay`) run through the real daemon loop, shipped detector
+//! and age/gender model, statistics and store, once with the every-frame schedule and once
+//! with the default one. Visits and their age bucket × gender cells must be the same; the
+//! scheduled run must run the detector and the network far less.
+
+use agecam::capture::replay::{Scene, SCENE_FPS};
+use agecam::capture::{Frame, FrameSource};
+use agecam::config::{Config, ScheduleConfig};
+use agecam::daemon::{Daemon, NoObserver, RunLimits, RunSummary};
+use agecam::display::NoDisplay;
+use agecam::pipeline::Pipeline;
+use agecam::stats::store::Store;
+use agecam::stats::{ManualClock, StatsRecorder, StatsSettings};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+/// Advances the manual clock by one frame time per frame.
+struct Ticking<'a, S> {
+    inner: S,
+    clock: &'a ManualClock,
+}
+
+impl<S: FrameSource> FrameSource for Ticking<'_, S> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, agecam::capture::CaptureError> {
+        self.clock.advance(1.0 / f64::from(SCENE_FPS));
+        self.inner.next_frame()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// Visits per (age bucket, gender) stored after replaying `scene` under `schedule`.
+fn replay(scene: Scene, schedule: ScheduleConfig) -> (BTreeMap<(String, String), u32>, RunSummary) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("replay.sqlite");
+    let config = Config::default();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let pipeline = Pipeline::load(&config, &models).unwrap();
+    let start = 1_795_392_000.0;
+    let clock = ManualClock::new(start);
+    let stats = StatsRecorder::new(
+        StatsSettings {
+            database: db.clone(),
+            ..StatsSettings::from_config(&config.stats)
+        },
+        start,
+    );
+    let source = Ticking {
+        inner: scene.frames(),
+        clock: &clock,
+    };
+    let summary = Daemon::from_parts(Box::new(source), pipeline, Box::new(NoDisplay), Some(stats))
+        .with_schedule(schedule)
+        .run(
+            &clock,
+            RunLimits::default(),
+            &AtomicBool::new(false),
+            &mut NoObserver,
+        )
+        .unwrap();
+    let mut cells = BTreeMap::new();
+    for interval in Store::open(&db).unwrap().load(i64::MIN, i64::MAX).unwrap() {
+        for (cell, n) in interval.cells {
+            *cells.entry(cell).or_insert(0) += n;
+        }
+    }
+    (cells, summary)
+}
+
+fn check(scene: Scene) {
+    let (every, every_run) = replay(scene, ScheduleConfig::every_frame());
+    let (scheduled, scheduled_run) = replay(scene, ScheduleConfig::default());
+    eprintln!(
+        "{}: {} frames; every-frame: detector on {}, network on {} faces; scheduled: detector on {}, network on {} faces; cells {every:?}",
+        scene.name(),
+        every_run.frames,
+        every_run.detector_frames,
+        every_run.classified_faces,
+        scheduled_run.detector_frames,
+        scheduled_run.classified_faces
+    );
+    let visits: u32 = every.values().sum();
+    assert_eq!(
+        visits as usize,
+        scene.people(),
+        "{}: every-frame cells {every:?}",
+        scene.name()
+    );
+    assert_eq!(
+        scheduled,
+        every,
+        "{}: scheduled {scheduled_run:?} vs every-frame {every_run:?}",
+        scene.name()
+    );
+    // Same frames; the detector on a third of them, the network on a small share of faces.
+    assert_eq!(scheduled_run.frames, every_run.frames);
+    assert_eq!(every_run.detector_frames, every_run.frames);
+    assert_eq!(
+        scheduled_run.detector_frames,
+        scheduled_run.frames.div_ceil(3),
+        "{scheduled_run:?}"
+    );
+    assert!(
+        scheduled_run.classified_faces * 5 < every_run.classified_faces,
+        "{}: network on {} faces scheduled, {} every frame",
+        scene.name(),
+        scheduled_run.classified_faces,
+        every_run.classified_faces
+    );
+}
+
+#[test]
+fn a_person_standing_ten_seconds_is_one_visit_in_the_same_cell() {
+    check(Scene::Standing);
+}
+
+#[test]
+fn two_people_arriving_and_leaving_are_two_visits_in_the_same_cells() {
+    check(Scene::TwoPeople);
+}
+
+#[test]
+fn a_person_walking_through_is_one_visit_in_the_same_cell() {
+    check(Scene::WalkingThrough);
+}
