@@ -271,6 +271,41 @@ fn faces_under_the_estimate_floor_are_counted_as_unknown() {
     );
 }
 
+/// `bench --stream` replays a scene through every-frame work and the default schedule and
+/// prints the figures and their ratio, the last line one JSON object.
+#[test]
+fn bench_stream_compares_every_frame_work_with_the_schedule() {
+    let out = run_ok(agecam().args([
+        "bench",
+        "--stream",
+        "--scenes",
+        "walking-through",
+        "--json",
+        "--models",
+        "models",
+    ]));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("every frame") && stdout.contains("scheduled"),
+        "{stdout}"
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (every, scheduled) = (&report["every_frame"], &report["scheduled"]);
+    // 220 frames: the detector on all of them, or on every third.
+    assert_eq!(every["frames"], 220, "{report}");
+    assert_eq!(every["detector_runs"], 220, "{report}");
+    assert_eq!(scheduled["detector_runs"], 74, "{report}");
+    assert_eq!(every["network_runs"], every["faces"], "{report}");
+    assert!(
+        scheduled["network_runs"].as_u64().unwrap() * 5 < every["network_runs"].as_u64().unwrap(),
+        "{report}"
+    );
+    for key in ["cpu_ms_per_frame", "fps", "detector_share", "network_share"] {
+        assert!(scheduled[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    assert!(report["cpu_ratio"].as_f64().unwrap() > 0.0, "{report}");
+}
+
 /// Under systemd (`CacheDirectory=agecam` sets `$CACHE_DIRECTORY`) the first start prepares
 /// the int8 network from ONNX and saves it; the next start reads it back.
 #[test]

@@ -119,6 +119,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let verified =
                 agecam::model::Manifest::load(&models)?.verify(config.model.model_use)?;
             let mut pipeline = agecam::pipeline::Pipeline::from_verified(&verified, &config)?;
+            if args.stream {
+                let report =
+                    cli::bench::bench_stream(&mut pipeline, config.schedule, &args.scenes)?;
+                cli::bench::print_stream_report(&report, args.json)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut report = cli::bench::bench(&mut pipeline, args.rounds)?;
             report.model_forms = cli::bench::time_model_forms(&verified, 30)?;
             cli::bench::print_report(&report, args.json)?;

@@ -1,12 +1,16 @@
-//! `bench`: per-stage timing of the pipeline on the built-in demo frames, and end-to-end fps.
+//! `bench`: per-stage timing of the pipeline on the built-in demo frames, and end-to-end fps;
+//! `bench --stream`: every-frame work against the configured `[schedule]` on replayed scenes.
 //!
 //! Stages are timed separately on the same frames in one run, so the figures can be compared
 //! with each other even on a busy machine; the absolute numbers are only as quiet as the host.
 
+use crate::capture::replay::Scene;
 use crate::capture::stills::decode_bytes;
 use crate::capture::{demo_frames, FrameSource};
+use crate::config::ScheduleConfig;
 use crate::display::{annotate, Status};
 use crate::pipeline::Pipeline;
+use crate::schedule::Scheduler;
 use crate::vision::crop::crop_face;
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,181 @@ pub struct BenchArgs {
     /// Folder with manifest.json and the models [default: as for `run`].
     #[arg(long, value_name = "DIR")]
     pub models: Option<std::path::PathBuf>,
+
+    /// Replay recorded-like scenes (a person standing 10 s, two people arriving and leaving, a
+    /// person walking through; made from the demo frames) through every-frame work and through
+    /// the configured `[schedule]`, and compare CPU time per frame, the share of frames that ran
+    /// the detector and the network, and frames per second.
+    #[arg(long)]
+    pub stream: bool,
+
+    /// With --stream: the scenes to replay [default: all].
+    #[arg(long, value_enum, value_delimiter = ',', requires = "stream")]
+    pub scenes: Vec<Scene>,
+}
+
+/// One way of scheduling the work, over the replayed scenes of `bench --stream`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StreamFigures {
+    pub frames: u64,
+    /// Faces in view, summed over frames.
+    pub faces: u64,
+    /// CPU milliseconds of this thread per frame: decode, detector, network, overlay.
+    pub cpu_ms_per_frame: f64,
+    /// Frames per second over the run (wall clock, one thread).
+    pub fps: f64,
+    /// Share of frames the detector ran on.
+    pub detector_share: f64,
+    /// Faces the network ran on, as a share of faces in view.
+    pub network_share: f64,
+    pub detector_runs: u64,
+    pub network_runs: u64,
+}
+
+/// What `bench --stream` measures, in one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamReport {
+    pub scenes: Vec<String>,
+    pub schedule: String,
+    pub every_frame: StreamFigures,
+    pub scheduled: StreamFigures,
+    /// Every-frame CPU time ÷ scheduled CPU time, per frame.
+    pub cpu_ratio: f64,
+}
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer given.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } == 0;
+    if !ok {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Replays `scenes` (every frame taken, as JPEG decoded per frame) through every-frame work
+/// and through `schedule`, on the same pipeline, in one run.
+pub fn bench_stream(
+    pipeline: &mut Pipeline,
+    schedule: ScheduleConfig,
+    scenes: &[Scene],
+) -> anyhow::Result<StreamReport> {
+    let scenes = if scenes.is_empty() {
+        Scene::ALL.to_vec()
+    } else {
+        scenes.to_vec()
+    };
+    let mut every = StreamFigures::default();
+    let mut scheduled = StreamFigures::default();
+    let (mut every_cpu, mut scheduled_cpu) = (Duration::ZERO, Duration::ZERO);
+    let (mut every_wall, mut scheduled_wall) = (Duration::ZERO, Duration::ZERO);
+    for &scene in &scenes {
+        // The camera's MJPEG frames, made once; each run decodes every one it takes.
+        let mut frames = scene.frames();
+        let mut encoded = Vec::new();
+        while let Some(frame) = frames.next_frame()? {
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+                .encode_image(&frame.image)?;
+            encoded.push(jpeg);
+        }
+        for (settings, figures, cpu, wall) in [
+            (
+                ScheduleConfig::every_frame(),
+                &mut every,
+                &mut every_cpu,
+                &mut every_wall,
+            ),
+            (
+                schedule,
+                &mut scheduled,
+                &mut scheduled_cpu,
+                &mut scheduled_wall,
+            ),
+        ] {
+            let mut scheduler = Scheduler::new(settings);
+            let (cpu_start, wall_start) = (thread_cpu_time(), Instant::now());
+            for jpeg in &encoded {
+                let image = decode_bytes(jpeg).map_err(anyhow::Error::msg)?;
+                let out = scheduler.process(pipeline, &image)?;
+                std::hint::black_box(annotate(
+                    &image,
+                    &out.faces,
+                    &Status {
+                        fps: None,
+                        faces: out.faces.len(),
+                    },
+                ));
+                figures.frames += 1;
+                figures.faces += out.faces.len() as u64;
+                figures.detector_runs += u64::from(out.work.detected);
+                figures.network_runs += out.work.classified as u64;
+            }
+            *cpu += thread_cpu_time() - cpu_start;
+            *wall += wall_start.elapsed();
+        }
+    }
+    for (figures, cpu, wall) in [
+        (&mut every, every_cpu, every_wall),
+        (&mut scheduled, scheduled_cpu, scheduled_wall),
+    ] {
+        let frames = figures.frames.max(1) as f64;
+        figures.cpu_ms_per_frame = cpu.as_secs_f64() * 1000.0 / frames;
+        figures.fps = frames / wall.as_secs_f64().max(1e-9);
+        figures.detector_share = figures.detector_runs as f64 / frames;
+        figures.network_share = figures.network_runs as f64 / figures.faces.max(1) as f64;
+    }
+    let cpu_ratio = every.cpu_ms_per_frame / scheduled.cpu_ms_per_frame.max(1e-9);
+    Ok(StreamReport {
+        scenes: scenes.iter().map(|s| s.name().to_string()).collect(),
+        schedule: format!(
+            "detect_every {}, settle_estimates {}, recheck_every {}, recheck_on_resize {}",
+            schedule.detect_every,
+            schedule.settle_estimates,
+            schedule.recheck_every,
+            schedule.recheck_on_resize
+        ),
+        every_frame: every,
+        scheduled,
+        cpu_ratio,
+    })
+}
+
+/// Prints the stream report as a table, then (with `json`) as one JSON line.
+pub fn print_stream_report(report: &StreamReport, json: bool) -> anyhow::Result<()> {
+    println!(
+        "replayed {} ({} frames, JPEG decoded per frame, one thread); schedule: {}",
+        report.scenes.join(", "),
+        report.every_frame.frames,
+        report.schedule
+    );
+    println!("               CPU ms/frame    fps  detector on  network on (of faces in view)");
+    for (name, f) in [
+        ("every frame", &report.every_frame),
+        ("scheduled", &report.scheduled),
+    ] {
+        println!(
+            "  {name:<12} {:10.2} {:8.1}  {:9.1} %  {:8.1} %  ({} of {})",
+            f.cpu_ms_per_frame,
+            f.fps,
+            100.0 * f.detector_share,
+            100.0 * f.network_share,
+            f.network_runs,
+            f.faces
+        );
+    }
+    println!(
+        "  CPU per frame, every frame / scheduled: {:.2}x",
+        report.cpu_ratio
+    );
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    }
+    Ok(())
 }
 
 /// Median milliseconds per frame for each stage, and end-to-end frames per second.
