@@ -230,6 +230,11 @@ struct EvalArgs {
     /// smaller are scored as they are.
     #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(8..))]
     face_height: Option<u32>,
+    /// Score each face as a visit of K frames (shifted, scaled and brightened a little in
+    /// each, the detector run on every one): the first frame alone, the every-frame daemon
+    /// and the scheduled daemon (the config's `[schedule]`), side by side per model.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(2..=120))]
+    visit_frames: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -745,6 +750,10 @@ fn eval_command(config_file: Option<&std::path::Path>, a: &EvalArgs) -> anyhow::
         crop_margin: config.detector.crop_margin,
         max_images: a.max_images,
         face_height: a.face_height,
+        visits: a.visit_frames.map(|frames| eval::VisitSim {
+            frames,
+            schedule: config.schedule,
+        }),
     };
     let outcome = eval::evaluate(&run, detector.as_mut())?;
     let files = eval::write_report(

@@ -168,6 +168,47 @@ fn eval_kaggle_layout_scores_age_groups_only() {
     );
 }
 
+/// `eval --visit-frames`: each face as a short visit, scored three ways side by side.
+#[test]
+fn eval_scores_faces_as_visits_per_face_every_frame_and_scheduled() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("utk");
+    std::fs::create_dir(&ds).unwrap();
+    utkface_fixture(&ds);
+    let report = dir.path().join("report");
+    let out = run_ok(
+        host()
+            .args([
+                "eval",
+                "--all",
+                "--format",
+                "utkface",
+                "--visit-frames",
+                "6",
+                "--data",
+            ])
+            .arg(&ds)
+            .arg("--report")
+            .arg(&report),
+    );
+    let summary = last_json(&out);
+    let compared = summary["compared"].as_array().unwrap();
+    assert_eq!(compared.len(), 2, "{summary}");
+    let answers = [&summary, &compared[0], &compared[1]];
+    for (m, suffix) in answers
+        .iter()
+        .zip(["-per-face", "-visit-every-frame", "-visit-scheduled"])
+    {
+        assert!(m["model"].as_str().unwrap().ends_with(suffix), "{m}");
+        assert_eq!(m["n"], summary["n"], "the same faces: {m}");
+        let mae = m["age_mae"].as_f64().unwrap();
+        assert!(mae > 0.0 && mae < 40.0, "{m}");
+        assert!(m["gender_acc"].is_number(), "{m}");
+    }
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("scored as a visit of 6 frames"), "{md}");
+}
+
 #[test]
 fn eval_names_a_missing_dataset_folder() {
     let dir = tempfile::tempdir().unwrap();
