@@ -74,7 +74,7 @@ pub struct ScheduleConfig {
 impl Default for ScheduleConfig {
     fn default() -> Self {
         ScheduleConfig {
-            detect_every: 3,
+            detect_every: 5,
             settle_estimates: 5,
             recheck_every: 30,
             recheck_on_resize: 1.5,

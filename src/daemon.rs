@@ -24,9 +24,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Frames per demo still (`camera.source = "demo"`): about a second of a person in view at
-/// kiosk frame rates, so the tracker sees visits rather than single-frame flickers.
-pub const DEMO_FRAMES_PER_STILL: u32 = 10;
+/// Frames per demo still (`camera.source = "demo"`): a second of a person in view at 30 fps,
+/// so the tracker sees visits rather than single-frame flickers (with the default schedule the
+/// detector runs on 6 of them, over `stats.min_track_frames`).
+pub const DEMO_FRAMES_PER_STILL: u32 = 30;
 
 /// The running parts of the daemon. `'a` lets a test or tool lend it a source or display it
 /// keeps (`Box::new(&mut display)`); [`Daemon::from_config`] makes a `Daemon<'static>`.

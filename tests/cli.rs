@@ -212,12 +212,12 @@ fn demo_run_writes_annotated_frames() {
         let img = image::open(&png).unwrap();
         assert_eq!((img.width(), img.height()), (640, 480));
     }
-    assert!(stderr.contains("30 frames"), "{stderr}");
+    assert!(stderr.contains("90 frames"), "{stderr}");
     // The statistics were stored and exported: one interval line with the demo's visits.
     assert!(out_dir.join("agecam-stats.sqlite").is_file());
     let stdout = text(&out.stdout);
     let interval: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(interval["frames"], 30);
+    assert_eq!(interval["frames"], 90);
     let visits: u64 = interval["cells"]
         .as_array()
         .unwrap()
@@ -291,10 +291,10 @@ fn bench_stream_compares_every_frame_work_with_the_schedule() {
     );
     let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let (every, scheduled) = (&report["every_frame"], &report["scheduled"]);
-    // 220 frames: the detector on all of them, or on every third.
+    // 220 frames: the detector on all of them, or on every fifth.
     assert_eq!(every["frames"], 220, "{report}");
     assert_eq!(every["detector_runs"], 220, "{report}");
-    assert_eq!(scheduled["detector_runs"], 74, "{report}");
+    assert_eq!(scheduled["detector_runs"], 44, "{report}");
     assert_eq!(every["network_runs"], every["faces"], "{report}");
     assert!(
         scheduled["network_runs"].as_u64().unwrap() * 5 < every["network_runs"].as_u64().unwrap(),
