@@ -459,7 +459,8 @@ fn visit_prediction(
 }
 
 /// The three answers ([`VISIT_ANSWERS`]) for one face made into a visit of `sim.frames`
-/// frames; `None` when the detector does not find the face in the first frame.
+/// frames, and whether the every-frame and the scheduled tracker counted the visit (when not,
+/// that answer is the first frame's).
 fn score_visit(
     img: &RgbImage,
     first_face: FaceBox,
@@ -467,7 +468,7 @@ fn score_visit(
     model: &AgeGenderModel,
     run: &EvalRun,
     seed: u64,
-) -> Result<[Prediction; 3]> {
+) -> Result<([Prediction; 3], [bool; 2])> {
     use agecam::face::FaceResult;
     use agecam::stats::tracker::{Tracker, TrackerSettings};
     let info = model.info();
@@ -511,7 +512,8 @@ fn score_visit(
     }
     let longest =
         |visits: Vec<agecam::stats::tracker::Visit>| visits.into_iter().max_by_key(|v| v.dwell);
-    let every = visit_prediction(longest(tracker.finish()), &per_face, limits);
+    let every_visit = longest(tracker.finish());
+    let every = visit_prediction(every_visit, &per_face, limits);
 
     // Scheduled: detector frames only; the first `settle_estimates` estimates summed.
     let settle = sim.schedule.settle_estimates.max(1);
@@ -535,8 +537,13 @@ fn score_visit(
         }
         tracker.update(&faces, t0 + frame_time * j as u32);
     }
-    let scheduled = visit_prediction(longest(tracker.finish()), &per_face, limits);
-    Ok([per_face, every, scheduled])
+    let scheduled_visit = longest(tracker.finish());
+    let scheduled = visit_prediction(scheduled_visit, &per_face, limits);
+    let counted = |v: Option<agecam::stats::tracker::Visit>| v.is_some_and(|v| v.age.is_some());
+    Ok((
+        [per_face, every, scheduled],
+        [counted(every_visit), counted(scheduled_visit)],
+    ))
 }
 
 /// The picture scaled down (area-averaging, as a sensor does) so `face` is `height` pixels
@@ -583,6 +590,10 @@ pub struct EvalOutcome {
     pub face_height: Option<u32>,
     /// Faces were scored as visits ([`EvalRun::visits`]).
     pub visits: Option<VisitSim>,
+    /// Visits the tracker did not count (the detector found the face in too few frames), per
+    /// [`VISIT_ANSWERS`] (`visit-every-frame`, `visit-scheduled`); they are scored by their
+    /// first frame.
+    pub visits_uncounted: [usize; 2],
     pub unreadable: usize,
     pub truths: Vec<Truth>,
     /// `predictions[model][face]`.
@@ -633,6 +644,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
                 }
         ],
         visits: run.visits,
+        visits_uncounted: [0; 2],
         metrics: Vec::new(),
     };
     let started = std::time::Instant::now();
@@ -664,7 +676,10 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         };
         if run.visits.is_some() {
             for (m, model) in models.iter().enumerate() {
-                let answers = score_visit(&img, face, det, model, run, i as u64)?;
+                let (answers, counted) = score_visit(&img, face, det, model, run, i as u64)?;
+                for (v, ok) in counted.iter().enumerate() {
+                    out.visits_uncounted[v] += usize::from(!ok);
+                }
                 for (v, answer) in answers.into_iter().enumerate() {
                     out.predictions[m * VISIT_ANSWERS.len() + v].push(answer);
                 }
@@ -771,6 +786,11 @@ pub fn write_report(
             md,
             "Each face scored as a visit of {} frames (shifted by up to 3 %, scaled 0.94–1.06, brightened 0.85–1.15, the detector run on each): `per-face` is the first frame alone, `visit-every-frame` every frame classified and combined by the statistics' tracker, `visit-scheduled` as the scheduled daemon does it (detector every {} frames, the first {} estimates summed as probabilities).\n",
             sim.frames, sim.schedule.detect_every, sim.schedule.settle_estimates
+        )?;
+        writeln!(
+            md,
+            "Visits the tracker did not count (face found in too few frames; scored by their first frame): every frame {}, scheduled {}.\n",
+            outcome.visits_uncounted[0], outcome.visits_uncounted[1]
         )?;
     }
     writeln!(

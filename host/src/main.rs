@@ -755,6 +755,17 @@ fn eval_command(config_file: Option<&std::path::Path>, a: &EvalArgs) -> anyhow::
             schedule: config.schedule,
         }),
     };
+    if let Some(k) = a.visit_frames {
+        // The scheduled daemon needs three detector frames for a visit (the statistics'
+        // tracker drops shorter tracks as noise): frames 0, N and 2N.
+        let least = 2 * config.schedule.detect_every + 1;
+        anyhow::ensure!(
+            k >= least,
+            "--visit-frames {k} is too short for schedule.detect_every = {}: the scheduled daemon sees a face on every {}th frame and counts a visit from 3 sightings; give at least {least}",
+            config.schedule.detect_every,
+            config.schedule.detect_every
+        );
+    }
     let outcome = eval::evaluate(&run, detector.as_mut())?;
     let files = eval::write_report(
         &a.report,

@@ -184,7 +184,7 @@ fn eval_scores_faces_as_visits_per_face_every_frame_and_scheduled() {
                 "--format",
                 "utkface",
                 "--visit-frames",
-                "6",
+                "11",
                 "--data",
             ])
             .arg(&ds)
@@ -206,7 +206,31 @@ fn eval_scores_faces_as_visits_per_face_every_frame_and_scheduled() {
         assert!(m["gender_acc"].is_number(), "{m}");
     }
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
-    assert!(md.contains("scored as a visit of 6 frames"), "{md}");
+    assert!(md.contains("scored as a visit of 11 frames"), "{md}");
+    assert!(md.contains("did not count"), "{md}");
+
+    // Too short for the scheduled daemon to count a visit: refused, naming the setting.
+    let out = host()
+        .args([
+            "eval",
+            "--all",
+            "--format",
+            "utkface",
+            "--visit-frames",
+            "4",
+            "--data",
+        ])
+        .arg(&ds)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("schedule.detect_every = 5") && err.contains("at least 11"),
+        "{err}"
+    );
 }
 
 #[test]
