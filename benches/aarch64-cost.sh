@@ -6,10 +6,14 @@
 # Difference method: every figure is (count of a run with N2 repetitions − count with N1) /
 # (N2 − N1), so start-up, the manifest's hash check and model loading cancel out. The stages
 # run through `agecam cost STAGE --repeat N` (src/cli/cost.rs), the stream frame through
-# `agecam run --demo --max-frames N` (model.precision = int8, so no timing decides the form).
+# `agecam run --demo --max-frames N` (model.precision = int8, so no timing decides the form),
+# with the configured [schedule] and with detection and classification on every frame.
 #
-# Usage: benches/aarch64-cost.sh [--x86] [--json] [--repeat K] [--no-build]
-#   --x86       also count the same stages on x86 with valgrind --tool=callgrind (slow: ~10 min)
+# Usage: benches/aarch64-cost.sh [--cpu LIST] [--x86] [--json] [--repeat K] [--no-build]
+#   --cpu LIST  qemu CPU models to count on, comma-separated (default cortex-a72,cortex-a76:
+#               Raspberry Pi 4 and 5; cortex-a53 is a Pi 3 / Zero 2). tract picks its kernels
+#               by the CPU's features (dotprod, fp16), so `max` would count kernels a Pi lacks
+#   --x86       also count the same stages on x86 with valgrind --tool=callgrind (~15 min more)
 #   --json      print one JSON object with every figure as the last line
 #   --repeat K  extra repetitions per stage (default 4; the difference is over K runs)
 #   --no-build  use the aarch64 binary as it is (default: cross/build-aarch64.sh first)
@@ -24,17 +28,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 
-x86=0 json=0 repeat=4 build=1
+x86=0 json=0 repeat=4 build=1 cpu_list=cortex-a72,cortex-a76
 while [ $# -gt 0 ]; do
     case "$1" in
         --x86) x86=1 ;;
+        --cpu) cpu_list="${2:?--cpu needs a list such as cortex-a72,cortex-a76}"; shift ;;
         --json) json=1 ;;
         --repeat) repeat="${2:?--repeat needs a number}"; shift ;;
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | grep -v '^set' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "aarch64-cost.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
+done
+IFS=, read -r -a cpus <<<"$cpu_list"
+known_cpus=$(qemu-aarch64 -cpu help 2>/dev/null || true)
+for c in "${cpus[@]}"; do
+    grep -qw -- "$c" <<<"$known_cpus" ||
+        { echo "aarch64-cost.sh: qemu-aarch64 knows no CPU '$c' (qemu-aarch64 -cpu help lists them)" >&2; exit 2; }
 done
 case "$repeat" in ''|*[!0-9]*|0) echo "aarch64-cost.sh: --repeat takes a positive number" >&2; exit 2 ;; esac
 
@@ -114,6 +125,10 @@ fi
 [ -x "$bin" ] || { echo "aarch64-cost.sh: no aarch64 binary at $bin: run cross/build-aarch64.sh" >&2; exit 1; }
 qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib "$bin" cost --help >/dev/null 2>&1 ||
     { echo "aarch64-cost.sh: $bin has no 'cost' subcommand: rebuild it (drop --no-build)" >&2; exit 1; }
+# Measure a snapshot: a build elsewhere in the work tree must not swap the binary mid-run.
+bin_built=$bin
+cp "$bin" "$work/agecam-aarch64"
+bin="$work/agecam-aarch64"
 
 # --- the integer (QLinearConv) forms ----------------------------------------------------------
 x86_bin="${AGECAM_X86_BIN:-}"
@@ -123,6 +138,11 @@ if [ -z "$x86_bin" ]; then
     done
 fi
 host_bin="${AGECAM_HOST_BIN:-${x86_bin:+$(dirname "$x86_bin")/agecam-host}}"
+x86_built=$x86_bin
+if [ -n "$x86_bin" ] && [ -x "$x86_bin" ]; then
+    cp "$x86_bin" "$work/agecam-x86"
+    x86_bin="$work/agecam-x86"
+fi
 f32_model=$(python3 -c 'import json; print(next(e["file"] for e in json.load(open("models/manifest.json")) if e["role"] == "age_gender_f32" and e.get("use", "research") == "research"))' 2>/dev/null || echo age_gender_f32.onnx)
 qlinear=()
 if [ -n "$host_bin" ] && [ -x "$host_bin" ]; then
@@ -142,13 +162,14 @@ fi
 
 # --- counting ---------------------------------------------------------------------------------
 printf '[model]\nprecision = "int8"\n' >"$work/cost.toml"
+printf '[model]\nprecision = "int8"\n[schedule]\ndetect_every = 1\nsettle_estimates = 0\n' >"$work/every.toml"
 run_env=(env -u CACHE_DIRECTORY -u AGECAM_CONFIG RUST_LOG=warn)
 
 # Guest instructions of one run of the aarch64 binary with the given arguments.
 count_aarch64() {
     local log="$work/qemu.$RANDOM"
     set -- "${@/#@FRESH@/$(mktemp -d -p "$work")}"
-    "${run_env[@]}" qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib \
+    "${run_env[@]}" qemu-aarch64 -cpu "$qcpu" -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib \
         -plugin "$plugin,inline=on" -d plugin -D "$log" "$bin" "$@" >"$log.out" 2>&1 ||
         { echo "aarch64-cost.sh: qemu-aarch64 $bin $* failed:" >&2; tail -5 "$log.out" >&2; return 1; }
     awk '/^insns:/ { print $2 }' "$log"
@@ -172,8 +193,8 @@ per_unit() {
 
 stages=(decode detect detect-full-range detect-back detect-seeta crop infer-f32 infer-int8)
 for l in "${qlinear[@]}"; do stages+=("infer-qlinear-$l"); done
-stages+=(frame)
-declare -A what unit arm x86c
+stages+=(frame frame-every)
+declare -A what unit arm x86c  # arm is keyed "cpu stage"
 for s in "${stages[@]}"; do
     case "$s" in
         decode) what[$s]="MJPEG decode, 640x480 demo frame"; unit[$s]=frame ;;
@@ -186,7 +207,8 @@ for s in "${stages[@]}"; do
         infer-int8) what[$s]="age/gender weight-only int8 (manifest)"; unit[$s]=face ;;
         infer-qlinear-pointwise) what[$s]="age/gender QLinearConv, 1x1 convs"; unit[$s]=face ;;
         infer-qlinear-all) what[$s]="age/gender QLinearConv, all convs"; unit[$s]=face ;;
-        frame) what[$s]="daemon stream frame (run --demo, int8)"; unit[$s]=frame ;;
+        frame) what[$s]="daemon frame, configured [schedule]"; unit[$s]=frame ;;
+        frame-every) what[$s]="daemon frame, detect+classify every frame"; unit[$s]=frame ;;
     esac
 done
 
@@ -194,19 +216,25 @@ done
 stage_args() {
     case "$1" in
         frame) echo "--config $work/cost.toml run --demo --models models --out @FRESH@ --max-frames" ;;
+        frame-every) echo "--config $work/every.toml run --demo --models models --out @FRESH@ --max-frames" ;;
         infer-qlinear-*) echo "cost infer --model $cache/age_gender_qlinear_${1#infer-qlinear-}.onnx --models models --repeat" ;;
         *) echo "cost $1 --models models --repeat" ;;
     esac
 }
-# The daemon's frame: from frame 5 to 25 of the 30 demo frames (3 stills x 10), so the
-# difference spans all three stills and two of the PNGs written every 10th frame.
-n1_of() { [ "$1" = frame ] && echo 5 || echo 1; }
-n2_of() { [ "$1" = frame ] && echo 25 || echo $((1 + $2)); }
+# The daemon's frames: from frame 5 to 25 of the 30 demo frames (3 stills x 10), so the
+# difference spans all three stills and two of the PNGs written every 10th frame; `frame`
+# with the configured [schedule], `frame-every` with the every-frame reference schedule.
+n1_of() { case "$1" in frame*) echo 5 ;; *) echo 1 ;; esac; }
+n2_of() { case "$1" in frame*) echo 25 ;; *) echo $((1 + $2)) ;; esac; }
 
-for s in "${stages[@]}"; do
-    echo "counting $s under qemu-aarch64 ..." >&2
-    # shellcheck disable=SC2046
-    arm[$s]=$(per_unit count_aarch64 "$(n1_of "$s")" "$(n2_of "$s" "$repeat")" $(stage_args "$s")) || arm[$s]=failed
+for qcpu in "${cpus[@]}"; do
+    for s in "${stages[@]}"; do
+        echo "counting $s under qemu-aarch64 -cpu $qcpu ..." >&2
+        # shellcheck disable=SC2046
+        arm[$qcpu $s]=$(per_unit count_aarch64 "$(n1_of "$s")" "$(n2_of "$s" "$repeat")" $(stage_args "$s")) ||
+            arm[$qcpu $s]=failed
+        echo "  ${arm[$qcpu $s]} per ${unit[$s]}" >&2
+    done
 done
 x86_note=""
 if [ "$x86" = 1 ]; then
@@ -215,12 +243,13 @@ if [ "$x86" = 1 ]; then
     elif [ -z "$x86_bin" ] || ! "$x86_bin" cost --help >/dev/null 2>&1; then
         note "--x86: no x86 agecam with the cost subcommand (cargo build --workspace --bins, or set AGECAM_X86_BIN)"; x86=0
     else
-        case "$x86_bin" in *debug*) x86_note=" (dev profile: dependencies -O3, agecam's own code -O1)" ;; esac
+        case "$x86_built" in *debug*) x86_note=" (dev profile: dependencies -O3, agecam's own code -O1)" ;; esac
         x86_repeat=$(( repeat < 2 ? repeat : 2 ))
         for s in "${stages[@]}"; do
             echo "counting $s under callgrind ..." >&2
             # shellcheck disable=SC2046
             x86c[$s]=$(per_unit count_x86 "$(n1_of "$s")" "$(n2_of "$s" "$x86_repeat")" $(stage_args "$s")) || x86c[$s]=failed
+            echo "  ${x86c[$s]} per ${unit[$s]}" >&2
         done
     fi
 fi
@@ -228,21 +257,20 @@ fi
 # --- report -----------------------------------------------------------------------------------
 human() { case "$1" in ''|failed) echo "${1:--}" ;; *) awk -v n="$1" 'BEGIN { printf "%.1f M", n / 1e6 }' ;; esac; }
 echo
-echo "Guest instructions per unit, difference of runs with N1 and N2 repetitions (aarch64: qemu-aarch64 $(qemu-aarch64 --version | sed -n '1s/.*version \([^ ]*\).*/\1/p') + QEMU's insn plugin)"
-if [ "$x86" = 1 ]; then
-    printf '%-24s %-42s %-6s %16s %16s\n' stage what per aarch64 x86
-else
-    printf '%-24s %-42s %-6s %16s\n' stage what per aarch64
-fi
+echo "Guest instructions per unit, difference of runs with N1 and N2 repetitions (aarch64: qemu-aarch64 $(qemu-aarch64 --version | sed -n '1s/.*version \([^ ]*\).*/\1/p') -cpu MODEL + QEMU's insn plugin; M = million)"
+row=$(printf '%-24s %-42s %-6s' stage what per)
+for c in "${cpus[@]}"; do row+=$(printf ' %12s' "$c"); done
+[ "$x86" = 1 ] && row+=$(printf ' %12s' x86)
+echo "$row"
 for s in "${stages[@]}"; do
-    if [ "$x86" = 1 ]; then
-        printf '%-24s %-42s %-6s %16s %16s\n' "$s" "${what[$s]}" "${unit[$s]}" "$(human "${arm[$s]}")" "$(human "${x86c[$s]:-}")"
-    else
-        printf '%-24s %-42s %-6s %16s\n' "$s" "${what[$s]}" "${unit[$s]}" "$(human "${arm[$s]}")"
-    fi
+    row=$(printf '%-24s %-42s %-6s' "$s" "${what[$s]}" "${unit[$s]}")
+    for c in "${cpus[@]}"; do row+=$(printf ' %12s' "$(human "${arm[$c $s]}")"); done
+    [ "$x86" = 1 ] && row+=$(printf ' %12s' "$(human "${x86c[$s]:-}")")
+    echo "$row"
 done
-[ "$x86" = 1 ] && note "x86: valgrind --tool=callgrind on $x86_bin$x86_note, N2 - N1 = $x86_repeat"
-note "aarch64: $bin; N2 - N1 = $repeat per stage, 20 for the daemon frame (frames 6-25: all three stills, two PNG writes)"
+[ "$x86" = 1 ] && note "x86: valgrind --tool=callgrind on $x86_built$x86_note, N2 - N1 = $x86_repeat"
+note "aarch64: $bin_built; N2 - N1 = $repeat per stage, 20 for the daemon frames"
+note "daemon frames: run --demo frames 6-25 (model.precision = int8): its decoded stills change every 10 frames (2 JPEG decodes, 2 PNG writes in the 20), so each still is a short new visit"
 for n in "${notes[@]}"; do echo "note: $n"; done
 echo "took $((SECONDS - started)) s"
 if [ "$json" = 1 ]; then
@@ -250,7 +278,12 @@ if [ "$json" = 1 ]; then
         printf '{"unit":{'
         sep=""; for s in "${stages[@]}"; do printf '%s"%s":"%s"' "$sep" "$s" "${unit[$s]}"; sep=","; done
         printf '},"aarch64":{'
-        sep=""; for s in "${stages[@]}"; do v=${arm[$s]}; [ "$v" = failed ] && v=null; printf '%s"%s":%s' "$sep" "$s" "$v"; sep=","; done
+        csep=""
+        for c in "${cpus[@]}"; do
+            printf '%s"%s":{' "$csep" "$c"; csep=","
+            sep=""; for s in "${stages[@]}"; do v=${arm[$c $s]}; [ "$v" = failed ] && v=null; printf '%s"%s":%s' "$sep" "$s" "$v"; sep=","; done
+            printf '}'
+        done
         printf '}'
         if [ "$x86" = 1 ]; then
             printf ',"x86":{'
