@@ -13,6 +13,7 @@
 #   --cpu LIST  qemu CPU models to count on, comma-separated (default cortex-a72,cortex-a76:
 #               Raspberry Pi 4 and 5; cortex-a53 is a Pi 3 / Zero 2). tract picks its kernels
 #               by the CPU's features (dotprod, fp16), so `max` would count kernels a Pi lacks
+#   --stages L  only these rows, comma-separated (names as in the table; default all)
 #   --x86       also count the same stages on x86 with valgrind --tool=callgrind (~15 min more)
 #   --json      print one JSON object with every figure as the last line
 #   --repeat K  extra repetitions per stage (default 4; the difference is over K runs)
@@ -28,10 +29,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 
-x86=0 json=0 repeat=4 build=1 cpu_list=cortex-a72,cortex-a76
+x86=0 json=0 repeat=4 build=1 cpu_list=cortex-a72,cortex-a76 only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --x86) x86=1 ;;
+        --stages) only="${2:?--stages needs a list such as decode,frame}"; shift ;;
         --cpu) cpu_list="${2:?--cpu needs a list such as cortex-a72,cortex-a76}"; shift ;;
         --json) json=1 ;;
         --repeat) repeat="${2:?--repeat needs a number}"; shift ;;
@@ -194,6 +196,13 @@ per_unit() {
 stages=(decode detect detect-full-range detect-back detect-seeta crop infer-f32 infer-int8)
 for l in "${qlinear[@]}"; do stages+=("infer-qlinear-$l"); done
 stages+=(frame frame-every)
+if [ -n "$only" ]; then
+    IFS=, read -r -a wanted <<<"$only"
+    for w in "${wanted[@]}"; do
+        [[ " ${stages[*]} " == *" $w "* ]] || { echo "aarch64-cost.sh: no stage '$w' (stages: ${stages[*]})" >&2; exit 2; }
+    done
+    stages=("${wanted[@]}")
+fi
 declare -A what unit arm x86c  # arm is keyed "cpu stage"
 for s in "${stages[@]}"; do
     case "$s" in
@@ -221,11 +230,13 @@ stage_args() {
         *) echo "cost $1 --models models --repeat" ;;
     esac
 }
-# The daemon's frames: from frame 5 to 25 of the 30 demo frames (3 stills x 10), so the
-# difference spans all three stills and two of the PNGs written every 10th frame; `frame`
-# with the configured [schedule], `frame-every` with the every-frame reference schedule.
-n1_of() { case "$1" in frame*) echo 5 ;; *) echo 1 ;; esac; }
-n2_of() { case "$1" in frame*) echo 25 ;; *) echo $((1 + $2)) ;; esac; }
+# The daemon's frames: the demo shows 3 stills for P frames each (DEMO_FRAMES_PER_STILL) and
+# writes a PNG every P frames; frames P/2+1 to P/2+2P span all three stills, two still changes
+# and two PNGs. `frame` with the configured [schedule], `frame-every` with the every-frame one.
+per_still=$(sed -n 's/.*DEMO_FRAMES_PER_STILL: u32 = \([0-9]*\);.*/\1/p' src/daemon.rs)
+per_still=${per_still:-10}
+n1_of() { case "$1" in frame*) echo $((per_still / 2)) ;; *) echo 1 ;; esac; }
+n2_of() { case "$1" in frame*) echo $((per_still / 2 + 2 * per_still)) ;; *) echo $((1 + $2)) ;; esac; }
 
 for qcpu in "${cpus[@]}"; do
     for s in "${stages[@]}"; do
@@ -269,8 +280,8 @@ for s in "${stages[@]}"; do
     echo "$row"
 done
 [ "$x86" = 1 ] && note "x86: valgrind --tool=callgrind on $x86_built$x86_note, N2 - N1 = $x86_repeat"
-note "aarch64: $bin_built; N2 - N1 = $repeat per stage, 20 for the daemon frames"
-note "daemon frames: run --demo frames 6-25 (model.precision = int8): its decoded stills change every 10 frames (2 JPEG decodes, 2 PNG writes in the 20), so each still is a short new visit"
+note "aarch64: $bin_built; N2 - N1 = $repeat per stage, $((2 * per_still)) for the daemon frames"
+note "daemon frames: run --demo frames $((per_still / 2 + 1))-$((per_still / 2 + 2 * per_still)) (model.precision = int8): its decoded stills change every $per_still frames (2 JPEG decodes, 2 PNG writes in the $((2 * per_still))), so each still is a short new visit"
 for n in "${notes[@]}"; do echo "note: $n"; done
 echo "took $((SECONDS - started)) s"
 if [ "$json" = 1 ]; then
