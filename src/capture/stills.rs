@@ -6,8 +6,9 @@ use image::ImageFormat;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Sample camera frames compiled into the binary (sources and licences: `tests/data/SOURCES.md`).
-const DEMO_FRAMES: &[(&str, &[u8])] = &[
+/// Sample camera frames compiled into the binary (sources and licences: `tests/data/SOURCES.md`):
+/// file name and JPEG bytes, in the order `run --demo` shows them.
+pub const DEMO_FRAMES: &[(&str, &[u8])] = &[
     (
         "demo_frame_1.jpg",
         include_bytes!("../../tests/data/frames/demo_frame_1.jpg"),

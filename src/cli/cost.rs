@@ -20,20 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The demo frames built into the binary (the same files `run --demo` shows).
-const FRAMES: [(&str, &[u8]); 3] = [
-    (
-        "demo_frame_1.jpg",
-        include_bytes!("../../tests/data/frames/demo_frame_1.jpg"),
-    ),
-    (
-        "demo_frame_2.jpg",
-        include_bytes!("../../tests/data/frames/demo_frame_2.jpg"),
-    ),
-    (
-        "demo_frame_3.jpg",
-        include_bytes!("../../tests/data/frames/demo_frame_3.jpg"),
-    ),
-];
+const FRAMES: &[(&str, &[u8])] = crate::capture::stills::DEMO_FRAMES;
 
 /// One stage of the pipeline, as `cost` runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
