@@ -18,7 +18,7 @@ use crate::config::ScheduleConfig;
 use crate::face::{FaceResult, StageTimes};
 use crate::model::{AgeGender, FaceProbs};
 use crate::pipeline::Pipeline;
-use crate::vision::FaceBox;
+use crate::vision::{match_by_overlap, FaceBox};
 use crate::Error;
 use image::RgbImage;
 use std::time::Instant;
@@ -207,27 +207,15 @@ impl Scheduler {
     /// Links this detector frame's boxes to the faces followed so far, best overlap first;
     /// an unlinked box is a new face, a face not found is forgotten after [`MAX_MISSED`].
     fn link(&mut self, boxes: Vec<FaceBox>) {
-        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
-        for (i, f) in self.followed.iter().enumerate() {
-            for (j, b) in boxes.iter().enumerate() {
-                let iou = f.face.iou(b);
-                if iou >= LINK_IOU {
-                    pairs.push((iou, i, j));
-                }
-            }
-        }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut linked = vec![false; self.followed.len()];
         let mut used = vec![false; boxes.len()];
-        for (_, i, j) in pairs {
-            if !linked[i] && !used[j] {
-                linked[i] = true;
-                used[j] = true;
-                let f = &mut self.followed[i];
-                f.face = boxes[j];
-                f.missed = 0;
-                f.since_check += 1;
-            }
+        for (i, j) in match_by_overlap(self.followed.iter().map(|f| &f.face), &boxes, LINK_IOU) {
+            linked[i] = true;
+            used[j] = true;
+            let f = &mut self.followed[i];
+            f.face = boxes[j];
+            f.missed = 0;
+            f.since_check += 1;
         }
         for (f, linked) in self.followed.iter_mut().zip(&linked) {
             if !linked {
@@ -246,7 +234,6 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::AgeGenderModel;
     use crate::vision::FaceDetector;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -274,13 +261,7 @@ mod tests {
 
     fn pipeline(calls: Arc<AtomicUsize>) -> (Pipeline, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tiny.onnx");
-        std::fs::write(
-            &path,
-            crate::model::onnx_build::tests_support::tiny_age_gender_onnx(16),
-        )
-        .unwrap();
-        let model = AgeGenderModel::load(&path).unwrap();
+        let model = crate::model::onnx_build::tests_support::tiny_age_gender_model(dir.path(), 16);
         (
             Pipeline::from_parts(Box::new(Counting(calls)), Some(model), 0.0),
             dir,

@@ -4,7 +4,7 @@
 
 use crate::face::FaceResult;
 use crate::model::{AgeGender, Gender};
-use crate::vision::FaceBox;
+use crate::vision::{match_by_overlap, FaceBox};
 use std::time::{Duration, Instant};
 
 /// Settings for linking detections into visits.
@@ -142,26 +142,16 @@ impl Tracker {
         // End stale tracks first, so a person who comes back after the gap starts a new visit
         // even when standing exactly where they stood before.
         let ended = self.expire(now);
-        // Greedy matching, best overlap first: with a few faces per frame this is optimal in
-        // practice and needs no assignment solver.
-        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
-        for (t, track) in self.tracks.iter().enumerate() {
-            for (f, face) in faces.iter().enumerate() {
-                let iou = track.last_box.iou(&face.face);
-                if iou >= self.settings.min_iou {
-                    pairs.push((iou, t, f));
-                }
-            }
-        }
-        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut track_taken = vec![false; self.tracks.len()];
+        let boxes: Vec<FaceBox> = faces.iter().map(|f| f.face).collect();
+        let linked = match_by_overlap(
+            self.tracks.iter().map(|t| &t.last_box),
+            &boxes,
+            self.settings.min_iou,
+        );
         let mut face_taken = vec![false; faces.len()];
-        for (_, t, f) in pairs {
-            if !track_taken[t] && !face_taken[f] {
-                track_taken[t] = true;
-                face_taken[f] = true;
-                self.tracks[t].add(&faces[f], now);
-            }
+        for (t, f) in linked {
+            face_taken[f] = true;
+            self.tracks[t].add(&faces[f], now);
         }
         for (f, face) in faces.iter().enumerate() {
             if !face_taken[f] {

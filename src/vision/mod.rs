@@ -46,6 +46,40 @@ impl FaceBox {
     }
 }
 
+/// Links boxes seen before (`old`) to this frame's boxes (`new`) by overlap: greedy, best
+/// intersection-over-union first, each box used at most once, pairs below `min_iou` never
+/// linked. Returns `(old index, new index)` pairs. With the few faces a kiosk sees per frame
+/// greedy matching is optimal in practice and needs no assignment solver. The visit tracker
+/// and the detection schedule both follow faces with it.
+pub fn match_by_overlap<'a>(
+    old: impl ExactSizeIterator<Item = &'a FaceBox>,
+    new: &[FaceBox],
+    min_iou: f32,
+) -> Vec<(usize, usize)> {
+    let old: Vec<&FaceBox> = old.collect();
+    let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+    for (i, o) in old.iter().enumerate() {
+        for (j, n) in new.iter().enumerate() {
+            let iou = o.iou(n);
+            if iou >= min_iou {
+                pairs.push((iou, i, j));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut old_taken = vec![false; old.len()];
+    let mut new_taken = vec![false; new.len()];
+    let mut linked = Vec::new();
+    for (_, i, j) in pairs {
+        if !old_taken[i] && !new_taken[j] {
+            old_taken[i] = true;
+            new_taken[j] = true;
+            linked.push((i, j));
+        }
+    }
+    linked
+}
+
 /// Settings every detector takes from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct DetectorSettings {
@@ -81,6 +115,28 @@ mod tests {
             height: h,
             score: 1.0,
         }
+    }
+
+    #[test]
+    fn matching_links_best_overlap_first_and_each_box_once() {
+        let b = |x: f32| FaceBox {
+            x,
+            y: 0.0,
+            width: 10.0,
+            height: 10.0,
+            score: 1.0,
+        };
+        let old = [b(0.0), b(5.0), b(100.0)];
+        // IoU: old[1]-new[0] 0.82, old[0]-new[1] 0.54, old[0]-new[0] 0.43, old[1]-new[1] 0.11;
+        // nothing overlaps old[2] or new[2]. Best first: old[1] takes new[0], so old[0] is
+        // linked to new[1] although it overlaps new[0] too.
+        let new = [b(4.0), b(-3.0), b(50.0)];
+        let mut m = match_by_overlap(old.iter(), &new, 0.3);
+        m.sort();
+        assert_eq!(m, vec![(0, 1), (1, 0)]);
+        // A higher floor drops the weaker link.
+        assert_eq!(match_by_overlap(old.iter(), &new, 0.6), vec![(1, 0)]);
+        assert!(match_by_overlap(old.iter(), &[], 0.3).is_empty());
     }
 
     #[test]
