@@ -161,11 +161,7 @@ impl Pipeline {
         };
         let size = model.info().input_size;
         // Faces too small for a trustworthy estimate are kept (counted, boxed), not classified.
-        let floor = self.min_estimate_size as f32;
-        let estimable: Vec<bool> = faces
-            .iter()
-            .map(|f| f.width.min(f.height) >= floor)
-            .collect();
+        let estimable: Vec<bool> = faces.iter().map(|f| self.can_estimate(f)).collect();
         let crops: Vec<RgbImage> = faces
             .iter()
             .zip(&estimable)
@@ -386,13 +382,7 @@ mod tests {
     #[test]
     fn each_face_is_cropped_and_estimated_in_one_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tiny.onnx");
-        std::fs::write(
-            &path,
-            crate::model::onnx_build::tests_support::tiny_age_gender_onnx(16),
-        )
-        .unwrap();
-        let model = AgeGenderModel::load(&path).unwrap();
+        let model = crate::model::onnx_build::tests_support::tiny_age_gender_model(dir.path(), 16);
         let mut pipeline = Pipeline::from_parts(Box::new(TwoFaces), Some(model), 0.0);
         // Left half magenta (red + blue: age 60, female), right half green (age 20, male).
         let frame = RgbImage::from_fn(64, 32, |x, _| {
@@ -429,13 +419,7 @@ mod tests {
     #[test]
     fn faces_under_the_estimate_floor_are_kept_without_an_estimate() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tiny.onnx");
-        std::fs::write(
-            &path,
-            crate::model::onnx_build::tests_support::tiny_age_gender_onnx(16),
-        )
-        .unwrap();
-        let model = AgeGenderModel::load(&path).unwrap();
+        let model = crate::model::onnx_build::tests_support::tiny_age_gender_model(dir.path(), 16);
         let frame = RgbImage::from_fn(64, 32, |x, _| {
             if x < 32 {
                 image::Rgb([255, 0, 255])

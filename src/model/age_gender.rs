@@ -489,7 +489,7 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::onnx_build::tests_support::tiny_age_gender_onnx;
+    use crate::model::onnx_build::tests_support::{tiny_age_gender_model, tiny_age_gender_onnx};
 
     #[test]
     fn metadata_written_by_to_metadata_reads_back_unchanged() {
@@ -509,9 +509,7 @@ mod tests {
         assert_eq!(ModelInfo::from_properties(&props).unwrap(), info);
         // And through a real ONNX file: the test network is written by the same writer.
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tiny.onnx");
-        std::fs::write(&path, tiny_age_gender_onnx(16)).unwrap();
-        let loaded = AgeGenderModel::load(&path).unwrap();
+        let loaded = tiny_age_gender_model(dir.path(), 16);
         assert_eq!(loaded.info().input_size, 16);
         assert_eq!(loaded.info().age_bins.len(), 101);
     }
@@ -528,9 +526,7 @@ mod tests {
     #[test]
     fn tiny_model_runs_a_batch_and_reads_its_metadata() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tiny.onnx");
-        std::fs::write(&path, tiny_age_gender_onnx(16)).unwrap();
-        let model = AgeGenderModel::load(&path).unwrap();
+        let model = tiny_age_gender_model(dir.path(), 16);
         assert_eq!(model.info().input_size, 16);
         assert_eq!(model.info().age_bins.len(), 101);
         // The tiny network's age logits peak at 20 + 40 × (mean red), its gender logit
@@ -551,9 +547,7 @@ mod tests {
     #[test]
     fn wrong_crop_size_and_bad_files_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tiny.onnx");
-        std::fs::write(&path, tiny_age_gender_onnx(16)).unwrap();
-        let model = AgeGenderModel::load(&path).unwrap();
+        let model = tiny_age_gender_model(dir.path(), 16);
         let err = model
             .predict(&[RgbImage::new(17, 17)])
             .err()

@@ -203,6 +203,16 @@ pub mod tests_support {
     use crate::model::age_gender::ModelInfo;
     use crate::model::Gender;
 
+    /// [`tiny_age_gender_onnx`] written to a file in `dir` and loaded as the device loads a
+    /// model (the pipeline's and the schedule's tests run it).
+    pub fn tiny_age_gender_model(dir: &std::path::Path, size: i64) -> crate::model::AgeGenderModel {
+        let path = dir.join(format!("tiny_{size}.onnx"));
+        std::fs::write(&path, tiny_age_gender_onnx(size))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        crate::model::AgeGenderModel::load(&path)
+            .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+    }
+
     /// A hand-weighted age/gender network over `size`×`size` RGB input with the metadata the
     /// device reads. Global average pooling gives the mean R, G, B; the age logits are
     /// −k(a − 20)² + 80k(a − 20)·R over ages a = 0…100 (k = 0.05), a Gaussian centred on
