@@ -12,6 +12,16 @@
 //! agree (a mismatch is an error naming the layer). Convolutions the file has beyond ours (the
 //! classifier) are ignored; our age/gender heads keep their random initialisation.
 //!
+//! # Narrower networks
+//!
+//! A network of width < 1 (e.g. 0.75 or 0.5) has fewer channels per layer than the 1.0 file.
+//! It is initialised by *thinning*: every layer keeps the file's leading output channels and,
+//! of each kept filter, the leading input channels, as many as the narrow layer has. Taking the
+//! same leading channels everywhere keeps a layer's inputs the very channels the layer before
+//! kept, residual additions included. The result is a start for fine-tuning, not an ImageNet
+//! network of that width (the dropped channels' contributions are gone); a layer that is
+//! *wider* than the file's is still an error.
+//!
 //! Layouts: TFLite `CONV_2D` weights are `[out, kh, kw, in]`, `DEPTHWISE_CONV_2D` weights
 //! `[1, kh, kw, channels]`; ours are `[out, in, kh, kw]` and `[channels, 1, kh, kw]`. Values
 //! are dequantized as scale·(q − zero_point), per output channel where the file gives
@@ -154,11 +164,20 @@ pub fn apply(net: &MobileNetV2, convs: &[TfliteConv]) -> Result<usize> {
         net.config.width_mult,
         ours.len()
     );
-    // Check every shape before changing anything.
+    // Check every shape before changing anything. A narrower network takes the leading
+    // channels (see "Narrower networks" in the module docs).
+    let thin = net.config.width_mult < 1.0;
     for (k, ((name, l), c)) in ours.iter().zip(convs).enumerate() {
         let want = l.w.dims();
         let kind_ok = matches!(l.kind, Kind::Depthwise { .. }) == c.depthwise;
-        if !kind_ok || want != c.dims {
+        let fits = if thin {
+            want.len() == 4
+                && want.iter().zip(c.dims).all(|(w, f)| *w <= f)
+                && want[2..] == c.dims[2..]
+        } else {
+            want == c.dims
+        };
+        if !kind_ok || !fits {
             bail!(
                 "TFLite convolution #{k} ({}, weight {:?}) does not fit our layer {name} ({}, weight {want:?}); \
                  is the file a MobileNetV2 of width {}?",
@@ -174,18 +193,33 @@ pub fn apply(net: &MobileNetV2, convs: &[TfliteConv]) -> Result<usize> {
         let Norm::Custom(bn) = &l.norm else {
             bail!("--init needs the custom-op network");
         };
-        let n = c.dims[0];
+        let d = l.w.dims();
+        let (n, i) = (d[0], d[1]);
         let w = candle_core::Var::from_tensor(&l.w)?;
-        w.set(&Tensor::from_vec(c.weight.clone(), c.dims.to_vec(), &dev)?)?;
+        w.set(&Tensor::from_vec(leading(c, n, i), d.to_vec(), &dev)?)?;
         bn.gamma
             .set(&Tensor::ones(n, candle_core::DType::F32, &dev)?)?;
-        bn.beta.set(&Tensor::from_vec(c.bias.clone(), n, &dev)?)?;
+        bn.beta
+            .set(&Tensor::from_vec(c.bias[..n].to_vec(), n, &dev)?)?;
         bn.running_mean
             .set(&Tensor::zeros(n, candle_core::DType::F32, &dev)?)?;
         bn.running_var
             .set(&Tensor::ones(n, candle_core::DType::F32, &dev)?)?;
     }
     Ok(ours.len())
+}
+
+/// The weights of `c`'s leading `out` filters, each cut to its leading `inputs` input channels
+/// (all of them when the shapes agree), in our `[out, in, kh, kw]` layout.
+fn leading(c: &TfliteConv, out: usize, inputs: usize) -> Vec<f32> {
+    let [_, all_in, kh, kw] = c.dims;
+    let k = kh * kw;
+    let mut v = Vec::with_capacity(out * inputs * k);
+    for o in 0..out {
+        let filter = &c.weight[o * all_in * k..(o + 1) * all_in * k];
+        v.extend_from_slice(&filter[..inputs * k]);
+    }
+    v
 }
 
 /// Reads `path` and initialises `net` from it; returns (loaded, convolutions in the file).
@@ -376,6 +410,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("#0"), "{err}");
+    }
+
+    #[test]
+    fn a_narrower_network_takes_the_leading_channels() {
+        let net = |width_mult| {
+            MobileNetV2::with_varmap(
+                Config {
+                    width_mult,
+                    input_size: 32,
+                    ..Config::default()
+                },
+                Backend::Custom,
+                &Device::Cpu,
+            )
+            .unwrap()
+        };
+        let (_vw, wide) = net(1.0);
+        let (_vn, narrow) = net(0.5);
+        let convs = read_convs(&fake_tflite(&wide, None)).unwrap();
+        assert_eq!(apply(&narrow, &convs).unwrap(), 52);
+        // Block 2's projection (conv #5, 1×1): narrow [16, 48] of the file's [24, 144].
+        let l = &narrow.blocks[1].layers[2];
+        let (d, f) = (l.w.dims().to_vec(), convs[5].dims);
+        assert!(d[0] < f[0] && d[1] < f[1], "{d:?} vs {f:?}");
+        let ours = l.w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (o, i) in [(0, 0), (3, 7), (d[0] - 1, d[1] - 1)] {
+            assert_eq!(
+                ours[o * d[1] + i],
+                convs[5].weight[o * f[1] + i],
+                "[{o}, {i}]"
+            );
+        }
+        let Norm::Custom(bn) = &l.norm else { panic!() };
+        assert_eq!(
+            bn.beta.to_vec1::<f32>().unwrap(),
+            convs[5].bias[..d[0]].to_vec()
+        );
+        // Wider than the file is still an error.
+        let (_vs, slim) = small();
+        let err = apply(&narrow, &read_convs(&fake_tflite(&slim, None)).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not fit our layer features."), "{err}");
     }
 
     /// The real ImageNet file, when it is present (it is not in the repository).
