@@ -18,6 +18,8 @@
 #   --json      print one JSON object with every figure as the last line
 #   --repeat K  extra repetitions per stage (default 4; the difference is over K runs)
 #   --no-build  use the aarch64 binary as it is (default: cross/build-aarch64.sh first)
+#   --model F   also count one face through the age/gender ONNX model F (repeatable; a row
+#               `model:NAME` each, e.g. the width/input-size candidates of the model-size table)
 # Env: AGECAM_COST_CACHE (default target/aarch64-cost: the plugin, QEMU's source, the integer
 #      models), AGECAM_X86_BIN (default target/release/agecam, else target/debug/agecam),
 #      AGECAM_HOST_BIN (agecam-host for the QLinearConv forms; default as AGECAM_X86_BIN).
@@ -30,6 +32,7 @@ cd "$(dirname "$0")/.."
 started=$SECONDS
 
 x86=0 json=0 repeat=4 build=1 cpu_list=cortex-a72,cortex-a76 only=""
+extra_models=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --x86) x86=1 ;;
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
         --json) json=1 ;;
         --repeat) repeat="${2:?--repeat needs a number}"; shift ;;
         --no-build) build=0 ;;
+        --model) extra_models+=("${2:?--model needs an ONNX file}"); shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | grep -v '^set' | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "aarch64-cost.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -203,6 +207,13 @@ if [ -n "$only" ]; then
     done
     stages=("${wanted[@]}")
 fi
+declare -A model_file
+for f in "${extra_models[@]}"; do
+    [ -s "$f" ] || { echo "aarch64-cost.sh: --model $f: no such file (an ONNX model from agecam-host export or quantize)" >&2; exit 2; }
+    s="model:$(basename "$f" .onnx)"
+    model_file[$s]=$(cd "$(dirname "$f")" && pwd)/$(basename "$f")
+    stages+=("$s")
+done
 declare -A what unit arm x86c  # arm is keyed "cpu stage"
 for s in "${stages[@]}"; do
     case "$s" in
@@ -218,6 +229,7 @@ for s in "${stages[@]}"; do
         infer-qlinear-all) what[$s]="age/gender QLinearConv, all convs"; unit[$s]=face ;;
         frame) what[$s]="daemon frame, configured [schedule]"; unit[$s]=frame ;;
         frame-every) what[$s]="daemon frame, detect+classify every frame"; unit[$s]=frame ;;
+        model:*) what[$s]="age/gender --model ${s#model:}.onnx"; unit[$s]=face ;;
     esac
 done
 
@@ -227,6 +239,7 @@ stage_args() {
         frame) echo "--config $work/cost.toml run --demo --models models --out @FRESH@ --max-frames" ;;
         frame-every) echo "--config $work/every.toml run --demo --models models --out @FRESH@ --max-frames" ;;
         infer-qlinear-*) echo "cost infer --model $cache/age_gender_qlinear_${1#infer-qlinear-}.onnx --models models --repeat" ;;
+        model:*) echo "cost infer --model ${model_file[$1]} --models models --repeat" ;;
         *) echo "cost $1 --models models --repeat" ;;
     esac
 }
