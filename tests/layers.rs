@@ -29,6 +29,7 @@ const HOST: &[&[&str]] = &[
     &["ops", "dataset", "plot"],
     &["mobilenet_v2", "crops", "quantize"],
     &["net", "teacher", "tflite"],
+    &["init_model"],
     &["trainer", "bench"],
     &["eval", "det_bench"],
     &["main"],

@@ -281,6 +281,12 @@ struct TrainArgs {
     /// --input-size is fine), with a fresh learning-rate schedule: fine-tuning.
     #[arg(long, value_name = "DIR", conflicts_with = "init")]
     init_checkpoint: Option<PathBuf>,
+    /// Start from an age/gender model `export` wrote (the float ONNX, e.g. a shipped
+    /// models/age_gender_*_f32.onnx): its weights, thinned to a narrower --width, at any
+    /// --input-size; BatchNorm re-calibrated on training crops. Its training data carries on
+    /// into the new model's licence.
+    #[arg(long, value_name = "FILE.onnx", conflicts_with_all = ["init", "init_checkpoint"])]
+    init_model: Option<PathBuf>,
     /// Checkpoint folder.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -404,6 +410,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: a.seed,
                 init: a.init.clone(),
                 init_checkpoint: a.init_checkpoint.clone(),
+                init_model: a.init_model.clone(),
                 out: a.out.clone(),
                 resume: a.resume,
                 max_steps_per_epoch: a.max_steps_per_epoch,

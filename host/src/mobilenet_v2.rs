@@ -143,16 +143,43 @@ impl ConvBn {
         Ok(Self { kind, w, norm })
     }
 
+    /// The custom-op convolution alone (before its BatchNorm).
+    fn conv(&self, x: &Tensor) -> Result<Tensor> {
+        match self.kind {
+            Kind::Dense { stride } => conv2d_dense(x, &self.w, stride, 1),
+            Kind::Depthwise { stride } => depthwise_conv3x3(x, &self.w, stride),
+            Kind::Pointwise => conv1x1(x, &self.w),
+        }
+    }
+
+    /// Re-calibrates this layer's BatchNorm on `x` (see [`MobileNetV2::calibrate_bn`]) and
+    /// returns the layer's eval-mode output, unchanged by the calibration.
+    fn calibrate_bn(&self, x: &Tensor) -> Result<Tensor> {
+        let Norm::Custom(bn) = &self.norm else {
+            bail!("BatchNorm calibration needs the custom-op network")
+        };
+        let y = self.conv(x)?;
+        // Per-channel mean and variance over batch and space: [c, n·h·w].
+        let c = y.dim(1)?;
+        let flat = y.transpose(0, 1)?.contiguous()?.reshape((c, ()))?;
+        let mu = flat.mean(1)?;
+        let var = flat.broadcast_sub(&mu.unsqueeze(1)?)?.sqr()?.mean(1)?;
+        // Eval mode computes (y − m)/√(v + ε)·γ + β. Keep that function while moving m, v to
+        // the batch statistics: γ' = γ·√(var + ε)/√(v + ε), β' = β + γ·(μ − m)/√(v + ε).
+        let eps = bn.eps;
+        let old_scale = (bn.gamma.as_tensor() / (bn.running_var.as_tensor() + eps)?.sqrt()?)?;
+        let gamma = (&old_scale * (&var + eps)?.sqrt()?)?;
+        let beta = (bn.beta.as_tensor() + (&old_scale * (&mu - bn.running_mean.as_tensor())?)?)?;
+        bn.gamma.set(&gamma)?;
+        bn.beta.set(&beta)?;
+        bn.running_mean.set(&mu)?;
+        bn.running_var.set(&var)?;
+        bn.forward_t(&y, false)
+    }
+
     pub(crate) fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match &self.norm {
-            Norm::Custom(bn) => {
-                let y = match self.kind {
-                    Kind::Dense { stride } => conv2d_dense(x, &self.w, stride, 1)?,
-                    Kind::Depthwise { stride } => depthwise_conv3x3(x, &self.w, stride)?,
-                    Kind::Pointwise => conv1x1(x, &self.w)?,
-                };
-                bn.forward_t(&y, train)
-            }
+            Norm::Custom(bn) => bn.forward_t(&self.conv(x)?, train),
             Norm::Plain { bn, relu6 } => {
                 let y = match self.kind {
                     Kind::Dense { stride } => x.conv2d(&self.w, 1, stride, 1, 1)?,
@@ -341,6 +368,31 @@ impl MobileNetV2 {
         }
         let y = self.last.forward_t(&y, train)?;
         y.mean(D::Minus1)?.mean(D::Minus1)
+    }
+
+    /// Moves every BatchNorm's statistics to those of the batch `x` without changing what the
+    /// network computes in eval mode: each layer's γ and β are rescaled so that
+    /// (y − μ)/√(σ² + ε)·γ' + β' equals its old eval-mode output, with μ, σ² the batch
+    /// statistics of its convolution's output (layers in network order, each seeing the
+    /// calibrated output of the layers before it).
+    ///
+    /// Weights with the BatchNorm folded in (an exported model, or the ImageNet TFLite file)
+    /// load with γ = 1, β = bias, mean 0, variance 1: right in eval mode, but training mode
+    /// normalises by the batch's statistics, which would change every layer's output at the
+    /// first step. After calibration the first training steps start from the loaded function.
+    pub fn calibrate_bn(&self, x: &Tensor) -> Result<()> {
+        let mut y = self.stem.calibrate_bn(x)?;
+        for b in &self.blocks {
+            let block_in = y.clone();
+            for l in &b.layers {
+                y = l.calibrate_bn(&y)?;
+            }
+            if b.residual {
+                y = (y + block_in)?;
+            }
+        }
+        self.last.calibrate_bn(&y)?;
+        Ok(())
     }
 
     /// Returns `(age_logits [n, 101], gender_logits [n, 2])`.

@@ -461,7 +461,7 @@ fn f32_tensor(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
 }
 
 /// The float values of an initializer (raw little-endian or `float_data`).
-fn floats(t: &pb::TensorProto) -> Result<Vec<f32>> {
+pub(crate) fn floats(t: &pb::TensorProto) -> Result<Vec<f32>> {
     ensure!(
         t.data_type == FLOAT,
         "initializer {} is not float (type {})",
@@ -487,7 +487,7 @@ fn floats(t: &pb::TensorProto) -> Result<Vec<f32>> {
     Ok(values)
 }
 
-fn attr_int(node: &pb::NodeProto, name: &str) -> Option<i64> {
+pub(crate) fn attr_int(node: &pb::NodeProto, name: &str) -> Option<i64> {
     node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
 }
 

@@ -124,6 +124,9 @@ pub struct TrainOptions {
     /// Start from the weights of this checkpoint (same architecture and width; the input size
     /// may differ: every layer of both networks is independent of it). A fresh schedule.
     pub init_checkpoint: Option<PathBuf>,
+    /// Start from an exported float age/gender model (`--init-model`, see
+    /// [`crate::init_model`]): any width up to its own, any input size.
+    pub init_model: Option<PathBuf>,
     pub out: PathBuf,
     pub resume: bool,
     /// Stop each epoch after this many steps (quick runs and tests).
@@ -197,6 +200,11 @@ pub struct State {
     /// start's).
     #[serde(default)]
     pub teachers: Vec<String>,
+    /// `--init-model`: the model started from, and the licence lines of its metadata.
+    #[serde(default)]
+    pub init_model: Option<PathBuf>,
+    #[serde(default)]
+    pub inherited_licences: Vec<String>,
     pub history: Vec<EpochRecord>,
 }
 
@@ -432,9 +440,19 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
         (vm, net, state)
     } else {
         ensure!(
-            opts.init.is_none() || opts.init_checkpoint.is_none(),
-            "give --init (ImageNet weights) or --init-checkpoint (a trained checkpoint), not both"
+            [
+                opts.init.is_some(),
+                opts.init_checkpoint.is_some(),
+                opts.init_model.is_some()
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count()
+                <= 1,
+            "give one of --init (ImageNet weights), --init-checkpoint (a trained checkpoint) and \
+             --init-model (an exported model), not several"
         );
+        let mut inherited_licences = Vec::new();
         let (mut vm, net) = Net::new(&opts.net)?;
         let mut lineage = Vec::new();
         let mut teachers = Vec::new();
@@ -470,6 +488,54 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
                 init.display()
             );
         }
+        if let Some(path) = &opts.init_model {
+            let Net::Mobilenetv2(m) = &net else {
+                bail!("--init-model starts a MobileNetV2: use --arch mobilenetv2");
+            };
+            let model = crate::init_model::ExportedModel::read(path)?;
+            let mean = model
+                .metadata
+                .get("agecam.mean")
+                .cloned()
+                .unwrap_or_default();
+            ensure!(
+                mean.split(',')
+                    .all(|v| v.trim().parse::<f32>().ok() == Some(MEAN[0])),
+                "--init-model {}: its input normalisation mean is `{mean}`, training uses {MEAN:?}",
+                path.display()
+            );
+            let loaded = model
+                .apply(m)
+                .with_context(|| format!("--init-model {}", path.display()))?;
+            let learnt = model
+                .training_data()
+                .with_context(|| format!("--init-model {}", path.display()))?;
+            for name in learnt {
+                match name {
+                    "UTKFace" => lineage.push(DataKind::Utkface),
+                    "FairFace" => lineage.push(DataKind::Fairface),
+                    "distilled from the face-api teacher" => teachers.push(TEACHER.to_string()),
+                    other => bail!(
+                        "--init-model {}: its agecam.training_data names `{other}`, which this tool \
+                         does not know: its licence cannot be carried on",
+                        path.display()
+                    ),
+                }
+            }
+            if let Some(l) = model.metadata.get("agecam.training_licence") {
+                inherited_licences.extend(l.split("; ").map(str::to_string));
+            }
+            // BatchNorm statistics of a batch spread over the training crops.
+            let n = mix.train.images.len();
+            let k = n.min(64);
+            let idx: Vec<usize> = (0..k).map(|i| i * n / k).collect();
+            m.calibrate_bn(&batch_tensor(&mix.train, &idx, opts.net.input_size, None)?)?;
+            log::info!(
+                "--init-model {}: loaded {loaded} convolutions and both heads{}, BatchNorm calibrated on {k} crops",
+                path.display(),
+                if opts.net.width < 1.0 { " (leading channels)" } else { "" }
+            );
+        }
         let state = State {
             net: opts.net,
             mean: MEAN,
@@ -495,6 +561,8 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
                 }
                 teachers
             },
+            init_model: opts.init_model.clone(),
+            inherited_licences,
             history: Vec::new(),
         };
         (vm, net, state)
@@ -753,6 +821,11 @@ pub fn export_bytes(checkpoint: &Path) -> Result<Vec<u8>> {
     if state.init.is_some() {
         licences.push("ImageNet MobileNetV2 starting weights: Apache-2.0");
     }
+    for l in &state.inherited_licences {
+        if !licences.contains(&l.as_str()) {
+            licences.push(l.as_str());
+        }
+    }
     for t in &state.teachers {
         data.push("distilled from the face-api teacher");
         licences.push(t);
@@ -850,6 +923,7 @@ mod tests {
             seed: 1,
             init: None,
             init_checkpoint: None,
+            init_model: None,
             out: out.to_path_buf(),
             resume: false,
             max_steps_per_epoch: Some(2),
@@ -1026,6 +1100,111 @@ mod tests {
             err.contains("--init-checkpoint") && err.contains("0.35"),
             "{err}"
         );
+    }
+
+    /// `--init-model`: an exported model's folded weights and heads load into a fresh network
+    /// (the same function in eval mode once BatchNorm is calibrated, and training mode agrees
+    /// on the calibration batch), a narrower network takes the leading channels, and the
+    /// model's training data carries on into the new checkpoint's licence.
+    #[test]
+    fn init_model_starts_from_an_exported_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, onnx) = (dir.path().join("from"), dir.path().join("from.onnx"));
+        let data = || synthetic(8, 48);
+        let mut o = opts(Arch::Mobilenetv2, 0.5, &from);
+        o.epochs = 1;
+        train(&o, one(data(), data())).unwrap();
+        export(&from, &onnx).unwrap();
+        let (_, _, trained) = load_checkpoint(&from).unwrap();
+        let Net::Mobilenetv2(trained) = trained else {
+            panic!()
+        };
+
+        let model = crate::init_model::ExportedModel::read(&onnx).unwrap();
+        assert_eq!(model.convs.len(), 52);
+        let x = batch_tensor(&data(), &[0, 1, 2, 3, 4, 5], 40, None).unwrap();
+        let max_diff = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let fresh = |width| {
+            let cfg = crate::mobilenet_v2::Config {
+                width_mult: width,
+                input_size: 40,
+                ..Default::default()
+            };
+            crate::mobilenet_v2::MobileNetV2::with_varmap(
+                cfg,
+                crate::mobilenet_v2::Backend::Custom,
+                &Device::Cpu,
+            )
+            .unwrap()
+        };
+        let (_vm, same) = fresh(0.5);
+        model.apply(&same).unwrap();
+        same.calibrate_bn(&x).unwrap();
+        let (want_age, want_gender) = trained.forward_t(&x, false).unwrap();
+        let (age, gender) = same.forward_t(&x, false).unwrap();
+        assert!(
+            max_diff(&age, &want_age) < 1e-3,
+            "{}",
+            max_diff(&age, &want_age)
+        );
+        assert!(max_diff(&gender, &want_gender) < 1e-3);
+        // Training mode normalises by the batch: on the calibration batch it is the same.
+        let (age_t, _) = same.forward_t(&x, true).unwrap();
+        assert!(
+            max_diff(&age_t, &want_age) < 1e-2,
+            "{}",
+            max_diff(&age_t, &want_age)
+        );
+        // Narrower: loads (leading channels), heads whole.
+        let (_vm, narrow) = fresh(0.35);
+        assert_eq!(model.apply(&narrow).unwrap(), 52);
+        assert_eq!(
+            narrow
+                .age_head
+                .weight()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            model.heads[0].0
+        );
+        // Through train(): lineage and licence carry on.
+        let to = dir.path().join("to");
+        let mut o = opts(Arch::Mobilenetv2, 0.35, &to);
+        o.epochs = 1;
+        o.init_model = Some(onnx.clone());
+        let fairface = |d: InMemory| DataSource {
+            kind: DataKind::Fairface,
+            weight: 1.0,
+            train: d,
+            val: data(),
+        };
+        let state = train(&o, vec![fairface(data())]).unwrap();
+        assert_eq!(
+            state.learnt_from(),
+            vec![DataKind::Utkface, DataKind::Fairface]
+        );
+        let bytes = export_bytes(&to).unwrap();
+        let meta = agecam::model::onnx_build::read_metadata(&bytes).unwrap();
+        assert_eq!(meta["agecam.commercial_use"], "not allowed", "{meta:?}");
+        assert!(meta["agecam.training_data"].contains("UTKFace"), "{meta:?}");
+        // A quantized or foreign file is refused, naming it.
+        std::fs::write(dir.path().join("junk.onnx"), b"not onnx").unwrap();
+        o.out = dir.path().join("junk_out");
+        o.init_model = Some(dir.path().join("junk.onnx"));
+        let err = format!("{:#}", train(&o, vec![fairface(data())]).unwrap_err());
+        assert!(err.contains("junk.onnx"), "{err}");
     }
 
     /// Two datasets train together: each is drawn weight × its size per epoch, each is
