@@ -179,7 +179,7 @@ pub fn apply(net: &MobileNetV2, convs: &[TfliteConv]) -> Result<usize> {
         };
         if !kind_ok || !fits {
             bail!(
-                "TFLite convolution #{k} ({}, weight {:?}) does not fit our layer {name} ({}, weight {want:?}); \
+                "convolution #{k} of the file ({}, weight {:?}) does not fit our layer {name} ({}, weight {want:?}); \
                  is the file a MobileNetV2 of width {}?",
                 if c.depthwise { "depthwise" } else { "conv" },
                 c.dims,
