@@ -908,6 +908,21 @@ mod tests {
         }]
     }
 
+    /// The largest absolute difference between two tensors of one shape.
+    fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+            .unwrap()
+    }
+
+    /// A one-epoch MobileNetV2 checkpoint of `width` in `out`, trained on [`synthetic`] crops.
+    fn small_checkpoint(width: f64, out: &Path) -> TrainOptions {
+        let mut o = opts(Arch::Mobilenetv2, width, out);
+        o.epochs = 1;
+        train(&o, one(synthetic(8, 48), synthetic(8, 48))).unwrap();
+        o
+    }
+
     fn opts(arch: Arch, width: f64, out: &Path) -> TrainOptions {
         TrainOptions {
             net: NetConfig {
@@ -1060,10 +1075,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (from, to) = (dir.path().join("from"), dir.path().join("to"));
         let data = || synthetic(8, 48);
-        let mut o = opts(Arch::Mobilenetv2, 0.35, &from);
-        o.epochs = 1;
-        train(&o, one(data(), data())).unwrap();
-
+        let mut o = small_checkpoint(0.35, &from);
         o.out = to.clone();
         o.net.input_size = 40;
         o.lr = 1e-9;
@@ -1077,16 +1089,7 @@ mod tests {
         let (before, after) = (before.data().lock().unwrap(), after.data().lock().unwrap());
         let mut compared = 0;
         for (name, var) in before.iter().filter(|(n, _)| !n.contains("running")) {
-            let diff = (var.as_tensor() - after[name].as_tensor())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_diff(var.as_tensor(), after[name].as_tensor());
             assert!(diff < 1e-6, "{name} moved by {diff}");
             compared += 1;
         }
@@ -1111,9 +1114,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (from, onnx) = (dir.path().join("from"), dir.path().join("from.onnx"));
         let data = || synthetic(8, 48);
-        let mut o = opts(Arch::Mobilenetv2, 0.5, &from);
-        o.epochs = 1;
-        train(&o, one(data(), data())).unwrap();
+        small_checkpoint(0.5, &from);
         export(&from, &onnx).unwrap();
         let (_, _, trained) = load_checkpoint(&from).unwrap();
         let Net::Mobilenetv2(trained) = trained else {
@@ -1123,18 +1124,6 @@ mod tests {
         let model = crate::init_model::ExportedModel::read(&onnx).unwrap();
         assert_eq!(model.convs.len(), 52);
         let x = batch_tensor(&data(), &[0, 1, 2, 3, 4, 5], 40, None).unwrap();
-        let max_diff = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
         let fresh = |width| {
             let cfg = crate::mobilenet_v2::Config {
                 width_mult: width,
@@ -1154,17 +1143,17 @@ mod tests {
         let (want_age, want_gender) = trained.forward_t(&x, false).unwrap();
         let (age, gender) = same.forward_t(&x, false).unwrap();
         assert!(
-            max_diff(&age, &want_age) < 1e-3,
+            max_abs_diff(&age, &want_age) < 1e-3,
             "{}",
-            max_diff(&age, &want_age)
+            max_abs_diff(&age, &want_age)
         );
-        assert!(max_diff(&gender, &want_gender) < 1e-3);
+        assert!(max_abs_diff(&gender, &want_gender) < 1e-3);
         // Training mode normalises by the batch: on the calibration batch it is the same.
         let (age_t, _) = same.forward_t(&x, true).unwrap();
         assert!(
-            max_diff(&age_t, &want_age) < 1e-2,
+            max_abs_diff(&age_t, &want_age) < 1e-2,
             "{}",
-            max_diff(&age_t, &want_age)
+            max_abs_diff(&age_t, &want_age)
         );
         // Narrower: loads (leading channels), heads whole.
         let (_vm, narrow) = fresh(0.35);
