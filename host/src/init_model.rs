@@ -16,6 +16,7 @@
 use crate::mobilenet_v2::MobileNetV2;
 use crate::quantize::{attr_int, floats};
 use crate::tflite::init::{apply, TfliteConv};
+use agecam::model::age_gender::ModelInfo;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor, Var};
 use prost::Message;
@@ -143,6 +144,23 @@ impl ExportedModel {
             Var::from_tensor(bias)?.set(&Tensor::from_vec(b.clone(), d[0], &dev)?)?;
         }
         Ok(loaded)
+    }
+
+    /// The model's input contract (size, normalisation, age bins) read by the device's one
+    /// metadata reader, [`ModelInfo::from_properties`], as tract would hand it the metadata.
+    pub fn info(&self) -> Result<ModelInfo> {
+        let props = self
+            .metadata
+            .iter()
+            .map(|(k, v)| {
+                let text = tract_onnx::prelude::tensor0(v.clone());
+                (
+                    format!("onnx.metadata_props.{k}"),
+                    std::sync::Arc::new(text),
+                )
+            })
+            .collect();
+        ModelInfo::from_properties(&props).map_err(anyhow::Error::msg)
     }
 
     /// What the model's `agecam.training_data` says its weights learnt from: the names as the

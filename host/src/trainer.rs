@@ -60,6 +60,14 @@ impl DataKind {
         }
     }
 
+    /// The dataset [`DataKind::name`] names, as an export's `agecam.training_data` lists it.
+    pub fn from_name(name: &str) -> Option<DataKind> {
+        <DataKind as clap::ValueEnum>::value_variants()
+            .iter()
+            .copied()
+            .find(|k| k.name() == name)
+    }
+
     pub fn allows_commercial_use(self) -> bool {
         matches!(self, DataKind::Fairface)
     }
@@ -142,6 +150,8 @@ pub struct TrainOptions {
 /// What a distilled model learnt from besides its datasets, for the licence: face-api's
 /// network was trained on non-commercial data (UTK, FGNET, ChaLearn, Wiki, IMDB, CACD,
 /// MegaAge).
+/// How an export's `agecam.training_data` names distillation from [`TEACHER`].
+pub const TEACHER_DATA: &str = "distilled from the face-api teacher";
 pub const TEACHER: &str = "face-api age_gender_model 1.7.15 (MIT code; trained on UTK, FGNET, ChaLearn, Wiki, IMDB, CACD, MegaAge: non-commercial data)";
 
 /// One line of the history (`epoch` counts from 1).
@@ -493,16 +503,16 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
                 bail!("--init-model starts a MobileNetV2: use --arch mobilenetv2");
             };
             let model = crate::init_model::ExportedModel::read(path)?;
-            let mean = model
-                .metadata
-                .get("agecam.mean")
-                .cloned()
-                .unwrap_or_default();
+            let info = model
+                .info()
+                .with_context(|| format!("--init-model {}", path.display()))?;
             ensure!(
-                mean.split(',')
-                    .all(|v| v.trim().parse::<f32>().ok() == Some(MEAN[0])),
-                "--init-model {}: its input normalisation mean is `{mean}`, training uses {MEAN:?}",
-                path.display()
+                info.mean == MEAN && info.std == STD,
+                "--init-model {}: its input normalisation is mean {:?} std {:?}, training uses \
+                 mean {MEAN:?} std {STD:?}",
+                path.display(),
+                info.mean,
+                info.std
             );
             let loaded = model
                 .apply(m)
@@ -511,12 +521,11 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
                 .training_data()
                 .with_context(|| format!("--init-model {}", path.display()))?;
             for name in learnt {
-                match name {
-                    "UTKFace" => lineage.push(DataKind::Utkface),
-                    "FairFace" => lineage.push(DataKind::Fairface),
-                    "distilled from the face-api teacher" => teachers.push(TEACHER.to_string()),
-                    other => bail!(
-                        "--init-model {}: its agecam.training_data names `{other}`, which this tool \
+                match DataKind::from_name(name) {
+                    Some(kind) => lineage.push(kind),
+                    None if name == TEACHER_DATA => teachers.push(TEACHER.to_string()),
+                    None => bail!(
+                        "--init-model {}: its agecam.training_data names `{name}`, which this tool \
                          does not know: its licence cannot be carried on",
                         path.display()
                     ),
@@ -827,7 +836,7 @@ pub fn export_bytes(checkpoint: &Path) -> Result<Vec<u8>> {
         }
     }
     for t in &state.teachers {
-        data.push("distilled from the face-api teacher");
+        data.push(TEACHER_DATA);
         licences.push(t);
     }
     let commercial = learnt.iter().all(|k| k.allows_commercial_use()) && state.teachers.is_empty();
