@@ -137,6 +137,15 @@ impl Default for CameraConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DetectorKind {
+    /// YuNet (libfacedetection; the default with `model.use = "research"`): finds faces from
+    /// ~20 px high across a 640×480 frame, with five landmarks. Its weights are Apache-2.0 but
+    /// it was trained on WIDER FACE, whose annotations are for non-commercial research, so it
+    /// is not loaded with `model.use = "commercial"`. Scores are probabilities.
+    Yunet,
+    /// BlazeFace back-camera candidates, each confirmed by BlazeFace short-range on a magnified
+    /// crop around it (the default with `model.use = "commercial"`: every part Apache-2.0,
+    /// trained on Google's own data). Scores are the short-range network's probabilities.
+    BlazefaceCascade,
     /// MediaPipe BlazeFace short-range (128×128 input, faces within ~2 m; a small network run
     /// by tract, ~10x faster than SeetaFace). Scores are probabilities from 0 to 1.
     Blazeface,
@@ -151,9 +160,20 @@ pub enum DetectorKind {
 }
 
 impl DetectorKind {
+    /// The detector that runs when `detector.kind` is not set: it follows `model.use`, so a
+    /// commercial unit never loads a detector trained on non-commercial data.
+    pub fn default_for(model_use: ModelUse) -> DetectorKind {
+        match model_use {
+            ModelUse::Research => DetectorKind::Yunet,
+            ModelUse::Commercial => DetectorKind::BlazefaceCascade,
+        }
+    }
+
     /// The score threshold used when `detector.score_threshold` is not set.
     pub fn default_score_threshold(self) -> f32 {
         match self {
+            DetectorKind::Yunet => crate::vision::yunet::DEFAULT_SCORE_THRESHOLD,
+            DetectorKind::BlazefaceCascade => crate::vision::cascade::DEFAULT_SCORE_THRESHOLD,
             DetectorKind::Blazeface
             | DetectorKind::BlazefaceFullRange
             | DetectorKind::BlazefaceBack => 0.5,
@@ -161,8 +181,15 @@ impl DetectorKind {
         }
     }
 
+    /// Whether scores are probabilities (0 to 1); SeetaFace's are not.
+    pub fn scores_are_probabilities(self) -> bool {
+        self != DetectorKind::Seeta
+    }
+
     pub fn name(self) -> &'static str {
         match self {
+            DetectorKind::Yunet => "yunet",
+            DetectorKind::BlazefaceCascade => "blazeface-cascade",
             DetectorKind::Blazeface => "blazeface",
             DetectorKind::BlazefaceFullRange => "blazeface-full-range",
             DetectorKind::BlazefaceBack => "blazeface-back",
@@ -174,7 +201,9 @@ impl DetectorKind {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
-    pub kind: DetectorKind,
+    /// Which detector runs; unset, the one `model.use` allows ([`DetectorKind::default_for`]),
+    /// filled in by [`Config::parse`]. Read it through [`DetectorConfig::kind`].
+    pub kind: Option<DetectorKind>,
     /// Smallest face side, in pixels of the camera frame, that is looked for.
     pub min_face_size: u32,
     /// Score a face must reach, on the scale of `kind` (see [`DetectorConfig::score_threshold`]);
@@ -190,12 +219,15 @@ pub struct DetectorConfig {
     /// (each at full resolution, so small faces are magnified), merging the boxes; unset, the
     /// whole frame only. Costs one more detector run per tile.
     pub tiles: Option<[u32; 2]>,
+    /// YuNet only: the longer side of the network's input, in pixels (a multiple of 32); the
+    /// frame is scaled to it. Unset: 384 (a 640×480 frame is read at 384×288).
+    pub input_size: Option<u32>,
 }
 
 impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
-            kind: DetectorKind::Blazeface,
+            kind: None,
             // As small as the SeetaFace cascade looks: a distant face is counted even when it
             // is too small for an age/gender estimate (`model.min_face_size`).
             min_face_size: 20,
@@ -203,6 +235,7 @@ impl Default for DetectorConfig {
             max_faces: 8,
             crop_margin: None,
             tiles: None,
+            input_size: None,
         }
     }
 }
@@ -224,11 +257,24 @@ impl DetectorConfig {
         resolve_crop_margin(self.crop_margin, model)
     }
 
-    /// The threshold in force: the configured one, or the detector's default (0.5 for
+    /// The detector in force: the configured one, else the research default (YuNet), which
+    /// is what [`Config::parse`] fills in for `model.use = "research"`.
+    pub fn kind(&self) -> DetectorKind {
+        self.kind
+            .unwrap_or(DetectorKind::default_for(ModelUse::Research))
+    }
+
+    /// The threshold in force: the configured one, or the detector's default (e.g. 0.5 for
     /// BlazeFace's probabilities, 2.0 for the SeetaFace cascade's scores).
     pub fn score_threshold(&self) -> f32 {
         self.score_threshold
-            .unwrap_or(self.kind.default_score_threshold())
+            .unwrap_or(self.kind().default_score_threshold())
+    }
+
+    /// YuNet's input size in force (the longer side, pixels).
+    pub fn input_size(&self) -> u32 {
+        self.input_size
+            .unwrap_or(crate::vision::yunet::DEFAULT_INPUT_SIZE)
     }
 }
 
@@ -769,7 +815,7 @@ impl Config {
     /// Parses and validates configuration text; `file` is only used in error messages.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let deserializer = toml::Deserializer::new(text);
-        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
             let line = inner
@@ -782,6 +828,10 @@ impl Config {
                 problem: inner.message().trim().replace('\n', " "),
             }
         })?;
+        config
+            .detector
+            .kind
+            .get_or_insert(DetectorKind::default_for(config.model.model_use));
         config.validate().map_err(|(key, problem)| ConfigError {
             file: file.to_path_buf(),
             line: line_of_key(text, &key),
@@ -816,26 +866,48 @@ impl Config {
             );
         }
         let threshold = d.score_threshold();
-        match d.kind {
-            DetectorKind::Blazeface
-            | DetectorKind::BlazefaceFullRange
-            | DetectorKind::BlazefaceBack
-                if !(0.0..=1.0).contains(&threshold) =>
-            {
+        let kind = d.kind();
+        if kind.scores_are_probabilities() && !(0.0..=1.0).contains(&threshold) {
+            return bad(
+                "detector.score_threshold",
+                threshold,
+                &format!(
+                    "0.0 to 1.0 (a probability) with detector.kind = \"{}\"; SeetaFace's scale needs kind = \"seeta\"",
+                    kind.name()
+                ),
+            );
+        }
+        if !kind.scores_are_probabilities() && (!threshold.is_finite() || threshold < 0.0) {
+            return bad(
+                "detector.score_threshold",
+                threshold,
+                "a number >= 0 with detector.kind = \"seeta\"",
+            );
+        }
+        if kind == DetectorKind::Yunet && self.model.model_use == ModelUse::Commercial {
+            return bad(
+                "detector.kind",
+                "\"yunet\" with model.use = \"commercial\"",
+                "a detector whose training data allows commercial use: YuNet was trained on \
+                 WIDER FACE, whose annotations are for non-commercial research (models/LICENSE.yunet); \
+                 remove detector.kind (model.use = \"commercial\" then runs \"blazeface-cascade\")",
+            );
+        }
+        if let Some(size) = d.input_size {
+            if kind != DetectorKind::Yunet {
                 return bad(
-                    "detector.score_threshold",
-                    threshold,
-                    "0.0 to 1.0 (a probability) with a BlazeFace detector.kind; SeetaFace's scale needs kind = \"seeta\"",
+                    "detector.input_size",
+                    format!("{size} with detector.kind = \"{}\"", kind.name()),
+                    "only with detector.kind = \"yunet\" (the other detectors' inputs are fixed)",
                 );
             }
-            DetectorKind::Seeta if !threshold.is_finite() || threshold < 0.0 => {
+            if !(128..=1920).contains(&size) || size % 32 != 0 {
                 return bad(
-                    "detector.score_threshold",
-                    threshold,
-                    "a number >= 0 with detector.kind = \"seeta\"",
+                    "detector.input_size",
+                    size,
+                    "a multiple of 32 from 128 to 1920 pixels",
                 );
             }
-            _ => {}
         }
         if !(1..=64).contains(&d.max_faces) {
             return bad("detector.max_faces", d.max_faces, "1 to 64");
@@ -1157,16 +1229,51 @@ mod tests {
     }
 
     #[test]
+    fn the_detector_follows_model_use_unless_named() {
+        let research = parse("").unwrap();
+        assert_eq!(research.detector.kind, Some(DetectorKind::Yunet));
+        assert_eq!(Config::default().detector.kind(), DetectorKind::Yunet);
+        assert_eq!(
+            research.detector.score_threshold(),
+            crate::vision::yunet::DEFAULT_SCORE_THRESHOLD
+        );
+        assert_eq!(research.detector.input_size(), 384);
+        let commercial = parse("[model]\nuse = \"commercial\"\n").unwrap();
+        assert_eq!(commercial.detector.kind(), DetectorKind::BlazefaceCascade);
+        let named = parse("[model]\nuse = \"commercial\"\n[detector]\nkind = \"blazeface\"\n");
+        assert_eq!(named.unwrap().detector.kind(), DetectorKind::Blazeface);
+        // YuNet's training data does not allow commercial use: refused, naming what to do.
+        let err =
+            parse("[model]\nuse = \"commercial\"\n[detector]\nkind = \"yunet\"\n").unwrap_err();
+        assert_eq!(err.key, "detector.kind");
+        let line = err.to_string();
+        assert!(
+            line.contains("WIDER FACE") && line.contains("blazeface-cascade"),
+            "{line}"
+        );
+        // YuNet's input size: a multiple of 32, and only for YuNet.
+        let ok = parse("[detector]\ninput_size = 320\n").unwrap();
+        assert_eq!(ok.detector.input_size(), 320);
+        let err = parse("[detector]\ninput_size = 300\n").unwrap_err();
+        assert_eq!(err.key, "detector.input_size");
+        assert!(err.to_string().contains("multiple of 32"), "{err}");
+        let err = parse("[detector]\nkind = \"blazeface\"\ninput_size = 320\n").unwrap_err();
+        assert_eq!(err.key, "detector.input_size");
+    }
+
+    #[test]
     fn score_threshold_default_and_range_follow_the_detector_kind() {
-        let blazeface = parse("").unwrap().detector;
-        assert_eq!(blazeface.kind, DetectorKind::Blazeface);
+        let blazeface = parse("[detector]\nkind = \"blazeface\"\n")
+            .unwrap()
+            .detector;
+        assert_eq!(blazeface.kind(), DetectorKind::Blazeface);
         assert_eq!(blazeface.score_threshold(), 0.5);
         let seeta = parse("[detector]\nkind = \"seeta\"\n").unwrap().detector;
         assert_eq!(seeta.score_threshold(), 2.0);
         let seeta = parse("[detector]\nkind = \"seeta\"\nscore_threshold = 3.5\n").unwrap();
         assert_eq!(seeta.detector.score_threshold(), 3.5);
 
-        // A SeetaFace-scale threshold left over with the BlazeFace default is caught.
+        // A SeetaFace-scale threshold left over with a probability-scored default is caught.
         let err = parse("[detector]\nscore_threshold = 2.0\n").unwrap_err();
         assert_eq!(err.key, "detector.score_threshold");
         assert_eq!(err.line, Some(2));
@@ -1181,7 +1288,7 @@ mod tests {
         );
 
         let full = parse("[detector]\nkind = \"blazeface-full-range\"\ntiles = [3, 2]\n").unwrap();
-        assert_eq!(full.detector.kind, DetectorKind::BlazefaceFullRange);
+        assert_eq!(full.detector.kind(), DetectorKind::BlazefaceFullRange);
         assert_eq!(full.detector.tiles, Some([3, 2]));
         assert_eq!(full.detector.score_threshold(), 0.5);
         let err = parse("[detector]\ntiles = [0, 2]\n").unwrap_err();
@@ -1193,6 +1300,8 @@ mod tests {
         let line = err.to_string();
         assert!(
             line.contains("`blazeface`")
+                && line.contains("`yunet`")
+                && line.contains("`blazeface-cascade`")
                 && line.contains("`blazeface-full-range`")
                 && line.contains("`blazeface-back`")
                 && line.contains("`seeta`"),

@@ -428,6 +428,7 @@ mod tests {
                     width: 4.0,
                     height: 4.0,
                     score: 1.0,
+                    landmarks: None,
                 }]
             } else {
                 vec![]

@@ -10,7 +10,10 @@ use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Manifest, Role};
 use crate::vision::blazeface::Variant;
 use crate::vision::crop::crop_face;
-use crate::vision::{BlazeFaceDetector, DetectorSettings, FaceBox, FaceDetector, SeetaDetector};
+use crate::vision::{
+    BlazeFaceDetector, CascadeDetector, DetectorSettings, FaceBox, FaceDetector, SeetaDetector,
+    YuNetDetector,
+};
 use crate::Error;
 use image::RgbImage;
 use std::path::Path;
@@ -263,9 +266,11 @@ pub fn choose_model(
     Ok(chosen)
 }
 
-/// Loads the detector `config.kind` names, from the manifest's `face_detector` (BlazeFace) or
-/// `face_detector_fallback` (SeetaFace) entry. A models folder from before BlazeFace, whose
-/// manifest lists no BlazeFace model, falls back to SeetaFace with its default threshold.
+/// Loads the detector `config.kind()` names from its manifest entry: YuNet
+/// (`face_detector_yunet`, research use only), the BlazeFace networks (`face_detector`,
+/// `_full_range`, `_back`; the cascade takes the back-camera and the short-range one) or SeetaFace (`face_detector_fallback`). A detector asked for by name never falls back
+/// to another, except short-range BlazeFace in a models folder from before BlazeFace (SeetaFace,
+/// with its default threshold).
 pub fn load_detector(
     models: &VerifiedModels,
     config: &crate::config::DetectorConfig,
@@ -299,15 +304,29 @@ fn load_whole_frame_detector(
         max_faces: config.max_faces,
     };
     let manifest_file = &models.manifest_file;
-    let missing = |role: Role| Error::Model {
-        file: manifest_file.clone(),
-        problem: format!("lists no {} model; reinstall the models", role.name()),
+    let path_of = |role: Role| -> Result<std::path::PathBuf, Error> {
+        models.get(role).map(|f| f.path.clone()).ok_or_else(|| Error::Model {
+            file: manifest_file.clone(),
+            problem: if role == Role::FaceDetectorYunet
+                && models.model_use == crate::config::ModelUse::Commercial
+            {
+                "lists no face_detector_yunet model for model.use = \"commercial\": YuNet is for research use only (models/LICENSE.yunet); remove detector.kind to run \"blazeface-cascade\"".to_string()
+            } else {
+                format!(
+                    "lists no {} model for model.use = \"{}\"; reinstall the models",
+                    role.name(),
+                    models.model_use.name()
+                )
+            },
+        })
+    };
+    let licence = |role: Role| {
+        if let Some(line) = models.detector_licence_line(role) {
+            log::info!("{line}");
+        }
     };
     let seeta = |settings: DetectorSettings| -> Result<Box<dyn FaceDetector>, Error> {
-        let path = models
-            .get(Role::FaceDetectorFallback)
-            .map(|f| f.path.clone())
-            .ok_or_else(|| missing(Role::FaceDetectorFallback))?;
+        let path = path_of(Role::FaceDetectorFallback)?;
         let detector = SeetaDetector::load(&path, settings)?;
         log::info!(
             "face detector: SeetaFace {} (score threshold {})",
@@ -317,33 +336,67 @@ fn load_whole_frame_detector(
         Ok(Box::new(detector))
     };
     let blazeface =
-        |path: &std::path::Path, variant: Variant| -> Result<Box<dyn FaceDetector>, Error> {
-            let detector = BlazeFaceDetector::load(path, variant, settings)?;
+        |variant: Variant, settings: DetectorSettings| -> Result<BlazeFaceDetector, Error> {
+            let role = match variant {
+                Variant::ShortRange => Role::FaceDetector,
+                Variant::FullRange => Role::FaceDetectorFullRange,
+                Variant::Back => Role::FaceDetectorBack,
+            };
+            let path = path_of(role)?;
+            let detector = BlazeFaceDetector::load(&path, variant, settings)?;
             log::info!(
                 "face detector: BlazeFace {} {} (score threshold {})",
                 variant.name(),
                 path.display(),
                 settings.score_threshold
             );
-            Ok(Box::new(detector))
+            licence(role);
+            Ok(detector)
         };
-    match config.kind {
+    match config.kind() {
         DetectorKind::Seeta => seeta(settings),
-        DetectorKind::BlazefaceFullRange | DetectorKind::BlazefaceBack => {
-            let (role, variant) = if config.kind == DetectorKind::BlazefaceBack {
-                (Role::FaceDetectorBack, Variant::Back)
-            } else {
-                (Role::FaceDetectorFullRange, Variant::FullRange)
-            };
-            // Asked for by name: no silent fallback to another detector.
-            let path = models
-                .get(role)
-                .map(|f| f.path.clone())
-                .ok_or_else(|| missing(role))?;
-            blazeface(&path, variant)
+        DetectorKind::Yunet => {
+            let path = path_of(Role::FaceDetectorYunet)?;
+            let detector = YuNetDetector::load(&path, config.input_size(), settings)?;
+            log::info!(
+                "face detector: YuNet {} (input {} px on the longer side, score threshold {})",
+                path.display(),
+                config.input_size(),
+                settings.score_threshold
+            );
+            licence(Role::FaceDetectorYunet);
+            Ok(Box::new(detector))
         }
-        DetectorKind::Blazeface => match models.get(Role::FaceDetector).map(|f| f.path.clone()) {
-            Some(path) => blazeface(&path, Variant::ShortRange),
+        DetectorKind::BlazefaceCascade => {
+            let proposer = blazeface(
+                Variant::Back,
+                DetectorSettings {
+                    score_threshold: crate::vision::cascade::PROPOSE_THRESHOLD,
+                    max_faces: crate::vision::cascade::MAX_CANDIDATES,
+                    ..settings
+                },
+            )?;
+            // The verifier sees magnified crops: no minimum size of its own.
+            let verifier = blazeface(
+                Variant::ShortRange,
+                DetectorSettings {
+                    min_face_size: 1,
+                    ..settings
+                },
+            )?;
+            log::info!(
+                "face detector: the back-camera network's candidates confirmed by the short-range network (blazeface-cascade)"
+            );
+            Ok(Box::new(CascadeDetector::new(
+                Box::new(proposer),
+                Box::new(verifier),
+                settings,
+            )))
+        }
+        DetectorKind::BlazefaceFullRange => Ok(Box::new(blazeface(Variant::FullRange, settings)?)),
+        DetectorKind::BlazefaceBack => Ok(Box::new(blazeface(Variant::Back, settings)?)),
+        DetectorKind::Blazeface => match models.get(Role::FaceDetector) {
+            Some(_) => Ok(Box::new(blazeface(Variant::ShortRange, settings)?)),
             None => {
                 log::warn!(
                     "{} lists no face_detector (BlazeFace) model; falling back to SeetaFace with its default threshold",
@@ -374,6 +427,7 @@ mod tests {
                 width: 24.0,
                 height: 24.0,
                 score: 1.0,
+                landmarks: None,
             };
             vec![face(4.0), face(36.0)]
         }
@@ -411,6 +465,7 @@ mod tests {
                 width: side,
                 height: side,
                 score: 1.0,
+                landmarks: None,
             };
             vec![face(4.0, 16.0), face(32.0, 32.0)]
         }

@@ -253,6 +253,7 @@ mod tests {
                 width: 32.0,
                 height: 32.0,
                 score: 1.0,
+                landmarks: None,
             })
             .into_iter()
             .collect()

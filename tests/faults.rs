@@ -196,6 +196,7 @@ impl FaceDetector for BrightFrameDetector {
                 width: h / 3.0,
                 height: h / 3.0,
                 score: 0.9,
+                landmarks: None,
             }]
         } else {
             vec![]

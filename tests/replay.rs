@@ -165,6 +165,17 @@ fn a_person_walking_through_is_one_visit_in_the_same_cell() {
     check(Scene::WalkingThrough);
 }
 
+/// A person walking up from six times as far (their face from ~1/6 of its final height, found
+/// far off by the default detector, too small to estimate) is one visit, estimated near: the
+/// same cell as the same person standing.
+#[test]
+fn a_person_walking_up_from_far_is_one_visit_estimated_near() {
+    check(Scene::Approaching);
+    let (approaching, _) = replay(Scene::Approaching, ScheduleConfig::default(), &[]);
+    let (standing, _) = replay(Scene::Standing, ScheduleConfig::default(), &[]);
+    assert_eq!(approaching, standing);
+}
+
 /// Faults in the middle of a settled visit (the standing person's estimate settles within the
 /// first 15 frames): a corrupt frame, a 1 s stall and a 2 s unplug, all shorter than the visit
 /// gap. The visit is neither split nor lost nor counted twice, under either schedule.

@@ -79,6 +79,7 @@ impl FaceDetector for PixelDetector {
             width: 80.0,
             height: 80.0,
             score: 0.9,
+            landmarks: None,
         };
         let mut faces = Vec::new();
         if p[0] > 128 {

@@ -116,14 +116,7 @@ pub fn find_face(det: &mut dyn FaceDetector, img: &RgbImage) -> Option<(FaceBox,
     let mut canvas = RgbImage::from_pixel(w * 2, h * 2, Rgb([128, 128, 128]));
     image::imageops::replace(&mut canvas, img, ox as i64, oy as i64);
     let f = agecam::vision::largest_faces(det.detect(&canvas), 1).pop()?;
-    Some((
-        FaceBox {
-            x: f.x - ox as f32,
-            y: f.y - oy as f32,
-            ..f
-        },
-        true,
-    ))
+    Some((f.translated(-(ox as f32), -(oy as f32)), true))
 }
 
 /// Crops every sample of a dataset into `out` (resumable), then writes `labels.csv`.
@@ -699,6 +692,7 @@ mod tests {
             width: CROP_SIZE as f32,
             height: CROP_SIZE as f32,
             score: 1.0,
+            landmarks: None,
         };
         let device = crop_face(&img, &face, 0.0, 32);
         for (x, y, p) in device.enumerate_pixels() {
@@ -754,6 +748,7 @@ mod tests {
             width: 40.0,
             height: 40.0,
             score: 1.0,
+            landmarks: None,
         };
         let mut det = Fixed(vec![face], 0);
         let r = make_crops(&samples, &mut det, 0.25, &out, &|_, _| {}).unwrap();

@@ -43,6 +43,10 @@ pub const DEFAULT_HEIGHTS: [u32; 12] = [20, 24, 32, 40, 48, 56, 64, 80, 96, 128,
 /// A detector configuration to compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DetChoice {
+    /// YuNet (the research default), once per `--yunet-sizes` input size.
+    Yunet,
+    /// BlazeFace back-camera candidates confirmed by short-range (the commercial default).
+    Cascade,
     /// BlazeFace short-range as the daemon loads it.
     Blazeface,
     /// BlazeFace full-range (192×192).
@@ -84,8 +88,12 @@ pub struct DetBenchArgs {
           default_values = ["640x480", "1280x720"])]
     pub frame_sizes: Vec<(u32, u32)>,
     /// Detector configurations to compare.
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["blazeface", "full-range", "back", "seeta", "tiled"])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["yunet", "cascade", "blazeface", "full-range", "back", "seeta", "tiled"])]
     pub detectors: Vec<DetChoice>,
+    /// YuNet input sizes (the input's longer side, multiples of 32) to measure, each named
+    /// `yunet-SIZE`.
+    #[arg(long, value_delimiter = ',', default_values_t = [agecam::vision::yunet::DEFAULT_INPUT_SIZE])]
+    pub yunet_sizes: Vec<u32>,
     /// Face positions: an N×N grid of places per face and height (chips: one place each).
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub positions: u32,
@@ -292,6 +300,7 @@ pub fn paste_face(
         width: bw,
         height: bh,
         score: 1.0,
+        landmarks: None,
     }
 }
 
@@ -548,7 +557,8 @@ pub fn det_bench_command(args: &DetBenchArgs, config_file: Option<&Path>) -> any
         .and_then(|m| m.verify(config.model.model_use))
         .with_context(|| format!("models folder {}", model_dir.display()))?;
     let mut blaze_config = config.detector.clone();
-    blaze_config.kind = DetectorKind::Blazeface;
+    blaze_config.kind = Some(DetectorKind::Blazeface);
+    blaze_config.input_size = None;
     blaze_config.tiles = None; // each configuration below says its own tiling
     if let Some(min) = args.min_face_size {
         blaze_config.min_face_size = min;
@@ -646,21 +656,35 @@ pub fn det_bench_command(args: &DetBenchArgs, config_file: Option<&Path>) -> any
                     if pass > 0 {
                         continue; // SeetaFace's own scale: run once
                     }
-                    c.kind = DetectorKind::Seeta;
+                    c.kind = Some(DetectorKind::Seeta);
                     c.score_threshold = None;
                     NamedDetector {
-                        name: c.kind.name().into(),
+                        name: c.kind().name().into(),
                         detector: load(&c)?,
                     }
                 }
-                DetChoice::FullRange | DetChoice::Back => {
-                    c.kind = if *choice == DetChoice::Back {
-                        DetectorKind::BlazefaceBack
-                    } else {
-                        DetectorKind::BlazefaceFullRange
-                    };
+                DetChoice::Yunet => {
+                    c.kind = Some(DetectorKind::Yunet);
+                    if threshold.is_none() {
+                        c.score_threshold = None;
+                    }
+                    for &size in &args.yunet_sizes {
+                        c.input_size = Some(size);
+                        detectors.push(NamedDetector {
+                            name: named(&format!("yunet-{size}")),
+                            detector: load(&c)?,
+                        });
+                    }
+                    continue;
+                }
+                DetChoice::FullRange | DetChoice::Back | DetChoice::Cascade => {
+                    c.kind = Some(match choice {
+                        DetChoice::Back => DetectorKind::BlazefaceBack,
+                        DetChoice::Cascade => DetectorKind::BlazefaceCascade,
+                        _ => DetectorKind::BlazefaceFullRange,
+                    });
                     NamedDetector {
-                        name: named(c.kind.name()),
+                        name: named(c.kind().name()),
                         detector: load(&c)?,
                     }
                 }
@@ -732,6 +756,7 @@ mod tests {
                 width: 80.0,
                 height: 100.0,
                 score: 1.0,
+                landmarks: None,
             },
             chip: false,
         };

@@ -573,6 +573,7 @@ pub fn as_seen_at_height(
         width: face.width * sx,
         height: face.height * sy,
         score: face.score,
+        landmarks: None,
     };
     Ok((small, scaled))
 }
@@ -1091,6 +1092,7 @@ mod tests {
             width: 60.0,
             height: 50.0,
             score: 0.9,
+            landmarks: None,
         };
         let (small, f) = as_seen_at_height(&img, &face, 25).unwrap();
         assert_eq!(small.dimensions(), (100, 50));

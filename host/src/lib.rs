@@ -27,6 +27,7 @@ pub mod crops;
 pub mod dataset;
 pub mod det_bench;
 pub mod eval;
+pub mod fit_framing;
 pub mod init_model;
 pub mod mobilenet_v2;
 pub mod net;

@@ -168,6 +168,9 @@ enum Command {
     /// non-face frame, box IoU and ms per frame of each detector configuration, on frames
     /// composed from the bundled photos (and optional face chips).
     DetBench(agecam_host::det_bench::DetBenchArgs),
+    /// Fit how YuNet's boxes map onto short-range BlazeFace's (the framing the age/gender
+    /// models were trained on) on face chips; prints the `Reframe` coefficients.
+    FitFraming(agecam_host::fit_framing::FitFramingArgs),
     /// Training/inference throughput of MobileNetV2 on random data (images/s).
     BenchTrain {
         #[arg(long, default_value_t = 96)]
@@ -431,6 +434,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quantize(a) => quantize_command(a),
         Command::DetBench(a) => {
             agecam_host::det_bench::det_bench_command(a, cli.config.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FitFraming(a) => {
+            agecam_host::fit_framing::fit_framing_command(a, cli.config.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::TimeModels { models, runs } => {

@@ -415,6 +415,7 @@ fn calibrate(
             width: w as f32,
             height: h as f32,
             score: 1.0,
+            landmarks: None,
         };
         let crop = crop_face(img, &whole, 0.0, info.input_size);
         let input = info

@@ -1,6 +1,6 @@
 //! Recorded-like camera streams made from the built-in demo frames, for the replay tests and
 //! `agecam bench --stream`: a person standing for 10 s, two people arriving and leaving, a
-//! person walking through. Frames are made as they are asked for (no files), at 30 fps, and
+//! person walking through, a person walking up to the kiosk from far away. Frames are made as they are asked for (no files), at 30 fps, and
 //! each scene ends with a few empty seconds so every visit in it ends.
 
 use super::stills::demo_image;
@@ -27,16 +27,31 @@ pub enum Scene {
     TwoPeople,
     /// One person walking across the view in 4 s.
     WalkingThrough,
+    /// One person walking straight up to the kiosk in 6 s, from six times as far as they
+    /// end up (their face from ~1/6 of its final height), then standing there 2 s.
+    Approaching,
 }
 
+/// Seconds the approaching person walks, then stands.
+const APPROACH_SECONDS: u32 = 6;
+const APPROACH_STAND_SECONDS: u32 = 2;
+/// How many times further away the approaching person starts than they end.
+const APPROACH_FROM: f32 = 6.0;
+
 impl Scene {
-    pub const ALL: [Scene; 3] = [Scene::Standing, Scene::TwoPeople, Scene::WalkingThrough];
+    pub const ALL: [Scene; 4] = [
+        Scene::Standing,
+        Scene::TwoPeople,
+        Scene::WalkingThrough,
+        Scene::Approaching,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Scene::Standing => "standing",
             Scene::TwoPeople => "two-people",
             Scene::WalkingThrough => "walking-through",
+            Scene::Approaching => "approaching",
         }
     }
 
@@ -44,7 +59,7 @@ impl Scene {
     pub fn people(self) -> usize {
         match self {
             Scene::TwoPeople => 2,
-            Scene::Standing | Scene::WalkingThrough => 1,
+            Scene::Standing | Scene::WalkingThrough | Scene::Approaching => 1,
         }
     }
 
@@ -54,6 +69,7 @@ impl Scene {
             Scene::Standing => 10 * SCENE_FPS,
             Scene::TwoPeople => 10 * SCENE_FPS,
             Scene::WalkingThrough => 4 * SCENE_FPS,
+            Scene::Approaching => (APPROACH_SECONDS + APPROACH_STAND_SECONDS) * SCENE_FPS,
         };
         busy + EMPTY_TAIL
     }
@@ -61,7 +77,7 @@ impl Scene {
     /// The scene as a frame source.
     pub fn frames(self) -> SceneFrames {
         let photo = match self {
-            Scene::Standing | Scene::WalkingThrough => "demo_frame_1.jpg",
+            Scene::Standing | Scene::WalkingThrough | Scene::Approaching => "demo_frame_1.jpg",
             Scene::TwoPeople => "demo_frame_3.jpg",
         };
         SceneFrames {
@@ -97,6 +113,20 @@ impl Scene {
                 // From the left edge to the right, 4 px a frame.
                 let dx = -220 + 4 * i as i64;
                 paste(&mut frame, photo, dx, 0, 0..w);
+            }
+            Scene::Approaching if i < (APPROACH_SECONDS + APPROACH_STAND_SECONDS) * SCENE_FPS => {
+                // At a steady pace from APPROACH_FROM times the final distance: the apparent
+                // size is final distance / distance, about the frame's centre.
+                let t = (i as f32 / (APPROACH_SECONDS * SCENE_FPS) as f32).min(1.0);
+                let scale = 1.0 / (APPROACH_FROM - (APPROACH_FROM - 1.0) * t);
+                let (sw, sh) = (
+                    ((w as f32 * scale).round() as u32).max(1),
+                    ((h as f32 * scale).round() as u32).max(1),
+                );
+                let small =
+                    image::imageops::resize(photo, sw, sh, image::imageops::FilterType::Triangle);
+                let (dx, dy) = (i64::from((w - sw) / 2), i64::from((h - sh) / 2));
+                paste(&mut frame, &small, dx, dy, 0..sw);
             }
             _ => {}
         }
@@ -171,6 +201,21 @@ mod tests {
             let last = last.unwrap();
             assert!(last.pixels().all(|p| *p == BACKDROP), "{}", scene.name());
         }
+    }
+
+    #[test]
+    fn the_approaching_person_grows_from_a_sixth_to_full_size() {
+        let scene = Scene::Approaching;
+        let photo = demo_image("demo_frame_1.jpg").unwrap();
+        let width_shown = |i: u32| {
+            let frame = scene.draw(&photo, i);
+            (0..640)
+                .filter(|&x| frame.get_pixel(x, 240) != &BACKDROP)
+                .count()
+        };
+        assert!((100..=115).contains(&width_shown(0)), "{}", width_shown(0));
+        assert!(width_shown(90) > width_shown(0) && width_shown(180) == 640);
+        assert_eq!(width_shown(200), 640);
     }
 
     #[test]

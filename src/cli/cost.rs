@@ -30,6 +30,12 @@ pub enum Stage {
     /// One call of the short-range BlazeFace detector (as `detector.kind = "blazeface"` with
     /// the configured tiles, threshold and sizes) on the decoded frame.
     Detect,
+    /// One call of YuNet (`detector.kind = "yunet"`, the research default) at the configured
+    /// `detector.input_size`.
+    DetectYunet,
+    /// One call of the back-camera BlazeFace network's candidates confirmed by the short-range
+    /// one (`detector.kind = "blazeface-cascade"`, the commercial default).
+    DetectCascade,
     /// One call of the full-range BlazeFace detector.
     DetectFullRange,
     /// One call of the back-camera BlazeFace detector.
@@ -94,9 +100,16 @@ pub fn cost_command(args: &CostArgs, config_file: Option<&Path>) -> anyhow::Resu
             }
             format!("{}x{} RGB", frame.width(), frame.height())
         }
-        Stage::Detect | Stage::DetectFullRange | Stage::DetectBack | Stage::DetectSeeta => {
+        Stage::Detect
+        | Stage::DetectYunet
+        | Stage::DetectCascade
+        | Stage::DetectFullRange
+        | Stage::DetectBack
+        | Stage::DetectSeeta => {
             let kind = match args.stage {
                 Stage::Detect => DetectorKind::Blazeface,
+                Stage::DetectYunet => DetectorKind::Yunet,
+                Stage::DetectCascade => DetectorKind::BlazefaceCascade,
                 Stage::DetectFullRange => DetectorKind::BlazefaceFullRange,
                 Stage::DetectBack => DetectorKind::BlazefaceBack,
                 _ => DetectorKind::Seeta,
@@ -178,10 +191,13 @@ fn detector(
     kind: DetectorKind,
 ) -> anyhow::Result<Box<dyn FaceDetector>> {
     let mut settings = config.detector.clone();
-    if settings.kind != kind {
+    if settings.kind() != kind {
         settings.score_threshold = None;
     }
-    settings.kind = kind;
+    if kind != DetectorKind::Yunet {
+        settings.input_size = None;
+    }
+    settings.kind = Some(kind);
     crate::pipeline::load_detector(models, &settings)
         .with_context(|| format!("cost: cannot load the {kind:?} face detector"))
 }

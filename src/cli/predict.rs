@@ -14,7 +14,8 @@ pub struct PredictArgs {
     pub images: Vec<PathBuf>,
 
     /// Print one JSON object per face instead of a table:
-    /// {file, box: [x, y, width, height], score, age, age_low, age_high, gender, gender_confidence}.
+    /// {file, box: [x, y, width, height], score, age, age_low, age_high, gender, gender_confidence,
+    /// landmarks}.
     #[arg(long)]
     pub json: bool,
 
@@ -40,6 +41,9 @@ struct FaceLine<'a> {
     age_high: Option<f32>,
     gender: Option<crate::model::Gender>,
     gender_confidence: Option<f32>,
+    /// The detector's landmarks (eyes, nose, mouth; YuNet's mouth corners, BlazeFace's ears),
+    /// to 0.1 px; `null` with SeetaFace.
+    landmarks: Option<crate::vision::Landmarks>,
 }
 
 /// Runs the command; returns how many images could not be read (they are reported and
@@ -113,6 +117,9 @@ fn face_line<'a>(file: &'a str, result: &FaceResult) -> FaceLine<'a> {
         age_high: e.map(|e| e.age_high),
         gender: e.map(|e| e.gender),
         gender_confidence: e.map(|e| e.gender_confidence),
+        landmarks: f
+            .landmarks
+            .map(|l| l.map(|p| p.map(|v| (v * 10.0).round() / 10.0))),
     }
 }
 

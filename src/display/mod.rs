@@ -73,6 +73,7 @@ pub(crate) fn blue_frame_with_one_face() -> (Frame, FaceResult) {
             width: 160.0,
             height: 160.0,
             score: 0.9,
+            landmarks: None,
         },
         estimate: None,
     };

@@ -231,6 +231,7 @@ mod tests {
                 width: 160.0,
                 height: 160.0,
                 score: 5.0,
+                landmarks: None,
             },
             estimate: Some(AgeGender {
                 age: 34.0,
@@ -289,6 +290,7 @@ mod tests {
                 width: 16.0,
                 height: 16.0,
                 score: 0.9,
+                landmarks: None,
             },
             estimate: None,
         };
@@ -320,6 +322,7 @@ mod tests {
                 width: 100.0,
                 height: 100.0,
                 score: 3.0,
+                landmarks: None,
             },
             estimate: None,
         };

@@ -28,6 +28,8 @@ pub enum Role {
     FaceDetectorBack,
     /// The SeetaFace cascade, used with `detector.kind = "seeta"`.
     FaceDetectorFallback,
+    /// YuNet (ONNX), `detector.kind = "yunet"`; research use only (WIDER FACE).
+    FaceDetectorYunet,
 }
 
 impl Role {
@@ -39,6 +41,7 @@ impl Role {
             Role::FaceDetectorFullRange => "face_detector_full_range",
             Role::FaceDetectorBack => "face_detector_back",
             Role::FaceDetectorFallback => "face_detector_fallback",
+            Role::FaceDetectorYunet => "face_detector_yunet",
         }
     }
 }
@@ -54,8 +57,9 @@ pub struct Entry {
     pub sha256: String,
     pub licence: String,
     pub source: String,
-    /// For age/gender models: which `model.use` the file serves. Absent on an age/gender entry
-    /// (manifests from before there were two models): `research`. Detectors serve every use.
+    /// Which `model.use` the file serves. Absent on an age/gender entry (manifests from before
+    /// there were two models): `research`. Absent on a detector: every use; a detector whose
+    /// training data is for research only (YuNet) says `research`.
     #[serde(default, rename = "use")]
     pub model_use: Option<ModelUse>,
 }
@@ -70,7 +74,8 @@ impl Entry {
             Role::FaceDetector
             | Role::FaceDetectorFullRange
             | Role::FaceDetectorBack
-            | Role::FaceDetectorFallback => true,
+            | Role::FaceDetectorFallback
+            | Role::FaceDetectorYunet => self.model_use.is_none_or(|u| u == model_use),
         }
     }
 }
@@ -103,6 +108,18 @@ impl VerifiedModels {
         [Role::AgeGenderInt8, Role::AgeGenderF32]
             .into_iter()
             .filter_map(|role| self.get(role))
+    }
+
+    /// One line on a detector file and its licence, for the start-up log and `selftest`.
+    pub fn detector_licence_line(&self, role: Role) -> Option<String> {
+        self.get(role).map(|file| {
+            format!(
+                "face detector {}: {} — licence: {}",
+                role.name(),
+                file.entry.file,
+                file.entry.licence
+            )
+        })
     }
 
     /// One line on the age/gender model in use and its licence, or on its absence.

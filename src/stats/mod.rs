@@ -311,6 +311,7 @@ mod tests {
                 width: 90.0,
                 height: 90.0,
                 score: 0.9,
+                landmarks: None,
             },
             estimate: Some(AgeGender {
                 age,

@@ -199,6 +199,7 @@ mod tests {
                 width: 80.0,
                 height: 80.0,
                 score: 1.0,
+                landmarks: None,
             },
             estimate: Some(AgeGender {
                 age,

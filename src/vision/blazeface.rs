@@ -13,7 +13,8 @@
 //! Scores are probabilities (sigmoid of the network's logit), so `detector.score_threshold`
 //! is between 0 and 1 for this detector (MediaPipe uses 0.5).
 
-use super::{largest_faces, DetectorSettings, FaceBox, FaceDetector};
+use super::letterbox::{letterbox_into, Letterbox, PixelFormat};
+use super::{DetectorSettings, FaceBox, FaceDetector, Landmarks};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
@@ -89,6 +90,10 @@ pub fn anchors(variant: Variant) -> Vec<[f32; 2]> {
     out
 }
 
+/// BlazeFace's six keypoints, in output order: right eye, left eye, nose tip, mouth centre,
+/// right ear tragion, left ear tragion (the person's right and left).
+pub const KEYPOINTS: usize = 6;
+
 /// A decoded detection in input-normalised coordinates (0–1 over the square input).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
@@ -97,17 +102,13 @@ pub struct Candidate {
     pub width: f32,
     pub height: f32,
     pub score: f32,
+    /// The keypoints ([`KEYPOINTS`]), input-normalised.
+    pub keypoints: [[f32; 2]; KEYPOINTS],
 }
 
 impl Candidate {
     fn iou(&self, other: &Candidate) -> f32 {
-        let as_box = |c: &Candidate| FaceBox {
-            x: c.x,
-            y: c.y,
-            width: c.width,
-            height: c.height,
-            score: c.score,
-        };
+        let as_box = |c: &Candidate| FaceBox::new(c.x, c.y, c.width, c.height, c.score);
         as_box(self).iou(&as_box(other))
     }
 }
@@ -138,12 +139,19 @@ pub fn decode(
             }
             let (cx, cy) = (anchor[0] + r[0] / scale, anchor[1] + r[1] / scale);
             let (w, h) = (r[2] / scale, r[3] / scale);
+            let keypoints = std::array::from_fn(|k| {
+                [
+                    anchor[0] + r[4 + 2 * k] / scale,
+                    anchor[1] + r[5 + 2 * k] / scale,
+                ]
+            });
             (w > 0.0 && h > 0.0).then_some(Candidate {
                 x: cx - w / 2.0,
                 y: cy - h / 2.0,
                 width: w,
                 height: h,
                 score,
+                keypoints,
             })
         })
         .collect()
@@ -151,7 +159,7 @@ pub fn decode(
 
 /// Weighted non-maximum suppression (as MediaPipe's BlazeFace graph does it): the best
 /// remaining candidate and every other overlapping it by more than `iou` make one face, whose
-/// box is their score-weighted mean and whose score is the best one's.
+/// box and keypoints are their score-weighted mean and whose score is the best one's.
 pub fn weighted_nms(mut candidates: Vec<Candidate>, iou: f32) -> Vec<Candidate> {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut faces = Vec::new();
@@ -163,130 +171,49 @@ pub fn weighted_nms(mut candidates: Vec<Candidate>, iou: f32) -> Vec<Candidate> 
         let mean = |f: fn(&Candidate) -> f32| -> f32 {
             group.iter().map(|c| f(c) * c.score).sum::<f32>() / total
         };
+        let keypoints = std::array::from_fn(|k| {
+            let mut point = [0f32; 2];
+            for c in &group {
+                point[0] += c.keypoints[k][0] * c.score / total;
+                point[1] += c.keypoints[k][1] * c.score / total;
+            }
+            point
+        });
         faces.push(Candidate {
             x: mean(|c| c.x),
             y: mean(|c| c.y),
             width: mean(|c| c.width),
             height: mean(|c| c.height),
             score: best.score,
+            keypoints,
         });
         candidates = rest;
     }
     faces
 }
 
-/// Where the frame sits inside the square input: scale (input px per frame px) and offsets.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Letterbox {
-    /// Side of the square input.
-    pub size: usize,
-    pub scale: f32,
-    pub left: f32,
-    pub top: f32,
-    /// Size of the frame's image inside the input, in input pixels.
-    pub width: usize,
-    pub height: usize,
-}
-
-impl Letterbox {
-    /// A frame letterboxed into a `size`×`size` input.
-    pub fn new(frame_width: u32, frame_height: u32, size: usize) -> Letterbox {
-        let longer = frame_width.max(frame_height).max(1) as f32;
-        let scale = size as f32 / longer;
-        let width = ((frame_width as f32 * scale).round() as usize).clamp(1, size);
-        let height = ((frame_height as f32 * scale).round() as usize).clamp(1, size);
-        Letterbox {
-            size,
-            scale,
-            left: ((size - width) / 2) as f32,
-            top: ((size - height) / 2) as f32,
-            width,
-            height,
-        }
+/// A normalised candidate in frame pixels (not yet clipped), keypoints as [`Landmarks`].
+fn candidate_to_frame(c: &Candidate, lb: &Letterbox) -> FaceBox {
+    let n = lb.input_width as f32;
+    let point = |[x, y]: [f32; 2]| lb.to_frame([x * n, y * n]);
+    let [x, y] = point([c.x, c.y]);
+    let [x1, y1] = point([c.x + c.width, c.y + c.height]);
+    let k = c.keypoints.map(point);
+    FaceBox {
+        x,
+        y,
+        width: x1 - x,
+        height: y1 - y,
+        score: c.score,
+        landmarks: Some(Landmarks {
+            right_eye: k[0],
+            left_eye: k[1],
+            nose: k[2],
+            mouth: k[3],
+            mouth_corners: None,
+            ears: Some([k[4], k[5]]),
+        }),
     }
-
-    /// A normalised candidate in frame pixels (not yet clipped).
-    fn to_frame(self, c: &Candidate) -> FaceBox {
-        let n = self.size as f32;
-        // The image occupies `width` input pixels for `frame_width` frame pixels.
-        FaceBox {
-            x: (c.x * n - self.left) / self.scale,
-            y: (c.y * n - self.top) / self.scale,
-            width: c.width * n / self.scale,
-            height: c.height * n / self.scale,
-            score: c.score,
-        }
-    }
-}
-
-/// Writes `frame` letterboxed into `out` (NCHW, 3×size×size, values in [−1, 1], bars −1), each
-/// input pixel the area average of the frame pixels it covers.
-fn letterbox_into(frame: &RgbImage, lb: &Letterbox, out: &mut [f32], rows: &mut Vec<f32>) {
-    out.fill(-1.0);
-    let (fw, fh) = frame.dimensions();
-    let (fw, fh) = (fw as usize, fh as usize);
-    let raw = frame.as_raw();
-    // Horizontal pass: every frame row averaged down to `lb.width` columns.
-    rows.clear();
-    rows.resize(fh * lb.width * 3, 0.0);
-    let spans_x = spans(fw, lb.width);
-    for y in 0..fh {
-        let src = &raw[y * fw * 3..(y + 1) * fw * 3];
-        let dst = &mut rows[y * lb.width * 3..(y + 1) * lb.width * 3];
-        for (ox, span) in spans_x.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for &(x, w) in span {
-                for c in 0..3 {
-                    acc[c] += w * src[x * 3 + c] as f32;
-                }
-            }
-            dst[ox * 3..ox * 3 + 3].copy_from_slice(&acc);
-        }
-    }
-    // Vertical pass into the NCHW planes, normalising 0–255 to −1–1.
-    let n = lb.size;
-    let plane = n * n;
-    let (left, top) = (lb.left as usize, lb.top as usize);
-    for (oy, span) in spans(fh, lb.height).iter().enumerate() {
-        for ox in 0..lb.width {
-            let mut acc = [0f32; 3];
-            for &(y, w) in span {
-                let p = &rows[(y * lb.width + ox) * 3..];
-                for c in 0..3 {
-                    acc[c] += w * p[c];
-                }
-            }
-            let at = (top + oy) * n + left + ox;
-            for c in 0..3 {
-                out[c * plane + at] = acc[c] / 127.5 - 1.0;
-            }
-        }
-    }
-}
-
-/// For each of `to` output cells over `from` source cells: the source cells it covers and
-/// their weights (summing to 1). Upscaling degenerates to nearest neighbour.
-fn spans(from: usize, to: usize) -> Vec<Vec<(usize, f32)>> {
-    let ratio = from as f32 / to as f32;
-    (0..to)
-        .map(|o| {
-            let (start, end) = (o as f32 * ratio, ((o + 1) as f32 * ratio).min(from as f32));
-            if end - start <= 1.0 {
-                let i = ((start + end) / 2.0).floor().min(from as f32 - 1.0) as usize;
-                return vec![(i, 1.0)];
-            }
-            let mut cells = Vec::new();
-            let mut i = start.floor() as usize;
-            while (i as f32) < end && i < from {
-                let covered = (end.min(i as f32 + 1.0) - start.max(i as f32)).max(0.0);
-                if covered > 0.0 {
-                    cells.push((i, covered / (end - start)));
-                }
-                i += 1;
-            }
-            cells
-        })
-        .collect()
 }
 
 /// A BlazeFace detector (any [`Variant`]).
@@ -372,8 +299,14 @@ impl BlazeFaceDetector {
     /// Runs the network on a frame; the raw outputs (regressors, logits).
     fn infer(&mut self, frame: &RgbImage) -> Result<(Vec<f32>, Vec<f32>), String> {
         let n = self.variant.input_size();
-        let lb = Letterbox::new(frame.width(), frame.height(), n);
-        letterbox_into(frame, &lb, &mut self.input, &mut self.rows);
+        let lb = Letterbox::centred(frame.width(), frame.height(), n);
+        letterbox_into(
+            frame,
+            &lb,
+            PixelFormat::RGB_SIGNED,
+            &mut self.input,
+            &mut self.rows,
+        );
         let input = Tensor::from_shape(&[1, 3, n, n], &self.input).map_err(|e| e.to_string())?;
         let out = self
             .plan
@@ -416,27 +349,13 @@ impl FaceDetector for BlazeFaceDetector {
             self.variant.input_size(),
             self.settings.score_threshold,
         );
-        let lb = Letterbox::new(width, height, self.variant.input_size());
-        let min_side = self.settings.min_face_size as f32;
+        let n = self.variant.input_size();
+        let lb = Letterbox::centred(width, height, n);
         let faces = weighted_nms(candidates, NMS_IOU)
             .iter()
-            .map(|c| {
-                let f = lb.to_frame(c);
-                let x0 = f.x.max(0.0);
-                let y0 = f.y.max(0.0);
-                let x1 = (f.x + f.width).min(width as f32);
-                let y1 = (f.y + f.height).min(height as f32);
-                FaceBox {
-                    x: x0,
-                    y: y0,
-                    width: (x1 - x0).max(0.0),
-                    height: (y1 - y0).max(0.0),
-                    score: f.score,
-                }
-            })
-            .filter(|f| f.width > 0.0 && f.height > 0.0 && f.width.max(f.height) >= min_side)
+            .map(|c| candidate_to_frame(c, &lb))
             .collect();
-        largest_faces(faces, self.settings.max_faces)
+        super::clip_faces(faces, width, height, &self.settings)
     }
 }
 
@@ -480,6 +399,7 @@ mod tests {
             width,
             height,
             score: 1.0,
+            landmarks: None,
         }
     }
 
@@ -659,6 +579,9 @@ mod tests {
         // Anchor 34 (stride 8, row 1, column 1: centre 1.5/16 = 0.09375): shifted by
         // (+12.8, −6.4) input px, 32×16 px.
         reg[34 * 16..34 * 16 + 4].copy_from_slice(&[12.8, -6.4, 32.0, 16.0]);
+        // Its right eye 6.4 px right of the anchor, its left ear 6.4 px below it.
+        reg[34 * 16 + 4] = 6.4;
+        reg[34 * 16 + 15] = 6.4;
         logits[34] = 2.0;
         // Anchor 600 (stride 16): (600 − 512) / 6 = cell 14 → row 1, column 6.
         reg[600 * 16 + 2] = 64.0;
@@ -672,6 +595,8 @@ mod tests {
         assert!((c.x - (cx - 0.125)).abs() < 1e-6 && (c.y - (cy - 0.0625)).abs() < 1e-6);
         assert!((c.width - 0.25).abs() < 1e-6 && (c.height - 0.125).abs() < 1e-6);
         assert!((c.score - sigmoid(2.0)).abs() < 1e-6);
+        assert_eq!(c.keypoints[0], [0.09375 + 0.05, 0.09375]);
+        assert_eq!(c.keypoints[5], [0.09375, 0.09375 + 0.05]);
         let d = got[1];
         assert_eq!(
             [d.x + d.width / 2.0, d.y + d.height / 2.0],
@@ -692,65 +617,15 @@ mod tests {
             width: 0.2,
             height: 0.2,
             score,
+            keypoints: [[x + 0.1, 0.1]; KEYPOINTS],
         };
         let faces = weighted_nms(vec![c(0.0, 0.6), c(0.02, 0.9), c(0.5, 0.7)], 0.3);
         assert_eq!(faces.len(), 2);
         assert_eq!(faces[0].score, 0.9);
-        // Weighted mean of x = 0.02 (0.9) and 0.0 (0.6).
+        // Weighted mean of x = 0.02 (0.9) and 0.0 (0.6), keypoints likewise.
         assert!((faces[0].x - 0.012).abs() < 1e-6, "{:?}", faces[0]);
+        assert!((faces[0].keypoints[3][0] - 0.112).abs() < 1e-6);
         assert_eq!(faces[1], c(0.5, 0.7));
         assert!(weighted_nms(vec![], 0.3).is_empty());
-    }
-
-    #[test]
-    fn letterbox_maps_back_to_the_frame() {
-        let lb = Letterbox::new(640, 480, 128);
-        assert_eq!((lb.width, lb.height, lb.left, lb.top), (128, 96, 0.0, 16.0));
-        let wide = Letterbox::new(1280, 720, 192);
-        assert_eq!(
-            (wide.width, wide.height, wide.left, wide.top),
-            (192, 108, 0.0, 42.0)
-        );
-        // The whole image area in input coordinates maps to the whole frame.
-        let whole = Candidate {
-            x: 0.0,
-            y: 16.0 / 128.0,
-            width: 1.0,
-            height: 96.0 / 128.0,
-            score: 1.0,
-        };
-        let f = lb.to_frame(&whole);
-        assert!(f.x.abs() < 1e-3 && f.y.abs() < 1e-3, "{f:?}");
-        assert!((f.width - 640.0).abs() < 1e-3 && (f.height - 480.0).abs() < 1e-3);
-        let tall = Letterbox::new(300, 600, 128);
-        assert_eq!(
-            (tall.width, tall.height, tall.left, tall.top),
-            (64, 128, 32.0, 0.0)
-        );
-    }
-
-    #[test]
-    fn letterboxed_input_averages_and_pads() {
-        // 256×128, left half black, right half white → 128×64 centred vertically.
-        let frame = RgbImage::from_fn(256, 128, |x, _| {
-            if x < 128 {
-                image::Rgb([0, 0, 0])
-            } else {
-                image::Rgb([255, 255, 255])
-            }
-        });
-        let lb = Letterbox::new(256, 128, 128);
-        let mut out = vec![0f32; 3 * 128 * 128];
-        letterbox_into(&frame, &lb, &mut out, &mut Vec::new());
-        let at = |c: usize, y: usize, x: usize| out[c * 128 * 128 + y * 128 + x];
-        assert_eq!(at(0, 0, 100), -1.0, "bar above");
-        assert_eq!(at(1, 32, 10), -1.0, "black");
-        assert!((at(2, 32, 100) - 1.0).abs() < 1e-6, "white");
-        assert_eq!(at(0, 127, 100), -1.0, "bar below");
-        // An odd ratio still sums its weights to one.
-        for span in spans(640, 128).iter().chain(&spans(7, 3)) {
-            let total: f32 = span.iter().map(|(_, w)| w).sum();
-            assert!((total - 1.0).abs() < 1e-5);
-        }
     }
 }

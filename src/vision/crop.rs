@@ -79,6 +79,7 @@ mod tests {
             width: w,
             height: h,
             score: 1.0,
+            landmarks: None,
         }
     }
 

@@ -1,18 +1,63 @@
 //! Vision: finding faces in a frame and cutting them out the way the age/gender model expects.
 //!
-//! Detectors sit behind [`FaceDetector`]: BlazeFace ([`blazeface`], the default) and the
-//! SeetaFace cascade ([`seeta`], the fallback). The crop code in [`crop`] is shared with the host
-//! tool's training-crop maker so the kiosk and the training set frame faces identically.
+//! Detectors sit behind [`FaceDetector`]: YuNet ([`yunet`], the research default), BlazeFace
+//! ([`blazeface`]; its back-camera network confirmed by its short-range one, [`cascade`], is the
+//! commercial default) and the SeetaFace cascade ([`seeta`], the fallback). Every detector but
+//! SeetaFace also returns each face's [`Landmarks`]. The crop code in [`crop`] is shared with the
+//! host tool's training-crop maker so the kiosk and the training set frame faces identically.
 
 pub mod blazeface;
+pub mod cascade;
 pub mod crop;
+pub mod letterbox;
 pub mod seeta;
 pub mod tiled;
+pub mod yunet;
 
 pub use blazeface::BlazeFaceDetector;
+pub use cascade::CascadeDetector;
 pub use seeta::SeetaDetector;
+pub use yunet::YuNetDetector;
 
 use image::RgbImage;
+
+/// Facial landmarks in frame pixel coordinates. "Right" and "left" are the person's own: their
+/// right eye appears on the image's left in an unmirrored camera frame.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Landmarks {
+    pub right_eye: [f32; 2],
+    pub left_eye: [f32; 2],
+    pub nose: [f32; 2],
+    /// The centre of the mouth (BlazeFace's keypoint; YuNet's two corners' midpoint).
+    pub mouth: [f32; 2],
+    /// The mouth's right and left corners (YuNet).
+    pub mouth_corners: Option<[[f32; 2]; 2]>,
+    /// The right and left ear tragions (BlazeFace).
+    pub ears: Option<[[f32; 2]; 2]>,
+}
+
+impl Landmarks {
+    /// Every point through `f` (a change of coordinates).
+    pub fn map(self, f: impl Fn([f32; 2]) -> [f32; 2]) -> Landmarks {
+        Landmarks {
+            right_eye: f(self.right_eye),
+            left_eye: f(self.left_eye),
+            nose: f(self.nose),
+            mouth: f(self.mouth),
+            mouth_corners: self.mouth_corners.map(|[a, b]| [f(a), f(b)]),
+            ears: self.ears.map(|[a, b]| [f(a), f(b)]),
+        }
+    }
+
+    /// Distance between the eye centres, in pixels.
+    pub fn eye_distance(&self) -> f32 {
+        let [dx, dy] = [
+            self.left_eye[0] - self.right_eye[0],
+            self.left_eye[1] - self.right_eye[1],
+        ];
+        dx.hypot(dy)
+    }
+}
 
 /// A face found in a frame, in frame pixel coordinates.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -23,9 +68,33 @@ pub struct FaceBox {
     pub height: f32,
     /// Detector confidence; its scale depends on the detector.
     pub score: f32,
+    /// The face's landmarks, where the detector finds them (not SeetaFace).
+    pub landmarks: Option<Landmarks>,
 }
 
 impl FaceBox {
+    /// A box without landmarks.
+    pub fn new(x: f32, y: f32, width: f32, height: f32, score: f32) -> FaceBox {
+        FaceBox {
+            x,
+            y,
+            width,
+            height,
+            score,
+            landmarks: None,
+        }
+    }
+
+    /// The same face `dx`, `dy` pixels further right and down (landmarks too).
+    pub fn translated(self, dx: f32, dy: f32) -> FaceBox {
+        FaceBox {
+            x: self.x + dx,
+            y: self.y + dy,
+            landmarks: self.landmarks.map(|l| l.map(|[x, y]| [x + dx, y + dy])),
+            ..self
+        }
+    }
+
     pub fn area(&self) -> f32 {
         self.width * self.height
     }
@@ -80,6 +149,19 @@ pub fn match_by_overlap<'a>(
     linked
 }
 
+/// Greedy non-maximum suppression: highest score first, dropping every box overlapping a
+/// kept one by more than `iou`.
+pub fn merge_boxes(mut boxes: Vec<FaceBox>, iou: f32) -> Vec<FaceBox> {
+    boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<FaceBox> = Vec::with_capacity(boxes.len());
+    for b in boxes {
+        if kept.iter().all(|k| k.iou(&b) <= iou) {
+            kept.push(b);
+        }
+    }
+    kept
+}
+
 /// Settings every detector takes from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct DetectorSettings {
@@ -94,6 +176,36 @@ pub struct DetectorSettings {
 pub trait FaceDetector {
     /// Faces in `frame`, largest first.
     fn detect(&mut self, frame: &RgbImage) -> Vec<FaceBox>;
+}
+
+/// A detector's faces in frame pixels made final: each box clipped to the `width`×`height`
+/// frame (landmarks stay where they were found), empty boxes and boxes whose longer side is
+/// under `settings.min_face_size` dropped, then the `settings.max_faces` largest kept.
+pub fn clip_faces(
+    faces: Vec<FaceBox>,
+    width: u32,
+    height: u32,
+    settings: &DetectorSettings,
+) -> Vec<FaceBox> {
+    let min_side = settings.min_face_size as f32;
+    let faces = faces
+        .into_iter()
+        .map(|f| {
+            let x0 = f.x.max(0.0);
+            let y0 = f.y.max(0.0);
+            let x1 = (f.x + f.width).min(width as f32);
+            let y1 = (f.y + f.height).min(height as f32);
+            FaceBox {
+                x: x0,
+                y: y0,
+                width: (x1 - x0).max(0.0),
+                height: (y1 - y0).max(0.0),
+                ..f
+            }
+        })
+        .filter(|f| f.width > 0.0 && f.height > 0.0 && f.width.max(f.height) >= min_side)
+        .collect();
+    largest_faces(faces, settings.max_faces)
 }
 
 /// Keeps the `max` largest faces, largest first.
@@ -114,6 +226,7 @@ mod tests {
             width: w,
             height: h,
             score: 1.0,
+            landmarks: None,
         }
     }
 
@@ -125,6 +238,7 @@ mod tests {
             width: 10.0,
             height: 10.0,
             score: 1.0,
+            landmarks: None,
         };
         let old = [b(0.0), b(5.0), b(100.0)];
         // IoU: old[1]-new[0] 0.82, old[0]-new[1] 0.54, old[0]-new[0] 0.43, old[1]-new[1] 0.11;

@@ -78,6 +78,7 @@ impl FaceDetector for SeetaDetector {
                     width: (x1 - x0).max(0.0),
                     height: (y1 - y0).max(0.0),
                     score: info.score() as f32,
+                    landmarks: None,
                 }
             })
             .filter(|f| f.width > 0.0 && f.height > 0.0)

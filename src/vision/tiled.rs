@@ -9,7 +9,7 @@
 //! The daemon uses it when `detector.tiles = [columns, rows]` is set (2×2 tiles overlapping
 //! by 25 % plus the whole frame); `agecam-host det-bench` measures it.
 
-use super::{largest_faces, FaceBox, FaceDetector};
+use super::{largest_faces, merge_boxes, FaceBox, FaceDetector};
 use image::RgbImage;
 
 /// Overlap (IoU) above which two boxes are the same face.
@@ -84,19 +84,6 @@ impl TileGrid {
     }
 }
 
-/// Greedy non-maximum suppression: highest score first, dropping every box overlapping a
-/// kept one by more than `iou`.
-pub fn merge_boxes(mut boxes: Vec<FaceBox>, iou: f32) -> Vec<FaceBox> {
-    boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut kept: Vec<FaceBox> = Vec::with_capacity(boxes.len());
-    for b in boxes {
-        if kept.iter().all(|k| k.iou(&b) <= iou) {
-            kept.push(b);
-        }
-    }
-    kept
-}
-
 /// Runs an inner detector on the whole frame and on overlapping tiles; see the module docs.
 pub struct TiledDetector {
     inner: Box<dyn FaceDetector>,
@@ -141,11 +128,12 @@ impl FaceDetector for TiledDetector {
             }
             let cut = image::imageops::crop_imm(frame, tile.x, tile.y, tile.width, tile.height)
                 .to_image();
-            boxes.extend(self.inner.detect(&cut).into_iter().map(|b| FaceBox {
-                x: b.x + tile.x as f32,
-                y: b.y + tile.y as f32,
-                ..b
-            }));
+            boxes.extend(
+                self.inner
+                    .detect(&cut)
+                    .into_iter()
+                    .map(|b| b.translated(tile.x as f32, tile.y as f32)),
+            );
         }
         largest_faces(merge_boxes(boxes, MERGE_IOU), self.max_faces)
     }
@@ -162,6 +150,7 @@ mod tests {
             width: w,
             height: h,
             score,
+            landmarks: None,
         }
     }
 

@@ -40,6 +40,7 @@ fn main() {
             width: 90.0,
             height: 90.0,
             score: 0.9,
+            landmarks: None,
         },
         estimate: Some(AgeGender {
             age: 30.0,

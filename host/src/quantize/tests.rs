@@ -143,6 +143,7 @@ fn logits(path: &Path, images: &[RgbImage]) -> (Vec<f32>, Vec<f32>) {
                 width: img.width() as f32,
                 height: img.height() as f32,
                 score: 1.0,
+                landmarks: None,
             };
             crop_face(img, &whole, 0.0, SIZE as u32)
         })
