@@ -169,6 +169,8 @@ fi
 # --- counting ---------------------------------------------------------------------------------
 printf '[model]\nprecision = "int8"\n' >"$work/cost.toml"
 printf '[model]\nprecision = "int8"\n[schedule]\ndetect_every = 1\nsettle_estimates = 0\n' >"$work/every.toml"
+printf '[model]\nprecision = "int8"\n[detector]\nkind = "blazeface"\n' >"$work/short.toml"
+printf '[model]\nprecision = "int8"\nuse = "commercial"\n' >"$work/commercial.toml"
 run_env=(env -u CACHE_DIRECTORY -u AGECAM_CONFIG RUST_LOG=warn)
 
 # Guest instructions of one run of the aarch64 binary with the given arguments.
@@ -197,9 +199,9 @@ per_unit() {
     echo $(( (c2 - c1) / (n2 - n1) ))
 }
 
-stages=(decode detect detect-full-range detect-back detect-seeta crop infer-f32 infer-int8)
+stages=(decode detect-yunet detect-cascade detect detect-full-range detect-back detect-seeta crop infer-f32 infer-int8)
 for l in "${qlinear[@]}"; do stages+=("infer-qlinear-$l"); done
-stages+=(frame frame-every)
+stages+=(frame frame-commercial frame-short-range frame-every)
 if [ -n "$only" ]; then
     IFS=, read -r -a wanted <<<"$only"
     for w in "${wanted[@]}"; do
@@ -218,7 +220,9 @@ declare -A what unit arm x86c  # arm is keyed "cpu stage"
 for s in "${stages[@]}"; do
     case "$s" in
         decode) what[$s]="MJPEG decode, 640x480 demo frame"; unit[$s]=frame ;;
-        detect) what[$s]="BlazeFace short-range (daemon default)"; unit[$s]=call ;;
+        detect-yunet) what[$s]="YuNet at 384x288 (research default)"; unit[$s]=call ;;
+        detect-cascade) what[$s]="BlazeFace back + short-range check (commercial default)"; unit[$s]=call ;;
+        detect) what[$s]="BlazeFace short-range"; unit[$s]=call ;;
         detect-full-range) what[$s]="BlazeFace full-range"; unit[$s]=call ;;
         detect-back) what[$s]="BlazeFace back-camera"; unit[$s]=call ;;
         detect-seeta) what[$s]="SeetaFace cascade (fallback)"; unit[$s]=call ;;
@@ -227,8 +231,10 @@ for s in "${stages[@]}"; do
         infer-int8) what[$s]="age/gender weight-only int8 (manifest)"; unit[$s]=face ;;
         infer-qlinear-pointwise) what[$s]="age/gender QLinearConv, 1x1 convs"; unit[$s]=face ;;
         infer-qlinear-all) what[$s]="age/gender QLinearConv, all convs"; unit[$s]=face ;;
-        frame) what[$s]="daemon frame, configured [schedule]"; unit[$s]=frame ;;
-        frame-every) what[$s]="daemon frame, detect+classify every frame"; unit[$s]=frame ;;
+        frame) what[$s]="daemon frame, configured [schedule], YuNet (research)"; unit[$s]=frame ;;
+        frame-commercial) what[$s]="daemon frame, configured [schedule], cascade (commercial)"; unit[$s]=frame ;;
+        frame-short-range) what[$s]="daemon frame, configured [schedule], BlazeFace short-range"; unit[$s]=frame ;;
+        frame-every) what[$s]="daemon frame, detect+classify every frame, YuNet"; unit[$s]=frame ;;
         model:*) what[$s]="age/gender --model ${s#model:}.onnx"; unit[$s]=face ;;
     esac
 done
@@ -238,6 +244,8 @@ stage_args() {
     case "$1" in
         frame) echo "--config $work/cost.toml run --demo --models models --out @FRESH@ --max-frames" ;;
         frame-every) echo "--config $work/every.toml run --demo --models models --out @FRESH@ --max-frames" ;;
+        frame-short-range) echo "--config $work/short.toml run --demo --models models --out @FRESH@ --max-frames" ;;
+        frame-commercial) echo "--config $work/commercial.toml run --demo --models models --out @FRESH@ --max-frames" ;;
         infer-qlinear-*) echo "cost infer --model $cache/age_gender_qlinear_${1#infer-qlinear-}.onnx --models models --repeat" ;;
         model:*) echo "cost infer --model ${model_file[$1]} --models models --repeat" ;;
         *) echo "cost $1 --models models --repeat" ;;

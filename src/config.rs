@@ -137,10 +137,11 @@ impl Default for CameraConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DetectorKind {
-    /// YuNet (libfacedetection; the default with `model.use = "research"`): finds faces from
-    /// ~20 px high across a 640×480 frame, with five landmarks. Its weights are Apache-2.0 but
-    /// it was trained on WIDER FACE, whose annotations are for non-commercial research, so it
-    /// is not loaded with `model.use = "commercial"`. Scores are probabilities.
+    /// YuNet (libfacedetection; the default with `model.use = "research"`) candidates, each
+    /// confirmed by BlazeFace short-range on a magnified crop (YuNet alone boxes a coffee cup).
+    /// YuNet's weights are Apache-2.0 but it was trained on WIDER FACE, whose annotations are
+    /// for non-commercial research, so it is not loaded with `model.use = "commercial"`.
+    /// Scores are the short-range network's probabilities.
     Yunet,
     /// BlazeFace back-camera candidates, each confirmed by BlazeFace short-range on a magnified
     /// crop around it (the default with `model.use = "commercial"`: every part Apache-2.0,
@@ -172,8 +173,9 @@ impl DetectorKind {
     /// The score threshold used when `detector.score_threshold` is not set.
     pub fn default_score_threshold(self) -> f32 {
         match self {
-            DetectorKind::Yunet => crate::vision::yunet::DEFAULT_SCORE_THRESHOLD,
-            DetectorKind::BlazefaceCascade => crate::vision::cascade::DEFAULT_SCORE_THRESHOLD,
+            DetectorKind::Yunet | DetectorKind::BlazefaceCascade => {
+                crate::vision::cascade::DEFAULT_SCORE_THRESHOLD
+            }
             DetectorKind::Blazeface
             | DetectorKind::BlazefaceFullRange
             | DetectorKind::BlazefaceBack => 0.5,
@@ -201,8 +203,9 @@ impl DetectorKind {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
-    /// Which detector runs; unset, the one `model.use` allows ([`DetectorKind::default_for`]),
-    /// filled in by [`Config::parse`]. Read it through [`DetectorConfig::kind`].
+    /// Which detector runs; unset, the one `model.use` allows ([`DetectorKind::default_for`]):
+    /// `None` is the research default, and [`Config::parse`] fills in the commercial one for
+    /// `model.use = "commercial"`. Read it through [`DetectorConfig::kind`].
     pub kind: Option<DetectorKind>,
     /// Smallest face side, in pixels of the camera frame, that is looked for.
     pub min_face_size: u32,
@@ -220,7 +223,7 @@ pub struct DetectorConfig {
     /// whole frame only. Costs one more detector run per tile.
     pub tiles: Option<[u32; 2]>,
     /// YuNet only: the longer side of the network's input, in pixels (a multiple of 32); the
-    /// frame is scaled to it. Unset: 384 (a 640×480 frame is read at 384×288).
+    /// frame is scaled to it. Unset: 640 (a 640×480 frame is read as it is).
     pub input_size: Option<u32>,
 }
 
@@ -828,10 +831,10 @@ impl Config {
                 problem: inner.message().trim().replace('\n', " "),
             }
         })?;
-        config
-            .detector
-            .kind
-            .get_or_insert(DetectorKind::default_for(config.model.model_use));
+        // Unset, the detector follows model.use; `None` already means the research default.
+        if config.detector.kind.is_none() && config.model.model_use != ModelUse::Research {
+            config.detector.kind = Some(DetectorKind::default_for(config.model.model_use));
+        }
         config.validate().map_err(|(key, problem)| ConfigError {
             file: file.to_path_buf(),
             line: line_of_key(text, &key),
@@ -1231,13 +1234,13 @@ mod tests {
     #[test]
     fn the_detector_follows_model_use_unless_named() {
         let research = parse("").unwrap();
-        assert_eq!(research.detector.kind, Some(DetectorKind::Yunet));
+        assert_eq!(research.detector.kind(), DetectorKind::Yunet);
         assert_eq!(Config::default().detector.kind(), DetectorKind::Yunet);
         assert_eq!(
             research.detector.score_threshold(),
-            crate::vision::yunet::DEFAULT_SCORE_THRESHOLD
+            crate::vision::cascade::DEFAULT_SCORE_THRESHOLD
         );
-        assert_eq!(research.detector.input_size(), 384);
+        assert_eq!(research.detector.input_size(), 640);
         let commercial = parse("[model]\nuse = \"commercial\"\n").unwrap();
         assert_eq!(commercial.detector.kind(), DetectorKind::BlazefaceCascade);
         let named = parse("[model]\nuse = \"commercial\"\n[detector]\nkind = \"blazeface\"\n");

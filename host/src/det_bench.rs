@@ -47,6 +47,9 @@ pub enum DetChoice {
     Yunet,
     /// BlazeFace back-camera candidates confirmed by short-range (the commercial default).
     Cascade,
+    /// YuNet candidates (each `--yunet-sizes`, each `--cascade-propose` threshold) confirmed
+    /// by short-range BlazeFace.
+    YunetCascade,
     /// BlazeFace short-range as the daemon loads it.
     Blazeface,
     /// BlazeFace full-range (192×192).
@@ -94,6 +97,10 @@ pub struct DetBenchArgs {
     /// `yunet-SIZE`.
     #[arg(long, value_delimiter = ',', default_values_t = [agecam::vision::yunet::DEFAULT_INPUT_SIZE])]
     pub yunet_sizes: Vec<u32>,
+    /// The cascade's proposer (back-camera) thresholds to measure, each named
+    /// `blazeface-cascade-pP`; unset, the daemon's (`vision::cascade::PROPOSE_THRESHOLD`).
+    #[arg(long, value_delimiter = ',', value_name = "P")]
+    pub cascade_propose: Vec<f32>,
     /// Face positions: an N×N grid of places per face and height (chips: one place each).
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub positions: u32,
@@ -166,6 +173,8 @@ pub struct DetectorResult {
     pub per_height: Vec<HeightResult>,
     pub false_positives: usize,
     pub fp_per_frame: f64,
+    /// The backgrounds where boxes were found, with how many.
+    pub false_positives_on: Vec<(String, usize)>,
     /// Mean IoU of all found faces (null when none).
     pub mean_iou: Option<f64>,
     /// Median milliseconds per frame, over face and non-face frames.
@@ -326,6 +335,7 @@ struct Tally {
     found: Vec<usize>,
     iou_sum: Vec<f64>,
     false_positives: usize,
+    false_positives_on: std::collections::BTreeMap<String, usize>,
     ms: Vec<f64>,
 }
 
@@ -418,7 +428,7 @@ pub fn run(
             }
         }
         let mut nonface_frames = 0;
-        for (_, bg) in input.backgrounds {
+        for (bg_name, bg) in input.backgrounds {
             for _ in 0..input.nonface_crops {
                 let frame =
                     jpeg_round_trip(&background_frame(bg, width, height, &mut rng), JPEG_QUALITY)?;
@@ -427,6 +437,10 @@ pub fn run(
                     let (boxes, ms) = timed(d.detector.as_mut(), &frame);
                     tally.ms.push(ms);
                     tally.false_positives += boxes.len();
+                    if !boxes.is_empty() {
+                        *tally.false_positives_on.entry(bg_name.clone()).or_default() +=
+                            boxes.len();
+                    }
                 }
             }
         }
@@ -452,6 +466,9 @@ pub fn run(
                     per_height,
                     false_positives: t.false_positives,
                     fp_per_frame: ratio(t.false_positives, nonface_frames),
+                    false_positives_on: std::mem::take(&mut t.false_positives_on)
+                        .into_iter()
+                        .collect(),
                     mean_iou: (found > 0).then(|| t.iou_sum.iter().sum::<f64>() / found as f64),
                     median_ms: median(&mut t.ms),
                 }
@@ -530,6 +547,14 @@ pub fn tables(report: &Report) -> String {
                 " {:>9.3} {:>8} {:>9.1}",
                 d.fp_per_frame, iou, d.median_ms
             );
+        }
+        for d in fs.detectors.iter().filter(|d| d.false_positives > 0) {
+            let on: Vec<String> = d
+                .false_positives_on
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            let _ = writeln!(out, "  {} boxed non-faces in: {}", d.name, on.join(", "));
         }
     }
     out
@@ -677,7 +702,87 @@ pub fn det_bench_command(args: &DetBenchArgs, config_file: Option<&Path>) -> any
                     }
                     continue;
                 }
-                DetChoice::FullRange | DetChoice::Back | DetChoice::Cascade => {
+                DetChoice::Cascade | DetChoice::YunetCascade
+                    if *choice == DetChoice::YunetCascade || !args.cascade_propose.is_empty() =>
+                {
+                    use agecam::model::Role;
+                    use agecam::vision::blazeface::Variant;
+                    use agecam::vision::{cascade, BlazeFaceDetector, CascadeDetector};
+                    let settings = agecam::vision::DetectorSettings {
+                        min_face_size: c.min_face_size,
+                        score_threshold: c.score_threshold(),
+                        max_faces: c.max_faces,
+                    };
+                    let path = |role: Role| {
+                        verified.get(role).map(|f| f.path.clone()).with_context(|| {
+                            format!("{} lists no {}", model_dir.display(), role.name())
+                        })
+                    };
+                    let proposals = if args.cascade_propose.is_empty() {
+                        vec![cascade::PROPOSE_THRESHOLD]
+                    } else {
+                        args.cascade_propose.clone()
+                    };
+                    let sizes = if *choice == DetChoice::YunetCascade {
+                        args.yunet_sizes.iter().map(|&s| Some(s)).collect()
+                    } else {
+                        vec![None]
+                    };
+                    for &p in &proposals {
+                        for &size in &sizes {
+                            let propose = agecam::vision::DetectorSettings {
+                                score_threshold: p,
+                                max_faces: cascade::MAX_CANDIDATES,
+                                ..settings
+                            };
+                            let keep = if size.is_some() {
+                                cascade::Keep::Proposer
+                            } else {
+                                cascade::Keep::Verifier(None)
+                            };
+                            let (proposer, name): (Box<dyn FaceDetector>, String) = match size {
+                                Some(size) => (
+                                    Box::new(agecam::vision::YuNetDetector::load(
+                                        &path(Role::FaceDetectorYunet)?,
+                                        size,
+                                        propose,
+                                    )?),
+                                    format!("yunet-{size}-cascade-p{p}"),
+                                ),
+                                None => (
+                                    Box::new(BlazeFaceDetector::load(
+                                        &path(Role::FaceDetectorBack)?,
+                                        Variant::Back,
+                                        propose,
+                                    )?),
+                                    format!("blazeface-cascade-p{p}"),
+                                ),
+                            };
+                            let verifier = BlazeFaceDetector::load(
+                                &path(Role::FaceDetector)?,
+                                Variant::ShortRange,
+                                agecam::vision::DetectorSettings {
+                                    min_face_size: 1,
+                                    ..settings
+                                },
+                            )?;
+                            detectors.push(NamedDetector {
+                                name: named(&name),
+                                detector: Box::new(CascadeDetector::new(
+                                    proposer,
+                                    Box::new(verifier),
+                                    keep,
+                                    settings,
+                                )),
+                            });
+                        }
+                    }
+                    continue;
+                }
+                DetChoice::FullRange
+                | DetChoice::Back
+                | DetChoice::Cascade
+                | DetChoice::YunetCascade => {
                     c.kind = Some(match choice {
                         DetChoice::Back => DetectorKind::BlazefaceBack,
                         DetChoice::Cascade => DetectorKind::BlazefaceCascade,

@@ -1,6 +1,8 @@
-//! `agecam-host fit-framing`: fits how YuNet's boxes map onto the boxes the age/gender models
-//! were trained on (short-range BlazeFace's), so that the crops the device cuts around a
-//! YuNet face frame it as the training crops did ([`agecam::vision::yunet::Reframe`]).
+//! `agecam-host fit-framing`: fits how a detector's boxes map onto the boxes the age/gender
+//! models were trained on (short-range BlazeFace's on the whole picture), so that the crops the
+//! device cuts around its faces frame them as the training crops did ([`Reframe`]): YuNet's
+//! boxes ([`agecam::vision::yunet::REFRAME`]) and the commercial cascade's, which are
+//! short-range boxes found on a magnified crop (they agree already: [`Keep::Verifier`]).
 //!
 //! Both detectors run on the same face chips (each retried letterboxed, as `crops` does); where
 //! both find the face (IoU ≥ 0.3), the pair is kept. Least squares then gives the centre shift
@@ -8,8 +10,10 @@
 //! gives the mean IoU of YuNet's boxes with BlazeFace's, as they are and re-framed.
 
 use agecam::config::{Config, DetectorKind};
-use agecam::vision::yunet::{Reframe, YuNetDetector};
-use agecam::vision::{DetectorSettings, FaceBox};
+use agecam::vision::blazeface::Variant;
+use agecam::vision::cascade::{self, CascadeDetector, Keep};
+use agecam::vision::yunet::YuNetDetector;
+use agecam::vision::{BlazeFaceDetector, DetectorSettings, FaceBox, FaceDetector, Reframe};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -25,6 +29,10 @@ pub struct FitFramingArgs {
     /// Model folder (manifest.json); default as for `predict`.
     #[arg(long, value_name = "DIR")]
     pub models: Option<PathBuf>,
+    /// The detector whose boxes are fitted: `yunet` or `blazeface-cascade` (its boxes as
+    /// found, without the re-framing the daemon applies).
+    #[arg(long, default_value = "yunet", value_parser = ["yunet", "blazeface-cascade"])]
+    pub detector: String,
     /// Also write every pair as CSV (YuNet box and landmarks, BlazeFace box), for study.
     #[arg(long, value_name = "FILE.csv")]
     pub dump: Option<PathBuf>,
@@ -39,7 +47,7 @@ pub struct Fit {
     pub iou_reframed: f64,
 }
 
-/// Fits a [`Reframe`] to `(yunet, blazeface)` box pairs.
+/// Fits a [`Reframe`] to `(detector, short-range BlazeFace)` box pairs.
 pub fn fit(pairs: &[(FaceBox, FaceBox)]) -> Option<Fit> {
     if pairs.len() < 3 {
         return None;
@@ -98,16 +106,54 @@ pub fn fit_framing_command(
     blaze_config.input_size = None;
     blaze_config.tiles = None;
     let mut truth = agecam::pipeline::load_detector(&verified, &blaze_config)?;
-    let yunet_file = verified
-        .get(agecam::model::Role::FaceDetectorYunet)
-        .with_context(|| format!("{} lists no YuNet model", model_dir.display()))?;
+    let path = |role: agecam::model::Role| {
+        verified
+            .get(role)
+            .map(|f| f.path.clone())
+            .with_context(|| format!("{} lists no {} model", model_dir.display(), role.name()))
+    };
     let settings = DetectorSettings {
         min_face_size: config.detector.min_face_size,
-        score_threshold: DetectorKind::Yunet.default_score_threshold(),
+        score_threshold: DetectorKind::BlazefaceCascade.default_score_threshold(),
         max_faces: 4,
     };
-    let mut yunet = YuNetDetector::load(&yunet_file.path, config.detector.input_size(), settings)?
-        .with_native_boxes();
+    let mut fitted: Box<dyn FaceDetector> = if args.detector == "yunet" {
+        Box::new(
+            YuNetDetector::load(
+                &path(agecam::model::Role::FaceDetectorYunet)?,
+                config.detector.input_size(),
+                DetectorSettings {
+                    score_threshold: agecam::vision::yunet::PROPOSE_THRESHOLD,
+                    ..settings
+                },
+            )?
+            .with_native_boxes(),
+        )
+    } else {
+        let proposer = BlazeFaceDetector::load(
+            &path(agecam::model::Role::FaceDetectorBack)?,
+            Variant::Back,
+            DetectorSettings {
+                score_threshold: cascade::PROPOSE_THRESHOLD,
+                max_faces: cascade::MAX_CANDIDATES,
+                ..settings
+            },
+        )?;
+        let verifier = BlazeFaceDetector::load(
+            &path(agecam::model::Role::FaceDetector)?,
+            Variant::ShortRange,
+            DetectorSettings {
+                min_face_size: 1,
+                ..settings
+            },
+        )?;
+        Box::new(CascadeDetector::new(
+            Box::new(proposer),
+            Box::new(verifier),
+            Keep::Verifier(None),
+            settings,
+        ))
+    };
 
     let mut files: Vec<PathBuf> = std::fs::read_dir(&args.chips)
         .with_context(|| format!("cannot read the chips folder {}", args.chips.display()))?
@@ -126,7 +172,7 @@ pub fn fit_framing_command(
             .with_context(|| format!("cannot decode {}", path.display()))?
             .to_rgb8();
         let found = (
-            crate::crops::find_face(&mut yunet, &image),
+            crate::crops::find_face(fitted.as_mut(), &image),
             crate::crops::find_face(truth.as_mut(), &image),
         );
         match found {
@@ -137,7 +183,7 @@ pub fn fit_framing_command(
     if let Some(dump) = &args.dump {
         let mut out = String::from("yx,yy,yw,yh,rex,rey,lex,ley,nx,ny,mx,my,bx,by,bw,bh\n");
         for (y, b) in &pairs {
-            let l = y.landmarks.context("YuNet gave no landmarks")?;
+            let l = y.landmarks.context("the detector gave no landmarks")?;
             let v = [
                 y.x,
                 y.y,
@@ -165,7 +211,8 @@ pub fn fit_framing_command(
     let fit = fit(&pairs).context("too few chips where both detectors found the face")?;
     let r = fit.reframe;
     println!(
-        "fit-framing: {} chips of {}, {} paired ({} not found by both or apart)",
+        "fit-framing {}: {} chips of {}, {} paired ({} not found by both or apart)",
+        args.detector,
         files.len(),
         args.chips.display(),
         fit.pairs,
@@ -176,7 +223,7 @@ pub fn fit_framing_command(
         r.dx, r.dy, r.sw, r.sh
     );
     println!(
-        "mean IoU with BlazeFace's box: YuNet's own {:.3}, re-framed {:.3}",
+        "mean IoU with short-range BlazeFace's box: as found {:.3}, re-framed {:.3}",
         fit.iou_native, fit.iou_reframed
     );
     Ok(())

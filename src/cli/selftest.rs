@@ -52,8 +52,8 @@ fn check_camera(config: &Config) -> Result<String, String> {
 }
 
 /// Every file of the manifest is hash-checked (a damaged file is worth knowing about even if
-/// this configuration does not load it), then the model `model.use` selects is named with its
-/// licence.
+/// this configuration does not load it), then the model `model.use` selects and the files of
+/// the configured detector are named with their licences.
 fn check_models(config: &Config, model_dir: &Path) -> Result<String, String> {
     let manifest = Manifest::load(model_dir).map_err(|e| e.to_string())?;
     let mut verified = Vec::new();
@@ -64,10 +64,16 @@ fn check_models(config: &Config, model_dir: &Path) -> Result<String, String> {
     let chosen = manifest
         .verify(config.model.model_use)
         .map_err(|e| e.to_string())?;
+    let detector: Vec<String> = crate::pipeline::detector_roles(config.detector.kind())
+        .iter()
+        .filter_map(|&role| chosen.detector_licence_line(role))
+        .collect();
     Ok(format!(
-        "sha256 verified: {}; {}",
+        "sha256 verified: {}; {}; detector.kind = \"{}\": {}",
         verified.join(", "),
-        chosen.licence_line()
+        chosen.licence_line(),
+        config.detector.kind().name(),
+        detector.join("; ")
     ))
 }
 

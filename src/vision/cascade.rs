@@ -3,16 +3,18 @@
 //! frame with a permissive threshold, and a *verifier* looks again at a magnified crop around
 //! each candidate. A candidate is a face when the verifier finds one there overlapping it.
 //!
-//! The daemon's `blazeface-cascade` (the default with `model.use = "commercial"`) proposes with
+//! The daemon's `yunet` (the research default) proposes with YuNet, which alone boxes a coffee
+//! cup. Its `blazeface-cascade` (the default with `model.use = "commercial"`) proposes with
 //! the back-camera network (256×256 input: it sees faces from ~24 px high in a 640×480 frame,
 //! but also takes a cat or a cup for one) and verifies with the short-range network (128×128,
 //! which rarely boxes what is not a face, but only sees faces that fill a good part of its
 //! input): each crop is [`CONTEXT`] times the candidate's side, so the face fills ~40 % of the
-//! verifier's input whatever its size in the frame. The verifier's box, score and keypoints are
-//! the face's, mapped back to frame pixels.
+//! verifier's input whatever its size in the frame. A confirmed face takes the verifier's score
+//! and, by [`Keep`], the proposer's box and landmarks (YuNet's) or the verifier's, mapped back
+//! to frame pixels (back-camera BlazeFace's boxes are framed unlike the training crops).
 
 use super::{clip_faces, FaceBox, FaceDetector};
-use super::{merge_boxes, DetectorSettings};
+use super::{merge_boxes, DetectorSettings, Reframe};
 use image::imageops::FilterType;
 use image::RgbImage;
 
@@ -21,18 +23,36 @@ pub const CONTEXT: f32 = 2.5;
 /// Score threshold of the proposer (back-camera), below the verifier's: it only nominates.
 pub const PROPOSE_THRESHOLD: f32 = 0.4;
 /// Default threshold on the verifier's score (`detector.score_threshold`).
-pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.5;
+pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.7;
 /// How much a verified box must overlap its candidate to confirm it.
 pub const CONFIRM_IOU: f32 = 0.3;
 /// Side a smaller crop is magnified to (bilinear) before the verifier letterboxes it.
 pub const VERIFY_SIDE: u32 = 128;
+/// Overlap above which two confirmed boxes are one face (two candidates can confirm the same).
+pub const MERGE_IOU: f32 = 0.3;
 /// At most this many candidates are verified per frame, largest first.
 pub const MAX_CANDIDATES: usize = 16;
+
+/// Whose box and landmarks a confirmed face keeps (its score is always the verifier's).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Keep {
+    /// The proposer's: when its boxes are framed as the age/gender models' training crops
+    /// were (YuNet's, re-framed), since a box found on a magnified crop is framed a little
+    /// differently from one found on the whole frame.
+    Proposer,
+    /// The verifier's, optionally re-framed: when the proposer's boxes are framed unlike the
+    /// training crops (back-camera BlazeFace's). The short-range network's boxes on a
+    /// [`CONTEXT`]-times crop already agree with its boxes on the whole picture (mean IoU 0.938
+    /// on 1,938 FairFace training chips, `agecam-host fit-framing --detector
+    /// blazeface-cascade`; a fitted re-framing made it 0.922), so the daemon keeps them as found.
+    Verifier(Option<Reframe>),
+}
 
 /// Candidates from one detector, each confirmed by another on a magnified crop.
 pub struct CascadeDetector {
     proposer: Box<dyn FaceDetector>,
     verifier: Box<dyn FaceDetector>,
+    keep: Keep,
     settings: DetectorSettings,
 }
 
@@ -44,11 +64,13 @@ impl CascadeDetector {
     pub fn new(
         proposer: Box<dyn FaceDetector>,
         verifier: Box<dyn FaceDetector>,
+        keep: Keep,
         settings: DetectorSettings,
     ) -> CascadeDetector {
         CascadeDetector {
             proposer,
             verifier,
+            keep,
             settings,
         }
     }
@@ -114,9 +136,18 @@ impl FaceDetector for CascadeDetector {
                 })
                 .filter(|f| f.iou(candidate) >= CONFIRM_IOU)
                 .max_by(|a, b| a.score.total_cmp(&b.score));
-            confirmed.extend(best);
+            confirmed.extend(best.map(|verified| match self.keep {
+                Keep::Verifier(reframe) => match reframe {
+                    Some(reframe) => reframe.apply(verified),
+                    None => verified,
+                },
+                Keep::Proposer => FaceBox {
+                    score: verified.score,
+                    ..*candidate
+                },
+            }));
         }
-        let faces = merge_boxes(confirmed, super::yunet::NMS_IOU);
+        let faces = merge_boxes(confirmed, MERGE_IOU);
         clip_faces(faces, width, height, &self.settings)
     }
 }

@@ -162,6 +162,34 @@ pub fn merge_boxes(mut boxes: Vec<FaceBox>, iou: f32) -> Vec<FaceBox> {
     kept
 }
 
+/// How a detector's box is re-framed into the box the age/gender models were trained on
+/// (short-range BlazeFace's on the whole frame): a square whose centre is moved by (`dx`·w,
+/// `dy`·h) and whose side is `sw`·w + `sh`·h, for a box w × h. Landmarks are not moved.
+/// `agecam-host fit-framing` fits one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reframe {
+    pub dx: f32,
+    pub dy: f32,
+    pub sw: f32,
+    pub sh: f32,
+}
+
+impl Reframe {
+    /// `face` re-framed (its score and landmarks kept).
+    pub fn apply(&self, face: FaceBox) -> FaceBox {
+        let (cx, cy) = face.center();
+        let (cx, cy) = (cx + self.dx * face.width, cy + self.dy * face.height);
+        let side = self.sw * face.width + self.sh * face.height;
+        FaceBox {
+            x: cx - side / 2.0,
+            y: cy - side / 2.0,
+            width: side,
+            height: side,
+            ..face
+        }
+    }
+}
+
 /// Settings every detector takes from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct DetectorSettings {
