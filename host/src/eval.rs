@@ -9,7 +9,7 @@ use crate::crops::{find_face, jpeg_round_trip, CAMERA_JPEG_QUALITY};
 use crate::dataset::{fairface_group_of, AgeGroup, GroupLimits, Race, Sample, FAIRFACE_GROUPS};
 use crate::plot::{self, LineChart, Series};
 use agecam::model::{AgeGender, AgeGenderModel, Gender};
-use agecam::vision::crop::crop_face;
+use agecam::vision::crop::Framing;
 use agecam::vision::{FaceBox, FaceDetector};
 use anyhow::{Context, Result};
 use image::RgbImage;
@@ -474,7 +474,7 @@ fn score_visit(
     let info = model.info();
     let sim = run.visits.context("score_visit needs EvalRun::visits")?;
     let limits = &run.limits;
-    let margin = agecam::config::resolve_crop_margin(run.crop_margin, info.crop_margin);
+    let framing = Framing::of_model(info, run.crop_margin);
     let frame_time = std::time::Duration::from_millis(33);
     let t0 = std::time::Instant::now();
     // Each frame: the face the detector finds (the largest; frame 0's is given) and the
@@ -488,9 +488,7 @@ fn score_visit(
             det.detect(&frame).into_iter().next()
         };
         let probs = match face {
-            Some(f) => {
-                Some(model.predict_probs(&crop_face(&frame, &f, margin, info.input_size))?)
-            }
+            Some(f) => Some(model.predict_probs(&framing.crop(&frame, &f, info.input_size))?),
             None => None,
         };
         seen.push(face.zip(probs));
@@ -573,7 +571,7 @@ pub fn as_seen_at_height(
         width: face.width * sx,
         height: face.height * sy,
         score: face.score,
-        landmarks: None,
+        landmarks: face.landmarks.map(|l| l.map(|[x, y]| [x * sx, y * sy])),
     };
     Ok((small, scaled))
 }
@@ -690,8 +688,8 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         }
         for (m, model) in models.iter().enumerate() {
             let info = model.info();
-            let margin = agecam::config::resolve_crop_margin(run.crop_margin, info.crop_margin);
-            let crop = crop_face(&img, &face, margin, info.input_size);
+            let framing = Framing::of_model(info, run.crop_margin);
+            let crop = framing.crop(&img, &face, info.input_size);
             let (answer, probs) = model.predict_with_distribution(&crop)?;
             out.predictions[m].push(Prediction::new(answer, &probs, &info.age_bins, &run.limits));
         }
