@@ -174,7 +174,16 @@ pub struct EpochRecord {
     #[serde(default)]
     pub val: Vec<ValScores>,
     pub images_per_s: f32,
+    /// Seconds of training steps (the figure behind `images_per_s`).
     pub seconds: f32,
+    /// Wall-clock seconds of the whole epoch: its steps and its validation (`None` in
+    /// histories from before it was recorded).
+    #[serde(default)]
+    pub wall_seconds: Option<f32>,
+    /// When the epoch ended, in seconds since the Unix epoch: a run resumed over days shows
+    /// where it paused.
+    #[serde(default)]
+    pub ended_unix_s: Option<u64>,
     pub lr_end: f64,
 }
 
@@ -733,6 +742,11 @@ fn run_epochs(
             val,
             images_per_s: (steps_per_epoch * opts.batch) as f32 / seconds,
             seconds,
+            wall_seconds: Some(t0.elapsed().as_secs_f32()),
+            ended_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs()),
             lr_end: lr,
         };
         let v: Vec<String> = rec.val.iter().map(ValScores::brief).collect();
@@ -1111,6 +1125,25 @@ mod tests {
         let second = train(&o, one(data(), data())).unwrap();
         assert_eq!((second.epoch, second.step), (2, 4));
         assert_eq!(second.history[0], first.history[0]);
+        // history.json: every epoch, across the restart, with its validation and wall time.
+        let history: Vec<EpochRecord> =
+            serde_json::from_str(&std::fs::read_to_string(ck.join("history.json")).unwrap())
+                .unwrap();
+        assert_eq!(history, second.history);
+        for (i, rec) in history.iter().enumerate() {
+            assert_eq!(rec.epoch, i + 1);
+            assert_eq!(rec.val.len(), 1, "one validation per cache");
+            assert_eq!(rec.val[0].faces, 8);
+            let wall = rec.wall_seconds.unwrap();
+            assert!(wall >= rec.seconds && wall > 0.0, "{rec:?}");
+            assert!(rec.ended_unix_s.is_some());
+        }
+        // A history from before the wall time was recorded still reads.
+        let mut old = serde_json::to_value(&history[0]).unwrap();
+        old.as_object_mut().unwrap().remove("wall_seconds");
+        old.as_object_mut().unwrap().remove("ended_unix_s");
+        let old: EpochRecord = serde_json::from_value(old).unwrap();
+        assert_eq!((old.wall_seconds, old.ended_unix_s), (None, None));
         o.net.width = 0.5;
         let err = train(&o, one(data(), data())).unwrap_err().to_string();
         assert!(err.contains("--resume"), "{err}");
