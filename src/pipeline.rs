@@ -10,7 +10,7 @@ use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Manifest, Role};
 use crate::vision::blazeface::Variant;
 use crate::vision::cascade::Keep;
-use crate::vision::crop::crop_face;
+use crate::vision::crop::{CropStyle, Framing};
 use crate::vision::{
     BlazeFaceDetector, CascadeDetector, DetectorSettings, FaceBox, FaceDetector, SeetaDetector,
     YuNetDetector,
@@ -26,7 +26,8 @@ pub struct Pipeline {
     detector: Box<dyn FaceDetector>,
     /// `None` while no age/gender model is installed: faces are still found and shown.
     model: Option<AgeGenderModel>,
-    crop_margin: f32,
+    /// How faces are cut for the model ([`Framing::of_model`]).
+    framing: Framing,
     /// Faces whose shorter box side is under this many pixels get no estimate
     /// (`model.min_face_size`).
     min_estimate_size: u32,
@@ -49,7 +50,11 @@ impl Pipeline {
         let cache = config.model.cache_dir();
         let model = choose_model(models, config.model.precision, cache.as_deref())?;
         let trained = model.as_ref().and_then(|m| m.info().crop_margin);
-        let crop_margin = d.crop_margin(trained);
+        let framing = match &model {
+            Some(m) => Framing::of_model(m.info(), d.crop_margin),
+            None => Framing::boxed(d.crop_margin(None)),
+        };
+        let crop_margin = framing.margin;
         match (&model, trained, d.crop_margin) {
             (None, _, _) => log::warn!(
                 "{} lists no age/gender model yet: faces are found and boxed, but no age or gender is estimated",
@@ -60,12 +65,18 @@ impl Pipeline {
             ),
             _ => log::info!("crop margin {crop_margin}"),
         }
+        if let CropStyle::Eyes(_) = framing.style {
+            log::info!(
+                "crops aligned by the eyes ({}); faces without landmarks get box crops",
+                framing.style
+            );
+        }
         let licence = models.licence_line();
         log::info!("{licence}");
         Ok(Pipeline {
             detector,
             model,
-            crop_margin,
+            framing,
             min_estimate_size: config.model.min_face_size,
             licence,
         })
@@ -78,7 +89,12 @@ impl Pipeline {
 
     /// The margin crops are cut with ([`DetectorConfig::crop_margin`](crate::config::DetectorConfig::crop_margin)).
     pub fn crop_margin(&self) -> f32 {
-        self.crop_margin
+        self.framing.margin
+    }
+
+    /// How faces are cut for the model (its crop style and the margin in force).
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// The age/gender model, when one is installed.
@@ -99,16 +115,21 @@ impl Pipeline {
     }
 
     /// A pipeline from parts already loaded (tests, tools); it estimates every face found
-    /// ([`Pipeline::with_min_estimate_size`] sets a floor).
+    /// ([`Pipeline::with_min_estimate_size`] sets a floor). Faces are cut in the model's crop
+    /// style with `crop_margin`.
     pub fn from_parts(
         detector: Box<dyn FaceDetector>,
         model: Option<AgeGenderModel>,
         crop_margin: f32,
     ) -> Pipeline {
+        let framing = Framing {
+            style: model.as_ref().map(|m| m.info().crop).unwrap_or_default(),
+            margin: crop_margin,
+        };
         Pipeline {
             detector,
             model,
-            crop_margin,
+            framing,
             min_estimate_size: 0,
             licence: "age/gender model given by the caller".to_string(),
         }
@@ -140,7 +161,7 @@ impl Pipeline {
         let Some(model) = &self.model else {
             return Ok(None);
         };
-        let crop = crop_face(image, face, self.crop_margin, model.info().input_size);
+        let crop = self.framing.crop(image, face, model.info().input_size);
         model.predict_probs(&crop).map(Some)
     }
 
@@ -170,7 +191,7 @@ impl Pipeline {
             .iter()
             .zip(&estimable)
             .filter(|(_, &ok)| ok)
-            .map(|(f, _)| crop_face(image, f, self.crop_margin, size))
+            .map(|(f, _)| self.framing.crop(image, f, size))
             .collect();
         let cropped = Instant::now();
         let mut estimates = if crops.is_empty() {

@@ -2,8 +2,10 @@
 //! a dataset once, the crops cached as PNG files with a label index, and the in-memory batches
 //! (with augmentation) the trainer reads from that cache.
 //!
-//! Cache layout (`CACHE/`): `crops/<source key>.png` (`CROP_SIZE`² RGB; the key is the file
-//! name, prefixed `train_`/`val_` for a dataset with its own split), `misses.txt` (source keys
+//! Cache layout (`CACHE/`): `crops/<source key>.png` (square RGB, `CROP_SIZE` px unless made
+//! with `--size`; the key is the file name, prefixed `train_`/`val_` for a dataset with its own
+//! split), `framing.txt` (the crops' [`CacheFraming`]: crop style and side; a cache without it
+//! holds box crops of `CROP_SIZE`), `crop_margin.txt` (the box margin), `misses.txt` (source keys
 //! in which no face was found, one per line), and `labels.csv` (`crop,source,age,gender,split`:
 //! age in years or an inclusive range `LO-HI`, gender 0 = male, 1 = female, split `train`,
 //! `val` or empty for the hash split; written at the end of each run; the older 4-column form
@@ -13,9 +15,9 @@
 
 use crate::dataset::{self, Sample, Split};
 use agecam::model::Gender;
-use agecam::vision::crop::crop_face;
+use agecam::vision::crop::{CropStyle, Framing};
 use agecam::vision::{FaceBox, FaceDetector};
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use image::{Rgb, RgbImage};
 use rand::SeedableRng;
 use std::collections::HashSet;
@@ -119,17 +121,143 @@ pub fn find_face(det: &mut dyn FaceDetector, img: &RgbImage) -> Option<(FaceBox,
     Some((f.translated(-(ox as f32), -(oy as f32)), true))
 }
 
-/// Crops every sample of a dataset into `out` (resumable), then writes `labels.csv`.
+/// How a cache's crops were cut: the crop style (with the box margin) and the side in pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CacheFraming {
+    pub style: CropStyle,
+    /// The margin of box crops (and, under [`CropStyle::Eyes`], of faces without landmarks);
+    /// `None` for an older cache without `crop_margin.txt`.
+    pub margin: Option<f32>,
+    pub size: u32,
+}
+
+impl CacheFraming {
+    /// The framing that cuts crops for this cache (an unrecorded margin: the default).
+    pub fn framing(&self) -> Framing {
+        Framing {
+            style: self.style,
+            margin: self.margin.unwrap_or(agecam::config::DEFAULT_CROP_MARGIN),
+        }
+    }
+
+    /// Whether crops of the two caches frame faces alike (the side may differ: training
+    /// resamples every crop to its input).
+    pub fn same_framing(&self, other: &CacheFraming) -> bool {
+        self.style == other.style
+            && match (self.margin, other.margin) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+impl std::fmt::Display for CacheFraming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} crops of {} px", self.style, self.size)?;
+        if let Some(m) = self.margin {
+            write!(f, ", margin {m}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Name of a cache's framing record: `crop = STYLE` and `size = N` lines.
+pub const FRAMING_FILE: &str = "framing.txt";
+
+/// How a cache's crops were cut: `framing.txt` and `crop_margin.txt`; a cache from before
+/// `framing.txt` holds box crops of [`CROP_SIZE`]. A record that cannot be read is an error
+/// naming the file.
+pub fn cache_framing(cache: &Path) -> Result<CacheFraming> {
+    let path = cache.join(FRAMING_FILE);
+    let mut framing = CacheFraming {
+        style: CropStyle::Box,
+        margin: cache_margin(cache),
+        size: CROP_SIZE,
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(framing),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {} ({e})", path.display())),
+    };
+    for (i, line) in text.lines().enumerate() {
+        let bad = |what: String| {
+            anyhow::anyhow!(
+                "{} line {}: {what} (remake the cache with agecam-host crops into a new folder)",
+                path.display(),
+                i + 1
+            )
+        };
+        let Some((key, value)) = line.split_once('=') else {
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Err(bad(format!("`{line}` is not KEY = VALUE")));
+        };
+        match key.trim() {
+            "crop" => framing.style = value.trim().parse().map_err(|e| bad(format!("{e}")))?,
+            "size" => {
+                framing.size = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|s| (16..=1024).contains(s))
+                    .ok_or_else(|| bad(format!("size `{}` is not 16 to 1024", value.trim())))?
+            }
+            other => return Err(bad(format!("unknown key `{other}`"))),
+        }
+    }
+    Ok(framing)
+}
+
+/// Records how the cache's crops are cut ([`cache_framing`] reads it back).
+fn write_framing(out: &Path, framing: &CacheFraming) -> Result<()> {
+    let path = out.join(FRAMING_FILE);
+    std::fs::write(
+        &path,
+        format!("crop = {}\nsize = {}\n", framing.style, framing.size),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(margin) = framing.margin {
+        std::fs::write(out.join("crop_margin.txt"), format!("{margin}\n"))?;
+    }
+    Ok(())
+}
+
+/// Crops every sample of a dataset into `out` (resumable) with `framing` at `size`×`size`,
+/// then writes `labels.csv`. A cache already holding crops of another framing is refused: its
+/// crops and the new ones would be trained on as one framing.
 pub fn make_crops(
     samples: &[Sample],
     det: &mut dyn FaceDetector,
-    margin: f32,
+    framing: Framing,
+    size: u32,
     out: &Path,
     progress: &dyn Fn(usize, &CropReport),
 ) -> Result<CropReport> {
     let crop_dir = out.join("crops");
+    let wanted = CacheFraming {
+        style: framing.style,
+        margin: Some(framing.margin),
+        size,
+    };
+    let holds_crops = std::fs::read_dir(&crop_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if holds_crops {
+        let before = cache_framing(out)?;
+        ensure!(
+            before.same_framing(&wanted) && before.size == size,
+            "{} holds {before}; this run would cut {wanted}: give another --out, or the options it was made with{}",
+            out.display(),
+            match before.style {
+                CropStyle::Box => " (no --align)",
+                CropStyle::Eyes(_) => " (--align)",
+            }
+        );
+    }
     std::fs::create_dir_all(&crop_dir)
         .with_context(|| format!("cannot create {}", crop_dir.display()))?;
+    write_framing(out, &wanted)?;
     let miss_path = out.join("misses.txt");
     let mut missed: HashSet<String> = std::fs::read_to_string(&miss_path)
         .unwrap_or_default()
@@ -184,7 +312,7 @@ pub fn make_crops(
                 } else {
                     r.found_direct += 1;
                 }
-                let c = crop_face(&img, &face, margin, CROP_SIZE);
+                let c = framing.crop(&img, &face, size);
                 // Write then rename, so an interrupted run never leaves a half-written crop.
                 let tmp = crop_dir.join(format!("{crop}.tmp"));
                 c.save_with_format(&tmp, image::ImageFormat::Png)?;
@@ -198,11 +326,11 @@ pub fn make_crops(
             }
         }
     }
-    write_labels(out, &entries, margin)?;
+    write_labels(out, &entries)?;
     Ok(r)
 }
 
-fn write_labels(out: &Path, entries: &[Entry], margin: f32) -> Result<()> {
+fn write_labels(out: &Path, entries: &[Entry]) -> Result<()> {
     let mut text = String::from("crop,source,age,gender,split\n");
     for e in entries {
         let g = match e.gender {
@@ -217,7 +345,6 @@ fn write_labels(out: &Path, entries: &[Entry], margin: f32) -> Result<()> {
         text.push_str(&format!("{},{},{},{g},{split}\n", e.crop, e.source, e.age));
     }
     std::fs::write(out.join("labels.csv"), text)?;
-    std::fs::write(out.join("crop_margin.txt"), format!("{margin}\n"))?;
     Ok(())
 }
 
@@ -676,6 +803,7 @@ fn jpeg_round_trip_chw(v: &mut [f32], size: usize, quality: u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agecam::vision::crop::{crop_face, EYES};
 
     #[test]
     fn unaugmented_render_matches_the_device_crop_and_normalisation() {
@@ -751,7 +879,15 @@ mod tests {
             landmarks: None,
         };
         let mut det = Fixed(vec![face], 0);
-        let r = make_crops(&samples, &mut det, 0.25, &out, &|_, _| {}).unwrap();
+        let r = make_crops(
+            &samples,
+            &mut det,
+            Framing::boxed(0.25),
+            CROP_SIZE,
+            &out,
+            &|_, _| {},
+        )
+        .unwrap();
         assert_eq!((r.found_direct, r.found_padded, r.missed), (0, 2, 0));
         assert_eq!(det.1, 4);
         let labels = read_labels(&out).unwrap();
@@ -762,18 +898,106 @@ mod tests {
         );
         assert_eq!(cache_margin(&out), Some(0.25));
         // Re-run: nothing detected again.
-        let r = make_crops(&samples, &mut det, 0.25, &out, &|_, _| {}).unwrap();
+        let r = make_crops(
+            &samples,
+            &mut det,
+            Framing::boxed(0.25),
+            CROP_SIZE,
+            &out,
+            &|_, _| {},
+        )
+        .unwrap();
         assert_eq!((r.cached_before, det.1), (2, 4));
         // A detector that finds nothing: misses are recorded and not retried.
         let out2 = dir.path().join("cache2");
         let mut none = Fixed(vec![], 0);
-        let r = make_crops(&samples, &mut none, 0.25, &out2, &|_, _| {}).unwrap();
+        let r = make_crops(
+            &samples,
+            &mut none,
+            Framing::boxed(0.25),
+            CROP_SIZE,
+            &out2,
+            &|_, _| {},
+        )
+        .unwrap();
         assert_eq!(r.missed, 2);
-        let r = make_crops(&samples, &mut none, 0.25, &out2, &|_, _| {}).unwrap();
+        let r = make_crops(
+            &samples,
+            &mut none,
+            Framing::boxed(0.25),
+            CROP_SIZE,
+            &out2,
+            &|_, _| {},
+        )
+        .unwrap();
         assert_eq!((r.missed, none.1), (2, 4));
         assert!(read_labels(&out2).unwrap().is_empty());
         let img = image::open(out.join("crops").join(&labels[0].crop)).unwrap();
         assert_eq!(img.width(), CROP_SIZE);
+    }
+
+    /// `--align --size 160`: aligned crops of that side, the framing recorded and read back; a
+    /// run of another framing into the same cache is refused; a cache from before the record
+    /// reads as box crops of `CROP_SIZE`; a damaged record is an error naming its file.
+    #[test]
+    fn caches_record_their_framing_and_refuse_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        RgbImage::from_fn(120, 120, |x, y| Rgb([x as u8, y as u8, 7]))
+            .save(data.join("30_0_0_1.jpg.chip.jpg"))
+            .unwrap();
+        let samples = dataset::load_utkface(&data, &dataset::GroupLimits::default())
+            .unwrap()
+            .samples;
+        let mut face = FaceBox::new(30.0, 30.0, 60.0, 60.0, 1.0);
+        face.landmarks = Some(agecam::vision::Landmarks {
+            right_eye: [45.0, 50.0],
+            left_eye: [72.0, 56.0],
+            nose: [60.0, 65.0],
+            mouth: [60.0, 80.0],
+            mouth_corners: None,
+            ears: None,
+        });
+        let aligned = Framing {
+            style: CropStyle::Eyes(EYES),
+            margin: 0.25,
+        };
+        let out = dir.path().join("aligned");
+        let mut det = Fixed(vec![face], 0);
+        make_crops(&samples, &mut det, aligned, 160, &out, &|_, _| {}).unwrap();
+        let recorded = cache_framing(&out).unwrap();
+        assert_eq!(
+            recorded,
+            CacheFraming {
+                style: CropStyle::Eyes(EYES),
+                margin: Some(0.25),
+                size: 160
+            }
+        );
+        assert_eq!(recorded.framing(), aligned);
+        let crop = image::open(out.join("crops/30_0_0_1.jpg.chip.jpg.png"))
+            .unwrap()
+            .to_rgb8();
+        let img = image::open(&samples[0].path).unwrap().to_rgb8();
+        assert_eq!(crop, aligned.crop(&img, &face, 160));
+        assert_ne!(crop, crop_face(&img, &face, 0.25, 160));
+        // Box crops into the aligned cache, or aligned ones of another side: refused.
+        for (framing, size) in [(Framing::boxed(0.25), 160), (aligned, CROP_SIZE)] {
+            let err = make_crops(&samples, &mut det, framing, size, &out, &|_, _| {})
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&out.display().to_string()), "{err}");
+        }
+        // The same options resume.
+        make_crops(&samples, &mut det, aligned, 160, &out, &|_, _| {}).unwrap();
+        // A cache from before framing.txt.
+        std::fs::remove_file(out.join(FRAMING_FILE)).unwrap();
+        let old = cache_framing(&out).unwrap();
+        assert_eq!((old.style, old.size), (CropStyle::Box, CROP_SIZE));
+        std::fs::write(out.join(FRAMING_FILE), "crop = mouth\n").unwrap();
+        let err = cache_framing(&out).unwrap_err().to_string();
+        assert!(err.contains(FRAMING_FILE) && err.contains("mouth"), "{err}");
     }
 
     #[test]
@@ -802,7 +1026,7 @@ mod tests {
                 split: None,
             },
         ];
-        write_labels(dir.path(), &entries, 0.25).unwrap();
+        write_labels(dir.path(), &entries).unwrap();
         assert_eq!(read_labels(dir.path()).unwrap(), entries);
 
         // A cache made before group labels: four columns, whole-year ages, hash split.

@@ -9,7 +9,7 @@ use crate::crops::{find_face, jpeg_round_trip, CAMERA_JPEG_QUALITY};
 use crate::dataset::{fairface_group_of, AgeGroup, GroupLimits, Race, Sample, FAIRFACE_GROUPS};
 use crate::plot::{self, LineChart, Series};
 use agecam::model::{AgeGender, AgeGenderModel, Gender};
-use agecam::vision::crop::crop_face;
+use agecam::vision::crop::Framing;
 use agecam::vision::{FaceBox, FaceDetector};
 use anyhow::{Context, Result};
 use image::RgbImage;
@@ -100,6 +100,51 @@ pub struct Slice {
     pub gender_accuracy: Option<f64>,
 }
 
+/// The age groups whose faces [`YoungerShare`] follows: the ages the default model read as
+/// 9–10 years younger (issue 25).
+pub const YOUNGER_GROUPS: [(u32, u32); 2] = [(40, 49), (50, 59)];
+
+/// Of the faces of one race (or `all`) whose age group is one of [`YOUNGER_GROUPS`], the share
+/// whose estimate falls in a younger FairFace age group than their own.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct YoungerShare {
+    pub race: String,
+    /// The age group, `LO-HI`.
+    pub group: String,
+    pub n: usize,
+    pub younger: f64,
+}
+
+/// [`YoungerShare`] of every race with faces in each of [`YOUNGER_GROUPS`], then of all faces.
+pub fn younger_shares(truths: &[Truth], preds: &[Prediction]) -> Vec<YoungerShare> {
+    let mut out = Vec::new();
+    for (lo, hi) in YOUNGER_GROUPS {
+        let Some(g) = FAIRFACE_GROUPS.iter().position(|r| *r == (lo, hi)) else {
+            continue;
+        };
+        let races = Race::ALL.into_iter().map(Some).chain([None]);
+        for race in races {
+            let ages: Vec<f32> = truths
+                .iter()
+                .zip(preds)
+                .filter(|(t, _)| t.group9 == Some(g) && (race.is_none() || t.race == race))
+                .map(|(_, p)| p.age)
+                .collect();
+            if ages.is_empty() {
+                continue;
+            }
+            let younger = ages.iter().filter(|a| fairface_group_of(**a) < g).count();
+            out.push(YoungerShare {
+                race: race.map_or("all".to_string(), |r| format!("{r:?}").to_lowercase()),
+                group: format!("{lo}-{hi}"),
+                n: ages.len(),
+                younger: younger as f64 / ages.len() as f64,
+            });
+        }
+    }
+    out
+}
+
 /// Every number the report shows for one model.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Metrics {
@@ -122,6 +167,8 @@ pub struct Metrics {
     pub by_decade: Vec<Slice>,
     pub by_gender: Vec<Slice>,
     pub by_race: Vec<Slice>,
+    /// Faces aged 40–49 and 50–59 put in a younger age group, per race ([`younger_shares`]).
+    pub younger: Vec<YoungerShare>,
     /// `[true][predicted]`, male then female.
     pub gender_confusion: [[usize; 2]; 2],
     /// `[true][predicted]`, YOUNG, MIDDLE, OLD.
@@ -348,6 +395,7 @@ pub fn metrics(
         by_decade,
         by_gender,
         by_race,
+        younger: younger_shares(truths, preds),
         gender_confusion,
         group_confusion,
         group_auc,
@@ -474,7 +522,7 @@ fn score_visit(
     let info = model.info();
     let sim = run.visits.context("score_visit needs EvalRun::visits")?;
     let limits = &run.limits;
-    let margin = agecam::config::resolve_crop_margin(run.crop_margin, info.crop_margin);
+    let framing = Framing::of_model(info, run.crop_margin);
     let frame_time = std::time::Duration::from_millis(33);
     let t0 = std::time::Instant::now();
     // Each frame: the face the detector finds (the largest; frame 0's is given) and the
@@ -488,9 +536,7 @@ fn score_visit(
             det.detect(&frame).into_iter().next()
         };
         let probs = match face {
-            Some(f) => {
-                Some(model.predict_probs(&crop_face(&frame, &f, margin, info.input_size))?)
-            }
+            Some(f) => Some(model.predict_probs(&framing.crop(&frame, &f, info.input_size))?),
             None => None,
         };
         seen.push(face.zip(probs));
@@ -573,7 +619,7 @@ pub fn as_seen_at_height(
         width: face.width * sx,
         height: face.height * sy,
         score: face.score,
-        landmarks: None,
+        landmarks: face.landmarks.map(|l| l.map(|[x, y]| [x * sx, y * sy])),
     };
     Ok((small, scaled))
 }
@@ -690,8 +736,8 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         }
         for (m, model) in models.iter().enumerate() {
             let info = model.info();
-            let margin = agecam::config::resolve_crop_margin(run.crop_margin, info.crop_margin);
-            let crop = crop_face(&img, &face, margin, info.input_size);
+            let framing = Framing::of_model(info, run.crop_margin);
+            let crop = framing.crop(&img, &face, info.input_size);
             let (answer, probs) = model.predict_with_distribution(&crop)?;
             out.predictions[m].push(Prediction::new(answer, &probs, &info.age_bins, &run.limits));
         }
@@ -873,6 +919,37 @@ pub fn write_report(
                     years(sl.mae),
                     pct(sl.gender_accuracy)
                 )?;
+            }
+            writeln!(md)?;
+        }
+        if !m.younger.is_empty() {
+            writeln!(md, "Faces put in a younger age group than their own:\n")?;
+            write!(md, "| race |")?;
+            for (lo, hi) in YOUNGER_GROUPS {
+                write!(md, " {lo}-{hi}: faces | younger |")?;
+            }
+            writeln!(md, "\n|---|{}", "---|---|".repeat(YOUNGER_GROUPS.len()))?;
+            let mut races: Vec<&str> = Vec::new();
+            for y in &m.younger {
+                if !races.contains(&y.race.as_str()) {
+                    races.push(&y.race);
+                }
+            }
+            races.sort_by_key(|r| *r == "all");
+            for race in races {
+                write!(md, "| {race} |")?;
+                for (lo, hi) in YOUNGER_GROUPS {
+                    let group = format!("{lo}-{hi}");
+                    match m
+                        .younger
+                        .iter()
+                        .find(|y| y.race == race && y.group == group)
+                    {
+                        Some(y) => write!(md, " {} | {:.1} % |", y.n, 100.0 * y.younger)?,
+                        None => write!(md, " 0 | - |")?,
+                    }
+                }
+                writeln!(md)?;
             }
             writeln!(md)?;
         }
@@ -1238,5 +1315,45 @@ mod tests {
         assert!((m.race_gender_gap.unwrap() - 0.24).abs() < 1e-9);
         let names: Vec<&str> = m.by_race.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["white", "black", "other", "eastasian"]);
+    }
+
+    /// 40–49 and 50–59 faces per race: the share estimated in a younger FairFace group, and of
+    /// all of them; other ages and older estimates do not count as younger.
+    #[test]
+    fn younger_shares_count_faces_put_in_a_younger_group() {
+        let mut truths = Vec::new();
+        let mut preds = Vec::new();
+        let mut add = |age: u32, race: Race, estimate: f32| {
+            truths.push(truth(Some(age), None, Some(race)));
+            preds.push(pred(estimate, 0.5));
+        };
+        // Black 40-49: 3 of 4 younger (39.9 is in 30-39; 52 is older, not younger).
+        for e in [39.9, 25.0, 35.0, 52.0] {
+            add(45, Race::Black, e);
+        }
+        // White 40-49: 1 of 2; White 50-59: 2 of 2.
+        add(41, Race::White, 40.0);
+        add(48, Race::White, 12.0);
+        add(55, Race::White, 49.5);
+        add(59, Race::White, 30.0);
+        // Ages outside the two groups are not followed.
+        add(30, Race::White, 10.0);
+        add(65, Race::Black, 20.0);
+        let m = metrics("m", &truths, &preds, &GroupLimits::default());
+        let got: Vec<(&str, &str, usize, f64)> = m
+            .younger
+            .iter()
+            .map(|y| (y.race.as_str(), y.group.as_str(), y.n, y.younger))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("white", "40-49", 2, 0.5),
+                ("black", "40-49", 4, 0.75),
+                ("all", "40-49", 6, 4.0 / 6.0),
+                ("white", "50-59", 2, 1.0),
+                ("all", "50-59", 2, 1.0),
+            ]
+        );
     }
 }

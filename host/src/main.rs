@@ -138,6 +138,16 @@ enum Command {
         /// Model folder (manifest.json) with the face detector; default as for `predict`.
         #[arg(long, value_name = "DIR")]
         models: Option<PathBuf>,
+        /// Cut aligned crops (turned so the eyes are level, scaled by their distance; faces
+        /// without landmarks get box crops), recorded in the cache; a model trained on them
+        /// says so in its metadata (`agecam.crop`).
+        #[arg(long)]
+        align: bool,
+        /// Side of the cached crops in pixels: at least the input size training will use
+        /// (160 px training needs `--size 160`).
+        #[arg(long, default_value_t = agecam_host::crops::CROP_SIZE, value_name = "N",
+              value_parser = clap::value_parser!(u32).range(16..=1024))]
+        size: u32,
     },
     /// Train an age/gender network on a crop cache.
     Train(TrainArgs),
@@ -392,7 +402,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             out,
             models,
-        } => crops_command(cli.config.as_deref(), data, *format, out, models.as_deref()),
+            align,
+            size,
+        } => crops_command(
+            cli.config.as_deref(),
+            data,
+            *format,
+            out,
+            models.as_deref(),
+            (*align, *size),
+        ),
         Command::Train(a) => {
             anyhow::ensure!(
                 (0.0..1.0).contains(&a.val_split),
@@ -418,6 +437,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 resume: a.resume,
                 max_steps_per_epoch: a.max_steps_per_epoch,
                 crop_margin: agecam::config::DEFAULT_CROP_MARGIN,
+                // Set from the caches' framing.txt.
+                crop: agecam::vision::crop::CropStyle::Box,
                 augment: a.augment,
                 teacher_weight: a.teacher_weight,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -533,12 +554,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let verified = agecam::model::manifest::Manifest::load(&model_dir)?
                 .verify(config.model.model_use)?;
             let mut detector = agecam::pipeline::load_detector(&verified, &config.detector)?;
-            let written = agecam_host::teacher::write_face_crops(
-                images,
-                detector.as_mut(),
-                config.detector.crop_margin(None),
-                out,
-            )?;
+            let framing = agecam::vision::crop::Framing::of_model(
+                &agecam_host::teacher::input_info(),
+                config.detector.crop_margin,
+            );
+            let written =
+                agecam_host::teacher::write_face_crops(images, detector.as_mut(), framing, out)?;
             for file in written {
                 println!("{}", file.display());
             }
@@ -640,6 +661,7 @@ fn crops_command(
     format: Format,
     out: &std::path::Path,
     models: Option<&std::path::Path>,
+    (align, size): (bool, u32),
 ) -> anyhow::Result<ExitCode> {
     let config = cli::load_config(config_file)?;
     let model_dir = cli::model_dir(models, config_file, &config);
@@ -662,10 +684,19 @@ fn crops_command(
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    let framing = agecam::vision::crop::Framing {
+        style: if align {
+            agecam::vision::crop::CropStyle::Eyes(agecam::vision::crop::EYES)
+        } else {
+            agecam::vision::crop::CropStyle::Box
+        },
+        margin: config.detector.crop_margin(None),
+    };
     let report = agecam_host::crops::make_crops(
         &loaded.samples,
         detector.as_mut(),
-        config.detector.crop_margin(None),
+        framing,
+        size,
         out,
         &|i, r| {
             bar.set_position(i as u64);

@@ -43,7 +43,7 @@
 use agecam::model::age_gender::{keys, ModelInfo, AGE_OUTPUT, GENDER_OUTPUT};
 use agecam::model::onnx_build::{Attr, GraphBuilder};
 use agecam::model::Gender;
-use agecam::vision::crop::crop_face;
+use agecam::vision::crop::Framing;
 use agecam::vision::FaceDetector;
 use agecam::Error;
 use image::RgbImage;
@@ -814,6 +814,7 @@ pub fn input_info() -> ModelInfo {
         age_bins: Vec::new(),
         gender_labels: [Gender::Male, Gender::Female],
         crop_margin: None,
+        crop: Default::default(),
     }
 }
 
@@ -1069,13 +1070,13 @@ pub fn compare_with_reference(
 }
 
 /// The face crops the comparison feeds both sides: for each image, the largest face the
-/// device's detector finds, cut by the device's `crop_face` (with `margin`) at 112×112 and
+/// device's detector finds, cut by the device's crop code in `framing` at 112×112 and
 /// written as `<image stem>.png` into `out`. Returns the written files; an image without a
 /// face is an error naming it.
 pub fn write_face_crops(
     images: &[PathBuf],
     detector: &mut dyn FaceDetector,
-    margin: f32,
+    framing: Framing,
     out: &Path,
 ) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(out).map_err(|e| Error::Output {
@@ -1096,7 +1097,7 @@ pub fn write_face_crops(
                 file: path.clone(),
                 problem: "the face detector finds no face in it; give photos with a face".into(),
             })?;
-        let crop = crop_face(&img, &face, margin, INPUT_SIZE as u32);
+        let crop = framing.crop(&img, &face, INPUT_SIZE as u32);
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

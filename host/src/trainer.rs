@@ -18,6 +18,7 @@ use super::crops::{self, AgeLabel, Augment, AugmentSet, InMemory};
 use super::dataset::GroupLimits;
 use super::net::{self, Net, NetConfig};
 use agecam::model::onnx_build::GraphBuilder;
+use agecam::vision::crop::CropStyle;
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
@@ -140,6 +141,9 @@ pub struct TrainOptions {
     /// Stop each epoch after this many steps (quick runs and tests).
     pub max_steps_per_epoch: Option<usize>,
     pub crop_margin: f32,
+    /// The crops' style (box or eye-aligned): set from the caches by [`train_from_caches`],
+    /// carried into the checkpoint and the exported metadata.
+    pub crop: CropStyle,
     pub augment: AugmentSet,
     /// Distillation: weight of the teacher's age (`CACHE/teacher.csv`) as a soft target beside
     /// the labels; 0 = none.
@@ -170,7 +174,16 @@ pub struct EpochRecord {
     #[serde(default)]
     pub val: Vec<ValScores>,
     pub images_per_s: f32,
+    /// Seconds of training steps (the figure behind `images_per_s`).
     pub seconds: f32,
+    /// Wall-clock seconds of the whole epoch: its steps and its validation (`None` in
+    /// histories from before it was recorded).
+    #[serde(default)]
+    pub wall_seconds: Option<f32>,
+    /// When the epoch ended, in seconds since the Unix epoch: a run resumed over days shows
+    /// where it paused.
+    #[serde(default)]
+    pub ended_unix_s: Option<u64>,
     pub lr_end: f64,
 }
 
@@ -181,6 +194,9 @@ pub struct State {
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub crop_margin: f32,
+    /// The crop style the run trains on (older checkpoints: box crops).
+    #[serde(default)]
+    pub crop: CropStyle,
     /// Completed epochs.
     pub epoch: usize,
     /// Optimiser steps taken at the end of the last completed epoch.
@@ -435,6 +451,13 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
             opts.net
         );
         ensure!(
+            state.crop == opts.crop,
+            "--resume: the checkpoint in {} trained on {} crops, the caches hold {} crops; give caches cut as it was (or start a new run with --init-checkpoint)",
+            opts.out.display(),
+            state.crop,
+            opts.crop
+        );
+        ensure!(
             state.sources == spec,
             "--resume: the checkpoint in {} trained on {:?}, the command gives {:?}; give the same --data",
             opts.out.display(),
@@ -550,6 +573,7 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
             mean: MEAN,
             std: STD,
             crop_margin: opts.crop_margin,
+            crop: opts.crop,
             epoch: 0,
             step: 0,
             epochs: opts.epochs,
@@ -718,6 +742,11 @@ fn run_epochs(
             val,
             images_per_s: (steps_per_epoch * opts.batch) as f32 / seconds,
             seconds,
+            wall_seconds: Some(t0.elapsed().as_secs_f32()),
+            ended_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs()),
             lr_end: lr,
         };
         let v: Vec<String> = rec.val.iter().map(ValScores::brief).collect();
@@ -789,7 +818,30 @@ pub fn train_from_caches(opts: &TrainOptions, data: &[DataSpec], val_split: f64)
     let mut opts = opts.clone();
     let mut sources = Vec::new();
     let mut margin: Option<f32> = None;
+    let mut framing: Option<(CropStyle, &Path)> = None;
     for spec in data {
+        let cache = crops::cache_framing(&spec.cache)?;
+        if let Some((style, first)) = framing {
+            ensure!(
+                style == cache.style,
+                "{} holds {} crops, {} holds {style} crops: a model trains on one framing; remake one of them with agecam-host crops{}",
+                spec.cache.display(),
+                cache.style,
+                first.display(),
+                if matches!(style, CropStyle::Box) { "" } else { " --align" }
+            );
+        }
+        framing = Some((cache.style, &spec.cache));
+        opts.crop = cache.style;
+        if cache.size < opts.net.input_size as u32 {
+            log::warn!(
+                "{}: its crops are {} px, training at {} px enlarges them; remake it with agecam-host crops --size {}",
+                spec.cache.display(),
+                cache.size,
+                opts.net.input_size,
+                opts.net.input_size
+            );
+        }
         let t = Instant::now();
         let (train_set, val_set) =
             crops::load_split_with(&spec.cache, val_split, opts.teacher_weight > 0.0)?;
@@ -801,7 +853,7 @@ pub fn train_from_caches(opts: &TrainOptions, data: &[DataSpec], val_split: f64)
             val_set.images.len(),
             t.elapsed().as_secs_f32()
         );
-        if let Some(m) = crops::cache_margin(&spec.cache) {
+        if let Some(m) = cache.margin {
             ensure!(
                 margin.is_none_or(|before| before == m),
                 "{}: its crops were cut with margin {m}, another cache's with {}; remake one of them with the same detector.crop_margin",
@@ -851,6 +903,7 @@ pub fn export_bytes(checkpoint: &Path) -> Result<Vec<u8>> {
         age_bins: (0..net::NUM_AGES).map(|a| a as f32).collect(),
         gender_labels: [agecam::model::Gender::Male, agecam::model::Gender::Female],
         crop_margin: Some(state.crop_margin),
+        crop: state.crop,
     };
     for (key, value) in info.to_metadata() {
         g.metadata(key, &value);
@@ -952,6 +1005,7 @@ mod tests {
             resume: false,
             max_steps_per_epoch: Some(2),
             crop_margin: 0.25,
+            crop: CropStyle::Box,
             augment: AugmentSet::Basic,
             teacher_weight: 0.0,
             progress: false,
@@ -1071,9 +1125,98 @@ mod tests {
         let second = train(&o, one(data(), data())).unwrap();
         assert_eq!((second.epoch, second.step), (2, 4));
         assert_eq!(second.history[0], first.history[0]);
+        // history.json: every epoch, across the restart, with its validation and wall time.
+        let history: Vec<EpochRecord> =
+            serde_json::from_str(&std::fs::read_to_string(ck.join("history.json")).unwrap())
+                .unwrap();
+        assert_eq!(history, second.history);
+        for (i, rec) in history.iter().enumerate() {
+            assert_eq!(rec.epoch, i + 1);
+            assert_eq!(rec.val.len(), 1, "one validation per cache");
+            assert_eq!(rec.val[0].faces, 8);
+            let wall = rec.wall_seconds.unwrap();
+            assert!(wall >= rec.seconds && wall > 0.0, "{rec:?}");
+            assert!(rec.ended_unix_s.is_some());
+        }
+        // A history from before the wall time was recorded still reads.
+        let mut old = serde_json::to_value(&history[0]).unwrap();
+        old.as_object_mut().unwrap().remove("wall_seconds");
+        old.as_object_mut().unwrap().remove("ended_unix_s");
+        let old: EpochRecord = serde_json::from_value(old).unwrap();
+        assert_eq!((old.wall_seconds, old.ended_unix_s), (None, None));
         o.net.width = 0.5;
         let err = train(&o, one(data(), data())).unwrap_err().to_string();
         assert!(err.contains("--resume"), "{err}");
+    }
+
+    /// A crop cache on disk of [`synthetic`] crops (6 train, 2 validation) cut as `style`.
+    fn write_cache(dir: &Path, style: CropStyle) {
+        std::fs::create_dir_all(dir.join("crops")).unwrap();
+        let mut labels = String::from("crop,source,age,gender,split\n");
+        for (i, img) in synthetic(8, 48).images.iter().enumerate() {
+            let name = format!("{i}.jpg.png");
+            img.save(dir.join("crops").join(&name)).unwrap();
+            let split = if i < 6 { "train" } else { "val" };
+            labels.push_str(&format!("{name},{i}.jpg,{},{},{split}\n", 20 + i, i % 2));
+        }
+        std::fs::write(dir.join("labels.csv"), labels).unwrap();
+        std::fs::write(
+            dir.join(crops::FRAMING_FILE),
+            format!("crop = {style}\nsize = 48\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("crop_margin.txt"), "0.25\n").unwrap();
+    }
+
+    /// The caches' crop style goes into the checkpoint and the exported metadata; caches of
+    /// two styles do not train together, nor does a checkpoint resume on the other style.
+    #[test]
+    fn caches_carry_their_framing_into_the_checkpoint_and_export() {
+        use agecam::vision::crop::EYES;
+        let dir = tempfile::tempdir().unwrap();
+        let (boxed, aligned) = (dir.path().join("box"), dir.path().join("eyes"));
+        write_cache(&boxed, CropStyle::Box);
+        write_cache(&aligned, CropStyle::Eyes(EYES));
+        let spec = |cache: &Path, kind| DataSpec {
+            kind,
+            cache: cache.to_path_buf(),
+            weight: 1.0,
+        };
+        let ck = dir.path().join("ck");
+        let mut o = opts(Arch::Scratch, 0.25, &ck);
+        o.epochs = 1;
+        let mixed = [
+            spec(&boxed, DataKind::Utkface),
+            spec(&aligned, DataKind::Fairface),
+        ];
+        let err = train_from_caches(&o, &mixed, 0.1).unwrap_err().to_string();
+        assert!(
+            err.contains(&aligned.display().to_string()) && err.contains("box crops"),
+            "{err}"
+        );
+        let state = train_from_caches(&o, &[spec(&aligned, DataKind::Utkface)], 0.1).unwrap();
+        assert_eq!(state.crop, CropStyle::Eyes(EYES));
+        let onnx = dir.path().join("m.onnx");
+        export(&ck, &onnx).unwrap();
+        let model = AgeGenderModel::load(&onnx).unwrap();
+        assert_eq!(model.info().crop, CropStyle::Eyes(EYES));
+        assert_eq!(model.info().crop_margin, Some(0.25));
+        o.resume = true;
+        o.epochs = 2;
+        let err = train_from_caches(&o, &[spec(&boxed, DataKind::Utkface)], 0.1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--resume"), "{err}");
+        // A box-crop run exports no crop key: the model reads as box crops.
+        let ck_box = dir.path().join("ck_box");
+        let mut o = opts(Arch::Scratch, 0.25, &ck_box);
+        o.epochs = 1;
+        train_from_caches(&o, &[spec(&boxed, DataKind::Utkface)], 0.1).unwrap();
+        export(&ck_box, &onnx).unwrap();
+        assert_eq!(
+            AgeGenderModel::load(&onnx).unwrap().info().crop,
+            CropStyle::Box
+        );
     }
 
     /// `--init-checkpoint`: a checkpoint trained at one input size starts a run at another;

@@ -11,7 +11,6 @@ use crate::config::ScheduleConfig;
 use crate::display::{annotate, Status};
 use crate::pipeline::Pipeline;
 use crate::schedule::Scheduler;
-use crate::vision::crop::crop_face;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
@@ -337,10 +336,9 @@ pub fn bench(pipeline: &mut Pipeline, rounds: u32) -> anyhow::Result<BenchReport
                 // Without a model the pipeline cuts no crops; time them at the training crops'
                 // framing size (the shipped model's input), so the figure is there to compare.
                 for face in &faces {
-                    std::hint::black_box(crop_face(
+                    std::hint::black_box(pipeline.framing().crop(
                         &image,
                         &face.face,
-                        pipeline.crop_margin(),
                         crate::vision::crop::FRAMING_SIZE,
                     ));
                 }

@@ -11,7 +11,7 @@ use crate::capture::convert::decode_mjpeg;
 use crate::config::{Config, DetectorKind};
 use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Manifest, Role};
-use crate::vision::crop::crop_face;
+use crate::vision::crop::Framing;
 use crate::vision::{FaceBox, FaceDetector};
 use anyhow::{bail, Context};
 use image::RgbImage;
@@ -125,11 +125,14 @@ pub fn cost_command(args: &CostArgs, config_file: Option<&Path>) -> anyhow::Resu
             let verified = verified(&models, &config)?;
             let model = manifest_model(&verified, Role::AgeGenderF32)?;
             let face = largest_face(&verified, &config, &frame, name)?;
-            let (margin, size) = framing(&config, &model);
+            let (framing, size) = framing(&config, &model);
             for _ in 0..args.repeat {
-                black_box(crop_face(black_box(&frame), &face, margin, size));
+                black_box(framing.crop(black_box(&frame), &face, size));
             }
-            format!("{size}x{size} crop, margin {margin}")
+            format!(
+                "{size}x{size} crop ({}), margin {}",
+                framing.style, framing.margin
+            )
         }
         Stage::InferF32 | Stage::InferInt8 | Stage::Infer => {
             let verified = verified(&models, &config)?;
@@ -142,8 +145,8 @@ pub fn cost_command(args: &CostArgs, config_file: Option<&Path>) -> anyhow::Resu
                 (_, None) => unreachable!("checked above"),
             };
             let face = largest_face(&verified, &config, &frame, name)?;
-            let (margin, size) = framing(&config, &model);
-            let crop = crop_face(&frame, &face, margin, size);
+            let (framing, size) = framing(&config, &model);
+            let crop = framing.crop(&frame, &face, size);
             let mut estimate = String::from("no run");
             for _ in 0..args.repeat {
                 let out = model
@@ -227,8 +230,8 @@ fn largest_face(
     })
 }
 
-/// The crop margin in force for `model` and its input size.
-fn framing(config: &Config, model: &AgeGenderModel) -> (f32, u32) {
-    let margin = config.detector.crop_margin(model.info().crop_margin);
-    (margin, model.info().input_size)
+/// The framing in force for `model` and its input size.
+fn framing(config: &Config, model: &AgeGenderModel) -> (Framing, u32) {
+    let framing = Framing::of_model(model.info(), config.detector.crop_margin);
+    (framing, model.info().input_size)
 }

@@ -7,6 +7,7 @@
 
 use super::nnef_cache::{self, LoadedFrom};
 use super::{AgeGender, Gender};
+use crate::vision::crop::CropStyle;
 use crate::Error;
 use image::RgbImage;
 use std::collections::HashMap;
@@ -23,6 +24,9 @@ pub mod keys {
     pub const AGE_BINS: &str = "agecam.age_bins";
     pub const GENDER_LABELS: &str = "agecam.gender_labels";
     pub const CROP_MARGIN: &str = "agecam.crop_margin";
+    /// Which crop the model was trained on ([`CropStyle`](crate::vision::crop::CropStyle)'s
+    /// text); absent: box crops.
+    pub const CROP: &str = "agecam.crop";
 }
 
 /// Graph output names.
@@ -43,6 +47,9 @@ pub struct ModelInfo {
     pub gender_labels: [Gender; 2],
     /// Margin the training crops were cut with; the device warns when its config differs.
     pub crop_margin: Option<f32>,
+    /// Which crop the model was trained on (box or eye-aligned); cut through
+    /// [`Framing::of_model`](crate::vision::crop::Framing::of_model).
+    pub crop: CropStyle,
 }
 
 impl ModelInfo {
@@ -77,6 +84,9 @@ impl ModelInfo {
         ];
         if let Some(margin) = self.crop_margin {
             out.push((keys::CROP_MARGIN, margin.to_string()));
+        }
+        if self.crop != CropStyle::Box {
+            out.push((keys::CROP, self.crop.to_string()));
         }
         out
     }
@@ -156,6 +166,17 @@ impl ModelInfo {
         let crop_margin = get(keys::CROP_MARGIN)
             .ok()
             .and_then(|m| m.trim().parse().ok());
+        // Absent: box crops (every model from before aligned crops). Present but unknown: a
+        // crop this build cannot cut, so the model cannot be run as trained.
+        let crop = match get(keys::CROP) {
+            Err(_) => CropStyle::Box,
+            Ok(text) => text.parse::<CropStyle>().map_err(|e| {
+                format!(
+                    "metadata `{}`: {e}; this agecam cannot cut the crops the model was trained on (update agecam, or use a model exported by this version)",
+                    keys::CROP
+                )
+            })?,
+        };
         Ok(ModelInfo {
             input_size,
             mean: three(keys::MEAN)?,
@@ -163,6 +184,7 @@ impl ModelInfo {
             age_bins,
             gender_labels,
             crop_margin,
+            crop,
         })
     }
 }
@@ -500,13 +522,33 @@ mod tests {
             age_bins: (0..=100).map(|a| a as f32 + 0.5).collect(),
             gender_labels: [Gender::Female, Gender::Male],
             crop_margin: Some(0.3),
+            crop: CropStyle::Eyes(crate::vision::crop::EYES),
         };
-        let props: HashMap<String, Arc<Tensor>> = info
-            .to_metadata()
-            .into_iter()
-            .map(|(k, v)| (format!("onnx.metadata_props.{k}"), Arc::new(tensor0(v))))
-            .collect();
+        let props_of = |info: &ModelInfo| -> HashMap<String, Arc<Tensor>> {
+            info.to_metadata()
+                .into_iter()
+                .map(|(k, v)| (format!("onnx.metadata_props.{k}"), Arc::new(tensor0(v))))
+                .collect()
+        };
+        let props = props_of(&info);
         assert_eq!(ModelInfo::from_properties(&props).unwrap(), info);
+        // A box-crop model writes no crop key, as every model before aligned crops, and
+        // reads back as box crops.
+        let boxed = ModelInfo {
+            crop: CropStyle::Box,
+            ..info.clone()
+        };
+        let boxed_props = props_of(&boxed);
+        assert!(!boxed_props.contains_key(&format!("onnx.metadata_props.{}", keys::CROP)));
+        assert_eq!(ModelInfo::from_properties(&boxed_props).unwrap(), boxed);
+        // A crop this build does not know is refused, naming the key.
+        let mut unknown = props.clone();
+        unknown.insert(
+            format!("onnx.metadata_props.{}", keys::CROP),
+            Arc::new(tensor0("mouth".to_string())),
+        );
+        let err = ModelInfo::from_properties(&unknown).unwrap_err();
+        assert!(err.contains(keys::CROP) && err.contains("mouth"), "{err}");
         // And through a real ONNX file: the test network is written by the same writer.
         let dir = tempfile::tempdir().unwrap();
         let loaded = tiny_age_gender_model(dir.path(), 16);

@@ -256,6 +256,7 @@ pub mod tests_support {
             age_bins: ages,
             gender_labels: [Gender::Male, Gender::Female],
             crop_margin: None,
+            crop: Default::default(),
         };
         for (key, value) in info.to_metadata() {
             g.metadata(key, &value);

@@ -129,9 +129,9 @@ pub fn letterbox_into(
                 }
             }
             let at = (top + oy) * n + left + ox;
-            for c in 0..3 {
+            for (c, v) in acc.iter().enumerate() {
                 let plane_index = if format.bgr { 2 - c } else { c };
-                out[plane_index * plane + at] = acc[c] * format.scale + format.offset;
+                out[plane_index * plane + at] = v * format.scale + format.offset;
             }
         }
     }

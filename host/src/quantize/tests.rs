@@ -97,6 +97,7 @@ fn small_net(seed: u64) -> Vec<u8> {
         age_bins: (0..=100).map(|a| a as f32).collect(),
         gender_labels: [Gender::Male, Gender::Female],
         crop_margin: None,
+        crop: Default::default(),
     };
     for (key, value) in info.to_metadata() {
         g.metadata(key, &value);
