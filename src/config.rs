@@ -133,6 +133,14 @@ impl Default for CameraConfig {
     }
 }
 
+/// Default `detector.score_threshold` of the detectors whose candidates short-range BlazeFace
+/// confirms (`yunet`, `blazeface-cascade`): the confirming network's probability. Chosen by
+/// `agecam-host det-bench` (README, "Detection range").
+pub const CONFIRM_SCORE_THRESHOLD: f32 = 0.7;
+/// Default `detector.input_size` (YuNet's input's longer side, pixels): a 640×480 frame is read
+/// as it is; at 384 YuNet loses most faces under 40 px.
+pub const DEFAULT_YUNET_INPUT_SIZE: u32 = 640;
+
 /// Which face detector runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -173,9 +181,7 @@ impl DetectorKind {
     /// The score threshold used when `detector.score_threshold` is not set.
     pub fn default_score_threshold(self) -> f32 {
         match self {
-            DetectorKind::Yunet | DetectorKind::BlazefaceCascade => {
-                crate::vision::cascade::DEFAULT_SCORE_THRESHOLD
-            }
+            DetectorKind::Yunet | DetectorKind::BlazefaceCascade => CONFIRM_SCORE_THRESHOLD,
             DetectorKind::Blazeface
             | DetectorKind::BlazefaceFullRange
             | DetectorKind::BlazefaceBack => 0.5,
@@ -276,8 +282,7 @@ impl DetectorConfig {
 
     /// YuNet's input size in force (the longer side, pixels).
     pub fn input_size(&self) -> u32 {
-        self.input_size
-            .unwrap_or(crate::vision::yunet::DEFAULT_INPUT_SIZE)
+        self.input_size.unwrap_or(DEFAULT_YUNET_INPUT_SIZE)
     }
 }
 
@@ -1236,10 +1241,7 @@ mod tests {
         let research = parse("").unwrap();
         assert_eq!(research.detector.kind(), DetectorKind::Yunet);
         assert_eq!(Config::default().detector.kind(), DetectorKind::Yunet);
-        assert_eq!(
-            research.detector.score_threshold(),
-            crate::vision::cascade::DEFAULT_SCORE_THRESHOLD
-        );
+        assert_eq!(research.detector.score_threshold(), CONFIRM_SCORE_THRESHOLD);
         assert_eq!(research.detector.input_size(), 640);
         let commercial = parse("[model]\nuse = \"commercial\"\n").unwrap();
         assert_eq!(commercial.detector.kind(), DetectorKind::BlazefaceCascade);

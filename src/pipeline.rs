@@ -9,7 +9,6 @@ use crate::face::{FaceResult, StageTimes};
 use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Manifest, Role};
 use crate::vision::blazeface::Variant;
-use crate::vision::cascade::Keep;
 use crate::vision::crop::{CropStyle, Framing};
 use crate::vision::{
     BlazeFaceDetector, CascadeDetector, DetectorSettings, FaceBox, FaceDetector, SeetaDetector,
@@ -51,7 +50,7 @@ impl Pipeline {
         let model = choose_model(models, config.model.precision, cache.as_deref())?;
         let trained = model.as_ref().and_then(|m| m.info().crop_margin);
         let framing = match &model {
-            Some(m) => Framing::of_model(m.info(), d.crop_margin),
+            Some(m) => m.info().framing(d.crop_margin),
             None => Framing::boxed(d.crop_margin(None)),
         };
         let crop_margin = framing.margin;
@@ -389,27 +388,26 @@ fn load_whole_frame_detector(
         };
     // Candidates confirmed by the short-range network on a magnified crop around each (it sees
     // magnified crops: no minimum size of its own).
-    let verified_by_short_range = |proposer: Box<dyn FaceDetector>,
-                                   keep: Keep|
-     -> Result<Box<dyn FaceDetector>, Error> {
-        let verifier = blazeface(
-            Variant::ShortRange,
-            DetectorSettings {
-                min_face_size: 1,
-                ..settings
-            },
-        )?;
-        log::info!(
+    let verified_by_short_range =
+        |proposer: Box<dyn FaceDetector>| -> Result<Box<dyn FaceDetector>, Error> {
+            let verifier = blazeface(
+                Variant::ShortRange,
+                DetectorSettings {
+                    min_face_size: 1,
+                    ..settings
+                },
+            )?;
+            log::info!(
                 "face detector: candidates confirmed by BlazeFace short-range on a magnified crop (score threshold {})",
                 settings.score_threshold
             );
-        Ok(Box::new(CascadeDetector::new(
-            proposer,
-            Box::new(verifier),
-            keep,
-            settings,
-        )))
-    };
+            Ok(Box::new(CascadeDetector::new(
+                proposer,
+                Box::new(verifier),
+                None,
+                settings,
+            )))
+        };
     match config.kind() {
         DetectorKind::Seeta => seeta(settings),
         DetectorKind::Yunet => {
@@ -430,7 +428,7 @@ fn load_whole_frame_detector(
                 crate::vision::yunet::PROPOSE_THRESHOLD
             );
             licence(Role::FaceDetectorYunet);
-            verified_by_short_range(Box::new(proposer), Keep::Proposer)
+            verified_by_short_range(Box::new(proposer))
         }
         DetectorKind::BlazefaceCascade => {
             let proposer = blazeface(
@@ -441,7 +439,7 @@ fn load_whole_frame_detector(
                     ..settings
                 },
             )?;
-            verified_by_short_range(Box::new(proposer), Keep::Verifier(None))
+            verified_by_short_range(Box::new(proposer))
         }
         DetectorKind::BlazefaceFullRange => Ok(Box::new(blazeface(Variant::FullRange, settings)?)),
         DetectorKind::BlazefaceBack => Ok(Box::new(blazeface(Variant::Back, settings)?)),

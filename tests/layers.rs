@@ -15,7 +15,8 @@ const DEVICE: &[&[&str]] = &[
     &["buckets", "logging", "fault_log", "systemd", "capture"],
     &["config"],
     &["error"],
-    &["model", "vision"],
+    &["vision"],
+    &["model"],
     &["face"],
     &["display", "stats"],
     &["push", "pipeline"],
@@ -31,7 +32,7 @@ const HOST: &[&[&str]] = &[
     &["net", "teacher", "tflite"],
     &["init_model"],
     &["trainer", "bench"],
-    &["eval", "det_bench"],
+    &["eval", "det_bench", "fit_framing"],
     &["main"],
 ];
 

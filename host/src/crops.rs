@@ -92,6 +92,8 @@ pub struct Entry {
     pub gender: Gender,
     /// The dataset's own split; `None`: split by a hash of `source`.
     pub split: Option<Split>,
+    /// The labelled race, where the dataset has one (caches from before it read as `None`).
+    pub race: Option<crate::dataset::Race>,
 }
 
 /// What a `crops` run did.
@@ -286,6 +288,7 @@ pub fn make_crops(
             age,
             gender,
             split: s.split,
+            race: s.race,
         };
         if crop_dir.join(&crop).exists() {
             r.cached_before += 1;
@@ -331,7 +334,7 @@ pub fn make_crops(
 }
 
 fn write_labels(out: &Path, entries: &[Entry]) -> Result<()> {
-    let mut text = String::from("crop,source,age,gender,split\n");
+    let mut text = String::from("crop,source,age,gender,split,race\n");
     for e in entries {
         let g = match e.gender {
             Gender::Male => 0,
@@ -342,7 +345,11 @@ fn write_labels(out: &Path, entries: &[Entry]) -> Result<()> {
             Some(Split::Validation) => "val",
             None => "",
         };
-        text.push_str(&format!("{},{},{},{g},{split}\n", e.crop, e.source, e.age));
+        let race = e.race.map(|r| r.index().to_string()).unwrap_or_default();
+        text.push_str(&format!(
+            "{},{},{},{g},{split},{race}\n",
+            e.crop, e.source, e.age
+        ));
     }
     std::fs::write(out.join("labels.csv"), text)?;
     Ok(())
@@ -370,8 +377,8 @@ pub fn read_labels(cache: &Path) -> Result<Vec<Entry>> {
                 )
             };
             let f: Vec<&str> = l.split(',').collect();
-            if !(4..=5).contains(&f.len()) {
-                return Err(bad("expected crop,source,age,gender,split"));
+            if !(4..=6).contains(&f.len()) {
+                return Err(bad("expected crop,source,age,gender,split,race"));
             }
             Ok(Entry {
                 crop: f[0].to_string(),
@@ -387,6 +394,15 @@ pub fn read_labels(cache: &Path) -> Result<Vec<Entry>> {
                     "val" => Some(Split::Validation),
                     "" => None,
                     _ => return Err(bad("split is not train, val or empty")),
+                },
+                race: match f.get(5).copied().unwrap_or("") {
+                    "" => None,
+                    n => Some(
+                        n.parse::<usize>()
+                            .ok()
+                            .and_then(|i| crate::dataset::Race::ALL.get(i).copied())
+                            .ok_or_else(|| bad("race is not an index 0-8 or empty"))?,
+                    ),
                 },
             })
         })
@@ -454,6 +470,8 @@ pub struct InMemory {
     pub ages: Vec<AgeLabel>,
     pub genders: Vec<u32>,
     pub teacher_ages: Vec<Option<f32>>,
+    /// Each crop's labelled race, where known (for `train --balance`).
+    pub races: Vec<Option<crate::dataset::Race>>,
 }
 
 impl InMemory {
@@ -463,6 +481,7 @@ impl InMemory {
         self.images.extend(other.images);
         self.ages.extend(other.ages);
         self.genders.extend(other.genders);
+        self.races.extend(other.races);
         if !(self.teacher_ages.is_empty() && other.teacher_ages.is_empty()) {
             self.teacher_ages.resize(before, None);
             let mut theirs = other.teacher_ages;
@@ -525,6 +544,7 @@ pub fn load_split_with(
         side.images.push(img);
         side.ages.push(e.age);
         side.genders.push(u32::from(e.gender == Gender::Female));
+        side.races.push(e.race);
     }
     Ok((train, val))
 }
@@ -1010,6 +1030,7 @@ mod tests {
                 age: AgeLabel::Range(70, 100),
                 gender: Gender::Female,
                 split: Some(Split::Train),
+                race: Some(crate::dataset::Race::EastAsian),
             },
             Entry {
                 crop: "val_1.jpg.png".into(),
@@ -1017,6 +1038,7 @@ mod tests {
                 age: AgeLabel::Range(3, 9),
                 gender: Gender::Male,
                 split: Some(Split::Validation),
+                race: None,
             },
             Entry {
                 crop: "25_0_0_1.jpg.png".into(),
@@ -1024,6 +1046,7 @@ mod tests {
                 age: AgeLabel::Exact(25),
                 gender: Gender::Male,
                 split: None,
+                race: Some(crate::dataset::Race::Black),
             },
         ];
         write_labels(dir.path(), &entries).unwrap();

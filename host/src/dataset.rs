@@ -74,6 +74,11 @@ impl Race {
         Race::MiddleEastern,
         Race::LatinoHispanic,
     ];
+
+    /// Index in [`Race::ALL`], as a crop cache's `labels.csv` stores it.
+    pub fn index(self) -> usize {
+        Race::ALL.iter().position(|&r| r == self).unwrap_or(0)
+    }
 }
 
 /// Which side of a dataset's own train/validation split a sample is on.

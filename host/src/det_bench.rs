@@ -735,11 +735,6 @@ pub fn det_bench_command(args: &DetBenchArgs, config_file: Option<&Path>) -> any
                                 max_faces: cascade::MAX_CANDIDATES,
                                 ..settings
                             };
-                            let keep = if size.is_some() {
-                                cascade::Keep::Proposer
-                            } else {
-                                cascade::Keep::Verifier(None)
-                            };
                             let (proposer, name): (Box<dyn FaceDetector>, String) = match size {
                                 Some(size) => (
                                     Box::new(agecam::vision::YuNetDetector::load(
@@ -771,7 +766,7 @@ pub fn det_bench_command(args: &DetBenchArgs, config_file: Option<&Path>) -> any
                                 detector: Box::new(CascadeDetector::new(
                                     proposer,
                                     Box::new(verifier),
-                                    keep,
+                                    None,
                                     settings,
                                 )),
                             });

@@ -9,7 +9,6 @@ use crate::crops::{find_face, jpeg_round_trip, CAMERA_JPEG_QUALITY};
 use crate::dataset::{fairface_group_of, AgeGroup, GroupLimits, Race, Sample, FAIRFACE_GROUPS};
 use crate::plot::{self, LineChart, Series};
 use agecam::model::{AgeGender, AgeGenderModel, Gender};
-use agecam::vision::crop::Framing;
 use agecam::vision::{FaceBox, FaceDetector};
 use anyhow::{Context, Result};
 use image::RgbImage;
@@ -522,7 +521,7 @@ fn score_visit(
     let info = model.info();
     let sim = run.visits.context("score_visit needs EvalRun::visits")?;
     let limits = &run.limits;
-    let framing = Framing::of_model(info, run.crop_margin);
+    let framing = info.framing(run.crop_margin);
     let frame_time = std::time::Duration::from_millis(33);
     let t0 = std::time::Instant::now();
     // Each frame: the face the detector finds (the largest; frame 0's is given) and the
@@ -736,7 +735,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         }
         for (m, model) in models.iter().enumerate() {
             let info = model.info();
-            let framing = Framing::of_model(info, run.crop_margin);
+            let framing = info.framing(run.crop_margin);
             let crop = framing.crop(&img, &face, info.input_size);
             let (answer, probs) = model.predict_with_distribution(&crop)?;
             out.predictions[m].push(Prediction::new(answer, &probs, &info.age_bins, &run.limits));

@@ -2,7 +2,7 @@
 //! models were trained on (short-range BlazeFace's on the whole picture), so that the crops the
 //! device cuts around its faces frame them as the training crops did ([`Reframe`]): YuNet's
 //! boxes ([`agecam::vision::yunet::REFRAME`]) and the commercial cascade's, which are
-//! short-range boxes found on a magnified crop (they agree already: [`Keep::Verifier`]).
+//! short-range boxes found on a magnified crop (they agree already, so none is applied).
 //!
 //! Both detectors run on the same face chips (each retried letterboxed, as `crops` does); where
 //! both find the face (IoU ≥ 0.3), the pair is kept. Least squares then gives the centre shift
@@ -11,7 +11,7 @@
 
 use agecam::config::{Config, DetectorKind};
 use agecam::vision::blazeface::Variant;
-use agecam::vision::cascade::{self, CascadeDetector, Keep};
+use agecam::vision::cascade::{self, CascadeDetector};
 use agecam::vision::yunet::YuNetDetector;
 use agecam::vision::{BlazeFaceDetector, DetectorSettings, FaceBox, FaceDetector, Reframe};
 use anyhow::Context;
@@ -150,7 +150,7 @@ pub fn fit_framing_command(
         Box::new(CascadeDetector::new(
             Box::new(proposer),
             Box::new(verifier),
-            Keep::Verifier(None),
+            None,
             settings,
         ))
     };

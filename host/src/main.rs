@@ -266,6 +266,10 @@ struct TrainArgs {
     /// commercially (the teacher learnt from non-commercial data). 0 = no teacher.
     #[arg(long, default_value_t = 0.0, value_name = "WEIGHT")]
     teacher_weight: f32,
+    /// Draw each dataset's crops balanced by race, age group or both (`race,age`): every
+    /// group as often as every other (caches made before the race column have none).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    balance: Vec<trainer::BalanceBy>,
     #[arg(long, value_enum, default_value = "mobilenetv2")]
     arch: Arch,
     #[arg(long, default_value_t = 96)]
@@ -441,6 +445,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crop: agecam::vision::crop::CropStyle::Box,
                 augment: a.augment,
                 teacher_weight: a.teacher_weight,
+                balance: a.balance.clone(),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             trainer::train_from_caches(&opts, &a.data, a.val_split)?;
@@ -554,10 +559,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let verified = agecam::model::manifest::Manifest::load(&model_dir)?
                 .verify(config.model.model_use)?;
             let mut detector = agecam::pipeline::load_detector(&verified, &config.detector)?;
-            let framing = agecam::vision::crop::Framing::of_model(
-                &agecam_host::teacher::input_info(),
-                config.detector.crop_margin,
-            );
+            let framing = agecam_host::teacher::input_info().framing(config.detector.crop_margin);
             let written =
                 agecam_host::teacher::write_face_crops(images, detector.as_mut(), framing, out)?;
             for file in written {

@@ -148,7 +148,48 @@ pub struct TrainOptions {
     /// Distillation: weight of the teacher's age (`CACHE/teacher.csv`) as a soft target beside
     /// the labels; 0 = none.
     pub teacher_weight: f32,
+    /// Draw each source's crops balanced by these labels (`--balance`); empty: uniformly.
+    pub balance: Vec<BalanceBy>,
     pub progress: bool,
+}
+
+/// A label training can balance its draws by (`train --balance race,age`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BalanceBy {
+    /// The labelled race (FairFace's seven, UTKFace's five; crops without one form a group).
+    Race,
+    /// FairFace's nine age groups (an exact age falls in one; a range by its lowest age).
+    Age,
+}
+
+/// Per-crop draw weights over `indices` of `data` so that every group (by `by`) is drawn
+/// equally often: 1 / the size of the crop's group. Uniform when `by` is empty.
+pub fn balance_weights(data: &InMemory, indices: &[usize], by: &[BalanceBy]) -> Vec<f64> {
+    let key = |i: usize| -> (usize, usize) {
+        let race = if by.contains(&BalanceBy::Race) {
+            data.races
+                .get(i)
+                .copied()
+                .flatten()
+                .map_or(usize::MAX, |r| r.index())
+        } else {
+            0
+        };
+        let age = if by.contains(&BalanceBy::Age) {
+            crate::dataset::fairface_group_of(data.ages[i].lowest() as f32)
+        } else {
+            0
+        };
+        (race, age)
+    };
+    let mut counts = std::collections::HashMap::new();
+    for &i in indices {
+        *counts.entry(key(i)).or_insert(0usize) += 1;
+    }
+    indices
+        .iter()
+        .map(|&i| 1.0 / counts[&key(i)] as f64)
+        .collect()
 }
 
 /// What a distilled model learnt from besides its datasets, for the licence: face-api's
@@ -373,6 +414,7 @@ struct Mixture {
     train: InMemory,
     parts: Vec<(std::ops::Range<usize>, f64)>,
     vals: Vec<(DataKind, InMemory)>,
+    balance: Vec<BalanceBy>,
 }
 
 impl Mixture {
@@ -381,6 +423,7 @@ impl Mixture {
             train: InMemory::default(),
             parts: Vec::new(),
             vals: Vec::new(),
+            balance: Vec::new(),
         };
         for s in sources {
             let start = m.train.images.len();
@@ -401,12 +444,28 @@ impl Mixture {
     }
 
     /// One epoch's order: `weight × size` draws from each source (every crop once per whole
-    /// weight, the rest a random subset), all shuffled together.
+    /// weight, the rest a random subset; balanced, each draw by [`balance_weights`] with
+    /// replacement), all shuffled together.
     fn epoch_order(&self, rng: &mut rand::rngs::StdRng) -> Vec<usize> {
+        use rand::RngExt;
         let mut order = Vec::new();
         for (range, weight) in &self.parts {
             let want = (range.len() as f64 * weight).round() as usize;
             let mut idx: Vec<usize> = range.clone().collect();
+            if !self.balance.is_empty() && !idx.is_empty() {
+                let mut cumulative = balance_weights(&self.train, &idx, &self.balance);
+                let mut total = 0.0;
+                for w in cumulative.iter_mut() {
+                    total += *w;
+                    *w = total;
+                }
+                for _ in 0..want {
+                    let r = rng.random_range(0.0..total);
+                    let at = cumulative.partition_point(|&c| c <= r).min(idx.len() - 1);
+                    order.push(idx[at]);
+                }
+                continue;
+            }
             let mut left = want;
             while left > 0 && !idx.is_empty() {
                 idx.shuffle(rng);
@@ -434,7 +493,8 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
         );
     }
     let spec: Vec<(DataKind, f64)> = sources.iter().map(|s| (s.kind, s.weight)).collect();
-    let mix = Mixture::new(sources);
+    let mut mix = Mixture::new(sources);
+    mix.balance = opts.balance.clone();
     let per_epoch = mix.per_epoch();
     ensure!(
         per_epoch >= opts.batch,
@@ -957,6 +1017,7 @@ mod tests {
                 .collect(),
             genders: (0..n).map(|i| (i % 2) as u32).collect(),
             teacher_ages: Vec::new(),
+            races: Vec::new(),
         }
     }
 
@@ -1008,6 +1069,7 @@ mod tests {
             crop: CropStyle::Box,
             augment: AugmentSet::Basic,
             teacher_weight: 0.0,
+            balance: Vec::new(),
             progress: false,
         }
     }
@@ -1090,6 +1152,7 @@ mod tests {
                 ages: vec![AgeLabel::Exact(0); 3],
                 genders: vec![0; 3],
                 teacher_ages: Vec::new(),
+                races: Vec::new(),
             };
             batch_tensor(&small, &[0, 1, 2], 32, None).unwrap()
         };
@@ -1346,6 +1409,47 @@ mod tests {
         o.init_model = Some(dir.path().join("junk.onnx"));
         let err = format!("{:#}", train(&o, vec![fairface(data())]).unwrap_err());
         assert!(err.contains("junk.onnx"), "{err}");
+    }
+
+    /// Balanced draws: every race × age group equally often, whatever its size.
+    #[test]
+    fn balanced_draws_see_every_group_equally_often() {
+        use crate::dataset::Race;
+        // 90 White faces in their 20s, 9 Black faces in their 50s, 1 East Asian face in its 40s.
+        let mut d = synthetic(100, 8);
+        d.races = (0..100)
+            .map(|i| {
+                Some(match i {
+                    0..90 => Race::White,
+                    90..99 => Race::Black,
+                    _ => Race::EastAsian,
+                })
+            })
+            .collect();
+        d.ages = (0..100)
+            .map(|i| {
+                AgeLabel::Exact(if i < 90 {
+                    25
+                } else if i < 99 {
+                    55
+                } else {
+                    45
+                })
+            })
+            .collect();
+        let all: Vec<usize> = (0..100).collect();
+        let w = balance_weights(&d, &all, &[BalanceBy::Race]);
+        assert!((w[0] - 1.0 / 90.0).abs() < 1e-12 && (w[99] - 1.0).abs() < 1e-12);
+        assert!(balance_weights(&d, &all, &[]).iter().all(|&x| x == 1.0));
+        let mut mix = Mixture::new(one(d, synthetic(4, 8)));
+        mix.balance = vec![BalanceBy::Race, BalanceBy::Age];
+        let order = mix.epoch_order(&mut rand::rngs::StdRng::seed_from_u64(9));
+        assert_eq!(order.len(), 100, "an epoch keeps its size");
+        let white = order.iter().filter(|&&i| i < 90).count();
+        let east_asian = order.iter().filter(|&&i| i == 99).count();
+        // A third each, give or take the draw: not 90 % and 1 %.
+        assert!((20..=46).contains(&white), "{white}");
+        assert!((20..=46).contains(&east_asian), "{east_asian}");
     }
 
     /// Two datasets train together: each is drawn weight × its size per epoch, each is

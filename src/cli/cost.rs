@@ -232,6 +232,6 @@ fn largest_face(
 
 /// The framing in force for `model` and its input size.
 fn framing(config: &Config, model: &AgeGenderModel) -> (Framing, u32) {
-    let framing = Framing::of_model(model.info(), config.detector.crop_margin);
+    let framing = model.info().framing(config.detector.crop_margin);
     (framing, model.info().input_size)
 }

@@ -53,6 +53,13 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// How faces are cut for this model: its crop style and margin, `explicit_margin` (the
+    /// configured `detector.crop_margin`) winning over its own
+    /// ([`Framing::of_model`](crate::vision::crop::Framing::of_model)).
+    pub fn framing(&self, explicit_margin: Option<f32>) -> crate::vision::crop::Framing {
+        crate::vision::crop::Framing::of_model(self.crop, self.crop_margin, explicit_margin)
+    }
+
     /// The metadata entries that describe this model — the one writer of the contract that
     /// [`ModelInfo::from_properties`] reads. Export, quantization and test models all write
     /// through it.

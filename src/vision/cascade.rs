@@ -9,9 +9,13 @@
 //! but also takes a cat or a cup for one) and verifies with the short-range network (128×128,
 //! which rarely boxes what is not a face, but only sees faces that fill a good part of its
 //! input): each crop is [`CONTEXT`] times the candidate's side, so the face fills ~40 % of the
-//! verifier's input whatever its size in the frame. A confirmed face takes the verifier's score
-//! and, by [`Keep`], the proposer's box and landmarks (YuNet's) or the verifier's, mapped back
-//! to frame pixels (back-camera BlazeFace's boxes are framed unlike the training crops).
+//! verifier's input whatever its size in the frame. A confirmed face is the verifier's — box,
+//! score and keypoints mapped back to frame pixels — so the age/gender models see the framing
+//! they were trained on (short-range BlazeFace's), whoever proposed it. On 1,938 FairFace
+//! training chips its boxes on the magnified crop agree with its boxes on the whole picture
+//! (mean IoU 0.938, `agecam-host fit-framing --detector blazeface-cascade`; a fitted
+//! re-framing made it 0.922, so none is applied); a face swaying a few pixels keeps a steadier
+//! box than YuNet's re-framed one, which moved the replay scenes' estimates across a bucket.
 
 use super::{clip_faces, FaceBox, FaceDetector};
 use super::{merge_boxes, DetectorSettings, Reframe};
@@ -23,7 +27,7 @@ pub const CONTEXT: f32 = 2.5;
 /// Score threshold of the proposer (back-camera), below the verifier's: it only nominates.
 pub const PROPOSE_THRESHOLD: f32 = 0.4;
 /// Default threshold on the verifier's score (`detector.score_threshold`).
-pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.7;
+pub const DEFAULT_SCORE_THRESHOLD: f32 = crate::config::CONFIRM_SCORE_THRESHOLD;
 /// How much a verified box must overlap its candidate to confirm it.
 pub const CONFIRM_IOU: f32 = 0.3;
 /// Side a smaller crop is magnified to (bilinear) before the verifier letterboxes it.
@@ -33,64 +37,55 @@ pub const MERGE_IOU: f32 = 0.3;
 /// At most this many candidates are verified per frame, largest first.
 pub const MAX_CANDIDATES: usize = 16;
 
-/// Whose box and landmarks a confirmed face keeps (its score is always the verifier's).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Keep {
-    /// The proposer's: when its boxes are framed as the age/gender models' training crops
-    /// were (YuNet's, re-framed), since a box found on a magnified crop is framed a little
-    /// differently from one found on the whole frame.
-    Proposer,
-    /// The verifier's, optionally re-framed: when the proposer's boxes are framed unlike the
-    /// training crops (back-camera BlazeFace's). The short-range network's boxes on a
-    /// [`CONTEXT`]-times crop already agree with its boxes on the whole picture (mean IoU 0.938
-    /// on 1,938 FairFace training chips, `agecam-host fit-framing --detector
-    /// blazeface-cascade`; a fitted re-framing made it 0.922), so the daemon keeps them as found.
-    Verifier(Option<Reframe>),
-}
-
 /// Candidates from one detector, each confirmed by another on a magnified crop.
 pub struct CascadeDetector {
     proposer: Box<dyn FaceDetector>,
     verifier: Box<dyn FaceDetector>,
-    keep: Keep,
+    reframe: Option<Reframe>,
     settings: DetectorSettings,
 }
 
 impl CascadeDetector {
     /// `proposer` runs on the whole frame (its own threshold and minimum size apply);
     /// `verifier` on each candidate's crop, with its threshold the cascade's
-    /// `settings.score_threshold` and no minimum size of its own. `settings` also give the
-    /// final minimum face size and number of faces.
+    /// `settings.score_threshold` and no minimum size of its own. A confirmed face is the
+    /// verifier's, through `reframe` if given. `settings` also give the final minimum face
+    /// size and number of faces.
     pub fn new(
         proposer: Box<dyn FaceDetector>,
         verifier: Box<dyn FaceDetector>,
-        keep: Keep,
+        reframe: Option<Reframe>,
         settings: DetectorSettings,
     ) -> CascadeDetector {
         CascadeDetector {
             proposer,
             verifier,
-            keep,
+            reframe,
             settings,
         }
     }
 }
 
-/// The square crop around `face`, [`CONTEXT`] times its longer side, clipped to the frame:
-/// (x, y, width, height) in frame pixels.
-pub fn crop_around(face: &FaceBox, frame_width: u32, frame_height: u32) -> (u32, u32, u32, u32) {
-    let side = face.width.max(face.height) * CONTEXT;
+/// The square region around `face`, [`CONTEXT`] times its longer side, as (left, top, side)
+/// in frame pixels; it may reach past the frame.
+pub fn region_around(face: &FaceBox) -> (i64, i64, u32) {
+    let side = (face.width.max(face.height) * CONTEXT).ceil().max(2.0);
     let (cx, cy) = face.center();
-    let x0 = (cx - side / 2.0).floor().max(0.0) as u32;
-    let y0 = (cy - side / 2.0).floor().max(0.0) as u32;
-    let x1 = ((cx + side / 2.0).ceil() as u32).min(frame_width);
-    let y1 = ((cy + side / 2.0).ceil() as u32).min(frame_height);
     (
-        x0.min(frame_width),
-        y0.min(frame_height),
-        x1.saturating_sub(x0),
-        y1.saturating_sub(y0),
+        (cx - side / 2.0).floor() as i64,
+        (cy - side / 2.0).floor() as i64,
+        side as u32,
     )
+}
+
+/// The region around `face` cut from `frame`, the part outside the frame mid-grey: a face
+/// near the edge, or one filling the frame (someone right at the kiosk), stays centred and
+/// small in the verifier's input, where the short-range network finds faces.
+pub fn crop_around(frame: &RgbImage, face: &FaceBox) -> (RgbImage, i64, i64) {
+    let (left, top, side) = region_around(face);
+    let mut crop = RgbImage::from_pixel(side, side, image::Rgb([128, 128, 128]));
+    image::imageops::replace(&mut crop, frame, -left, -top);
+    (crop, left, top)
 }
 
 impl FaceDetector for CascadeDetector {
@@ -100,20 +95,17 @@ impl FaceDetector for CascadeDetector {
         candidates.truncate(MAX_CANDIDATES);
         let mut confirmed = Vec::new();
         for candidate in &candidates {
-            let (x, y, w, h) = crop_around(candidate, width, height);
-            if w < 2 || h < 2 {
-                continue;
+            if candidate.width.max(candidate.height) > 4.0 * width.max(height) as f32 {
+                continue; // a runaway box: nothing to verify
             }
-            let crop = image::imageops::crop_imm(frame, x, y, w, h).to_image();
+            let (crop, x, y) = crop_around(frame, candidate);
             // Small crops are magnified smoothly; the verifier's own letterbox would repeat
             // pixels (nearest neighbour) when upscaling.
-            let scale = (VERIFY_SIDE as f32 / w.max(h) as f32).max(1.0);
+            let side = crop.width();
+            let scale = (VERIFY_SIDE as f32 / side as f32).max(1.0);
             let crop = if scale > 1.0 {
-                let (sw, sh) = (
-                    ((w as f32 * scale).round() as u32).max(1),
-                    ((h as f32 * scale).round() as u32).max(1),
-                );
-                image::imageops::resize(&crop, sw, sh, FilterType::Triangle)
+                let magnified = ((side as f32 * scale).round() as u32).max(1);
+                image::imageops::resize(&crop, magnified, magnified, FilterType::Triangle)
             } else {
                 crop
             };
@@ -136,15 +128,9 @@ impl FaceDetector for CascadeDetector {
                 })
                 .filter(|f| f.iou(candidate) >= CONFIRM_IOU)
                 .max_by(|a, b| a.score.total_cmp(&b.score));
-            confirmed.extend(best.map(|verified| match self.keep {
-                Keep::Verifier(reframe) => match reframe {
-                    Some(reframe) => reframe.apply(verified),
-                    None => verified,
-                },
-                Keep::Proposer => FaceBox {
-                    score: verified.score,
-                    ..*candidate
-                },
+            confirmed.extend(best.map(|verified| match self.reframe {
+                Some(reframe) => reframe.apply(verified),
+                None => verified,
             }));
         }
         let faces = merge_boxes(confirmed, MERGE_IOU);
@@ -209,6 +195,7 @@ mod tests {
         let mut cascade = CascadeDetector::new(
             Box::new(Proposes(vec![near_square, on_nothing])),
             Box::new(FindsBright),
+            None,
             settings(),
         );
         let faces = cascade.detect(&frame);
@@ -224,15 +211,39 @@ mod tests {
             "{f:?}"
         );
         assert_eq!(f.score, 0.9);
+        // Re-framed as asked: a square twice the side about the same centre.
+        let mut cascade = CascadeDetector::new(
+            Box::new(Proposes(vec![near_square, on_nothing])),
+            Box::new(FindsBright),
+            Some(Reframe {
+                dx: 0.0,
+                dy: 0.0,
+                sw: 1.0,
+                sh: 1.0,
+            }),
+            settings(),
+        );
+        let g = cascade.detect(&frame)[0];
+        assert!((g.width - 2.0 * f.width).abs() < 1e-3, "{g:?}");
+        assert!((g.center().0 - f.center().0).abs() < 1e-3, "{g:?}");
     }
 
     #[test]
-    fn crops_are_context_times_the_face_and_stay_in_the_frame() {
+    fn crops_are_context_times_the_face_grey_past_the_frame() {
         let face = FaceBox::new(100.0, 100.0, 20.0, 40.0, 1.0);
-        assert_eq!(crop_around(&face, 640, 480), (60, 70, 100, 100));
+        assert_eq!(region_around(&face), (60, 70, 100));
+        let frame = RgbImage::from_pixel(64, 48, image::Rgb([255, 0, 0]));
+        // A face at the corner: the crop stays centred on it, grey where the frame ends.
         let corner = FaceBox::new(0.0, 0.0, 20.0, 20.0, 1.0);
-        assert_eq!(crop_around(&corner, 640, 480), (0, 0, 35, 35));
-        let outside = FaceBox::new(700.0, 10.0, 20.0, 20.0, 1.0);
-        assert_eq!(crop_around(&outside, 640, 480).2, 0);
+        let (crop, left, top) = crop_around(&frame, &corner);
+        assert_eq!((crop.dimensions(), left, top), ((50, 50), -15, -15));
+        assert_eq!(crop.get_pixel(0, 0).0, [128, 128, 128]);
+        assert_eq!(crop.get_pixel(20, 20).0, [255, 0, 0]);
+        // A face filling the frame: the whole frame inside a grey border.
+        let close = FaceBox::new(8.0, 0.0, 48.0, 48.0, 1.0);
+        let (crop, left, _) = crop_around(&frame, &close);
+        assert_eq!((crop.width(), left), (120, -28));
+        assert_eq!(crop.get_pixel(28 + 32, 36 + 24).0, [255, 0, 0]);
+        assert_eq!(crop.get_pixel(5, 60).0, [128, 128, 128]);
     }
 }

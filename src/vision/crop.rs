@@ -249,16 +249,18 @@ impl Framing {
     }
 
     /// The framing a model expects — the one rule the daemon, `eval`, `crops` and
-    /// `teacher-crops` follow: the crop style of its metadata (`agecam.crop`; none: box), and
-    /// the margin of [`resolve_crop_margin`](crate::config::resolve_crop_margin)
-    /// (`explicit`, the configured `detector.crop_margin`, wins over the model's).
+    /// `teacher-crops` follow (through `ModelInfo::framing`): the crop style of its metadata
+    /// (`agecam.crop`; none: box), and the margin of
+    /// [`resolve_crop_margin`](crate::config::resolve_crop_margin) (`explicit`, the configured
+    /// `detector.crop_margin`, wins over the model's).
     pub fn of_model(
-        info: &crate::model::age_gender::ModelInfo,
+        style: CropStyle,
+        model_margin: Option<f32>,
         explicit_margin: Option<f32>,
     ) -> Framing {
         Framing {
-            style: info.crop,
-            margin: crate::config::resolve_crop_margin(explicit_margin, info.crop_margin),
+            style,
+            margin: crate::config::resolve_crop_margin(explicit_margin, model_margin),
         }
     }
 

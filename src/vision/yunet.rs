@@ -38,7 +38,7 @@ pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.6;
 /// `detector.score_threshold` then bounds.
 pub const PROPOSE_THRESHOLD: f32 = 0.5;
 /// The default longer side of the network's input, in pixels.
-pub const DEFAULT_INPUT_SIZE: u32 = 640;
+pub const DEFAULT_INPUT_SIZE: u32 = crate::config::DEFAULT_YUNET_INPUT_SIZE;
 /// YuNet's box re-framed as BlazeFace short-range's (which the age/gender models were trained
 /// on; YuNet's takes in the forehead). Fitted by `agecam-host fit-framing --detector yunet`
 /// (least squares) on the first 2,000 FairFace training chips (1,995 found by both detectors):
