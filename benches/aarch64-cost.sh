@@ -220,7 +220,7 @@ declare -A what unit arm x86c  # arm is keyed "cpu stage"
 for s in "${stages[@]}"; do
     case "$s" in
         decode) what[$s]="MJPEG decode, 640x480 demo frame"; unit[$s]=frame ;;
-        detect-yunet) what[$s]="YuNet at 384x288 (research default)"; unit[$s]=call ;;
+        detect-yunet) what[$s]="YuNet 640x480 + short-range check (research default)"; unit[$s]=call ;;
         detect-cascade) what[$s]="BlazeFace back + short-range check (commercial default)"; unit[$s]=call ;;
         detect) what[$s]="BlazeFace short-range"; unit[$s]=call ;;
         detect-full-range) what[$s]="BlazeFace full-range"; unit[$s]=call ;;

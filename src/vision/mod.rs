@@ -236,6 +236,18 @@ pub fn clip_faces(
     largest_faces(faces, settings.max_faces)
 }
 
+/// Logs a detector's failed inference once, not on every frame (`failed` remembers), naming
+/// its model file; the frame then has no faces.
+pub(crate) fn log_failure_once(failed: &mut bool, model: &std::path::Path, problem: &str) {
+    if !*failed {
+        log::error!(
+            "face detector {}: inference failed ({problem}); no faces this frame",
+            model.display()
+        );
+        *failed = true;
+    }
+}
+
 /// Keeps the `max` largest faces, largest first.
 pub fn largest_faces(mut faces: Vec<FaceBox>, max: usize) -> Vec<FaceBox> {
     faces.sort_by(|a, b| b.area().total_cmp(&a.area()));

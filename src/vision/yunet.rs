@@ -290,13 +290,7 @@ impl FaceDetector for YuNetDetector {
         let (lb, raw) = match self.infer(frame) {
             Ok(out) => out,
             Err(e) => {
-                if !self.failed {
-                    log::error!(
-                        "face detector {}: inference failed ({e}); no faces this frame",
-                        self.path.display()
-                    );
-                    self.failed = true;
-                }
+                super::log_failure_once(&mut self.failed, &self.path, &e);
                 return Vec::new();
             }
         };
