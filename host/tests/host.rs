@@ -339,12 +339,14 @@ fn fairface_layout_evaluates_crops_and_trains() {
     );
     let labels = std::fs::read_to_string(cache.join("labels.csv")).unwrap();
     assert!(
-        labels.starts_with("crop,source,age,gender,split\n"),
+        labels.starts_with("crop,source,age,gender,split,race\n"),
         "{labels}"
     );
+    // The race column: the index in dataset::Race::ALL (0 White, 8 Latino_Hispanic).
     assert!(
-        labels.contains("train_2.jpg.png,train_2.jpg,10-19,0,train")
-            && labels.contains("val_1.jpg.png,val_1.jpg,70-100,1,val"),
+        labels.contains("train_2.jpg.png,train_2.jpg,10-19,0,train,0\n")
+            && labels.contains("val_1.jpg.png,val_1.jpg,70-100,1,val,0\n")
+            && labels.contains("val_3.jpg.png,val_3.jpg,30-39,0,val,8\n"),
         "{labels}"
     );
 
