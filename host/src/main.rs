@@ -270,6 +270,11 @@ struct TrainArgs {
     /// group as often as every other (caches made before the race column have none).
     #[arg(long, value_enum, value_delimiter = ',')]
     balance: Vec<trainer::BalanceBy>,
+    /// How fully --balance evens the groups out: each crop is drawn with weight
+    /// 1 / (its group's size)^P; 1 draws every group equally often, 0.5 (square-root sampling)
+    /// meets halfway between that and the data's own mix, 0 is no balance.
+    #[arg(long, default_value_t = 1.0, value_name = "P", requires = "balance")]
+    balance_power: f64,
     #[arg(long, value_enum, default_value = "mobilenetv2")]
     arch: Arch,
     #[arg(long, default_value_t = 96)]
@@ -446,6 +451,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 augment: a.augment,
                 teacher_weight: a.teacher_weight,
                 balance: a.balance.clone(),
+                balance_power: a.balance_power,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             trainer::train_from_caches(&opts, &a.data, a.val_split)?;

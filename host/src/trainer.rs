@@ -150,6 +150,8 @@ pub struct TrainOptions {
     pub teacher_weight: f32,
     /// Draw each source's crops balanced by these labels (`--balance`); empty: uniformly.
     pub balance: Vec<BalanceBy>,
+    /// Exponent of the balance: a crop's weight is 1 / (its group's size)^power (`--balance-power`).
+    pub balance_power: f64,
     pub progress: bool,
 }
 
@@ -162,9 +164,15 @@ pub enum BalanceBy {
     Age,
 }
 
-/// Per-crop draw weights over `indices` of `data` so that every group (by `by`) is drawn
-/// equally often: 1 / the size of the crop's group. Uniform when `by` is empty.
-pub fn balance_weights(data: &InMemory, indices: &[usize], by: &[BalanceBy]) -> Vec<f64> {
+/// Per-crop draw weights over `indices` of `data`: 1 / (the size of the crop's group, by
+/// `by`)^`power`. With power 1 every group is drawn equally often; 0.5 draws each group in
+/// proportion to the square root of its size. Uniform when `by` is empty.
+pub fn balance_weights(
+    data: &InMemory,
+    indices: &[usize],
+    by: &[BalanceBy],
+    power: f64,
+) -> Vec<f64> {
     let key = |i: usize| -> (usize, usize) {
         let race = if by.contains(&BalanceBy::Race) {
             data.races
@@ -188,7 +196,7 @@ pub fn balance_weights(data: &InMemory, indices: &[usize], by: &[BalanceBy]) -> 
     }
     indices
         .iter()
-        .map(|&i| 1.0 / counts[&key(i)] as f64)
+        .map(|&i| (counts[&key(i)] as f64).powf(-power))
         .collect()
 }
 
@@ -415,6 +423,7 @@ struct Mixture {
     parts: Vec<(std::ops::Range<usize>, f64)>,
     vals: Vec<(DataKind, InMemory)>,
     balance: Vec<BalanceBy>,
+    balance_power: f64,
 }
 
 impl Mixture {
@@ -424,6 +433,7 @@ impl Mixture {
             parts: Vec::new(),
             vals: Vec::new(),
             balance: Vec::new(),
+            balance_power: 1.0,
         };
         for s in sources {
             let start = m.train.images.len();
@@ -453,7 +463,8 @@ impl Mixture {
             let want = (range.len() as f64 * weight).round() as usize;
             let mut idx: Vec<usize> = range.clone().collect();
             if !self.balance.is_empty() && !idx.is_empty() {
-                let mut cumulative = balance_weights(&self.train, &idx, &self.balance);
+                let mut cumulative =
+                    balance_weights(&self.train, &idx, &self.balance, self.balance_power);
                 let mut total = 0.0;
                 for w in cumulative.iter_mut() {
                     total += *w;
@@ -492,9 +503,15 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
             s.weight
         );
     }
+    ensure!(
+        (0.0..=1.0).contains(&opts.balance_power),
+        "--balance-power {} must be between 0 (no balance) and 1 (every group equally often)",
+        opts.balance_power
+    );
     let spec: Vec<(DataKind, f64)> = sources.iter().map(|s| (s.kind, s.weight)).collect();
     let mut mix = Mixture::new(sources);
     mix.balance = opts.balance.clone();
+    mix.balance_power = opts.balance_power;
     let per_epoch = mix.per_epoch();
     ensure!(
         per_epoch >= opts.batch,
@@ -1070,6 +1087,7 @@ mod tests {
             augment: AugmentSet::Basic,
             teacher_weight: 0.0,
             balance: Vec::new(),
+            balance_power: 1.0,
             progress: false,
         }
     }
@@ -1438,9 +1456,15 @@ mod tests {
             })
             .collect();
         let all: Vec<usize> = (0..100).collect();
-        let w = balance_weights(&d, &all, &[BalanceBy::Race]);
+        let w = balance_weights(&d, &all, &[BalanceBy::Race], 1.0);
         assert!((w[0] - 1.0 / 90.0).abs() < 1e-12 && (w[99] - 1.0).abs() < 1e-12);
-        let uniform = balance_weights(&d, &all, &[]);
+        // Square-root sampling: the 90 White crops together weigh 90/√90 = √90 ≈ 9.5 against
+        // the single East Asian crop's 1, not 1 against 1.
+        let sqrt = balance_weights(&d, &all, &[BalanceBy::Race], 0.5);
+        assert!((sqrt[0] - 1.0 / 90f64.sqrt()).abs() < 1e-12, "{}", sqrt[0]);
+        let white: f64 = sqrt[..90].iter().sum();
+        assert!((white - 90f64.sqrt()).abs() < 1e-9, "{white}");
+        let uniform = balance_weights(&d, &all, &[], 1.0);
         assert!(uniform.iter().all(|&x| x == uniform[0]), "{uniform:?}");
         let mut mix = Mixture::new(one(d, synthetic(4, 8)));
         mix.balance = vec![BalanceBy::Race, BalanceBy::Age];
