@@ -634,6 +634,9 @@ pub struct StatsConfig {
     pub visit_gap_seconds: f32,
     /// Tracks seen in fewer detector frames are not counted (passing false detections).
     pub min_track_frames: u32,
+    /// Smallest box overlap (IoU) that links a detection to a face followed so far: the one
+    /// tracker's rule, for the schedule and the statistics alike.
+    pub link_iou: f32,
     /// The age buckets, from lower bounds rising from 0 (checked as the file is read).
     pub age_buckets: AgeBuckets,
     /// Smallest count published by exports and pushes.
@@ -652,6 +655,7 @@ impl Default for StatsConfig {
             interval_minutes: 15,
             visit_gap_seconds: 3.0,
             min_track_frames: 3,
+            link_iou: 0.3,
             age_buckets: AgeBuckets::default(),
             k_anonymity: 5,
             laplace_epsilon: 0.0,
@@ -991,6 +995,9 @@ impl Config {
                 st.min_track_frames,
                 "1 to 1000 frames",
             );
+        }
+        if !(0.05..=0.95).contains(&st.link_iou) {
+            return bad("stats.link_iou", st.link_iou, "0.05 to 0.95");
         }
         if !(1..=1000).contains(&st.k_anonymity) {
             return bad("stats.k_anonymity", st.k_anonymity, "1 to 1000");

@@ -15,7 +15,6 @@ use crate::display::{Display, NoDisplay, PngSnapshots, Status};
 use crate::fault_log::{FaultKind, FaultLog};
 use crate::pipeline::Pipeline;
 use crate::push::{PushSettings, Pusher};
-use crate::schedule::Scheduler;
 use crate::stats::privacy::PrivacySettings;
 use crate::stats::{Clock, StatsRecorder, StatsSettings};
 use crate::Error;
@@ -33,9 +32,8 @@ pub const DEMO_FRAMES_PER_STILL: u32 = 30;
 /// keeps (`Box::new(&mut display)`); [`Daemon::from_config`] makes a `Daemon<'static>`.
 pub struct Daemon<'a> {
     pub source: Box<dyn FrameSource + 'a>,
+    /// The stages, the schedule and the tracker (`[schedule]`, `[stats]` linking rules).
     pub pipeline: Pipeline,
-    /// Which frames run the detector and which faces the network (`[schedule]`).
-    pub scheduler: Scheduler,
     pub display: Box<dyn Display + 'a>,
     /// `None` runs without statistics (tests of the loop alone).
     pub stats: Option<StatsRecorder>,
@@ -63,7 +61,6 @@ impl Daemon<'static> {
         Ok(Daemon {
             source,
             pipeline,
-            scheduler: Scheduler::new(config.schedule),
             display,
             stats: Some(stats),
             push,
@@ -80,10 +77,11 @@ impl<'a> Daemon<'a> {
         display: Box<dyn Display + 'a>,
         stats: Option<StatsRecorder>,
     ) -> Daemon<'a> {
+        let mut pipeline = pipeline;
+        pipeline.set_schedule(crate::config::ScheduleConfig::every_frame());
         Daemon {
             source,
             pipeline,
-            scheduler: Scheduler::new(crate::config::ScheduleConfig::every_frame()),
             display,
             stats,
             push: None,
@@ -92,7 +90,7 @@ impl<'a> Daemon<'a> {
 
     /// Runs the detector and the network as `schedule` says.
     pub fn with_schedule(mut self, schedule: crate::config::ScheduleConfig) -> Daemon<'a> {
-        self.scheduler = Scheduler::new(schedule);
+        self.pipeline.set_schedule(schedule);
         self
     }
 
@@ -134,7 +132,8 @@ impl<'a> Daemon<'a> {
                         }
                     };
                     if let Some(stats) = self.stats.as_mut() {
-                        stats.on_camera_fault(clock);
+                        let visits = self.pipeline.take_visits(clock.monotonic());
+                        stats.on_camera_fault(visits, clock);
                     }
                     faults.log_fault(kind, &e.to_string(), clock.monotonic());
                     continue;
@@ -146,17 +145,16 @@ impl<'a> Daemon<'a> {
                     format!(" from {}", self.source.describe())
                 });
             }
-            let (faces, times, work) =
-                match self.scheduler.process(&mut self.pipeline, &frame.image) {
-                    Ok(done) => (done.faces, done.times, done.work),
-                    Err(e) => {
-                        // A model that fails on one frame may work on the next; keep running.
-                        summary.model_failures += 1;
-                        let message = format!("{e}; skipping the frame");
-                        faults.log_fault(FaultKind::Model, &message, clock.monotonic());
-                        continue;
-                    }
-                };
+            let (faces, times, work) = match self.pipeline.frame(&frame.image, clock.monotonic()) {
+                Ok(done) => (done.faces, done.times, done.work),
+                Err(e) => {
+                    // A model that fails on one frame may work on the next; keep running.
+                    summary.model_failures += 1;
+                    let message = format!("{e}; skipping the frame");
+                    faults.log_fault(FaultKind::Model, &message, clock.monotonic());
+                    continue;
+                }
+            };
             faults.log_ok(FaultKind::Model, clock.monotonic(), String::new);
             summary.frames += 1;
             summary.faces += faces.len() as u64;
@@ -165,12 +163,7 @@ impl<'a> Daemon<'a> {
             summary.detector_frames += u64::from(work.detected);
             summary.classified_faces += work.classified as u64;
             if let Some(stats) = self.stats.as_mut() {
-                // The statistics link the detector's boxes, not the ones carried between.
-                if work.detected {
-                    stats.on_frame(&faces, clock);
-                } else {
-                    stats.on_frame_between_detections(clock);
-                }
+                stats.on_frame(self.pipeline.take_visits(clock.monotonic()), clock);
             }
             let status = Status {
                 fps: fps.tick(Instant::now()),
@@ -196,7 +189,7 @@ impl<'a> Daemon<'a> {
         observer.stopping();
         summary.stale_frames = self.source.dropped_frames();
         if let Some(stats) = self.stats.as_mut() {
-            stats.finish(clock);
+            stats.finish(self.pipeline.finish_visits(), clock);
         }
         summary.elapsed = start.elapsed();
         Ok(summary)
@@ -269,10 +262,11 @@ pub fn open_source(config: &Config) -> anyhow::Result<Box<dyn FrameSource>> {
         CameraSource::Demo => Ok(Box::new(
             demo_frames(camera.repeat).repeat_each(DEMO_FRAMES_PER_STILL),
         )),
-        CameraSource::Folder => Ok(Box::new(StillImages::from_folder(
-            &camera.folder,
-            camera.repeat,
-        )?)),
+        // Images from a folder come at camera.fps, as a camera's frames would.
+        CameraSource::Folder => Ok(Box::new(crate::capture::Paced::new(
+            StillImages::from_folder(&camera.folder, camera.repeat)?,
+            camera.fps,
+        ))),
         #[cfg(feature = "device")]
         CameraSource::V4l2 => {
             let camera =
@@ -383,27 +377,25 @@ pub struct RunLimits {
     pub max_frames: Option<u64>,
 }
 
-/// Frames per second, smoothed over recent frames.
-#[derive(Debug, Default)]
+/// Frames per second of wall time, over the last [`FpsMeter::WINDOW`] frames: how many frames
+/// the loop got through, not how fast one frame was (a followed frame takes microseconds,
+/// a detector frame tens of milliseconds; the display shows their rate together).
+#[derive(Default)]
 struct FpsMeter {
-    last: Option<Instant>,
-    fps: Option<f32>,
+    ticks: std::collections::VecDeque<Instant>,
 }
 
 impl FpsMeter {
+    const WINDOW: usize = 60;
+
     fn tick(&mut self, now: Instant) -> Option<f32> {
-        if let Some(last) = self.last {
-            let dt = now.duration_since(last).as_secs_f32();
-            if dt > 0.0 {
-                let instant = 1.0 / dt;
-                self.fps = Some(match self.fps {
-                    Some(fps) => 0.9 * fps + 0.1 * instant,
-                    None => instant,
-                });
-            }
+        if self.ticks.len() == Self::WINDOW {
+            self.ticks.pop_front();
         }
-        self.last = Some(now);
-        self.fps
+        self.ticks.push_back(now);
+        let first = *self.ticks.front()?;
+        let span = now.saturating_duration_since(first).as_secs_f32();
+        (self.ticks.len() > 1 && span > 0.0).then(|| (self.ticks.len() - 1) as f32 / span)
     }
 }
 
@@ -616,13 +608,27 @@ mod tests {
     }
 
     #[test]
-    fn fps_meter_smooths() {
+    fn fps_meter_counts_frames_per_second_of_wall_time() {
         let mut meter = FpsMeter::default();
         let t0 = Instant::now();
         assert_eq!(meter.tick(t0), None);
         let fps = meter.tick(t0 + Duration::from_millis(100)).unwrap();
-        assert!((fps - 10.0).abs() < 0.01);
-        let fps = meter.tick(t0 + Duration::from_millis(150)).unwrap();
-        assert!((fps - 11.0).abs() < 0.01, "{fps}");
+        assert!((fps - 10.0).abs() < 0.01, "{fps}");
+        // A detector frame (50 ms) then four followed frames (20 µs each), over and over: five
+        // frames per 50.08 ms of wall time, about 100 fps (107 over the last 60 frames), never
+        // the followed frames' 50,000.
+        let mut meter = FpsMeter::default();
+        let mut t = t0;
+        let mut fps = None;
+        for i in 0..100 {
+            t += if i % 5 == 0 {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_micros(20)
+            };
+            fps = meter.tick(t);
+        }
+        let fps = fps.unwrap();
+        assert!((95.0..=110.0).contains(&fps), "{fps}");
     }
 }

@@ -11,6 +11,22 @@ use std::time::Duration;
 pub struct FaceResult {
     pub face: FaceBox,
     pub estimate: Option<AgeGender>,
+    /// The track the face belongs to in a stream ([`crate::track`]); `None` for a single
+    /// image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub track: Option<TrackId>,
+}
+
+/// A face's track in a stream ([`crate::track::Tracker`]): unique for the tracker's life, it
+/// starts at 1 and only rises; it says nothing about who the person is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct TrackId(pub u64);
+
+impl std::fmt::Display for TrackId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
 }
 
 /// Time spent in each stage for one frame.

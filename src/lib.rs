@@ -3,7 +3,8 @@
 //! The device path is a pipeline of stages, each in its own module:
 //! [`capture`] (frames) → [`vision`] (faces, crops) → [`model`] (age, gender) →
 //! [`display`] (overlay) and [`stats`] (anonymous counts, pushed by [`push`]). [`pipeline`]
-//! runs the vision and model stages on one frame; [`daemon`], the composition root, is the one
+//! runs the vision and model stages on one frame, or on a stream as the [`schedule`] says,
+//! every face linked into a visit by the one [`track`]er; [`daemon`], the composition root, is the one
 //! place a [`config::Config`] becomes running parts and drives frames through them. Lower layers ([`face`],
 //! [`buckets`], [`config`], [`model`], [`vision`], [`capture`]) never import the upper ones.
 //! The host tool (datasets, training, evaluation, export, quantization) is its own crate,
@@ -44,6 +45,7 @@ pub mod push;
 pub mod schedule;
 pub mod stats;
 pub mod systemd;
+pub mod track;
 pub mod vision;
 
 pub use error::{Error, Result};

@@ -1,13 +1,18 @@
-//! The pipeline, in explicit stages: frame → faces → crops → predictions.
+//! The pipeline, in explicit stages: frame → faces → tracks → crops → predictions.
 //!
-//! [`Pipeline`] owns the vision and model stages and runs them on one frame;
+//! [`Pipeline`] owns the vision and model stages. [`Pipeline::process`] runs them on one
+//! image (a photo); [`Pipeline::frame`] runs them on one frame of a stream, as the
+//! [`Schedule`] says: the detector on some frames, its boxes linked into tracks by the
+//! [`Tracker`], the network on the tracks that are due. Visits that end wait in the pipeline
+//! until [`Pipeline::take_visits`] hands them to the statistics.
 //! [`Daemon`](crate::daemon::Daemon) drives frames through it into the outputs.
 
-use crate::config::Config;
-use crate::config::DetectorKind;
+use crate::config::{Config, DetectorKind, ScheduleConfig};
 use crate::face::{FaceResult, StageTimes};
 use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Manifest, Role};
+use crate::schedule::{FrameWork, Schedule};
+use crate::track::{Track, TrackSettings, Tracker, Visit};
 use crate::vision::blazeface::Variant;
 use crate::vision::crop::{CropStyle, Framing};
 use crate::vision::{
@@ -32,6 +37,21 @@ pub struct Pipeline {
     min_estimate_size: u32,
     /// Which model runs and under what licence, for the start-up log and `selftest`.
     licence: String,
+    /// Which frames run the detector and which tracks the network (`[schedule]`).
+    schedule: Schedule,
+    /// The one tracker: every face found gets its track here.
+    tracker: Tracker,
+    /// Visits that ended and have not been taken yet ([`Pipeline::take_visits`]).
+    ended: Vec<Visit>,
+}
+
+/// One frame of a stream, as the schedule ran it: every face in view with its track and its
+/// visit's current estimate.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub faces: Vec<FaceResult>,
+    pub times: StageTimes,
+    pub work: FrameWork,
 }
 
 impl Pipeline {
@@ -78,6 +98,9 @@ impl Pipeline {
             framing,
             min_estimate_size: config.model.min_face_size,
             licence,
+            schedule: Schedule::new(config.schedule),
+            tracker: Tracker::new(TrackSettings::from_config(&config.stats)),
+            ended: Vec::new(),
         })
     }
 
@@ -114,8 +137,9 @@ impl Pipeline {
     }
 
     /// A pipeline from parts already loaded (tests, tools); it estimates every face found
-    /// ([`Pipeline::with_min_estimate_size`] sets a floor). Faces are cut in the model's crop
-    /// style with `crop_margin`.
+    /// ([`Pipeline::with_min_estimate_size`] sets a floor) on every frame, until
+    /// [`Pipeline::set_schedule`] says otherwise. Faces are cut in the model's crop style with
+    /// `crop_margin`.
     pub fn from_parts(
         detector: Box<dyn FaceDetector>,
         model: Option<AgeGenderModel>,
@@ -131,7 +155,31 @@ impl Pipeline {
             framing,
             min_estimate_size: 0,
             licence: "age/gender model given by the caller".to_string(),
+            schedule: Schedule::new(ScheduleConfig::every_frame()),
+            tracker: Tracker::new(TrackSettings::default()),
+            ended: Vec::new(),
         }
+    }
+
+    /// Runs streams as `schedule` says; faces followed so far are forgotten (a new stream)
+    /// and the linking rules stay.
+    pub fn set_schedule(&mut self, schedule: ScheduleConfig) {
+        self.schedule = Schedule::new(schedule);
+        self.tracker = Tracker::new(*self.tracker.settings());
+        self.ended.clear();
+    }
+
+    /// Links faces into tracks by `tracking` from now on (faces followed so far are
+    /// forgotten).
+    pub fn with_tracking(mut self, tracking: TrackSettings) -> Pipeline {
+        self.tracker = Tracker::new(tracking);
+        self.ended.clear();
+        self
+    }
+
+    /// The schedule streams run with.
+    pub fn schedule(&self) -> &ScheduleConfig {
+        self.schedule.settings()
     }
 
     /// Whether ages and genders are estimated (an age/gender model is loaded).
@@ -179,6 +227,7 @@ impl Pipeline {
                 .map(|face| FaceResult {
                     face,
                     estimate: None,
+                    track: None,
                 })
                 .collect();
             return Ok((results, times));
@@ -207,9 +256,137 @@ impl Pipeline {
             .map(|(face, ok)| FaceResult {
                 face,
                 estimate: if ok { estimates.next() } else { None },
+                track: None,
             })
             .collect();
         Ok((results, times))
+    }
+
+    /// Runs one frame of a stream, seen at `now`, as the schedule says: on a detector frame
+    /// the boxes are linked into tracks and the tracks due are classified; in between, the
+    /// faces are carried at their last boxes. Visits that end are kept for
+    /// [`Pipeline::take_visits`], even when classifying fails.
+    pub fn frame(&mut self, image: &RgbImage, now: Instant) -> Result<Frame, Error> {
+        let mut times = StageTimes::default();
+        if !self.schedule.detect_next() {
+            self.ended.extend(self.tracker.expire(now));
+            return Ok(Frame {
+                faces: self.in_view(),
+                times,
+                work: FrameWork::default(),
+            });
+        }
+        let started = Instant::now();
+        let boxes = self.detector.detect(image);
+        times.detect = started.elapsed();
+        self.ended.extend(self.tracker.link(boxes, now));
+        let classified = if self.schedule.is_every_frame() {
+            self.classify_in_view(image, &mut times)?
+        } else {
+            let started = Instant::now();
+            let classified = self.classify_due(image)?;
+            times.infer = started.elapsed();
+            classified
+        };
+        // Only a detector frame that ran to the end counts towards the visits.
+        self.tracker.record_in_view();
+        Ok(Frame {
+            faces: self.in_view(),
+            times,
+            work: FrameWork {
+                detected: true,
+                classified,
+            },
+        })
+    }
+
+    /// The visits that ended so far, and those unseen for longer than the visit gap at `now`
+    /// (a frame without detection, a camera fault). Each visit is handed out once.
+    pub fn take_visits(&mut self, now: Instant) -> Vec<Visit> {
+        self.ended.extend(self.tracker.expire(now));
+        std::mem::take(&mut self.ended)
+    }
+
+    /// Ends every visit in progress and hands them out with those not yet taken (shutdown).
+    pub fn finish_visits(&mut self) -> Vec<Visit> {
+        let mut visits = std::mem::take(&mut self.ended);
+        visits.extend(self.tracker.finish());
+        visits
+    }
+
+    /// The faces found by the last detector frame, at their last boxes.
+    fn in_view(&self) -> Vec<FaceResult> {
+        self.tracker.in_view().map(Track::result).collect()
+    }
+
+    /// Every-frame reference: each track in view classified afresh, all in one batch.
+    fn classify_in_view(
+        &mut self,
+        image: &RgbImage,
+        times: &mut StageTimes,
+    ) -> Result<usize, Error> {
+        let started = Instant::now();
+        let Some(model) = &self.model else {
+            return Ok(0);
+        };
+        let size = model.info().input_size;
+        let estimable: Vec<bool> = self
+            .tracker
+            .in_view()
+            .map(|t| self.can_estimate(&t.face))
+            .collect();
+        let crops: Vec<RgbImage> = self
+            .tracker
+            .in_view()
+            .zip(&estimable)
+            .filter(|(_, &ok)| ok)
+            .map(|(t, _)| self.framing.crop(image, &t.face, size))
+            .collect();
+        let cropped = Instant::now();
+        let estimates = if crops.is_empty() {
+            Vec::new()
+        } else {
+            model.predict(&crops)?
+        };
+        times.crop = cropped - started;
+        times.infer = cropped.elapsed();
+        let classified = estimates.len();
+        let mut estimates = estimates.into_iter();
+        for (track, ok) in self.tracker.in_view_mut().zip(estimable) {
+            track.estimate = if ok { estimates.next() } else { None };
+        }
+        Ok(classified)
+    }
+
+    /// Scheduled: the tracks in view that are due, each classified and its probabilities
+    /// added to its visit's sum.
+    fn classify_due(&mut self, image: &RgbImage) -> Result<usize, Error> {
+        let Some(model) = &self.model else {
+            return Ok(0);
+        };
+        let size = model.info().input_size;
+        let min_side = self.min_estimate_size as f32;
+        let mut classified = 0;
+        for track in self.tracker.in_view_mut() {
+            if track.side() < min_side || !self.schedule.due(track) {
+                continue;
+            }
+            let crop = self.framing.crop(image, &track.face, size);
+            let probs = model.predict_probs(&crop)?;
+            let sum = match &mut track.probs {
+                Some(sum) => {
+                    sum.add(&probs);
+                    sum
+                }
+                None => track.probs.insert(probs),
+            };
+            track.estimate = Some(model.estimate(sum));
+            track.estimates += 1;
+            track.since_check = 0;
+            track.checked_side = track.side();
+            classified += 1;
+        }
+        Ok(classified)
     }
 }
 

@@ -234,6 +234,19 @@ fn demo_run_writes_annotated_frames() {
             .any(|c| c["gender"] != "unknown" && c["age_bucket"] != "unknown"),
         "{stdout}"
     );
+    // The command the demo names finds the same statistics, published the same way.
+    assert!(
+        stdout.contains(&format!("agecam stats export --demo {}", out_dir.display())),
+        "{stdout}"
+    );
+    let again = run_ok(agecam().args(["stats", "export", "--demo"]).arg(&out_dir));
+    let csv = text(&again.stdout);
+    let rows: u64 = csv
+        .lines()
+        .skip(1)
+        .filter_map(|row| row.rsplit(',').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(rows, visits, "{csv}");
 }
 
 /// A face under `model.min_face_size` is counted with age and gender unknown, not guessed:

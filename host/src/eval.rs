@@ -483,7 +483,7 @@ pub fn visit_frame(img: &RgbImage, j: u32, seed: u64) -> RgbImage {
 
 /// A visit's answer as the statistics give it: a point age and a gender (no distribution).
 fn visit_prediction(
-    visit: Option<agecam::stats::tracker::Visit>,
+    visit: Option<agecam::track::Visit>,
     fallback: &Prediction,
     limits: &GroupLimits,
 ) -> Prediction {
@@ -517,7 +517,7 @@ fn score_visit(
     seed: u64,
 ) -> Result<([Prediction; 3], [bool; 2])> {
     use agecam::face::FaceResult;
-    use agecam::stats::tracker::{Tracker, TrackerSettings};
+    use agecam::track::{TrackSettings, Tracker};
     let info = model.info();
     let sim = run.visits.context("score_visit needs EvalRun::visits")?;
     let limits = &run.limits;
@@ -544,26 +544,26 @@ fn score_visit(
     let per_face = Prediction::new(model.estimate(&probs0), &probs0.age, &info.age_bins, limits);
 
     // Every frame classified; the tracker combines the frames' estimates.
-    let mut tracker = Tracker::new(TrackerSettings::default());
+    let mut tracker = Tracker::new(TrackSettings::default());
     for (j, s) in seen.iter().enumerate() {
         let faces: Vec<FaceResult> = s
             .iter()
             .map(|(face, probs)| FaceResult {
                 face: *face,
                 estimate: Some(model.estimate(probs)),
+                track: None,
             })
             .collect();
         tracker.update(&faces, t0 + frame_time * j as u32);
     }
-    let longest =
-        |visits: Vec<agecam::stats::tracker::Visit>| visits.into_iter().max_by_key(|v| v.dwell);
+    let longest = |visits: Vec<agecam::track::Visit>| visits.into_iter().max_by_key(|v| v.dwell);
     let every_visit = longest(tracker.finish());
     let every = visit_prediction(every_visit, &per_face, limits);
 
     // Scheduled: detector frames only; the first `settle_estimates` estimates summed.
     let settle = sim.schedule.settle_estimates.max(1);
     let step = sim.schedule.detect_every.max(1) as usize;
-    let mut tracker = Tracker::new(TrackerSettings::default());
+    let mut tracker = Tracker::new(TrackSettings::default());
     let (mut sum, mut estimates): (Option<agecam::model::FaceProbs>, u32) = (None, 0);
     for (j, s) in seen.iter().enumerate().step_by(step) {
         let mut faces = Vec::new();
@@ -578,13 +578,14 @@ fn score_visit(
             faces.push(FaceResult {
                 face: *face,
                 estimate: sum.as_ref().map(|p| model.estimate(p)),
+                track: None,
             });
         }
         tracker.update(&faces, t0 + frame_time * j as u32);
     }
     let scheduled_visit = longest(tracker.finish());
     let scheduled = visit_prediction(scheduled_visit, &per_face, limits);
-    let counted = |v: Option<agecam::stats::tracker::Visit>| v.is_some_and(|v| v.age.is_some());
+    let counted = |v: Option<agecam::track::Visit>| v.is_some_and(|v| v.age.is_some());
     Ok((
         [per_face, every, scheduled],
         [counted(every_visit), counted(scheduled_visit)],

@@ -89,8 +89,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             until,
             db,
+            demo,
         }) => {
             let config = cli::load_config(config_file)?;
+            // The demo's statistics are read as the demo stored and published them.
+            let config = match demo {
+                Some(dir) => agecam::daemon::demo_config(&config, dir),
+                None => config,
+            };
             let since = since
                 .as_deref()
                 .map(cli::stats::parse_time)

@@ -167,3 +167,86 @@ impl<S: FrameSource + ?Sized> FrameSource for &mut S {
         (**self).dropped_frames()
     }
 }
+
+/// A source read no faster than `fps` frames per second of wall time, as a camera delivers
+/// them: an image folder (`camera.source = "folder"`) plays at `camera.fps`, so the tracker's
+/// visit gap and the overlay's frame rate mean what they mean with a camera. Work slower than
+/// the rate is not waited for (and no frame is dropped).
+pub struct Paced<S> {
+    inner: S,
+    period: std::time::Duration,
+    /// When the next frame is due; `None` before the first.
+    due: Option<Instant>,
+}
+
+impl<S: FrameSource> Paced<S> {
+    /// `inner` at most `fps` frames per second (`fps` of 0 is taken as 1).
+    pub fn new(inner: S, fps: u32) -> Paced<S> {
+        Paced {
+            inner,
+            period: std::time::Duration::from_secs_f64(1.0 / f64::from(fps.max(1))),
+            due: None,
+        }
+    }
+
+    fn wait(&mut self) {
+        let now = Instant::now();
+        let due = self.due.unwrap_or(now);
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        self.due = Some(due.max(now) + self.period);
+    }
+}
+
+impl<S: FrameSource> FrameSource for Paced<S> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+        self.wait();
+        self.inner.next_frame()
+    }
+
+    fn next_raw(&mut self) -> Result<Option<RawFrame>, CaptureError> {
+        self.wait();
+        self.inner.next_raw()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} at {:.0} fps",
+            self.inner.describe(),
+            1.0 / self.period.as_secs_f64()
+        )
+    }
+
+    fn dropped_frames(&self) -> u64 {
+        self.inner.dropped_frames()
+    }
+}
+
+#[cfg(test)]
+mod paced_tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_source_delivers_no_faster_than_its_rate_and_says_so() {
+        let mut source = Paced::new(demo_frames(false), 50);
+        assert!(
+            source.describe().ends_with(" at 50 fps"),
+            "{}",
+            source.describe()
+        );
+        let started = Instant::now();
+        let mut frames = 0;
+        while source.next_frame().unwrap().is_some() {
+            frames += 1;
+        }
+        assert!(frames >= 3, "{frames}");
+        // n frames at 50 fps: the last one is due (n - 1) × 20 ms after the first.
+        let least = std::time::Duration::from_millis(20 * (frames - 1));
+        assert!(
+            started.elapsed() >= least,
+            "{:?} < {least:?}",
+            started.elapsed()
+        );
+    }
+}

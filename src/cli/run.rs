@@ -69,8 +69,13 @@ pub fn run_command(args: &RunArgs, config: &Config, model_dir: &Path) -> anyhow:
     if args.demo {
         let database = config.stats.database();
         println!("annotated frames written to {}", args.out.display());
+        let dir = if args.out == Path::new("agecam-demo") {
+            String::new()
+        } else {
+            format!(" {}", args.out.display())
+        };
         println!(
-            "statistics stored in {}; they export as:",
+            "statistics stored in {} (`agecam stats export --demo{dir}` exports them again, as CSV or with --format json); they export as:",
             database.display()
         );
         super::stats::export(
@@ -81,6 +86,12 @@ pub fn run_command(args: &RunArgs, config: &Config, model_dir: &Path) -> anyhow:
             &daemon::privacy(&config),
             &mut std::io::stdout().lock(),
         )?;
+        let dir = if args.out == Path::new("agecam-demo") {
+            String::new()
+        } else {
+            format!(" {}", args.out.display())
+        };
+        println!("export them again (CSV, or --format json) with: agecam stats export --demo{dir}");
     }
     Ok(())
 }

@@ -28,8 +28,12 @@ pub enum StatsCommand {
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
         /// The database file [default: stats.dir/agecam-stats.sqlite from the config].
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "demo")]
         db: Option<PathBuf>,
+        /// The statistics `run --demo` stored in DIR [default: agecam-demo], published as the
+        /// demo publishes them (k = 1).
+        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "agecam-demo")]
+        demo: Option<PathBuf>,
     },
 }
 

@@ -67,6 +67,7 @@ pub(crate) fn blue_frame_with_one_face() -> (Frame, FaceResult) {
         origin: "test".into(),
     };
     let face = FaceResult {
+        track: None,
         face: crate::vision::FaceBox {
             x: 200.0,
             y: 160.0,

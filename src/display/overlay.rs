@@ -225,6 +225,7 @@ mod tests {
     fn box_edges_and_label_are_drawn_where_the_face_is() {
         let frame = grey_frame(640, 480);
         let face = FaceResult {
+            track: None,
             face: FaceBox {
                 x: 200.0,
                 y: 160.0,
@@ -284,6 +285,7 @@ mod tests {
     fn a_small_face_at_the_edge_keeps_a_whole_readable_label() {
         let frame = grey_frame(320, 240);
         let face = FaceResult {
+            track: None,
             face: FaceBox {
                 x: 302.0,
                 y: 100.0,
@@ -316,6 +318,7 @@ mod tests {
     fn face_without_estimate_is_drawn_in_the_plain_colour() {
         let frame = grey_frame(240, 240);
         let face = FaceResult {
+            track: None,
             face: FaceBox {
                 x: 50.0,
                 y: 60.0,

@@ -2,8 +2,8 @@
 //! uptime for each wall-clock interval. Time is passed in (seconds since the Unix epoch), so the
 //! whole module runs on simulated time in tests.
 
-use super::tracker::Visit;
 use crate::model::Gender;
+use crate::track::Visit;
 use std::collections::BTreeMap;
 
 use crate::buckets::{AgeBuckets, UNKNOWN};

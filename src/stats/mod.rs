@@ -1,19 +1,18 @@
-//! Anonymous audience statistics: tracks → visits → per-interval counts → durable store →
-//! k-anonymous export. No image, crop, embedding or per-person record is ever stored: a visit
+//! Anonymous audience statistics: visits (from the [`track`](crate::track) module) →
+//! per-interval counts → durable store → k-anonymous export. No image, crop, embedding or per-person record is ever stored: a visit
 //! lives in memory only until it is added to its interval's counts.
 
 pub mod aggregate;
 pub mod privacy;
 pub mod store;
-pub mod tracker;
 
 use crate::buckets::AgeBuckets;
+use crate::track::Visit;
 use aggregate::{Aggregator, IntervalStats};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use store::Store;
-use tracker::{Tracker, TrackerSettings};
 
 /// Wall-clock and monotonic time, behind a trait so tests can run hours in milliseconds.
 pub trait Clock {
@@ -79,7 +78,6 @@ pub struct StatsSettings {
     pub database: PathBuf,
     pub interval_s: i64,
     pub buckets: AgeBuckets,
-    pub tracker: TrackerSettings,
     /// Intervals older than this are deleted; `None` keeps everything.
     pub retention_s: Option<i64>,
 }
@@ -92,11 +90,6 @@ impl StatsSettings {
             database: stats.database(),
             interval_s: stats.interval_minutes as i64 * 60,
             buckets: stats.age_buckets.clone(),
-            tracker: TrackerSettings {
-                visit_gap: std::time::Duration::from_secs_f32(stats.visit_gap_seconds),
-                min_frames: stats.min_track_frames,
-                ..TrackerSettings::default()
-            },
             retention_s: (stats.retention_days > 0).then(|| stats.retention_days as i64 * 86_400),
         }
     }
@@ -105,10 +98,9 @@ impl StatsSettings {
 /// Finished intervals kept in memory while the store cannot be written (a day at 15 minutes).
 const MAX_PENDING: usize = 96;
 
-/// Turns the pipeline's per-frame faces into stored interval statistics.
+/// Turns the pipeline's finished visits and frame counts into stored interval statistics.
 pub struct StatsRecorder {
     settings: StatsSettings,
-    tracker: Tracker,
     aggregator: Aggregator,
     store: Option<Store>,
     pending: VecDeque<IntervalStats>,
@@ -124,7 +116,6 @@ impl StatsRecorder {
     /// retried at every finished interval.
     pub fn new(settings: StatsSettings, now: f64) -> StatsRecorder {
         let mut recorder = StatsRecorder {
-            tracker: Tracker::new(settings.tracker),
             aggregator: Aggregator::new(
                 &settings.unit_id,
                 settings.interval_s,
@@ -172,43 +163,34 @@ impl StatsRecorder {
         }
     }
 
-    /// One processed frame and its faces.
-    pub fn on_frame(&mut self, faces: &[crate::face::FaceResult], clock: &dyn Clock) {
+    /// One processed frame, with the visits that ended by it
+    /// ([`Pipeline::take_visits`](crate::pipeline::Pipeline::take_visits)).
+    pub fn on_frame(&mut self, visits: Vec<Visit>, clock: &dyn Clock) {
         let now = clock.wall();
         let mut done = self.aggregator.record_frame(now);
-        for visit in self.tracker.update(faces, clock.monotonic()) {
+        for visit in visits {
             done.extend(self.aggregator.record_visit(&visit, now));
         }
         self.persist(done, now);
     }
 
-    /// A frame the detector did not run on (`schedule.detect_every`): counted as a frame;
-    /// visits whose faces have been gone long enough end, nothing else changes.
-    pub fn on_frame_between_detections(&mut self, clock: &dyn Clock) {
-        let now = clock.wall();
-        let mut done = self.aggregator.record_frame(now);
-        for visit in self.tracker.expire(clock.monotonic()) {
-            done.extend(self.aggregator.record_visit(&visit, now));
-        }
-        self.persist(done, now);
-    }
-
-    /// The camera failed to deliver a frame.
-    pub fn on_camera_fault(&mut self, clock: &dyn Clock) {
+    /// The camera failed to deliver a frame; people who left while it was away still end
+    /// their visits on time (`visits`).
+    pub fn on_camera_fault(&mut self, visits: Vec<Visit>, clock: &dyn Clock) {
         let now = clock.wall();
         let mut done = self.aggregator.record_camera_fault(now);
-        // People who left while the camera was away still end their visits on time.
-        for visit in self.tracker.expire(clock.monotonic()) {
+        for visit in visits {
             done.extend(self.aggregator.record_visit(&visit, now));
         }
         self.persist(done, now);
     }
 
-    /// Ends every visit in progress and stores the partial interval (clean shutdown).
-    pub fn finish(&mut self, clock: &dyn Clock) {
+    /// Adds the visits still in progress (`visits`, ended now) and stores the partial interval
+    /// (clean shutdown).
+    pub fn finish(&mut self, visits: Vec<Visit>, clock: &dyn Clock) {
         let now = clock.wall();
         let mut done = Vec::new();
-        for visit in self.tracker.finish() {
+        for visit in visits {
             done.extend(self.aggregator.record_visit(&visit, now));
         }
         done.extend(self.aggregator.roll(now));
@@ -301,10 +283,12 @@ mod tests {
     use super::*;
     use crate::face::FaceResult;
     use crate::model::{AgeGender, Gender};
+    use crate::track::{TrackSettings, Tracker};
     use crate::vision::FaceBox;
 
     fn face(x: f32, age: f32, gender: Gender) -> FaceResult {
         FaceResult {
+            track: None,
             face: FaceBox {
                 x,
                 y: 100.0,
@@ -329,7 +313,6 @@ mod tests {
             database: dir.join("stats.sqlite"),
             interval_s: 900,
             buckets: AgeBuckets::default(),
-            tracker: TrackerSettings::default(),
             retention_s: None,
         }
     }
@@ -342,6 +325,7 @@ mod tests {
         let start = 1_795_392_000.0; // an interval boundary
         let clock = ManualClock::new(start);
         let mut recorder = StatsRecorder::new(settings(dir.path()), clock.wall());
+        let mut tracker = Tracker::new(TrackSettings::default());
         let minutes = 60;
         for minute in 0..minutes {
             let (age, gender) = if minute % 2 == 0 {
@@ -355,16 +339,16 @@ mod tests {
                 if pair {
                     faces.push(face(400.0, 16.0, Gender::Male));
                 }
-                recorder.on_frame(&faces, &clock);
+                recorder.on_frame(tracker.update(&faces, clock.monotonic()), &clock);
                 clock.advance(0.1);
             }
             // 40 s with nobody in view.
             for _ in 0..400 {
-                recorder.on_frame(&[], &clock);
+                recorder.on_frame(tracker.update(&[], clock.monotonic()), &clock);
                 clock.advance(0.1);
             }
         }
-        recorder.finish(&clock);
+        recorder.finish(tracker.finish(), &clock);
         assert_eq!(recorder.pending(), 0);
         let store = Store::open(&dir.path().join("stats.sqlite")).unwrap();
         let intervals = store.load(i64::MIN, i64::MAX).unwrap();
@@ -406,10 +390,10 @@ mod tests {
         let clock = ManualClock::new(1_795_392_000.0);
         let mut recorder = StatsRecorder::new(s, clock.wall());
         for _ in 0..(3 * 600) {
-            recorder.on_frame(&[], &clock);
+            recorder.on_frame(Vec::new(), &clock);
             clock.advance(0.1);
         }
-        recorder.on_frame(&[], &clock);
+        recorder.on_frame(Vec::new(), &clock);
         assert_eq!(
             recorder.pending(),
             3,
@@ -419,7 +403,7 @@ mod tests {
         // The disk comes back.
         std::fs::remove_file(&blocked).unwrap();
         clock.advance(60.0);
-        recorder.on_frame(&[], &clock);
+        recorder.on_frame(Vec::new(), &clock);
         assert_eq!(recorder.pending(), 0);
         assert_eq!(recorder.saved(), 4);
         let store = Store::open(&blocked.join("stats.sqlite")).unwrap();

@@ -10,6 +10,7 @@ use agecam::config::StatsConfig;
 use agecam::face::FaceResult;
 use agecam::model::{AgeGender, Gender};
 use agecam::stats::{Clock, ManualClock, StatsRecorder, StatsSettings};
+use agecam::track::{TrackSettings, Tracker};
 use agecam::vision::FaceBox;
 use std::io::{BufRead, Write};
 
@@ -33,7 +34,9 @@ fn main() {
         ..StatsSettings::from_config(&stats)
     };
     let mut recorder = StatsRecorder::new(settings, clock.wall());
+    let mut tracker = Tracker::new(TrackSettings::from_config(&stats));
     let face = FaceResult {
+        track: None,
         face: FaceBox {
             x: 100.0,
             y: 100.0,
@@ -66,12 +69,12 @@ fn main() {
                         } else {
                             &[]
                         };
-                        recorder.on_frame(faces, &clock);
+                        recorder.on_frame(tracker.update(faces, clock.monotonic()), &clock);
                         clock.advance(0.1);
                     }
                 }
             }
-            (Some("finish"), _) => recorder.finish(&clock),
+            (Some("finish"), _) => recorder.finish(tracker.finish(), &clock),
             _ => panic!("unknown command {line:?}"),
         }
         writeln!(
