@@ -86,12 +86,6 @@ pub fn run_command(args: &RunArgs, config: &Config, model_dir: &Path) -> anyhow:
             &daemon::privacy(&config),
             &mut std::io::stdout().lock(),
         )?;
-        let dir = if args.out == Path::new("agecam-demo") {
-            String::new()
-        } else {
-            format!(" {}", args.out.display())
-        };
-        println!("export them again (CSV, or --format json) with: agecam stats export --demo{dir}");
     }
     Ok(())
 }
