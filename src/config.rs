@@ -135,7 +135,7 @@ impl Default for CameraConfig {
 
 /// Default `detector.score_threshold` of the detectors whose candidates short-range BlazeFace
 /// confirms (`yunet`, `blazeface-cascade`): the confirming network's probability. Chosen by
-/// `agecam-host det-bench` (README, "Detection range").
+/// `agecam-host det-bench` (docs/models.md, "Detection range and small faces").
 pub const CONFIRM_SCORE_THRESHOLD: f32 = 0.7;
 /// Default `detector.input_size` (YuNet's input's longer side, pixels): a 640×480 frame is read
 /// as it is; at 384 YuNet loses most faces under 40 px.
@@ -303,7 +303,7 @@ pub struct ModelConfig {
     pub cache_dir: Option<PathBuf>,
     /// Smallest face side, in camera pixels, whose age and gender are estimated. A smaller
     /// face is still found, boxed, tracked and counted, with age and gender `unknown`: below
-    /// 40 px the estimates fall off quickly (README, "Detection range and small faces").
+    /// 40 px the estimates fall off quickly (docs/models.md, "Detection range and small faces").
     /// 0 estimates every face found.
     pub min_face_size: u32,
 }

@@ -643,7 +643,7 @@ mod tests {
 
     /// The default detectors of both uses, as the daemon loads them: the bundled non-face
     /// images (objects, textures, a cat) give no box but for the one known miss below, which
-    /// det-bench counts (README, "Detection range"); the bundled faces are found, with
+    /// det-bench counts (docs/models.md, "Detection range and small faces"); the bundled faces are found, with
     /// landmarks. Short-range BlazeFace, the default before them, boxes the cat, the cells and
     /// the Hubble field.
     #[test]

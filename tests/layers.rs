@@ -1,7 +1,7 @@
-//! The import graph of each crate's top-level modules, checked against the layers the README's
-//! code map draws: a module may use only modules of lower layers, so there is no cycle and no
+//! The import graph of each crate's top-level modules, checked against the layers the code map
+//! in docs/architecture.md draws: a module may use only modules of lower layers, so there is no cycle and no
 //! import from a lower layer to a higher one. A new module must be given a layer here (and in
-//! the README's picture).
+//! docs/architecture.md's picture).
 //!
 //! The graph is read from the source text (`crate::module`, `super::module` at the top level,
 //! `use crate::{a, b}` groups, and `agecam::module` in a crate's binary), outside comments and
