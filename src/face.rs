@@ -17,6 +17,17 @@ pub struct FaceResult {
     pub track: Option<TrackId>,
 }
 
+impl FaceResult {
+    /// The head's pose from the face's landmarks ([`crate::vision::pose`]); `None` without
+    /// landmarks.
+    pub fn pose(&self) -> Option<crate::vision::pose::HeadPose> {
+        self.face
+            .landmarks
+            .as_ref()
+            .and_then(crate::vision::pose::head_pose)
+    }
+}
+
 /// A face's track in a stream ([`crate::track::Tracker`]): unique for the tracker's life, it
 /// starts at 1 and only rises; it says nothing about who the person is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

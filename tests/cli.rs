@@ -122,6 +122,20 @@ fn shipped_config_checks_ok() {
     assert!(text(&out.stdout).contains("OK"));
 }
 
+/// A face turned away is told from a face looking at the camera: this portrait's subject
+/// looks past the camera to the image's left (checked by eye; about 40°).
+#[test]
+fn predict_gives_the_head_pose_of_a_face_turned_away() {
+    let out = run_ok(
+        agecam()
+            .args(["predict", "--json"])
+            .arg(data("faces/luis_pedro_coelho.jpg")),
+    );
+    let line: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let yaw = line["yaw"].as_f64().unwrap();
+    assert!((-55.0..=-25.0).contains(&yaw), "{line}");
+}
+
 #[test]
 fn predict_finds_the_face_in_a_portrait_and_none_in_a_landscape() {
     let face = data("faces/astronaut_eileen_collins.jpg");
@@ -147,6 +161,10 @@ fn predict_finds_the_face_in_a_portrait_and_none_in_a_landscape() {
         "face centre {cx},{cy}"
     );
     assert!(w > ew * 0.6 && w < ew * 1.5, "face width {w}");
+    // She faces the camera: the head pose from the landmarks says so.
+    let (yaw, pitch) = (lines[0]["yaw"].as_f64(), lines[0]["pitch"].as_f64());
+    assert!(yaw.unwrap().abs() < 15.0, "{stdout}");
+    assert!(pitch.unwrap().abs() < 20.0, "{stdout}");
 
     let landscape = data("nonfaces/coffee.jpg");
     let out = run_ok(agecam().arg("predict").arg("--json").arg(&landscape));

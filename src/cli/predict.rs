@@ -44,6 +44,10 @@ struct FaceLine<'a> {
     /// The detector's landmarks (eyes, nose, mouth; YuNet's mouth corners, BlazeFace's ears),
     /// to 0.1 px; `null` with SeetaFace.
     landmarks: Option<crate::vision::Landmarks>,
+    /// Head pose from the landmarks (`vision::pose`), degrees to 0.1: positive yaw turned
+    /// towards the image's right, positive pitch looking up; `null` without landmarks.
+    yaw: Option<f32>,
+    pitch: Option<f32>,
 }
 
 /// Runs the command; returns how many images could not be read (they are reported and
@@ -108,6 +112,7 @@ pub fn predict(
 fn face_line<'a>(file: &'a str, result: &FaceResult) -> FaceLine<'a> {
     let f = &result.face;
     let e = result.estimate.as_ref();
+    let pose = result.pose();
     FaceLine {
         file,
         bbox: [f.x, f.y, f.width, f.height].map(|v| v.round()),
@@ -120,6 +125,8 @@ fn face_line<'a>(file: &'a str, result: &FaceResult) -> FaceLine<'a> {
         landmarks: f
             .landmarks
             .map(|l| l.map(|p| p.map(|v| (v * 10.0).round() / 10.0))),
+        yaw: pose.map(|p| (p.yaw * 10.0).round() / 10.0),
+        pitch: pose.map(|p| (p.pitch * 10.0).round() / 10.0),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod blazeface;
 pub mod cascade;
 pub mod crop;
 pub mod letterbox;
+pub mod pose;
 pub mod seeta;
 pub mod tiled;
 pub mod yunet;
