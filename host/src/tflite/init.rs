@@ -79,19 +79,9 @@ pub enum InitError {
         width: f64,
         needed: usize,
     },
-    #[error(
-        "convolution #{index} of the file ({file_kind}, weight {file_dims:?}) does not fit our layer {layer} ({our_kind}, weight {our_dims:?}); \
-         is the file a MobileNetV2 of width {width}?"
-    )]
-    Misfit {
-        index: usize,
-        file_kind: &'static str,
-        file_dims: [usize; 4],
-        layer: String,
-        our_kind: &'static str,
-        our_dims: Vec<usize>,
-        width: f64,
-    },
+    /// A convolution of the file that does not fit our layer (boxed: it is large).
+    #[error(transparent)]
+    Misfit(Box<ConvMisfit>),
     #[error("--init needs the custom-op network")]
     NotCustom,
     /// The file could not be read as TFLite.
@@ -111,6 +101,22 @@ pub enum InitError {
         #[source]
         source: Box<InitError>,
     },
+}
+
+/// The file's convolution `index` and our layer it does not fit.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "convolution #{index} of the file ({file_kind}, weight {file_dims:?}) does not fit our layer {layer} ({our_kind}, weight {our_dims:?}); \
+     is the file a MobileNetV2 of width {width}?"
+)]
+pub struct ConvMisfit {
+    index: usize,
+    file_kind: &'static str,
+    file_dims: [usize; 4],
+    layer: String,
+    our_kind: &'static str,
+    our_dims: Vec<usize>,
+    width: f64,
 }
 
 type Result<T> = std::result::Result<T, InitError>;
@@ -240,7 +246,7 @@ pub fn apply(net: &MobileNetV2, convs: &[TfliteConv]) -> Result<usize> {
             want == c.dims
         };
         if !kind_ok || !fits {
-            return Err(InitError::Misfit {
+            return Err(InitError::Misfit(Box::new(ConvMisfit {
                 index: k,
                 file_kind: if c.depthwise { "depthwise" } else { "conv" },
                 file_dims: c.dims,
@@ -252,7 +258,7 @@ pub fn apply(net: &MobileNetV2, convs: &[TfliteConv]) -> Result<usize> {
                 },
                 our_dims: want.to_vec(),
                 width: net.config.width_mult,
-            });
+            })));
         }
     }
     let dev = Device::Cpu;
