@@ -28,12 +28,13 @@ const DEVICE: &[&[&str]] = &[
 ];
 
 const HOST: &[&[&str]] = &[
-    &["ops", "dataset", "plot"],
+    &["ops", "dataset", "plot", "onnx_kit"],
     &["mobilenet_v2", "crops", "quantize"],
     &["net", "teacher", "tflite"],
     &["init_model"],
     &["trainer", "bench"],
     &["eval", "det_bench", "fit_framing"],
+    &["cmd"],
     &["main"],
 ];
 

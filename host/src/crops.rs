@@ -17,7 +17,6 @@ use crate::dataset::{self, Sample, Split};
 use agecam::model::Gender;
 use agecam::vision::crop::{CropStyle, Framing};
 use agecam::vision::{FaceBox, FaceDetector};
-use anyhow::{ensure, Context, Result};
 use image::{Rgb, RgbImage};
 use rand::SeedableRng;
 use std::collections::HashSet;
@@ -163,6 +162,79 @@ impl std::fmt::Display for CacheFraming {
     }
 }
 
+/// Why a crop cache cannot be made or read: the file (a crop, `labels.csv`, `framing.txt`,
+/// `teacher.csv`) or folder, what is wrong and how to remake it.
+#[derive(Debug, thiserror::Error)]
+pub enum CropsError {
+    #[error("cannot read {} ({error})", path.display())]
+    ReadFraming {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "{} line {line}: {what} (remake the cache with agecam-host crops into a new folder)",
+        path.display()
+    )]
+    BadFraming {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} holds {before}; this run would cut {wanted}: give another --out, or the options it was made with{hint}",
+        out.display()
+    )]
+    OtherFraming {
+        out: PathBuf,
+        before: CacheFraming,
+        wanted: CacheFraming,
+        hint: &'static str,
+    },
+    #[error("cannot create {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {} (make the cache with agecam-host crops)", path.display())]
+    ReadLabels {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} line {line}: {what} in `{text}` (remake the cache with agecam-host crops)",
+        path.display()
+    )]
+    BadLabel {
+        path: PathBuf,
+        line: usize,
+        what: &'static str,
+        text: String,
+    },
+    #[error("cannot read crop {} (remake the cache with agecam-host crops)", path.display())]
+    ReadCrop {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+    /// `teacher.csv`, named with what is wrong.
+    #[error(transparent)]
+    TeacherLabels(#[from] agecam::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Image(#[from] image::ImageError),
+}
+
+type Result<T> = std::result::Result<T, CropsError>;
+
 /// Name of a cache's framing record: `crop = STYLE` and `size = N` lines.
 pub const FRAMING_FILE: &str = "framing.txt";
 
@@ -179,15 +251,13 @@ pub fn cache_framing(cache: &Path) -> Result<CacheFraming> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(framing),
-        Err(e) => return Err(anyhow::anyhow!("cannot read {} ({e})", path.display())),
+        Err(error) => return Err(CropsError::ReadFraming { path, error }),
     };
     for (i, line) in text.lines().enumerate() {
-        let bad = |what: String| {
-            anyhow::anyhow!(
-                "{} line {}: {what} (remake the cache with agecam-host crops into a new folder)",
-                path.display(),
-                i + 1
-            )
+        let bad = |what: String| CropsError::BadFraming {
+            path: path.clone(),
+            line: i + 1,
+            what,
         };
         let Some((key, value)) = line.split_once('=') else {
             if line.trim().is_empty() {
@@ -218,7 +288,10 @@ fn write_framing(out: &Path, framing: &CacheFraming) -> Result<()> {
         &path,
         format!("crop = {}\nsize = {}\n", framing.style, framing.size),
     )
-    .with_context(|| format!("cannot write {}", path.display()))?;
+    .map_err(|source| CropsError::Write {
+        path: path.clone(),
+        source,
+    })?;
     if let Some(margin) = framing.margin {
         std::fs::write(out.join("crop_margin.txt"), format!("{margin}\n"))?;
     }
@@ -247,18 +320,22 @@ pub fn make_crops(
         .unwrap_or(false);
     if holds_crops {
         let before = cache_framing(out)?;
-        ensure!(
-            before.same_framing(&wanted) && before.size == size,
-            "{} holds {before}; this run would cut {wanted}: give another --out, or the options it was made with{}",
-            out.display(),
-            match before.style {
-                CropStyle::Box => " (no --align)",
-                CropStyle::Eyes(_) => " (--align)",
-            }
-        );
+        if !(before.same_framing(&wanted) && before.size == size) {
+            return Err(CropsError::OtherFraming {
+                out: out.to_path_buf(),
+                before,
+                wanted,
+                hint: match before.style {
+                    CropStyle::Box => " (no --align)",
+                    CropStyle::Eyes(_) => " (--align)",
+                },
+            });
+        }
     }
-    std::fs::create_dir_all(&crop_dir)
-        .with_context(|| format!("cannot create {}", crop_dir.display()))?;
+    std::fs::create_dir_all(&crop_dir).map_err(|source| CropsError::Create {
+        path: crop_dir.clone(),
+        source,
+    })?;
     write_framing(out, &wanted)?;
     let miss_path = out.join("misses.txt");
     let mut missed: HashSet<String> = std::fs::read_to_string(&miss_path)
@@ -358,23 +435,20 @@ fn write_labels(out: &Path, entries: &[Entry]) -> Result<()> {
 /// Reads `labels.csv` of a crop cache.
 pub fn read_labels(cache: &Path) -> Result<Vec<Entry>> {
     let path = cache.join("labels.csv");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {} (make the cache with agecam-host crops)",
-            path.display()
-        )
+    let text = std::fs::read_to_string(&path).map_err(|source| CropsError::ReadLabels {
+        path: path.clone(),
+        source,
     })?;
     text.lines()
         .enumerate()
         .skip(1)
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let bad = |what: &str| {
-                anyhow::anyhow!(
-                    "{} line {}: {what} in `{l}` (remake the cache with agecam-host crops)",
-                    path.display(),
-                    i + 1
-                )
+            let bad = |what: &'static str| CropsError::BadLabel {
+                path: path.clone(),
+                line: i + 1,
+                what,
+                text: l.to_string(),
             };
             let f: Vec<&str> = l.split(',').collect();
             if !(4..=6).contains(&f.len()) {
@@ -425,7 +499,7 @@ pub const TEACHER_LABELS: &str = "teacher.csv";
 /// Reads `CACHE/teacher.csv`: crop name → the teacher's age.
 pub fn read_teacher_labels(cache: &Path) -> Result<std::collections::HashMap<String, f32>> {
     let bad = |file: &Path, problem: String| {
-        anyhow::Error::from(agecam::Error::Model {
+        CropsError::from(agecam::Error::Model {
             file: file.to_path_buf(),
             problem,
         })
@@ -522,11 +596,9 @@ pub fn load_split_with(
         .map(|e| {
             let path = cache.join("crops").join(&e.crop);
             Ok(image::open(&path)
-                .with_context(|| {
-                    format!(
-                        "cannot read crop {} (remake the cache with agecam-host crops)",
-                        path.display()
-                    )
+                .map_err(|source| CropsError::ReadCrop {
+                    path: path.clone(),
+                    source,
                 })?
                 .to_rgb8())
         })

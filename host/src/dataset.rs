@@ -160,6 +160,18 @@ pub struct Dataset {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
+/// Why a label (a UTKFace file name, a row or header of a Kaggle or FairFace CSV file) cannot
+/// be read, in words that name the field or line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LabelError(pub String);
+
+impl From<String> for LabelError {
+    fn from(problem: String) -> LabelError {
+        LabelError(problem)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
     #[error("dataset {}: {problem}", path.display())]
@@ -170,14 +182,15 @@ pub enum DatasetError {
 pub fn parse_utkface_name(
     name: &str,
     limits: &GroupLimits,
-) -> Result<(u32, Gender, Race, AgeGroup), String> {
+) -> Result<(u32, Gender, Race, AgeGroup), LabelError> {
     let fields: Vec<&str> = name.split('_').collect();
     if fields.len() != 4 {
         return Err(format!(
             "expected AGE_GENDER_RACE_DATETIME, found {} field{}",
             fields.len(),
             if fields.len() == 1 { "" } else { "s" }
-        ));
+        )
+        .into());
     }
     let age: u32 = fields[0]
         .parse()
@@ -187,7 +200,7 @@ pub fn parse_utkface_name(
     let gender = match fields[1] {
         "0" => Gender::Male,
         "1" => Gender::Female,
-        other => return Err(format!("gender `{other}` is not 0 (male) or 1 (female)")),
+        other => return Err(format!("gender `{other}` is not 0 (male) or 1 (female)").into()),
     };
     let race = match fields[2] {
         "0" => Race::White,
@@ -195,11 +208,11 @@ pub fn parse_utkface_name(
         "2" => Race::Asian,
         "3" => Race::Indian,
         "4" => Race::Other,
-        other => return Err(format!("race `{other}` is not 0 to 4")),
+        other => return Err(format!("race `{other}` is not 0 to 4").into()),
     };
     let date = fields[3].split('.').next().unwrap_or("");
     if date.is_empty() || !date.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("date `{}` is not digits", fields[3]));
+        return Err(format!("date `{}` is not digits", fields[3]).into());
     }
     Ok((age, gender, race, limits.group(age as f32)))
 }
@@ -237,7 +250,7 @@ pub fn load_utkface(dir: &Path, limits: &GroupLimits) -> Result<Dataset, Dataset
                 group,
                 split: None,
             }),
-            Err(problem) => dataset.skipped.push((path, problem)),
+            Err(problem) => dataset.skipped.push((path, problem.to_string())),
         }
     }
     if !dataset.skipped.is_empty() {
@@ -260,13 +273,13 @@ pub struct KaggleRow<'a> {
     /// The image file name, trimmed; `None` when the row has no comma at all.
     pub id: Option<&'a str>,
     /// The group, or why the row cannot be used.
-    pub group: Result<AgeGroup, String>,
+    pub group: Result<AgeGroup, LabelError>,
 }
 
 /// Parses the text of a Kaggle `train.csv` (`ID,Class` header, then `file,YOUNG|MIDDLE|OLD`
 /// rows; blank lines ignored). Only the header is fatal: a bad row is reported in its
 /// [`KaggleRow::group`] so one typo does not throw away the data set.
-pub fn parse_kaggle_csv(text: &str) -> Result<Vec<KaggleRow<'_>>, String> {
+pub fn parse_kaggle_csv(text: &str) -> Result<Vec<KaggleRow<'_>>, LabelError> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, header))
@@ -278,7 +291,8 @@ pub fn parse_kaggle_csv(text: &str) -> Result<Vec<KaggleRow<'_>>, String> {
             return Err(format!(
                 "first line should be `ID,Class`, found `{}`",
                 other.map(|(_, l)| l).unwrap_or("")
-            ))
+            )
+            .into())
         }
     }
     let mut rows = Vec::new();
@@ -292,7 +306,7 @@ pub fn parse_kaggle_csv(text: &str) -> Result<Vec<KaggleRow<'_>>, String> {
             rows.push(KaggleRow {
                 line: number,
                 id: None,
-                group: Err(format!("line {number}: expected ID,Class, found `{line}`")),
+                group: Err(format!("line {number}: expected ID,Class, found `{line}`").into()),
             });
             continue;
         };
@@ -300,9 +314,9 @@ pub fn parse_kaggle_csv(text: &str) -> Result<Vec<KaggleRow<'_>>, String> {
             "YOUNG" => Ok(AgeGroup::Young),
             "MIDDLE" => Ok(AgeGroup::Middle),
             "OLD" => Ok(AgeGroup::Old),
-            other => Err(format!(
-                "line {number}: class `{other}` is not YOUNG, MIDDLE or OLD"
-            )),
+            other => {
+                Err(format!("line {number}: class `{other}` is not YOUNG, MIDDLE or OLD").into())
+            }
         };
         rows.push(KaggleRow {
             line: number,
@@ -323,7 +337,7 @@ pub fn load_kaggle(dir: &Path, image_dir: &str) -> Result<Dataset, DatasetError>
     })?;
     let rows = parse_kaggle_csv(&text).map_err(|problem| DatasetError::Unreadable {
         path: csv.clone(),
-        problem,
+        problem: problem.to_string(),
     })?;
     let images = dir.join(image_dir);
     let mut dataset = Dataset::default();
@@ -335,7 +349,7 @@ pub fn load_kaggle(dir: &Path, image_dir: &str) -> Result<Dataset, DatasetError>
                     Some(id) => images.join(id),
                     None => csv.clone(),
                 };
-                dataset.skipped.push((path, problem));
+                dataset.skipped.push((path, problem.to_string()));
                 continue;
             }
         };
@@ -369,7 +383,7 @@ pub fn load_kaggle(dir: &Path, image_dir: &str) -> Result<Dataset, DatasetError>
 
 /// One FairFace age group label: the nine groups, with the two names a spreadsheet mangled in
 /// the distributed CSV files (`03-Sep` is 3–9, `Oct-19` is 10–19) mapped back.
-pub fn parse_fairface_age(text: &str) -> Result<(u32, u32), String> {
+pub fn parse_fairface_age(text: &str) -> Result<(u32, u32), LabelError> {
     let index = match text {
         "0-2" => 0,
         "3-9" | "03-Sep" => 1,
@@ -384,13 +398,14 @@ pub fn parse_fairface_age(text: &str) -> Result<(u32, u32), String> {
             return Err(format!(
                 "age `{other}` is not a FairFace age group (0-2, 3-9, 10-19, 20-29, 30-39, \
                  40-49, 50-59, 60-69, more than 70)"
-            ))
+            )
+            .into())
         }
     };
     Ok(FAIRFACE_GROUPS[index])
 }
 
-fn parse_fairface_race(text: &str) -> Result<Race, String> {
+fn parse_fairface_race(text: &str) -> Result<Race, LabelError> {
     Ok(match text {
         "White" => Race::White,
         "Black" => Race::Black,
@@ -399,7 +414,7 @@ fn parse_fairface_race(text: &str) -> Result<Race, String> {
         "Southeast Asian" => Race::SoutheastAsian,
         "Middle Eastern" => Race::MiddleEastern,
         "Latino_Hispanic" => Race::LatinoHispanic,
-        other => return Err(format!("race `{other}` is not a FairFace race")),
+        other => return Err(format!("race `{other}` is not a FairFace race").into()),
     })
 }
 
@@ -418,7 +433,10 @@ pub struct FairFaceRow {
 /// Parses one FairFace label file (`file,age,gender,race,service_test` header). Any row that
 /// cannot be read is an error naming the file's line: the distributed files are verified, so a
 /// bad row means a damaged or different file, and guessing would train on wrong labels.
-pub fn parse_fairface_csv(text: &str, limits: &GroupLimits) -> Result<Vec<FairFaceRow>, String> {
+pub fn parse_fairface_csv(
+    text: &str,
+    limits: &GroupLimits,
+) -> Result<Vec<FairFaceRow>, LabelError> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, header))
@@ -430,7 +448,8 @@ pub fn parse_fairface_csv(text: &str, limits: &GroupLimits) -> Result<Vec<FairFa
             return Err(format!(
                 "line 1: expected the header `file,age,gender,race,service_test`, found `{}`",
                 other.map(|(_, l)| l).unwrap_or("")
-            ))
+            )
+            .into())
         }
     }
     let mut rows = Vec::new();
@@ -442,18 +461,16 @@ pub fn parse_fairface_csv(text: &str, limits: &GroupLimits) -> Result<Vec<FairFa
         let number = index + 1;
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() < 4 {
-            return Err(format!(
-                "line {number}: expected file,age,gender,race, found `{line}`"
-            ));
+            return Err(
+                format!("line {number}: expected file,age,gender,race, found `{line}`").into(),
+            );
         }
         let range = parse_fairface_age(fields[1]).map_err(|e| format!("line {number}: {e}"))?;
         let gender = match fields[2] {
             "Male" => Gender::Male,
             "Female" => Gender::Female,
             other => {
-                return Err(format!(
-                    "line {number}: gender `{other}` is not Male or Female"
-                ))
+                return Err(format!("line {number}: gender `{other}` is not Male or Female").into())
             }
         };
         let race = parse_fairface_race(fields[3]).map_err(|e| format!("line {number}: {e}"))?;
@@ -464,7 +481,8 @@ pub fn parse_fairface_csv(text: &str, limits: &GroupLimits) -> Result<Vec<FairFa
             return Err(format!(
                 "line {number}: age group {}-{} straddles the 3-group limits {}/{}",
                 range.0, range.1, limits.middle_from, limits.old_from
-            ));
+            )
+            .into());
         }
         rows.push(FairFaceRow {
             file: fields[0].to_string(),
@@ -498,7 +516,7 @@ pub fn load_fairface(dir: &Path, limits: &GroupLimits) -> Result<Dataset, Datase
         let rows =
             parse_fairface_csv(&text, limits).map_err(|problem| DatasetError::Unreadable {
                 path: csv.clone(),
-                problem,
+                problem: problem.to_string(),
             })?;
         let images = dir.join("fair_face");
         for FairFaceRow {
@@ -570,19 +588,25 @@ mod tests {
         let parsed = parse_utkface_name("29_0_4_20170103230112345.jpg", &limits).unwrap();
         assert_eq!(parsed, (29, Gender::Male, Race::Other, AgeGroup::Young));
         // The malformed names in the real data set have a field missing.
-        let err = parse_utkface_name("39_1_20170116174525125.jpg.chip.jpg", &limits).unwrap_err();
+        let err = parse_utkface_name("39_1_20170116174525125.jpg.chip.jpg", &limits)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("found 3 fields"), "{err}");
         assert!(parse_utkface_name("0_1_2_2017.jpg", &limits)
             .unwrap_err()
+            .to_string()
             .contains("age"));
         assert!(parse_utkface_name("30_2_2_2017.jpg", &limits)
             .unwrap_err()
+            .to_string()
             .contains("gender"));
         assert!(parse_utkface_name("30_1_7_2017.jpg", &limits)
             .unwrap_err()
+            .to_string()
             .contains("race"));
         assert!(parse_utkface_name("30_1_1_x.jpg", &limits)
             .unwrap_err()
+            .to_string()
             .contains("date"));
     }
 

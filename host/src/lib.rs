@@ -9,7 +9,8 @@
 //! [`ops`]) → export to ONNX → [`quantize`] (int8) → [`eval`] (reports, [`plot`]).
 //! [`tflite`] reads TensorFlow Lite files for ImageNet starting weights ([`tflite::init`]) and
 //! for converting float detectors to ONNX ([`tflite::onnx`]). [`teacher`] imports face-api's
-//! small age/gender network (MIT) as an ONNX teacher for distillation.
+//! small age/gender network (MIT) as an ONNX teacher for distillation. [`onnx_kit`] holds the
+//! ONNX protobuf helpers and the TF/TFLite → ONNX weight-layout conversions they all share.
 //!
 //! ```
 //! use agecam_host::dataset::{parse_fairface_age, parse_utkface_name, GroupLimits};
@@ -31,6 +32,7 @@ pub mod fit_framing;
 pub mod init_model;
 pub mod mobilenet_v2;
 pub mod net;
+pub mod onnx_kit;
 pub mod ops;
 pub mod plot;
 pub mod quantize;

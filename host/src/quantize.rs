@@ -23,9 +23,12 @@
 //! The histogram gives percentile ranges: a few extreme activations would otherwise stretch a
 //! u8 range and cost every other value its resolution.
 
+use crate::onnx_kit::{
+    attr_int, attr_ints, f32_tensor, floats, int_attr, node, prune, tensor, FLOAT, INT32, INT8,
+    UINT8,
+};
 use agecam::model::age_gender::ModelInfo;
 use agecam::vision::{crop::crop_face, FaceBox};
-use anyhow::{bail, ensure, Context, Result};
 use image::RgbImage;
 use prost::Message;
 use std::collections::{HashMap, HashSet};
@@ -34,11 +37,122 @@ use std::path::{Path, PathBuf};
 use tract_onnx::pb;
 use tract_onnx::prelude::{tvec, DatumExt, Framework, InferenceModelExt, IntoRunnable, IntoTValue};
 
-/// ONNX `TensorProto.DataType` codes used here.
-const FLOAT: i32 = 1;
-const UINT8: i32 = 2;
-const INT8: i32 = 3;
-const INT32: i32 = 6;
+/// Why a model cannot be quantized: the file (the model, the calibration folder, the output)
+/// and what is wrong with it or what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
+    #[error(
+        "cannot read the calibration folder {}: give a folder of face crops, e.g. CACHE/crops made by agecam-host crops",
+        dir.display()
+    )]
+    CalibFolder {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} holds no PNG or JPEG images: give a folder of face crops (e.g. CACHE/crops made by agecam-host crops)",
+        dir.display()
+    )]
+    NoCalibImages { dir: PathBuf },
+    #[error("--max-calib must be at least 1")]
+    MaxCalib,
+    #[error("none of the images in {} could be read", dir.display())]
+    UnreadableCalib { dir: PathBuf },
+    #[error("{}: {problem}", file.display())]
+    Metadata { file: PathBuf, problem: String },
+    /// Tract failed at `what` (the step and the file), with tract's own reason as the cause.
+    #[error("{what}")]
+    Tract {
+        what: String,
+        #[source]
+        source: TractFailure,
+    },
+    /// The calibration crop is not the model's input (the device's own check).
+    #[error("{0}")]
+    Input(String),
+    #[error("no calibration values for tensor {0}")]
+    NoRange(String),
+    #[error("integer conv without a float weight")]
+    NoFloatWeight,
+    #[error("conv bias {0} is not an initializer")]
+    BiasNotInitializer(String),
+    #[error("{} is not an ONNX file: re-export it with agecam-host export", file.display())]
+    NotOnnx {
+        file: PathBuf,
+        /// The protobuf decoder's reason, when it gave one.
+        #[source]
+        source: Option<prost::DecodeError>,
+    },
+    #[error(
+        "{} is already quantized (it has {op} nodes): quantize the float model from agecam-host export",
+        file.display()
+    )]
+    AlreadyQuantized { file: PathBuf, op: String },
+    #[error(
+        "{} uses ONNX opset {opset}; per-channel quantization needs 13 or later: re-export it with agecam-host export",
+        file.display()
+    )]
+    Opset { file: PathBuf, opset: i64 },
+    #[error("no graph")]
+    NoGraph,
+    #[error(
+        "the integer form needs calibration images: give --calib DIR (face crops, e.g. CACHE/crops)"
+    )]
+    NoCalibration,
+    #[error("tensor {0} gave no finite calibration values")]
+    NoFiniteValues(String),
+    #[error(
+        "cannot read {}: give the float ONNX model written by agecam-host export",
+        file.display()
+    )]
+    ReadModel {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "--form integer needs --calib DIR: a folder of face crops (e.g. CACHE/crops made by agecam-host crops)"
+    )]
+    CalibNeeded,
+    #[error("cannot write {}", file.display())]
+    Write {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Tract could not hand over a tensor's values.
+    #[error(transparent)]
+    TractData(TractFailure),
+    #[error(transparent)]
+    Onnx(#[from] crate::onnx_kit::OnnxError),
+}
+
+/// Tract's reason for a failure, with its own causes (`outer: inner`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TractFailure(String);
+
+impl TractFailure {
+    fn of(e: tract_onnx::prelude::TractError) -> TractFailure {
+        TractFailure(format!("{e:#}"))
+    }
+}
+
+/// A tract failure at the step `what`.
+fn tract_at(what: String) -> impl FnOnce(tract_onnx::prelude::TractError) -> QuantizeError {
+    move |e| QuantizeError::Tract {
+        what,
+        source: TractFailure::of(e),
+    }
+}
+
+/// A tract failure with no step of its own to name (tract's message alone, as it was).
+fn tract(e: tract_onnx::prelude::TractError) -> QuantizeError {
+    QuantizeError::TractData(TractFailure::of(e))
+}
+
+type Result<T> = std::result::Result<T, QuantizeError>;
 
 /// Metadata key the quantizer adds, describing what was done.
 pub const QUANTIZATION_KEY: &str = "agecam.quantization";
@@ -321,17 +435,15 @@ impl RangeStats {
 pub fn load_calibration_images(dir: &Path, max: usize) -> Result<Vec<RgbImage>> {
     let list = |d: &Path| -> Result<Vec<PathBuf>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(d)
-            .with_context(|| {
-                format!(
-                    "cannot read the calibration folder {}: give a folder of face crops, e.g. CACHE/crops made by agecam-host crops",
-                    d.display()
-                )
+            .map_err(|source| QuantizeError::CalibFolder {
+                dir: d.to_path_buf(),
+                source,
             })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
+                })
             })
             .collect();
         files.sort();
@@ -341,12 +453,14 @@ pub fn load_calibration_images(dir: &Path, max: usize) -> Result<Vec<RgbImage>> 
     if files.is_empty() && dir.join("crops").is_dir() {
         files = list(&dir.join("crops"))?;
     }
-    ensure!(
-        !files.is_empty(),
-        "{} holds no PNG or JPEG images: give a folder of face crops (e.g. CACHE/crops made by agecam-host crops)",
-        dir.display()
-    );
-    ensure!(max > 0, "--max-calib must be at least 1");
+    if files.is_empty() {
+        return Err(QuantizeError::NoCalibImages {
+            dir: dir.to_path_buf(),
+        });
+    }
+    if max == 0 {
+        return Err(QuantizeError::MaxCalib);
+    }
     let chosen: Vec<&PathBuf> = if files.len() > max {
         (0..max).map(|i| &files[i * files.len() / max]).collect()
     } else {
@@ -360,11 +474,11 @@ pub fn load_calibration_images(dir: &Path, max: usize) -> Result<Vec<RgbImage>> 
             Err(e) => log::warn!("calibration image {} skipped: {e}", path.display()),
         }
     }
-    ensure!(
-        !images.is_empty(),
-        "none of the images in {} could be read",
-        dir.display()
-    );
+    if images.is_empty() {
+        return Err(QuantizeError::UnreadableCalib {
+            dir: dir.to_path_buf(),
+        });
+    }
     Ok(images)
 }
 
@@ -377,10 +491,13 @@ fn calibrate(
 ) -> Result<HashMap<String, RangeStats>> {
     let mut inference = tract_onnx::onnx()
         .model_for_read(&mut &model[..])
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .with_context(|| format!("tract cannot load {}", file.display()))?;
-    let info = ModelInfo::from_properties(&inference.properties)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        .map_err(tract_at(format!("tract cannot load {}", file.display())))?;
+    let info = ModelInfo::from_properties(&inference.properties).map_err(|problem| {
+        QuantizeError::Metadata {
+            file: file.to_path_buf(),
+            problem,
+        }
+    })?;
     let input_name = inference
         .input_outlets()
         .ok()
@@ -392,15 +509,19 @@ fn calibrate(
     let outputs: Vec<&String> = tensors.iter().filter(|t| **t != input_name).collect();
     inference
         .select_outputs_by_name(&outputs)
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .with_context(|| format!("{}: calibration tensors not found", file.display()))?;
+        .map_err(tract_at(format!(
+            "{}: calibration tensors not found",
+            file.display()
+        )))?;
     let s = info.input_size as usize;
     let plan = inference
         .with_input_fact(0, f32::fact([1, 3, s, s]).into())
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
-        .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .with_context(|| format!("tract cannot prepare {} for calibration", file.display()))?;
+        .map_err(tract_at(format!(
+            "tract cannot prepare {} for calibration",
+            file.display()
+        )))?;
     let mut stats: HashMap<String, RangeStats> = tensors
         .iter()
         .map(|t| (t.clone(), RangeStats::default()))
@@ -420,18 +541,26 @@ fn calibrate(
         let crop = crop_face(img, &whole, 0.0, info.input_size);
         let input = info
             .input_tensor(std::slice::from_ref(&crop))
-            .map_err(anyhow::Error::msg)?;
+            .map_err(QuantizeError::Input)?;
         if let Some(st) = stats.get_mut(&input_name) {
-            st.add(input.try_as_plain_ram()?.as_slice::<f32>()?);
+            st.add(
+                input
+                    .try_as_plain_ram()
+                    .map_err(tract)?
+                    .as_slice::<f32>()
+                    .map_err(tract)?,
+            );
         }
         let out = plan
             .run(tvec!(input.into_tvalue()))
-            .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .with_context(|| format!("calibration run of {} failed", file.display()))?;
+            .map_err(tract_at(format!(
+                "calibration run of {} failed",
+                file.display()
+            )))?;
         for (name, value) in outputs.iter().zip(out.iter()) {
-            let values = value.try_as_plain_ram()?;
+            let values = value.try_as_plain_ram().map_err(tract)?;
             if let Some(st) = stats.get_mut(*name) {
-                st.add(values.as_slice::<f32>()?);
+                st.add(values.as_slice::<f32>().map_err(tract)?);
             }
         }
     }
@@ -441,73 +570,6 @@ fn calibrate(
 // ---------------------------------------------------------------------------------------------
 // The ONNX rewrite
 // ---------------------------------------------------------------------------------------------
-
-fn tensor(name: &str, dims: &[i64], data_type: i32, raw: Vec<u8>) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.to_string(),
-        dims: dims.to_vec(),
-        data_type,
-        raw_data: raw,
-        ..Default::default()
-    }
-}
-
-fn f32_tensor(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
-    tensor(
-        name,
-        dims,
-        FLOAT,
-        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    )
-}
-
-/// The float values of an initializer (raw little-endian or `float_data`).
-pub(crate) fn floats(t: &pb::TensorProto) -> Result<Vec<f32>> {
-    ensure!(
-        t.data_type == FLOAT,
-        "initializer {} is not float (type {})",
-        t.name,
-        t.data_type
-    );
-    let values: Vec<f32> = if t.raw_data.is_empty() {
-        t.float_data.clone()
-    } else {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    };
-    let n: i64 = t.dims.iter().product();
-    ensure!(
-        values.len() as i64 == n,
-        "initializer {} has {} values for shape {:?}",
-        t.name,
-        values.len(),
-        t.dims
-    );
-    Ok(values)
-}
-
-pub(crate) fn attr_int(node: &pb::NodeProto, name: &str) -> Option<i64> {
-    node.attribute.iter().find(|a| a.name == name).map(|a| a.i)
-}
-
-fn attr_ints(node: &pb::NodeProto, name: &str) -> Option<Vec<i64>> {
-    node.attribute
-        .iter()
-        .find(|a| a.name == name)
-        .map(|a| a.ints.clone())
-}
-
-fn node(op: &str, name: String, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
-    pb::NodeProto {
-        name,
-        op_type: op.to_string(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
 
 /// A float tensor's u8 twin: the quantized tensor and its scale and zero point initializers.
 #[derive(Debug, Clone)]
@@ -738,13 +800,13 @@ impl Rewriter<'_> {
             ranges
                 .get(t)
                 .copied()
-                .with_context(|| format!("no calibration values for tensor {t}"))
+                .ok_or_else(|| QuantizeError::NoRange(t.to_string()))
         };
         let x = self.quantized_input(&n.input[0], range(&n.input[0])?);
         let w = self
             .graph
             .float_weight(n)
-            .context("integer conv without a float weight")?
+            .ok_or(QuantizeError::NoFloatWeight)?
             .clone();
         self.weights_done.insert(w.name.clone());
         let channels = w.dims[0] as usize;
@@ -753,7 +815,7 @@ impl Rewriter<'_> {
                 self.graph
                     .inits
                     .get(b)
-                    .with_context(|| format!("conv bias {b} is not an initializer"))?,
+                    .ok_or_else(|| QuantizeError::BiasNotInitializer(b.clone()))?,
             )?,
             None => vec![0.0; channels],
         };
@@ -810,75 +872,41 @@ impl Rewriter<'_> {
     }
 }
 
-fn int_attr(name: &str, v: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.to_string(),
-        r#type: pb::attribute_proto::AttributeType::Int as i32,
-        i: v,
-        ..Default::default()
-    }
-}
-
-/// Removes nodes whose outputs nobody reads (e.g. a Dequantize whose only reader became
-/// integer) and initializers nobody references.
-fn prune(g: &mut pb::GraphProto) {
-    loop {
-        let mut read: HashSet<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
-        for n in &g.node {
-            read.extend(n.input.iter().map(String::as_str));
-        }
-        let keep: Vec<bool> = g
-            .node
-            .iter()
-            .map(|n| n.output.iter().any(|o| read.contains(o.as_str())))
-            .collect();
-        if keep.iter().all(|k| *k) {
-            break;
-        }
-        let mut k = keep.into_iter();
-        g.node.retain(|_| k.next().unwrap_or(true));
-    }
-    let read: HashSet<String> = g.node.iter().flat_map(|n| n.input.clone()).collect();
-    g.initializer.retain(|t| read.contains(&t.name));
-    g.input
-        .retain(|i| read.contains(&i.name) || !g.initializer.iter().any(|t| t.name == i.name));
-}
-
 /// Decodes `bytes` as an ONNX model made by `agecam-host export` (float, opset ≥ 13).
 fn decode(bytes: &[u8], file: &Path) -> Result<pb::ModelProto> {
-    let not_onnx = || {
-        format!(
-            "{} is not an ONNX file: re-export it with agecam-host export",
-            file.display()
-        )
+    let not_onnx = |source| QuantizeError::NotOnnx {
+        file: file.to_path_buf(),
+        source,
     };
-    let model = pb::ModelProto::decode(bytes).with_context(not_onnx)?;
+    let model = pb::ModelProto::decode(bytes).map_err(|e| not_onnx(Some(e)))?;
     let Some(g) = &model.graph else {
-        bail!(not_onnx());
+        return Err(not_onnx(None));
     };
-    ensure!(!g.node.is_empty(), not_onnx());
+    if g.node.is_empty() {
+        return Err(not_onnx(None));
+    }
     if let Some(op) = g.node.iter().find(|n| {
         matches!(
             n.op_type.as_str(),
             "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul"
         )
     }) {
-        bail!(
-            "{} is already quantized (it has {} nodes): quantize the float model from agecam-host export",
-            file.display(),
-            op.op_type
-        );
+        return Err(QuantizeError::AlreadyQuantized {
+            file: file.to_path_buf(),
+            op: op.op_type.clone(),
+        });
     }
     let opset = model
         .opset_import
         .iter()
         .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
         .map_or(0, |o| o.version);
-    ensure!(
-        opset >= 13,
-        "{} uses ONNX opset {opset}; per-channel quantization needs 13 or later: re-export it with agecam-host export",
-        file.display()
-    );
+    if opset < 13 {
+        return Err(QuantizeError::Opset {
+            file: file.to_path_buf(),
+            opset,
+        });
+    }
     Ok(model)
 }
 
@@ -891,7 +919,7 @@ pub fn quantize_model(
     calibration: &[RgbImage],
 ) -> Result<(Vec<u8>, Report)> {
     let mut model = decode(bytes, file)?;
-    let g = model.graph.take().context("no graph")?;
+    let g = model.graph.take().ok_or(QuantizeError::NoGraph)?;
     let graph = Graph::new(&g);
     let chosen = integer_convs(&g, &graph, opts);
 
@@ -904,15 +932,14 @@ pub fn quantize_model(
     needed.sort();
     needed.dedup();
     if !chosen.is_empty() {
-        ensure!(
-            !calibration.is_empty(),
-            "the integer form needs calibration images: give --calib DIR (face crops, e.g. CACHE/crops)"
-        );
+        if calibration.is_empty() {
+            return Err(QuantizeError::NoCalibration);
+        }
         let stats = calibrate(bytes, file, &needed, calibration)?;
         for (name, st) in &stats {
             let r = st
                 .range(opts.calib_method)
-                .with_context(|| format!("tensor {name} gave no finite calibration values"))?;
+                .ok_or_else(|| QuantizeError::NoFiniteValues(name.clone()))?;
             ranges.insert(name.clone(), r);
         }
     }
@@ -1015,21 +1042,20 @@ pub fn quantize_file(
     out: &Path,
     opts: &QuantizeOptions,
 ) -> Result<Report> {
-    let bytes = std::fs::read(model).with_context(|| {
-        format!(
-            "cannot read {}: give the float ONNX model written by agecam-host export",
-            model.display()
-        )
+    let bytes = std::fs::read(model).map_err(|source| QuantizeError::ReadModel {
+        file: model.to_path_buf(),
+        source,
     })?;
     let images = match (opts.form, calib) {
         (Form::Integer, Some(dir)) => load_calibration_images(dir, max_calib)?,
-        (Form::Integer, None) => bail!(
-            "--form integer needs --calib DIR: a folder of face crops (e.g. CACHE/crops made by agecam-host crops)"
-        ),
+        (Form::Integer, None) => return Err(QuantizeError::CalibNeeded),
         (Form::WeightOnly, _) => Vec::new(),
     };
     let (encoded, report) = quantize_model(&bytes, model, opts, &images)?;
-    std::fs::write(out, &encoded).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::write(out, &encoded).map_err(|source| QuantizeError::Write {
+        file: out.to_path_buf(),
+        source,
+    })?;
     Ok(report)
 }
 

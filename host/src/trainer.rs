@@ -16,10 +16,10 @@
 
 use super::crops::{self, AgeLabel, Augment, AugmentSet, InMemory};
 use super::dataset::GroupLimits;
-use super::net::{self, Net, NetConfig};
+use super::init_model::InitModelError;
+use super::net::{self, Arch, Net, NetConfig};
 use agecam::model::onnx_build::GraphBuilder;
 use agecam::vision::crop::CropStyle;
-use anyhow::{bail, ensure, Context, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use rand::seq::SliceRandom;
@@ -395,17 +395,20 @@ fn save_checkpoint(dir: &Path, vm: &VarMap, state: &State) -> Result<()> {
 /// Reads a checkpoint's `state.json`.
 fn read_state(dir: &Path) -> Result<State> {
     let path = dir.join("state.json");
-    serde_json::from_str(
-        &std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-    )
-    .with_context(|| format!("{} is not a checkpoint state", path.display()))
+    let text = std::fs::read_to_string(&path).map_err(|source| TrainError::ReadState {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| TrainError::BadState { path, source })
 }
 
 /// Loads a checkpoint's saved variables into `vm` (a network of the same shape).
 fn load_weights(vm: &mut VarMap, dir: &Path) -> Result<()> {
     vm.load(dir.join("model.safetensors"))
-        .with_context(|| format!("cannot load {}/model.safetensors", dir.display()))
+        .map_err(|source| TrainError::LoadWeights {
+            dir: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// Reads a checkpoint's state and builds its network with the saved variables.
@@ -493,54 +496,57 @@ impl Mixture {
 /// Trains on in-memory crops of one or more datasets; returns the final state. Checkpoints go
 /// to `opts.out`.
 pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
-    ensure!(opts.batch >= 2, "--batch must be at least 2 (BatchNorm)");
-    ensure!(!sources.is_empty(), "no training data: give --data");
-    for s in &sources {
-        ensure!(
-            s.weight.is_finite() && s.weight > 0.0,
-            "{}: weight {} must be a positive number",
-            s.kind.name(),
-            s.weight
-        );
+    if opts.batch < 2 {
+        return Err(TrainError::Batch);
     }
-    ensure!(
-        (0.0..=1.0).contains(&opts.balance_power),
-        "--balance-power {} must be between 0 (no balance) and 1 (every group equally often)",
-        opts.balance_power
-    );
+    if sources.is_empty() {
+        return Err(TrainError::NoData);
+    }
+    for s in &sources {
+        if !(s.weight.is_finite() && s.weight > 0.0) {
+            return Err(TrainError::Weight {
+                kind: s.kind.name(),
+                weight: s.weight,
+            });
+        }
+    }
+    if !(0.0..=1.0).contains(&opts.balance_power) {
+        return Err(TrainError::BalancePower(opts.balance_power));
+    }
     let spec: Vec<(DataKind, f64)> = sources.iter().map(|s| (s.kind, s.weight)).collect();
     let mut mix = Mixture::new(sources);
     mix.balance = opts.balance.clone();
     mix.balance_power = opts.balance_power;
     let per_epoch = mix.per_epoch();
-    ensure!(
-        per_epoch >= opts.batch,
-        "only {per_epoch} training crops per epoch, fewer than one batch of {}",
-        opts.batch
-    );
+    if per_epoch < opts.batch {
+        return Err(TrainError::TooFewCrops {
+            per_epoch,
+            batch: opts.batch,
+        });
+    }
     let (vm, net, mut state) = if opts.resume && opts.out.join("state.json").exists() {
         let (state, vm, net) = load_checkpoint(&opts.out)?;
-        ensure!(
-            state.net == opts.net,
-            "--resume: the checkpoint in {} is {:?}, the command asks for {:?}",
-            opts.out.display(),
-            state.net,
-            opts.net
-        );
-        ensure!(
-            state.crop == opts.crop,
-            "--resume: the checkpoint in {} trained on {} crops, the caches hold {} crops; give caches cut as it was (or start a new run with --init-checkpoint)",
-            opts.out.display(),
-            state.crop,
-            opts.crop
-        );
-        ensure!(
-            state.sources == spec,
-            "--resume: the checkpoint in {} trained on {:?}, the command gives {:?}; give the same --data",
-            opts.out.display(),
-            state.sources,
-            spec
-        );
+        if state.net != opts.net {
+            return Err(TrainError::ResumeNet {
+                out: opts.out.clone(),
+                checkpoint: state.net,
+                asked: opts.net,
+            });
+        }
+        if state.crop != opts.crop {
+            return Err(TrainError::ResumeCrop {
+                out: opts.out.clone(),
+                checkpoint: state.crop,
+                caches: opts.crop,
+            });
+        }
+        if state.sources != spec {
+            return Err(TrainError::ResumeData {
+                out: opts.out.clone(),
+                checkpoint: state.sources.clone(),
+                asked: spec,
+            });
+        }
         log::info!(
             "resuming {} after epoch {} (step {})",
             opts.out.display(),
@@ -549,34 +555,29 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
         );
         (vm, net, state)
     } else {
-        ensure!(
-            [
-                opts.init.is_some(),
-                opts.init_checkpoint.is_some(),
-                opts.init_model.is_some()
-            ]
-            .iter()
-            .filter(|x| **x)
-            .count()
-                <= 1,
-            "give one of --init (ImageNet weights), --init-checkpoint (a trained checkpoint) and \
-             --init-model (an exported model), not several"
-        );
+        let inits = [
+            opts.init.is_some(),
+            opts.init_checkpoint.is_some(),
+            opts.init_model.is_some(),
+        ];
+        if inits.iter().filter(|x| **x).count() > 1 {
+            return Err(TrainError::SeveralInits);
+        }
         let mut inherited_licences = Vec::new();
         let (mut vm, net) = Net::new(&opts.net)?;
         let mut lineage = Vec::new();
         let mut teachers = Vec::new();
         if let Some(from) = &opts.init_checkpoint {
             let from_state = read_state(from)?;
-            ensure!(
-                from_state.net.arch == opts.net.arch && from_state.net.width == opts.net.width,
-                "--init-checkpoint {}: it is {:?} with width {}, the command asks for {:?} with width {}",
-                from.display(),
-                from_state.net.arch,
-                from_state.net.width,
-                opts.net.arch,
-                opts.net.width
-            );
+            if !(from_state.net.arch == opts.net.arch && from_state.net.width == opts.net.width) {
+                return Err(TrainError::InitCheckpoint {
+                    from: from.clone(),
+                    arch: from_state.net.arch,
+                    width: from_state.net.width,
+                    asked_arch: opts.net.arch,
+                    asked_width: opts.net.width,
+                });
+            }
             load_weights(&mut vm, from)?;
             lineage = from_state.learnt_from();
             teachers = from_state.teachers.clone();
@@ -590,7 +591,7 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
         }
         if let Some(init) = &opts.init {
             let Net::Mobilenetv2(m) = &net else {
-                bail!("--init loads ImageNet MobileNetV2 weights: use --arch mobilenetv2");
+                return Err(TrainError::InitNeedsMobilenet);
             };
             let (loaded, in_file) = super::tflite::init::init_from_file(m, init)?;
             log::info!(
@@ -600,35 +601,33 @@ pub fn train(opts: &TrainOptions, sources: Vec<DataSource>) -> Result<State> {
         }
         if let Some(path) = &opts.init_model {
             let Net::Mobilenetv2(m) = &net else {
-                bail!("--init-model starts a MobileNetV2: use --arch mobilenetv2");
+                return Err(TrainError::InitModelNeedsMobilenet);
             };
             let model = crate::init_model::ExportedModel::read(path)?;
-            let info = model
-                .info()
-                .with_context(|| format!("--init-model {}", path.display()))?;
-            ensure!(
-                info.mean == MEAN && info.std == STD,
-                "--init-model {}: its input normalisation is mean {:?} std {:?}, training uses \
-                 mean {MEAN:?} std {STD:?}",
-                path.display(),
-                info.mean,
-                info.std
-            );
-            let loaded = model
-                .apply(m)
-                .with_context(|| format!("--init-model {}", path.display()))?;
-            let learnt = model
-                .training_data()
-                .with_context(|| format!("--init-model {}", path.display()))?;
+            let at_path = |source| TrainError::InitModel {
+                path: path.clone(),
+                source,
+            };
+            let info = model.info().map_err(at_path)?;
+            if !(info.mean == MEAN && info.std == STD) {
+                return Err(TrainError::InitModelNormalisation {
+                    path: path.clone(),
+                    mean: info.mean,
+                    std: info.std,
+                });
+            }
+            let loaded = model.apply(m).map_err(at_path)?;
+            let learnt = model.training_data().map_err(at_path)?;
             for name in learnt {
                 match DataKind::from_name(name) {
                     Some(kind) => lineage.push(kind),
                     None if name == TEACHER_DATA => teachers.push(TEACHER.to_string()),
-                    None => bail!(
-                        "--init-model {}: its agecam.training_data names `{name}`, which this tool \
-                         does not know: its licence cannot be carried on",
-                        path.display()
-                    ),
+                    None => {
+                        return Err(TrainError::UnknownTrainingData {
+                            path: path.clone(),
+                            name: name.to_string(),
+                        })
+                    }
                 }
             }
             if let Some(l) = model.metadata.get("agecam.training_licence") {
@@ -761,7 +760,9 @@ fn run_epochs(
             let (a, g) = net.forward_t(&x, true)?;
             let (loss, la, lg) = net::loss(&a, &g, &age_t, &gender_t)?;
             let l = la + lg;
-            ensure!(l.is_finite(), "loss became {l} at step {step}");
+            if !l.is_finite() {
+                return Err(TrainError::NonFiniteLoss { loss: l, step });
+            }
             opt.backward_step(&loss)?;
             step += 1;
             sum += l as f64;
@@ -784,11 +785,10 @@ fn run_epochs(
             if stop.load(Ordering::Relaxed) {
                 bar.abandon();
                 save_checkpoint(&opts.out, vm, state)?;
-                bail!(
-                    "interrupted in epoch {}: weights saved to {} (resume with --resume; the epoch reruns)",
-                    epoch + 1,
-                    opts.out.display()
-                );
+                return Err(TrainError::Interrupted {
+                    epoch: epoch + 1,
+                    out: opts.out.clone(),
+                });
             }
         }
         let seconds = t0.elapsed().as_secs_f32();
@@ -855,10 +855,179 @@ pub struct DataSpec {
     pub weight: f64,
 }
 
-impl std::str::FromStr for DataSpec {
-    type Err = String;
+/// Why training, a checkpoint or an export failed: the option, file or checkpoint concerned and
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("cannot read {}", path.display())]
+    ReadState {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a checkpoint state", path.display())]
+    BadState {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot load {}/model.safetensors", dir.display())]
+    LoadWeights {
+        dir: PathBuf,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("--batch must be at least 2 (BatchNorm)")]
+    Batch,
+    #[error("no training data: give --data")]
+    NoData,
+    #[error("{kind}: weight {weight} must be a positive number")]
+    Weight { kind: &'static str, weight: f64 },
+    #[error("--balance-power {0} must be between 0 (no balance) and 1 (every group equally often)")]
+    BalancePower(f64),
+    #[error("only {per_epoch} training crops per epoch, fewer than one batch of {batch}")]
+    TooFewCrops { per_epoch: usize, batch: usize },
+    #[error("--resume: the checkpoint in {} is {:?}, the command asks for {:?}", out.display(), checkpoint, asked)]
+    ResumeNet {
+        out: PathBuf,
+        checkpoint: NetConfig,
+        asked: NetConfig,
+    },
+    #[error(
+        "--resume: the checkpoint in {} trained on {checkpoint} crops, the caches hold {caches} crops; give caches cut as it was (or start a new run with --init-checkpoint)",
+        out.display()
+    )]
+    ResumeCrop {
+        out: PathBuf,
+        checkpoint: CropStyle,
+        caches: CropStyle,
+    },
+    #[error(
+        "--resume: the checkpoint in {} trained on {:?}, the command gives {:?}; give the same --data",
+        out.display(),
+        checkpoint,
+        asked
+    )]
+    ResumeData {
+        out: PathBuf,
+        checkpoint: Vec<(DataKind, f64)>,
+        asked: Vec<(DataKind, f64)>,
+    },
+    #[error(
+        "give one of --init (ImageNet weights), --init-checkpoint (a trained checkpoint) and \
+         --init-model (an exported model), not several"
+    )]
+    SeveralInits,
+    #[error(
+        "--init-checkpoint {}: it is {:?} with width {}, the command asks for {:?} with width {}",
+        from.display(),
+        arch,
+        width,
+        asked_arch,
+        asked_width
+    )]
+    InitCheckpoint {
+        from: PathBuf,
+        arch: Arch,
+        width: f64,
+        asked_arch: Arch,
+        asked_width: f64,
+    },
+    #[error("--init loads ImageNet MobileNetV2 weights: use --arch mobilenetv2")]
+    InitNeedsMobilenet,
+    #[error("--init-model starts a MobileNetV2: use --arch mobilenetv2")]
+    InitModelNeedsMobilenet,
+    #[error("--init-model {}", path.display())]
+    InitModel {
+        path: PathBuf,
+        #[source]
+        source: InitModelError,
+    },
+    #[error(
+        "--init-model {}: its input normalisation is mean {:?} std {:?}, training uses \
+         mean {:?} std {:?}",
+        path.display(),
+        mean,
+        std,
+        MEAN,
+        STD
+    )]
+    InitModelNormalisation {
+        path: PathBuf,
+        mean: [f32; 3],
+        std: [f32; 3],
+    },
+    #[error(
+        "--init-model {}: its agecam.training_data names `{name}`, which this tool \
+         does not know: its licence cannot be carried on",
+        path.display()
+    )]
+    UnknownTrainingData { path: PathBuf, name: String },
+    #[error("loss became {loss} at step {step}")]
+    NonFiniteLoss { loss: f32, step: usize },
+    #[error(
+        "interrupted in epoch {epoch}: weights saved to {} (resume with --resume; the epoch reruns)",
+        out.display()
+    )]
+    Interrupted { epoch: usize, out: PathBuf },
+    #[error(
+        "{} holds {style} crops, {} holds {first_style} crops: a model trains on one framing; remake one of them with agecam-host crops{hint}",
+        cache.display(),
+        first.display()
+    )]
+    Framings {
+        cache: PathBuf,
+        style: CropStyle,
+        first: PathBuf,
+        first_style: CropStyle,
+        hint: &'static str,
+    },
+    #[error(
+        "{}: its crops were cut with margin {margin}, another cache's with {other}; remake one of them with the same detector.crop_margin",
+        cache.display()
+    )]
+    Margins {
+        cache: PathBuf,
+        margin: f32,
+        other: f32,
+    },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Crops(#[from] crate::crops::CropsError),
+    #[error(transparent)]
+    Init(#[from] crate::tflite::init::InitError),
+    #[error(transparent)]
+    InitModelRead(#[from] InitModelError),
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
+type Result<T> = std::result::Result<T, TrainError>;
+
+/// Why a `--data` value is not FORMAT:CACHE[:WEIGHT].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataSpecError {
+    #[error(
+        "`{0}` is not a dataset format: give utkface:CACHE or fairface:CACHE, optionally :WEIGHT"
+    )]
+    Format(String),
+    #[error("weight `{0}` is not a positive number")]
+    Weight(String),
+}
+
+impl std::str::FromStr for DataSpec {
+    type Err = DataSpecError;
+
+    fn from_str(text: &str) -> std::result::Result<Self, DataSpecError> {
         use clap::ValueEnum;
         let Some((kind, rest)) = text.split_once(':') else {
             return Ok(DataSpec {
@@ -867,16 +1036,15 @@ impl std::str::FromStr for DataSpec {
                 weight: 1.0,
             });
         };
-        let kind = DataKind::from_str(kind, true).map_err(|_| {
-            format!("`{kind}` is not a dataset format: give utkface:CACHE or fairface:CACHE, optionally :WEIGHT")
-        })?;
+        let kind =
+            DataKind::from_str(kind, true).map_err(|_| DataSpecError::Format(kind.to_string()))?;
         let (cache, weight) = match rest.rsplit_once(':') {
             Some((cache, w)) => {
                 let weight: f64 = w
                     .parse()
                     .ok()
                     .filter(|w: &f64| w.is_finite() && *w > 0.0)
-                    .ok_or_else(|| format!("weight `{w}` is not a positive number"))?;
+                    .ok_or_else(|| DataSpecError::Weight(w.to_string()))?;
                 (cache, weight)
             }
             None => (rest, 1.0),
@@ -899,14 +1067,19 @@ pub fn train_from_caches(opts: &TrainOptions, data: &[DataSpec], val_split: f64)
     for spec in data {
         let cache = crops::cache_framing(&spec.cache)?;
         if let Some((style, first)) = framing {
-            ensure!(
-                style == cache.style,
-                "{} holds {} crops, {} holds {style} crops: a model trains on one framing; remake one of them with agecam-host crops{}",
-                spec.cache.display(),
-                cache.style,
-                first.display(),
-                if matches!(style, CropStyle::Box) { "" } else { " --align" }
-            );
+            if style != cache.style {
+                return Err(TrainError::Framings {
+                    cache: spec.cache.clone(),
+                    style: cache.style,
+                    first: first.to_path_buf(),
+                    first_style: style,
+                    hint: if matches!(style, CropStyle::Box) {
+                        ""
+                    } else {
+                        " --align"
+                    },
+                });
+            }
         }
         framing = Some((cache.style, &spec.cache));
         opts.crop = cache.style;
@@ -931,12 +1104,13 @@ pub fn train_from_caches(opts: &TrainOptions, data: &[DataSpec], val_split: f64)
             t.elapsed().as_secs_f32()
         );
         if let Some(m) = cache.margin {
-            ensure!(
-                margin.is_none_or(|before| before == m),
-                "{}: its crops were cut with margin {m}, another cache's with {}; remake one of them with the same detector.crop_margin",
-                spec.cache.display(),
-                margin.unwrap_or_default()
-            );
+            if !margin.is_none_or(|before| before == m) {
+                return Err(TrainError::Margins {
+                    cache: spec.cache.clone(),
+                    margin: m,
+                    other: margin.unwrap_or_default(),
+                });
+            }
             margin = Some(m);
             opts.crop_margin = m;
         }
@@ -1003,7 +1177,10 @@ pub fn export_bytes(checkpoint: &Path) -> Result<Vec<u8>> {
 /// `agecam-host export`.
 pub fn export(checkpoint: &Path, out: &Path) -> Result<()> {
     let bytes = export_bytes(checkpoint)?;
-    std::fs::write(out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::write(out, bytes).map_err(|source| TrainError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -1605,10 +1782,15 @@ mod tests {
             (spec.kind, spec.cache),
             (DataKind::Utkface, PathBuf::from("cache/"))
         );
-        assert!("imdb:x".parse::<DataSpec>().unwrap_err().contains("imdb"));
+        assert!("imdb:x"
+            .parse::<DataSpec>()
+            .unwrap_err()
+            .to_string()
+            .contains("imdb"));
         assert!("fairface:x:-1"
             .parse::<DataSpec>()
             .unwrap_err()
+            .to_string()
             .contains("-1"));
     }
 }

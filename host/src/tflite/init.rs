@@ -38,10 +38,88 @@
 //! (TFLite also pads stride-2 convs "SAME" — one pixel at the bottom/right only — where we pad
 //! one pixel on every side; fine-tuning absorbs the half-pixel shift.)
 
+use super::ReadError;
 use super::{Builtin, Model};
 use crate::mobilenet_v2::{ConvBn, Kind, MobileNetV2, Norm};
-use anyhow::{bail, ensure, Context, Result};
+use crate::onnx_kit::{depthwise_to_onnx, ohwi_to_oihw};
 use candle_core::{Device, Tensor};
+use std::path::PathBuf;
+
+/// Why `--init` cannot take a TFLite file's weights: what in the file (an operator, a tensor) or
+/// which of our layers, and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("the TFLite file has no subgraph")]
+    NoSubgraph,
+    #[error("{what} has no weight input")]
+    NoWeightInput { what: String },
+    #[error("{what}: weight tensor `{name}` has no data")]
+    NoWeightData { what: String, name: String },
+    #[error("{what}: weight `{name}` has shape {shape:?}, not 4-D")]
+    NotFourD {
+        what: String,
+        name: String,
+        shape: Vec<i32>,
+    },
+    #[error("{what}: depthwise multiplier {multiplier} is not 1")]
+    Multiplier { what: String, multiplier: usize },
+    #[error("{what}: bias tensor has no data")]
+    NoBiasData { what: String },
+    #[error("{what}: bias has {values} values for {channels} channels")]
+    BiasCount {
+        what: String,
+        values: usize,
+        channels: usize,
+    },
+    #[error(
+        "the TFLite file has {found} convolutions, MobileNetV2 (width {width}) needs {needed}: is it a MobileNetV2?"
+    )]
+    TooFewConvs {
+        found: usize,
+        width: f64,
+        needed: usize,
+    },
+    /// A convolution of the file that does not fit our layer (boxed: it is large).
+    #[error(transparent)]
+    Misfit(Box<ConvMisfit>),
+    #[error("--init needs the custom-op network")]
+    NotCustom,
+    /// The file could not be read as TFLite.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("reading {}", path.display())]
+    Reading {
+        path: PathBuf,
+        #[source]
+        source: Box<InitError>,
+    },
+    #[error("--init {}", path.display())]
+    Applying {
+        path: PathBuf,
+        #[source]
+        source: Box<InitError>,
+    },
+}
+
+/// The file's convolution `index` and our layer it does not fit.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "convolution #{index} of the file ({file_kind}, weight {file_dims:?}) does not fit our layer {layer} ({our_kind}, weight {our_dims:?}); \
+     is the file a MobileNetV2 of width {width}?"
+)]
+pub struct ConvMisfit {
+    index: usize,
+    file_kind: &'static str,
+    file_dims: [usize; 4],
+    layer: String,
+    our_kind: &'static str,
+    our_dims: Vec<usize>,
+    width: f64,
+}
+
+type Result<T> = std::result::Result<T, InitError>;
 
 /// One convolution read from the file, in our layout.
 #[derive(Debug, Clone)]
@@ -55,10 +133,7 @@ pub struct TfliteConv {
 
 /// The convolutions of the first subgraph, in operator order, converted to our layout.
 pub fn read_convs(model: &Model) -> Result<Vec<TfliteConv>> {
-    let sg = model
-        .subgraphs
-        .first()
-        .context("the TFLite file has no subgraph")?;
+    let sg = model.subgraphs.first().ok_or(InitError::NoSubgraph)?;
     let mut out = Vec::new();
     for (i, op) in sg.operators.iter().enumerate() {
         let depthwise = match model.builtin(op) {
@@ -76,61 +151,54 @@ pub fn read_convs(model: &Model) -> Result<Vec<TfliteConv>> {
                 }
             )
         };
-        ensure!(op.inputs.len() >= 2, "{} has no weight input", what());
+        if op.inputs.len() < 2 {
+            return Err(InitError::NoWeightInput { what: what() });
+        }
         let wt = sg.tensor(op.inputs[1])?;
         let w = model
             .values_f32(wt)?
-            .with_context(|| format!("{}: weight tensor `{}` has no data", what(), wt.name))?;
+            .ok_or_else(|| InitError::NoWeightData {
+                what: what(),
+                name: wt.name.clone(),
+            })?;
         let s: Vec<usize> = wt.shape.iter().map(|d| *d as usize).collect();
-        ensure!(
-            s.len() == 4,
-            "{}: weight `{}` has shape {:?}, not 4-D",
-            what(),
-            wt.name,
-            wt.shape
-        );
+        if s.len() != 4 {
+            return Err(InitError::NotFourD {
+                what: what(),
+                name: wt.name.clone(),
+                shape: wt.shape.clone(),
+            });
+        }
         let (o, kh, kw, inn) = (s[0], s[1], s[2], s[3]);
         let (dims, weight) = if depthwise {
             // [1, kh, kw, c] → [c, 1, kh, kw]
-            ensure!(o == 1, "{}: depthwise multiplier {o} is not 1", what());
-            let c = inn;
-            let mut v = vec![0f32; c * kh * kw];
-            for y in 0..kh {
-                for x in 0..kw {
-                    for ch in 0..c {
-                        v[(ch * kh + y) * kw + x] = w[(y * kw + x) * c + ch];
-                    }
-                }
+            if o != 1 {
+                return Err(InitError::Multiplier {
+                    what: what(),
+                    multiplier: o,
+                });
             }
+            let c = inn;
+            let v = depthwise_to_onnx(&w, kh, kw, c, 1);
             ([c, 1, kh, kw], v)
         } else {
             // [o, kh, kw, i] → [o, i, kh, kw]
-            let mut v = vec![0f32; o * inn * kh * kw];
-            for oc in 0..o {
-                for y in 0..kh {
-                    for x in 0..kw {
-                        for ic in 0..inn {
-                            v[((oc * inn + ic) * kh + y) * kw + x] =
-                                w[((oc * kh + y) * kw + x) * inn + ic];
-                        }
-                    }
-                }
-            }
+            let v = ohwi_to_oihw(&w, o, kh, kw, inn);
             ([o, inn, kh, kw], v)
         };
         let bias = match op.inputs.get(2).copied().filter(|b| *b >= 0) {
             Some(b) => model
                 .values_f32(sg.tensor(b)?)?
-                .with_context(|| format!("{}: bias tensor has no data", what()))?,
+                .ok_or_else(|| InitError::NoBiasData { what: what() })?,
             None => vec![0.0; dims[0]],
         };
-        ensure!(
-            bias.len() == dims[0],
-            "{}: bias has {} values for {} channels",
-            what(),
-            bias.len(),
-            dims[0]
-        );
+        if bias.len() != dims[0] {
+            return Err(InitError::BiasCount {
+                what: what(),
+                values: bias.len(),
+                channels: dims[0],
+            });
+        }
         out.push(TfliteConv {
             depthwise,
             dims,
@@ -157,13 +225,13 @@ fn convs_in_order(net: &MobileNetV2) -> Vec<(String, &ConvBn)> {
 /// how many convolutions were loaded. Errors name the first layer whose shape disagrees.
 pub fn apply(net: &MobileNetV2, convs: &[TfliteConv]) -> Result<usize> {
     let ours = convs_in_order(net);
-    ensure!(
-        convs.len() >= ours.len(),
-        "the TFLite file has {} convolutions, MobileNetV2 (width {}) needs {}: is it a MobileNetV2?",
-        convs.len(),
-        net.config.width_mult,
-        ours.len()
-    );
+    if convs.len() < ours.len() {
+        return Err(InitError::TooFewConvs {
+            found: convs.len(),
+            width: net.config.width_mult,
+            needed: ours.len(),
+        });
+    }
     // Check every shape before changing anything. A narrower network takes the leading
     // channels (see "Narrower networks" in the module docs).
     let thin = net.config.width_mult < 1.0;
@@ -178,20 +246,25 @@ pub fn apply(net: &MobileNetV2, convs: &[TfliteConv]) -> Result<usize> {
             want == c.dims
         };
         if !kind_ok || !fits {
-            bail!(
-                "convolution #{k} of the file ({}, weight {:?}) does not fit our layer {name} ({}, weight {want:?}); \
-                 is the file a MobileNetV2 of width {}?",
-                if c.depthwise { "depthwise" } else { "conv" },
-                c.dims,
-                if matches!(l.kind, Kind::Depthwise { .. }) { "depthwise" } else { "conv" },
-                net.config.width_mult
-            );
+            return Err(InitError::Misfit(Box::new(ConvMisfit {
+                index: k,
+                file_kind: if c.depthwise { "depthwise" } else { "conv" },
+                file_dims: c.dims,
+                layer: name.clone(),
+                our_kind: if matches!(l.kind, Kind::Depthwise { .. }) {
+                    "depthwise"
+                } else {
+                    "conv"
+                },
+                our_dims: want.to_vec(),
+                width: net.config.width_mult,
+            })));
         }
     }
     let dev = Device::Cpu;
     for ((_, l), c) in ours.iter().zip(convs) {
         let Norm::Custom(bn) = &l.norm else {
-            bail!("--init needs the custom-op network");
+            return Err(InitError::NotCustom);
         };
         let d = l.w.dims();
         let (n, i) = (d[0], d[1]);
@@ -224,9 +297,15 @@ fn leading(c: &TfliteConv, out: usize, inputs: usize) -> Vec<f32> {
 
 /// Reads `path` and initialises `net` from it; returns (loaded, convolutions in the file).
 pub fn init_from_file(net: &MobileNetV2, path: &std::path::Path) -> Result<(usize, usize)> {
-    let model = Model::read_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let convs = read_convs(&model).with_context(|| format!("reading {}", path.display()))?;
-    let loaded = apply(net, &convs).with_context(|| format!("--init {}", path.display()))?;
+    let model = Model::read_file(path)?;
+    let convs = read_convs(&model).map_err(|e| InitError::Reading {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let loaded = apply(net, &convs).map_err(|e| InitError::Applying {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
     Ok((loaded, convs.len()))
 }
 

@@ -21,22 +21,14 @@ pub mod init;
 pub mod onnx;
 
 use flatbuffers::{ErrorTraceDetail, InvalidFlatbuffer};
-use std::fmt;
 use std::fmt::Write as _;
 use std::path::Path;
 use tract_tflite::tflite as schema;
 
 /// What is wrong with a file, and where in the model it was found.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
 pub struct ReadError(pub String);
-
-impl fmt::Display for ReadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ReadError {}
 
 type Result<T> = std::result::Result<T, ReadError>;
 

@@ -17,8 +17,27 @@
 //! - The batch dimension (1 in the file) becomes symbolic `N`.
 
 use super::{Activation, Builtin, Model, Operator, Options, Padding, Subgraph, Tensor, TensorType};
+use crate::onnx_kit::{depthwise_to_onnx, ohwi_to_oihw, permute, same_pads_dilated};
 use agecam::model::onnx_build::{Attr, GraphBuilder};
 use std::collections::HashMap;
+
+/// Why a TFLite graph cannot be converted: the operator, tensor or option and what is wrong
+/// with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConvertError(pub String);
+
+impl From<String> for ConvertError {
+    fn from(problem: String) -> ConvertError {
+        ConvertError(problem)
+    }
+}
+
+impl From<&str> for ConvertError {
+    fn from(problem: &str) -> ConvertError {
+        ConvertError(problem.to_string())
+    }
+}
 
 /// How a converted tensor is laid out in the ONNX graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +69,7 @@ struct Converter<'m> {
 
 /// Converts the first subgraph of `model` into a serialised ONNX model; `metadata` is added as
 /// ONNX metadata properties (provenance, licence).
-pub fn convert(model: &Model, metadata: &[(&str, &str)]) -> Result<Vec<u8>, String> {
+pub fn convert(model: &Model, metadata: &[(&str, &str)]) -> Result<Vec<u8>, ConvertError> {
     let graph = model.subgraphs.first().ok_or("the model has no subgraph")?;
     let name = if graph.name.is_empty() {
         "converted"
@@ -162,38 +181,37 @@ pub fn same_or_valid_pads(
     match padding {
         Padding::Valid => (0, 0),
         Padding::Same => {
-            let effective = (kernel - 1) * dilation + 1;
-            let out = (input + stride - 1) / stride;
-            let total = ((out - 1) * stride + effective - input).max(0);
-            (total / 2, total - total / 2)
+            let (before, after, _) = same_pads_dilated(input, kernel, stride, dilation);
+            (before, after)
         }
     }
 }
 
 /// Input `k` of `op` (a tensor index, −1 for an omitted optional one).
-fn input(op: &Operator, k: usize) -> Result<i32, String> {
+fn input(op: &Operator, k: usize) -> Result<i32, ConvertError> {
     op.inputs
         .get(k)
         .copied()
-        .ok_or_else(|| format!("input {k} is missing ({} inputs)", op.inputs.len()))
+        .ok_or_else(|| format!("input {k} is missing ({} inputs)", op.inputs.len()).into())
 }
 
 /// Output `k` of `op` (a tensor index).
-fn output(op: &Operator, k: usize) -> Result<i32, String> {
+fn output(op: &Operator, k: usize) -> Result<i32, ConvertError> {
     op.outputs
         .get(k)
         .copied()
-        .ok_or_else(|| format!("output {k} is missing ({} outputs)", op.outputs.len()))
+        .ok_or_else(|| format!("output {k} is missing ({} outputs)", op.outputs.len()).into())
 }
 
 /// Kernel size, strides and dilations must be positive (a damaged file could hold 0).
-fn check_window([kh, kw, sh, sw]: [i64; 4], [dh, dw]: [i64; 2]) -> Result<(), String> {
+fn check_window([kh, kw, sh, sw]: [i64; 4], [dh, dw]: [i64; 2]) -> Result<(), ConvertError> {
     if [kh, kw, sh, sw, dh, dw].iter().all(|&v| v > 0) {
         Ok(())
     } else {
         Err(format!(
             "kernel {kh}×{kw}, strides {sh}×{sw} and dilations {dh}×{dw} must all be positive"
-        ))
+        )
+        .into())
     }
 }
 
@@ -203,12 +221,14 @@ fn nchw_axis(axis: usize) -> usize {
 }
 
 impl<'m> Converter<'m> {
-    fn tensor(&self, index: i32) -> Result<&'m Tensor, String> {
-        self.graph.tensor(index).map_err(|e| e.to_string())
+    fn tensor(&self, index: i32) -> Result<&'m Tensor, ConvertError> {
+        self.graph
+            .tensor(index)
+            .map_err(|e| ConvertError(e.to_string()))
     }
 
     /// Float constants: tensors with float data, and DEQUANTIZE outputs of constant inputs.
-    fn collect_constants(&mut self) -> Result<(), String> {
+    fn collect_constants(&mut self) -> Result<(), ConvertError> {
         for (i, t) in self.graph.tensors.iter().enumerate() {
             if !matches!(t.dtype, TensorType::Float32 | TensorType::Float16) {
                 continue;
@@ -248,7 +268,8 @@ impl<'m> Converter<'m> {
                     values.len(),
                     target.name,
                     target.shape
-                ));
+                )
+                .into());
             }
             let shape = target.shape.iter().map(|&d| d as i64).collect();
             self.constants
@@ -278,13 +299,14 @@ impl<'m> Converter<'m> {
         dims
     }
 
-    fn graph_input(&mut self, index: usize) -> Result<(), String> {
+    fn graph_input(&mut self, index: usize) -> Result<(), ConvertError> {
         let t = &self.graph.tensors[index];
         if t.dtype != TensorType::Float32 {
             return Err(format!(
                 "input `{}` is {:?}; only float32 inputs are supported",
                 t.name, t.dtype
-            ));
+            )
+            .into());
         }
         let layout = if t.shape.len() == 4 {
             Layout::Nchw
@@ -297,7 +319,7 @@ impl<'m> Converter<'m> {
         Ok(())
     }
 
-    fn graph_output(&mut self, index: usize) -> Result<(), String> {
+    fn graph_output(&mut self, index: usize) -> Result<(), ConvertError> {
         let t = &self.graph.tensors[index];
         let (name, layout) = self
             .values
@@ -312,35 +334,36 @@ impl<'m> Converter<'m> {
     }
 
     /// ONNX name and layout of an activation input.
-    fn activation(&self, index: i32) -> Result<(String, Layout), String> {
+    fn activation(&self, index: i32) -> Result<(String, Layout), ConvertError> {
         let index = usize::try_from(index).map_err(|_| "a required input is missing")?;
         self.values.get(&index).cloned().ok_or_else(|| {
             format!(
                 "input `{}` is neither computed earlier nor a constant",
                 self.graph.tensors[index].name
             )
+            .into()
         })
     }
 
-    fn constant(&self, index: i32) -> Result<&Constant, String> {
+    fn constant(&self, index: i32) -> Result<&Constant, ConvertError> {
         let t = self.tensor(index)?;
         self.constants
             .get(&(index as usize))
-            .ok_or_else(|| format!("`{}` must be a constant float tensor", t.name))
+            .ok_or_else(|| format!("`{}` must be a constant float tensor", t.name).into())
     }
 
-    fn int_constant(&self, index: i32) -> Result<Vec<i64>, String> {
+    fn int_constant(&self, index: i32) -> Result<Vec<i64>, ConvertError> {
         let t = self.tensor(index)?;
         self.model
             .values_i64(t)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("`{}` must be a constant integer tensor", t.name))
+            .ok_or_else(|| format!("`{}` must be a constant integer tensor", t.name).into())
     }
 
     /// An input that is either an activation or a float constant (written as an initializer,
     /// transposed to NCHW when it is 4-D and `like` is NCHW, or shaped to broadcast over NCHW
     /// channels when it is 1-D).
-    fn operand(&mut self, index: i32, like: Layout) -> Result<String, String> {
+    fn operand(&mut self, index: i32, like: Layout) -> Result<String, ConvertError> {
         if let Ok((name, _)) = self.activation(index) {
             return Ok(name);
         }
@@ -366,7 +389,8 @@ impl<'m> Converter<'m> {
             (Layout::Nchw, rank) => {
                 return Err(format!(
                     "a rank-{rank} constant cannot be combined with a 4-D activation"
-                ))
+                )
+                .into())
             }
         }
         self.written.insert(key, name.clone());
@@ -374,9 +398,9 @@ impl<'m> Converter<'m> {
     }
 
     /// Names the single output of `op` and records its layout; returns the name.
-    fn define(&mut self, op: &Operator, layout: Layout) -> Result<String, String> {
+    fn define(&mut self, op: &Operator, layout: Layout) -> Result<String, ConvertError> {
         let &[output] = op.outputs.as_slice() else {
-            return Err(format!("expected one output, found {}", op.outputs.len()));
+            return Err(format!("expected one output, found {}", op.outputs.len()).into());
         };
         let name = self.tensor_name(output as usize);
         self.values.insert(output as usize, (name.clone(), layout));
@@ -391,7 +415,7 @@ impl<'m> Converter<'m> {
         out: &str,
         attrs: &[Attr],
         activation: Activation,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConvertError> {
         if activation == Activation::None {
             self.builder.node(op_type, inputs, &[out], attrs);
             return Ok(());
@@ -406,7 +430,7 @@ impl<'m> Converter<'m> {
         input: &str,
         out: &str,
         activation: Activation,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConvertError> {
         let clip = |c: &mut Self, lo: f32, hi: f32| {
             let (lo_name, hi_name) = (c.fresh_name("clip_min"), c.fresh_name("clip_max"));
             c.builder
@@ -426,34 +450,34 @@ impl<'m> Converter<'m> {
             Activation::Tanh => {
                 self.builder.node("Tanh", &[input], &[out], &[]);
             }
-            other => return Err(format!("fused activation {other:?} is not supported")),
+            other => return Err(format!("fused activation {other:?} is not supported").into()),
         }
         Ok(())
     }
 
     /// Input height and width of a 4-D NHWC activation.
-    fn spatial(&self, index: i32) -> Result<(i64, i64), String> {
+    fn spatial(&self, index: i32) -> Result<(i64, i64), ConvertError> {
         let t = self.tensor(index)?;
         match t.shape.as_slice() {
             &[_, h, w, _] if h > 0 && w > 0 => Ok((h as i64, w as i64)),
             other => Err(format!(
                 "`{}` should be a 4-D NHWC tensor of known size, its shape is {other:?}",
                 t.name
-            )),
+            )
+            .into()),
         }
     }
 
-    fn nchw_activation(&self, index: i32) -> Result<String, String> {
+    fn nchw_activation(&self, index: i32) -> Result<String, ConvertError> {
         match self.activation(index)? {
             (name, Layout::Nchw) => Ok(name),
-            (_, Layout::Plain) => Err(format!(
-                "`{}` should be a 4-D activation",
-                self.tensor(index)?.name
-            )),
+            (_, Layout::Plain) => {
+                Err(format!("`{}` should be a 4-D activation", self.tensor(index)?.name).into())
+            }
         }
     }
 
-    fn operator(&mut self, op: &Operator) -> Result<(), String> {
+    fn operator(&mut self, op: &Operator) -> Result<(), ConvertError> {
         let builtin = self.model.builtin(op);
         match (builtin, &op.options) {
             (Builtin::Dequantize, _) => Ok(()), // folded into constants
@@ -471,9 +495,10 @@ impl<'m> Converter<'m> {
                 let x = self.nchw_activation(input(op, 0)?)?;
                 let w = self.constant(input(op, 1)?)?.clone();
                 let &[o, kh, kw, i] = w.shape.as_slice() else {
-                    return Err(format!("filter shape {:?} is not OHWI", w.shape));
+                    return Err(format!("filter shape {:?} is not OHWI", w.shape).into());
                 };
-                let weights = permute(&w.values, &[o, kh, kw, i], &[0, 3, 1, 2]);
+                let weights =
+                    ohwi_to_oihw(&w.values, o as usize, kh as usize, kw as usize, i as usize);
                 self.conv(
                     op,
                     &x,
@@ -505,16 +530,18 @@ impl<'m> Converter<'m> {
                     .map_or(0, |&c| c as i64);
                 let w = self.constant(input(op, 1)?)?.clone();
                 let &[1, kh, kw, o] = w.shape.as_slice() else {
-                    return Err(format!("depthwise filter shape {:?} is not 1HWO", w.shape));
+                    return Err(format!("depthwise filter shape {:?} is not 1HWO", w.shape).into());
                 };
                 if channels <= 0 || o % channels != 0 {
                     return Err(format!(
                         "depthwise filter has {o} outputs for {channels} input channels"
-                    ));
+                    )
+                    .into());
                 }
                 // [1, H, W, O] → [O, 1, H, W]; channel c·M + m reads input channel c, which
                 // is ONNX's grouping with one group per input channel.
-                let weights = permute(&w.values, &[kh, kw, o], &[2, 0, 1]);
+                let (c, m) = (channels as usize, (o / channels) as usize);
+                let weights = depthwise_to_onnx(&w.values, kh as usize, kw as usize, c, m);
                 self.conv(
                     op,
                     &x,
@@ -602,7 +629,7 @@ impl<'m> Converter<'m> {
                 let pads = self.int_constant(input(op, 1)?)?;
                 let rank = pads.len() / 2;
                 if pads.len() != 2 * rank || rank == 0 {
-                    return Err(format!("paddings {pads:?} are not [rank, 2]"));
+                    return Err(format!("paddings {pads:?} are not [rank, 2]").into());
                 }
                 // TFLite: [[begin, end] per axis]; ONNX: all begins, then all ends.
                 let mut onnx = vec![0i64; 2 * rank];
@@ -638,10 +665,10 @@ impl<'m> Converter<'m> {
                 let rank = self.tensor(output(op, 0)?)?.shape.len() as i32;
                 let axis = if axis < 0 { axis + rank } else { axis };
                 if !(0..rank).contains(&axis) {
-                    return Err(format!("axis {axis} is out of range for rank {rank}"));
+                    return Err(format!("axis {axis} is out of range for rank {rank}").into());
                 }
                 if layout == Layout::Nchw && rank != 4 {
-                    return Err(format!("4-D inputs give a rank-{rank} output"));
+                    return Err(format!("4-D inputs give a rank-{rank} output").into());
                 }
                 let axis = if layout == Layout::Nchw {
                     nchw_axis(axis as usize) as i64
@@ -721,10 +748,10 @@ impl<'m> Converter<'m> {
                 let (h, w) = self.spatial(input(op, 0)?)?;
                 let size = self.int_constant(input(op, 1)?)?;
                 let &[new_h, new_w] = size.as_slice() else {
-                    return Err(format!("size {size:?} is not [height, width]"));
+                    return Err(format!("size {size:?} is not [height, width]").into());
                 };
                 if h <= 0 || w <= 0 || new_h <= 0 || new_w <= 0 {
-                    return Err(format!("resizing {h}x{w} to {new_h}x{new_w}"));
+                    return Err(format!("resizing {h}x{w} to {new_h}x{new_w}").into());
                 }
                 // TFLite's flags as ONNX's coordinate modes; with neither, in = out · scale.
                 let mode = match (align_corners, half_pixel_centers) {
@@ -779,7 +806,8 @@ impl<'m> Converter<'m> {
             }
             (builtin, options) => Err(format!(
                 "operator {builtin:?} with options {options:?} is not supported by the converter"
-            )),
+            )
+            .into()),
         }
     }
 
@@ -794,7 +822,7 @@ impl<'m> Converter<'m> {
         [dh, dw]: [i64; 2],
         padding: Padding,
         activation: Activation,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConvertError> {
         let (h, w) = self.spatial(input(op, 0)?)?;
         check_window([kh, kw, sh, sw], [dh, dw])?;
         let (top, bottom) = same_or_valid_pads(padding, h, kh, sh, dh);
@@ -809,7 +837,8 @@ impl<'m> Converter<'m> {
                     "bias has {} values for {} output channels",
                     b.values.len(),
                     weight_dims[0]
-                ));
+                )
+                .into());
             }
             let bias_name = self.fresh_name("bias");
             self.builder
@@ -832,32 +861,6 @@ impl<'m> Converter<'m> {
             activation,
         )
     }
-}
-
-/// Transposes a dense row-major tensor of shape `dims` by `perm` (output axis k is input axis
-/// `perm[k]`).
-fn permute(values: &[f32], dims: &[i64], perm: &[usize]) -> Vec<f32> {
-    let dims: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
-    let rank = dims.len();
-    let mut in_strides = vec![1usize; rank];
-    for k in (0..rank.saturating_sub(1)).rev() {
-        in_strides[k] = in_strides[k + 1] * dims[k + 1];
-    }
-    let out_dims: Vec<usize> = perm.iter().map(|&p| dims[p]).collect();
-    let mut out = Vec::with_capacity(values.len());
-    let mut index = vec![0usize; rank];
-    for _ in 0..values.len() {
-        let source: usize = (0..rank).map(|k| index[k] * in_strides[perm[k]]).sum();
-        out.push(values[source]);
-        for k in (0..rank).rev() {
-            index[k] += 1;
-            if index[k] < out_dims[k] {
-                break;
-            }
-            index[k] = 0;
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1050,20 +1053,5 @@ mod tests {
         // Dilation widens the kernel: 3×3 dilated by 2 acts as 5×5.
         assert_eq!(same_or_valid_pads(Padding::Same, 10, 3, 1, 2), (2, 2));
         assert_eq!(same_or_valid_pads(Padding::Valid, 128, 5, 2, 1), (0, 0));
-    }
-
-    #[test]
-    fn permute_moves_axes() {
-        // 2×3 → 3×2 transpose.
-        let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
-        assert_eq!(
-            permute(&v, &[2, 3], &[1, 0]),
-            [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
-        );
-        // NHWC [1,1,2,3] → NCHW [1,3,1,2].
-        assert_eq!(
-            permute(&v, &[1, 1, 2, 3], &[0, 3, 1, 2]),
-            [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
-        );
     }
 }
