@@ -183,7 +183,8 @@ pub enum ConfigError {
     Key {
         origin: String,
         key: &'static str,
-        problem: KeyProblem,
+        /// Boxed: a TLS error is large, and settings errors are rare.
+        problem: Box<KeyProblem>,
     },
 }
 
@@ -273,7 +274,7 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
     let bad = |key: &'static str, problem: KeyProblem| ConfigError::Key {
         origin: origin.to_string(),
         key,
-        problem,
+        problem: Box::new(problem),
     };
     let invalid = |key: &'static str, what: String| bad(key, KeyProblem::Invalid(what));
     let b = file.broker;
