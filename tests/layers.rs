@@ -39,11 +39,13 @@ const HOST: &[&[&str]] = &[
 ];
 
 const FLEET: &[&[&str]] = &[
-    &["schema", "chart"],
+    &["clock", "schema", "chart"],
     &["store"],
-    &["config"],
+    &["config", "report"],
     &["ingest"],
+    &["page"],
     &["web"],
+    &["collector"],
     &["main"],
 ];
 

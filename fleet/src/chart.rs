@@ -1,6 +1,7 @@
 //! Server-side charts: one line per series over the periods, drawn as an SVG string by
 //! plotters' SVG backend (no JavaScript, no font files: text is SVG `<text>`).
 
+use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 
 /// Line colours, distinguishable on white and in greyscale order.
@@ -17,14 +18,27 @@ const COLOURS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
+/// Why a chart could not be drawn. Drawing into a String cannot fail on I/O; anything else
+/// (a layout plotters refuses) is a bug worth showing on the page.
+#[derive(Debug, thiserror::Error)]
+#[error("chart {title}: {error}")]
+pub struct ChartError {
+    pub title: String,
+    pub error: DrawingAreaErrorKind<std::io::Error>,
+}
+
 /// A chart of `series` (label, one value per x label) over `x_labels`; an SVG document.
-pub fn lines(title: &str, x_labels: &[String], series: &[(String, Vec<i64>)]) -> String {
+pub fn lines(
+    title: &str,
+    x_labels: &[String],
+    series: &[(String, Vec<i64>)],
+) -> Result<String, ChartError> {
     let mut svg = String::new();
-    if let Err(e) = draw(&mut svg, title, x_labels, series) {
-        // Drawing into a String cannot fail on I/O; anything else is a bug worth showing.
-        return format!("<p class=\"error\">chart {title}: {e}</p>");
-    }
-    svg
+    draw(&mut svg, title, x_labels, series).map_err(|error| ChartError {
+        title: title.to_string(),
+        error,
+    })?;
+    Ok(svg)
 }
 
 fn draw(
@@ -32,9 +46,9 @@ fn draw(
     title: &str,
     x_labels: &[String],
     series: &[(String, Vec<i64>)],
-) -> Result<(), String> {
+) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
     let root = SVGBackend::with_string(out, (600, 320)).into_drawing_area();
-    root.fill(&WHITE).map_err(e)?;
+    root.fill(&WHITE)?;
     let n = x_labels.len().max(1);
     let max = series
         .iter()
@@ -48,8 +62,7 @@ fn draw(
         .margin(8)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0i64..y_top)
-        .map_err(e)?;
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0i64..y_top)?;
     let label_every = n.div_ceil(8);
     chart
         .configure_mesh()
@@ -68,8 +81,7 @@ fn draw(
         .y_desc("visits")
         .disable_x_mesh()
         .light_line_style(WHITE)
-        .draw()
-        .map_err(e)?;
+        .draw()?;
     for (k, (label, values)) in series.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
         let points: Vec<(f64, i64)> = values
@@ -78,20 +90,17 @@ fn draw(
             .map(|(i, &v)| (i as f64, v))
             .collect();
         chart
-            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-            .map_err(e)?
+            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
             .label(label.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
             });
-        chart
-            .draw_series(PointSeries::of_element(
-                points,
-                3,
-                colour.filled(),
-                &|c, s, st| Circle::new(c, s, st),
-            ))
-            .map_err(e)?;
+        chart.draw_series(PointSeries::of_element(
+            points,
+            3,
+            colour.filled(),
+            &|c, s, st| Circle::new(c, s, st),
+        ))?;
     }
     if !series.is_empty() {
         chart
@@ -99,15 +108,10 @@ fn draw(
             .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(e)?;
+            .draw()?;
     }
-    root.present().map_err(e)?;
+    root.present()?;
     Ok(())
-}
-
-fn e<E: std::fmt::Display>(err: E) -> String {
-    err.to_string()
 }
 
 #[cfg(test)]
@@ -121,12 +125,13 @@ mod tests {
             "visits by age",
             &x,
             &[("25-34".into(), vec![3, 9]), ("65+".into(), vec![0, 5])],
-        );
+        )
+        .unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
         for text in ["visits by age", "2026-11-23", "25-34", "65+", "</svg>"] {
             assert!(svg.contains(text), "{text} missing");
         }
-        let empty = lines("nothing", &[], &[]);
+        let empty = lines("nothing", &[], &[]).unwrap();
         assert!(empty.starts_with("<svg"));
     }
 }

@@ -162,28 +162,85 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// A configuration problem, as one line for the user.
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A configuration problem, as one line for the user: the file (or the command line), the
+/// key, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {}: cannot read it ({error}); give an existing TOML file or leave --config out", .path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// Not TOML, or not the settings' keys; `line` is " line N" when known.
+    #[error("config {}{line}: {message}; see fleet/fleet.toml for every key", .path.display())]
+    Parse {
+        path: PathBuf,
+        line: String,
+        message: String,
+    },
+    /// A key whose value cannot be used; `origin` is "config FILE" or "command line".
+    #[error("{origin}, key `{key}`: {problem}")]
+    Key {
+        origin: String,
+        key: &'static str,
+        /// Boxed: a TLS error is large, and settings errors are rare.
+        problem: Box<KeyProblem>,
+    },
 }
 
-impl std::error::Error for ConfigError {}
+/// What is wrong with one key's value.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A value out of range or contradicting another key; says what to write instead.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A secret file (password, token) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("{}: cannot read it ({error}); it must exist and be readable by this user", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: the first line is empty; it must hold the secret", .path.display())]
+    Empty { path: PathBuf },
+}
+
+/// A CA file that cannot be used to check the broker's certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: cannot read it ({error})", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: not valid PEM ({error})", .path.display())]
+    NotPem {
+        path: PathBuf,
+        error: rustls::pki_types::pem::Error,
+    },
+    #[error("{}: a certificate that cannot be a CA ({error})", .path.display())]
+    NotCa { path: PathBuf, error: rustls::Error },
+    #[error("{}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)", .path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("TLS setup: {0}")]
+    Setup(rustls::Error),
+}
 
 impl Settings {
     /// Reads `flags.config` if given, applies the flags over it, reads the secret files.
     pub fn load(flags: &Flags) -> Result<Settings, ConfigError> {
         let (file, origin) = match &flags.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError(format!(
-                        "config {}: cannot read it ({e}); give an existing TOML file or leave --config out",
-                        path.display()
-                    ))
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                    path: path.clone(),
+                    error,
                 })?;
                 (parse(&text, path)?, format!("config {}", path.display()))
             }
@@ -205,30 +262,35 @@ pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
                 )
             })
             .unwrap_or_default();
-        ConfigError(format!(
-            "config {}{line}: {}; see fleet/fleet.toml for every key",
-            path.display(),
-            e.message()
-        ))
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message: e.message().to_string(),
+        }
     })
 }
 
 fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, ConfigError> {
-    let bad = |key: &str, what: String| ConfigError(format!("{origin}, key `{key}`: {what}"));
+    let bad = |key: &'static str, problem: KeyProblem| ConfigError::Key {
+        origin: origin.to_string(),
+        key,
+        problem: Box::new(problem),
+    };
+    let invalid = |key: &'static str, what: String| bad(key, KeyProblem::Invalid(what));
     let b = file.broker;
     let tls_on = flags.tls || b.tls.unwrap_or(false);
     let ca_file = flags.ca_file.clone().or(b.ca_file);
     let tls = if tls_on {
         let ca = ca_file.ok_or_else(|| {
-            bad(
+            invalid(
                 "broker.ca_file",
                 "TLS is on but no CA file is given; set broker.ca_file (or --ca-file) to the PEM CA that signed the broker's certificate".into(),
             )
         })?;
-        Some(tls_config(&ca).map_err(|e| bad("broker.ca_file", e))?)
+        Some(tls_config(&ca).map_err(|e| bad("broker.ca_file", e.into()))?)
     } else {
         if ca_file.is_some() {
-            return Err(bad(
+            return Err(invalid(
                 "broker.tls",
                 "a CA file is given but TLS is off; set broker.tls = true (or --tls)".into(),
             ));
@@ -236,12 +298,12 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
         None
     };
     let password = match flags.password_file.clone().or(b.password_file) {
-        Some(f) => Some(read_secret(&f).map_err(|e| bad("broker.password_file", e))?),
+        Some(f) => Some(read_secret(&f).map_err(|e| bad("broker.password_file", e.into()))?),
         None => None,
     };
     let username = flags.username.clone().or(b.username);
     if password.is_some() && username.is_none() {
-        return Err(bad(
+        return Err(invalid(
             "broker.username",
             "a password file is given without a user name; set broker.username".into(),
         ));
@@ -252,7 +314,7 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
         .or(b.topic)
         .unwrap_or_else(|| "agecam/+/intervals".into());
     if !topic.ends_with("/intervals") || topic.is_empty() || topic.contains('#') {
-        return Err(bad(
+        return Err(invalid(
             "broker.topic",
             format!("{topic:?}: must be a filter ending in /intervals without '#', like agecam/+/intervals"),
         ));
@@ -263,7 +325,7 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
         .or(b.client_id)
         .unwrap_or_else(|| "agecam-fleet".into());
     if client_id.is_empty() || client_id.len() > 23 * 4 {
-        return Err(bad(
+        return Err(invalid(
             "broker.client_id",
             format!("{client_id:?}: 1 to 92 characters"),
         ));
@@ -289,7 +351,7 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
     let database = match flags.database_url.clone().or(d.url) {
         Some(url) if !url.is_empty() => {
             if flags.sqlite.is_some() || d.sqlite.is_some() {
-                return Err(bad(
+                return Err(invalid(
                     "database.sqlite",
                     "both a PostgreSQL URL and an SQLite file are set; keep one".into(),
                 ));
@@ -312,13 +374,13 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
         .or(w.listen)
         .unwrap_or_else(|| "127.0.0.1:8080".into());
     let listen: SocketAddr = listen_text.parse().map_err(|_| {
-        bad(
+        invalid(
             "web.listen",
             format!("{listen_text:?} is not an address:port like 127.0.0.1:8080"),
         )
     })?;
     let token = match flags.auth_token_file.clone().or(w.auth_token_file) {
-        Some(f) => Some(read_secret(&f).map_err(|e| bad("web.auth_token_file", e))?),
+        Some(f) => Some(read_secret(&f).map_err(|e| bad("web.auth_token_file", e.into()))?),
         None => None,
     };
     let basic = match flags
@@ -328,12 +390,12 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
     {
         Some(f) => Some((
             w.basic_auth_user.unwrap_or_else(|| "fleet".into()),
-            read_secret(&f).map_err(|e| bad("web.basic_auth_password_file", e))?,
+            read_secret(&f).map_err(|e| bad("web.basic_auth_password_file", e.into()))?,
         )),
         None => None,
     };
     if !listen.ip().is_loopback() && token.is_none() && basic.is_none() {
-        return Err(bad(
+        return Err(invalid(
             "web.listen",
             format!(
                 "{listen} is reachable from other machines, so the page needs a login: set web.auth_token_file or web.basic_auth_password_file (or listen on 127.0.0.1)"
@@ -342,7 +404,7 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
     }
     let stale = w.stale_after_minutes.unwrap_or(60);
     if stale == 0 {
-        return Err(bad(
+        return Err(invalid(
             "web.stale_after_minutes",
             "0: give 1 or more minutes".into(),
         ));
@@ -360,45 +422,47 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
 }
 
 /// The first line of a secret file; an error when unreadable or empty.
-pub fn read_secret(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "{}: cannot read it ({e}); it must exist and be readable by this user",
-            path.display()
-        )
+pub fn read_secret(path: &Path) -> Result<String, SecretError> {
+    let text = std::fs::read_to_string(path).map_err(|error| SecretError::Unreadable {
+        path: path.to_path_buf(),
+        error,
     })?;
     let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
     if line.is_empty() {
-        return Err(format!(
-            "{}: the first line is empty; it must hold the secret",
-            path.display()
-        ));
+        return Err(SecretError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(line.to_string())
 }
 
 /// A rustls client configuration (ring provider) trusting only the CAs in `ca_file`.
-pub fn tls_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+pub fn tls_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
-    let shown = ca_file.display();
-    let pem = std::fs::read(ca_file).map_err(|e| format!("{shown}: cannot read it ({e})"))?;
+    let path = || ca_file.to_path_buf();
+    let pem = std::fs::read(ca_file).map_err(|error| TlsError::Unreadable {
+        path: path(),
+        error,
+    })?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("{shown}: not valid PEM ({e})"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{shown}: a certificate that cannot be a CA ({e})"))?;
+        let cert = cert.map_err(|error| TlsError::NotPem {
+            path: path(),
+            error,
+        })?;
+        roots.add(cert).map_err(|error| TlsError::NotCa {
+            path: path(),
+            error,
+        })?;
     }
     if roots.is_empty() {
-        return Err(format!(
-            "{shown}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-        ));
+        return Err(TlsError::NoCertificate { path: path() });
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .map_err(TlsError::Setup)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -408,7 +472,7 @@ pub fn tls_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
 mod tests {
     use super::*;
 
-    fn load(toml: &str, flags: Flags) -> Result<Settings, String> {
+    fn load(toml: &str, flags: Flags) -> Result<Settings, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleet.toml");
         std::fs::write(&path, toml).unwrap();
@@ -416,7 +480,11 @@ mod tests {
             config: Some(path),
             ..flags
         })
-        .map_err(|e| e.0)
+    }
+
+    /// The error `load` gives, as the user reads it.
+    fn error(toml: &str, flags: Flags) -> String {
+        load(toml, flags).unwrap_err().to_string()
     }
 
     #[test]
@@ -457,33 +525,31 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_the_key_and_what_to_do() {
-        let e = load("[broker]\nhots = \"a\"\n", Flags::default()).unwrap_err();
+        let e = error("[broker]\nhots = \"a\"\n", Flags::default());
         assert!(e.contains("fleet.toml line 2") && e.contains("hots"), "{e}");
-        let e = load("[broker]\nport = \"x\"\n", Flags::default()).unwrap_err();
+        let e = error("[broker]\nport = \"x\"\n", Flags::default());
         assert!(e.contains("line 2"), "{e}");
-        let e = load("[web]\nlisten = \"0.0.0.0:8080\"\n", Flags::default()).unwrap_err();
+        let e = error("[web]\nlisten = \"0.0.0.0:8080\"\n", Flags::default());
         assert!(
             e.contains("key `web.listen`") && e.contains("auth_token_file"),
             "{e}"
         );
-        let e = load("[broker]\ntls = true\n", Flags::default()).unwrap_err();
+        let e = error("[broker]\ntls = true\n", Flags::default());
         assert!(e.contains("broker.ca_file"), "{e}");
-        let e = load(
+        let e = error(
             "[broker]\npassword_file = \"/nonexistent/pw\"\nusername = \"u\"\n",
             Flags::default(),
-        )
-        .unwrap_err();
+        );
         assert!(
             e.contains("broker.password_file") && e.contains("/nonexistent/pw"),
             "{e}"
         );
-        let e = load("[broker]\ntopic = \"agecam/#\"\n", Flags::default()).unwrap_err();
+        let e = error("[broker]\ntopic = \"agecam/#\"\n", Flags::default());
         assert!(e.contains("broker.topic"), "{e}");
-        let e = load(
+        let e = error(
             "[database]\nurl = \"postgres://a/b\"\nsqlite = \"x\"\n",
             Flags::default(),
-        )
-        .unwrap_err();
+        );
         assert!(e.contains("keep one"), "{e}");
     }
 
@@ -502,14 +568,13 @@ mod tests {
         .unwrap();
         assert_eq!(s.web.token.as_deref(), Some("s3cret"));
         std::fs::write(&token, "\n").unwrap();
-        let e = load(
+        let e = error(
             &format!(
                 "[web]\nlisten = \"0.0.0.0:8080\"\nauth_token_file = {:?}\n",
                 token.display().to_string()
             ),
             Flags::default(),
-        )
-        .unwrap_err();
+        );
         assert!(e.contains("first line is empty"), "{e}");
     }
 }

@@ -254,7 +254,7 @@ fn writer(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let received = crate::now();
+        let received = crate::clock::now();
         let mut batch: Vec<(Interval, i64)> = Vec::with_capacity(publishes.len());
         for p in &publishes {
             match schema::parse(&p.topic, &p.payload) {

@@ -1,6 +1,6 @@
 //! The interval message schema: strict parsing and validation of one MQTT payload.
 //!
-//! A payload is exactly one line of `agecam stats export --format json` (see the main README,
+//! A payload is exactly one line of `agecam stats export --format json` (see docs/fleet.md,
 //! "Fleet push"). Everything else is rejected with a one-line reason: a payload over
 //! [`MAX_PAYLOAD`], not UTF-8, not one JSON object, unknown or missing fields, wrong types,
 //! negative or fractional counts, non-finite numbers, `end <= start`, an id that is not
@@ -68,16 +68,11 @@ fn required_nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f6
 }
 
 /// Why a payload was rejected; `kind` is stable (for rate-limited logging), `detail` says more.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind}: {detail}")]
 pub struct Rejection {
     pub kind: &'static str,
     pub detail: String,
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.kind, self.detail)
-    }
 }
 
 fn reject(kind: &'static str, detail: impl Into<String>) -> Rejection {

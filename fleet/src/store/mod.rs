@@ -14,11 +14,12 @@
 //! Only what units publish is stored: k-anonymous cells per interval, never anything per
 //! person. Units register themselves by their first stored interval.
 
+pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
 use crate::schema::Interval;
-use std::fmt;
+use std::path::PathBuf;
 
 /// What storing one message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,17 +32,41 @@ pub enum Outcome {
     Conflict,
 }
 
-/// A database error, with what to do about it.
-#[derive(Debug)]
-pub struct StoreError(pub String);
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A database error: which database (never a password), what was being done, the database's
+/// own words, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite {}: {what}: {error}; check the file is writable by this user and not corrupt (or set database.url to use PostgreSQL)", .path.display())]
+    Sqlite {
+        path: PathBuf,
+        what: &'static str,
+        error: rusqlite::Error,
+    },
+    /// `url` is redacted.
+    #[error("database.url {url}: not a PostgreSQL URL ({error}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME")]
+    PostgresUrl {
+        url: String,
+        error: ::postgres::Error,
+    },
+    #[error("database {url}: cannot connect ({error}); is PostgreSQL running there, and do the user, password and database exist?")]
+    PostgresConnect {
+        url: String,
+        error: ::postgres::Error,
+    },
+    #[error(
+        "database {url}: migrations failed ({error}); the user needs CREATE rights on the database"
+    )]
+    PostgresMigrate {
+        url: String,
+        error: ::postgres::Error,
+    },
+    #[error("database {url}: {what}: {error}; check that PostgreSQL is up and reachable")]
+    Postgres {
+        url: String,
+        what: &'static str,
+        error: ::postgres::Error,
+    },
 }
-
-impl std::error::Error for StoreError {}
 
 /// Periods of the charts and tables (UTC; weeks start on Monday).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,13 +246,6 @@ pub fn digest(canonical: &str) -> String {
     use sha2::Digest;
     let hash = sha2::Sha256::digest(canonical.as_bytes());
     hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-/// Migrations as (version, name, SQL), in order; each backend applies the ones it lacks.
-pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sql: &'static str,
 }
 
 #[cfg(test)]

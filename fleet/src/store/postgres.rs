@@ -1,21 +1,16 @@
 //! The PostgreSQL store (the `postgres` crate, synchronous; used from the writer thread and
-//! from blocking tasks). Migrations from fleet/migrations/postgres/ are applied at start under
-//! an advisory lock, so two collectors starting together do not race.
+//! from blocking tasks). Migrations ([`super::migrate`], the postgres/ files of
+//! fleet/migrations/) are applied at start under an advisory lock, so two collectors starting
+//! together do not race.
 
+use super::migrate::{self, Migration, MigrationTx};
 use super::{
-    digest, redact, ConflictRow, Counts, Migration, Outcome, Range, SeriesRow, Step, Store,
-    StoreError, UnitRow,
+    digest, redact, ConflictRow, Counts, Outcome, Range, SeriesRow, Step, Store, StoreError,
+    UnitRow,
 };
 use crate::schema::Interval;
 use postgres::{Client, NoTls, Transaction};
 use std::time::Duration;
-
-/// PostgreSQL migrations, in order (fleet/migrations/postgres/).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
 
 /// Arbitrary key of the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x6167_6563_616d;
@@ -29,24 +24,21 @@ impl PgStore {
     /// Connects (10 s timeout unless the URL sets `connect_timeout`) and migrates.
     pub fn open(url: &str) -> Result<PgStore, StoreError> {
         let shown = redact(url);
-        let mut config: postgres::Config = url.parse().map_err(|e| {
-            StoreError(format!(
-                "database.url {shown}: not a PostgreSQL URL ({e}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME"
-            ))
-        })?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|error| StoreError::PostgresUrl {
+                url: shown.clone(),
+                error,
+            })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let mut client = config.connect(NoTls).map_err(|e| {
-            StoreError(format!(
-                "database {shown}: cannot connect ({e}); is PostgreSQL running there, and do the user, password and database exist?"
-            ))
-        })?;
-        migrate(&mut client).map_err(|e| {
-            StoreError(format!(
-                "database {shown}: migrations failed ({e}); the user needs CREATE rights on the database"
-            ))
-        })?;
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|error| StoreError::PostgresConnect {
+                url: shown.clone(),
+                error,
+            })?;
+        migrate(&mut client).map_err(|error| StoreError::PostgresMigrate { url: shown, error })?;
         Ok(PgStore {
             client,
             url: url.to_string(),
@@ -55,36 +47,50 @@ impl PgStore {
 
     fn e(&self, what: &'static str) -> impl Fn(postgres::Error) -> StoreError {
         let shown = redact(&self.url);
-        move |e| {
-            StoreError(format!(
-                "database {shown}: {what}: {e}; check that PostgreSQL is up and reachable"
-            ))
+        move |error| StoreError::Postgres {
+            url: shown.clone(),
+            what,
+            error,
         }
     }
 }
 
+/// Applies the missing migrations in one transaction, holding the advisory lock.
 fn migrate(client: &mut Client) -> Result<(), postgres::Error> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-    )?;
-    for m in MIGRATIONS {
-        let done = tx.query_opt(
-            "SELECT version FROM schema_migrations WHERE version = $1",
-            &[&m.version],
-        )?;
-        if done.is_none() {
-            tx.batch_execute(m.sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                &[&m.version, &m.name, &crate::now()],
-            )?;
-            log::info!("database: applied migration {} {}", m.version, m.name);
-        }
-    }
+    migrate::apply(&mut tx)?;
     tx.commit()
+}
+
+impl MigrationTx for Transaction<'_> {
+    type Error = postgres::Error;
+    const BOOKKEEPING: &'static str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+         version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+    fn sql(m: &Migration) -> &'static str {
+        m.postgres
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.batch_execute(sql)
+    }
+
+    fn applied(&mut self, version: i64) -> Result<bool, postgres::Error> {
+        let found = self.query_opt(
+            "SELECT version FROM schema_migrations WHERE version = $1",
+            &[&version],
+        )?;
+        Ok(found.is_some())
+    }
+
+    fn record(&mut self, m: &Migration, applied_at: i64) -> Result<(), postgres::Error> {
+        self.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[&m.version, &m.name, &applied_at],
+        )
+        .map(drop)
+    }
 }
 
 fn record_one(

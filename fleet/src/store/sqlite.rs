@@ -1,33 +1,24 @@
 //! The embedded SQLite store (rusqlite, bundled): the default when no database URL is given,
 //! so the collector runs on a laptop with one command. WAL mode, one transaction per batch.
 
+use super::migrate::{self, Migration, MigrationTx};
 use super::{
-    digest, ConflictRow, Counts, Migration, Outcome, Range, SeriesRow, Step, Store, StoreError,
-    UnitRow,
+    digest, ConflictRow, Counts, Outcome, Range, SeriesRow, Step, Store, StoreError, UnitRow,
 };
 use crate::schema::Interval;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
-
-/// SQLite migrations, in order (fleet/migrations/sqlite/).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
 
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
 }
 
-fn err<'a>(path: &'a Path, what: &str) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
-    let what = what.to_string();
-    move |e| {
-        StoreError(format!(
-            "sqlite {}: {what}: {e}; check the file is writable by this user and not corrupt (or set database.url to use PostgreSQL)",
-            path.display()
-        ))
+fn err<'a>(path: &'a Path, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
+    move |error| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        what,
+        error,
     }
 }
 
@@ -49,44 +40,52 @@ impl SqliteStore {
         })
     }
 
-    fn e<'a>(&'a self, what: &str) -> impl Fn(rusqlite::Error) -> StoreError + 'a {
+    fn e(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         err(&self.path, what)
     }
 }
 
-/// Applies each migration not yet in `schema_migrations`, each in its own transaction.
+/// Applies the missing migrations in one immediate transaction (it locks the file).
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-    )?;
-    for m in MIGRATIONS {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let done: Option<i64> = tx
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    migrate::apply(&mut tx)?;
+    tx.commit()
+}
+
+impl MigrationTx for Transaction<'_> {
+    type Error = rusqlite::Error;
+    const BOOKKEEPING: &'static str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+         version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)";
+
+    fn sql(m: &Migration) -> &'static str {
+        m.sqlite
+    }
+
+    fn batch(&mut self, sql: &str) -> rusqlite::Result<()> {
+        self.execute_batch(sql)
+    }
+
+    fn applied(&mut self, version: i64) -> rusqlite::Result<bool> {
+        let found: Option<i64> = self
             .query_row(
                 "SELECT version FROM schema_migrations WHERE version = ?1",
-                [m.version],
+                [version],
                 |r| r.get(0),
             )
             .optional()?;
-        if done.is_none() {
-            tx.execute_batch(m.sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-                params![m.version, m.name, crate::now()],
-            )?;
-            log::info!("database: applied migration {} {}", m.version, m.name);
-        }
-        tx.commit()?;
+        Ok(found.is_some())
     }
-    Ok(())
+
+    fn record(&mut self, m: &Migration, applied_at: i64) -> rusqlite::Result<()> {
+        self.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![m.version, m.name, applied_at],
+        )
+        .map(drop)
+    }
 }
 
-fn record_one(
-    tx: &rusqlite::Transaction<'_>,
-    i: &Interval,
-    received: i64,
-) -> rusqlite::Result<Outcome> {
+fn record_one(tx: &Transaction<'_>, i: &Interval, received: i64) -> rusqlite::Result<Outcome> {
     let canonical = i.canonical();
     let digest = digest(&canonical);
     let inserted = tx.execute(
@@ -165,7 +164,7 @@ impl Store for SqliteStore {
         let e = |what| err(&path, what);
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e("begin"))?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for (interval, received) in batch {
