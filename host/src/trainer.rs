@@ -883,7 +883,9 @@ pub enum TrainError {
     NoData,
     #[error("{kind}: weight {weight} must be a positive number")]
     Weight { kind: &'static str, weight: f64 },
-    #[error("--balance-power {0} must be between 0 (no balance) and 1 (every group equally often)")]
+    #[error(
+        "--balance-power {0} must be between 0 (no balance) and 1 (every group equally often)"
+    )]
     BalancePower(f64),
     #[error("only {per_epoch} training crops per epoch, fewer than one batch of {batch}")]
     TooFewCrops { per_epoch: usize, batch: usize },

@@ -140,8 +140,7 @@ pub(super) fn score_visit(
             .collect();
         tracker.update(&faces, t0 + frame_time * j as u32);
     }
-    let longest =
-        |visits: Vec<agecam::track::Visit>| visits.into_iter().max_by_key(|v| v.dwell);
+    let longest = |visits: Vec<agecam::track::Visit>| visits.into_iter().max_by_key(|v| v.dwell);
     let every_visit = longest(tracker.finish());
     let every = visit_prediction(every_visit, &per_face, limits);
 
