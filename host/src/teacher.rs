@@ -871,7 +871,11 @@ impl Teacher {
     }
 
     fn predict_one(&self, crop: &RgbImage) -> Result<TeacherOutput, String> {
-        self.run(self.info.input_tensor(std::slice::from_ref(crop))?)
+        self.run(
+            self.info
+                .input_tensor(std::slice::from_ref(crop))
+                .map_err(|e| e.to_string())?,
+        )
     }
 
     fn run(&self, input: Tensor) -> Result<TeacherOutput, String> {
