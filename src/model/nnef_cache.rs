@@ -18,7 +18,10 @@ enum CacheError {
     #[error("{0:#}")]
     Tract(TractError),
     #[error("it holds a network for input {fact:?} with {outputs} outputs")]
-    OtherNetwork { fact: TypedFact, outputs: usize },
+    OtherNetwork {
+        fact: Box<TypedFact>,
+        outputs: usize,
+    },
     #[error("tract failed on it")]
     Panicked,
     #[error(transparent)]
@@ -91,7 +94,7 @@ pub fn read(file: &Path, input: &TypedFact, outputs: usize) -> Option<TypedModel
             let fact = model.input_fact(0).map_err(CacheError::Tract)?;
             if fact != input || model.outputs.len() != outputs {
                 return Err(CacheError::OtherNetwork {
-                    fact: fact.clone(),
+                    fact: Box::new(fact.clone()),
                     outputs: model.outputs.len(),
                 });
             }
