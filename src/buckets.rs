@@ -13,26 +13,41 @@ pub struct AgeBuckets {
 /// Bucket and gender label for visits whose age or gender the model did not give.
 pub const UNKNOWN: &str = "unknown";
 
+/// Why lower bounds make no age buckets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BucketsError {
+    #[error("the first age bucket must start at 0")]
+    FirstNotZero,
+    #[error("age bucket bounds must rise strictly")]
+    NotRising,
+}
+
+/// The config file's `stats.age_buckets` rejected: the bounds found and what is wrong with them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("found {found:?}, allowed bounds starting at 0 and rising ({problem})")]
+pub struct BucketsRejected {
+    pub found: Vec<u32>,
+    pub problem: BucketsError,
+}
+
 impl TryFrom<Vec<u32>> for AgeBuckets {
-    type Error = String;
+    type Error = BucketsRejected;
 
     /// The config file's `stats.age_buckets`: checked as it is read.
-    fn try_from(lower_bounds: Vec<u32>) -> Result<AgeBuckets, String> {
-        let shown = format!("{lower_bounds:?}");
-        AgeBuckets::new(lower_bounds).map_err(|problem| {
-            format!("found {shown}, allowed bounds starting at 0 and rising ({problem})")
-        })
+    fn try_from(lower_bounds: Vec<u32>) -> Result<AgeBuckets, BucketsRejected> {
+        let found = lower_bounds.clone();
+        AgeBuckets::new(lower_bounds).map_err(|problem| BucketsRejected { found, problem })
     }
 }
 
 impl AgeBuckets {
     /// `lower_bounds` must start at 0 and rise strictly.
-    pub fn new(lower_bounds: Vec<u32>) -> Result<AgeBuckets, String> {
+    pub fn new(lower_bounds: Vec<u32>) -> Result<AgeBuckets, BucketsError> {
         if lower_bounds.first() != Some(&0) {
-            return Err("the first age bucket must start at 0".into());
+            return Err(BucketsError::FirstNotZero);
         }
         if lower_bounds.windows(2).any(|w| w[0] >= w[1]) {
-            return Err("age bucket bounds must rise strictly".into());
+            return Err(BucketsError::NotRising);
         }
         Ok(AgeBuckets { lower_bounds })
     }

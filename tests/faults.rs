@@ -5,7 +5,7 @@
 //! running, count every fault, log each kind once (then only summaries) and store statistics
 //! that are exact for the good frames.
 
-use agecam::capture::convert::{decode_mjpeg, yuyv_to_rgb};
+use agecam::capture::convert::{decode_mjpeg, yuyv_to_rgb, ConvertError};
 use agecam::capture::{CaptureError, Frame, FrameSource};
 use agecam::config::StatsConfig;
 use agecam::daemon::{Daemon, NoObserver, RunLimits};
@@ -101,10 +101,10 @@ impl ScriptedCamera<'_> {
         }
     }
 
-    fn bad(reason: String) -> CaptureError {
+    fn bad(reason: ConvertError) -> CaptureError {
         CaptureError::BadFrame {
             origin: DEVICE.into(),
-            reason,
+            reason: reason.to_string(),
         }
     }
 }

@@ -83,7 +83,7 @@ pub enum InitModelError {
     NoHeadBias,
     /// The model's metadata, as the device's reader refuses it.
     #[error("{0}")]
-    Info(String),
+    Info(agecam::model::age_gender::MetadataError),
     #[error(
         "the model has no agecam.training_data metadata: where its weights come from is unknown"
     )]

@@ -60,7 +60,10 @@ pub enum QuantizeError {
     #[error("none of the images in {} could be read", dir.display())]
     UnreadableCalib { dir: PathBuf },
     #[error("{}: {problem}", file.display())]
-    Metadata { file: PathBuf, problem: String },
+    Metadata {
+        file: PathBuf,
+        problem: agecam::model::age_gender::MetadataError,
+    },
     /// Tract failed at `what` (the step and the file), with tract's own reason as the cause.
     #[error("{what}")]
     Tract {
@@ -69,8 +72,8 @@ pub enum QuantizeError {
         source: TractFailure,
     },
     /// The calibration crop is not the model's input (the device's own check).
-    #[error("{0}")]
-    Input(String),
+    #[error(transparent)]
+    Input(agecam::model::age_gender::InputError),
     #[error("no calibration values for tensor {0}")]
     NoRange(String),
     #[error("integer conv without a float weight")]

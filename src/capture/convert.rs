@@ -5,6 +5,52 @@
 
 use image::RgbImage;
 
+/// Why a camera buffer did not convert to RGB. The messages name the format and what is wrong
+/// with the buffer, as the daemon logs them for a skipped frame.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(
+        "MJPEG frame declares {}x{}, larger than the {}x{} the camera was set to (corrupt header)",
+        declared.0, declared.1, mode.0, mode.1
+    )]
+    LargerThanMode {
+        declared: (u32, u32),
+        mode: (u32, u32),
+    },
+    #[error("frame size mismatch")]
+    SizeMismatch,
+    /// An RGB3 or GREY buffer shorter than the frame.
+    #[error("truncated {format} frame: {len} bytes, needs {needed}")]
+    Truncated {
+        format: &'static str,
+        len: usize,
+        needed: usize,
+    },
+    #[error("YUYV needs an even, non-zero width; got {width}x{height}")]
+    YuyvOddWidth { width: u32, height: u32 },
+    #[error("truncated YUYV frame: {len} bytes, {width}x{height} needs {needed}")]
+    TruncatedYuyv {
+        len: usize,
+        width: u32,
+        height: u32,
+        needed: usize,
+    },
+    #[error("truncated MJPEG frame ({len} bytes, no end-of-image marker)")]
+    NoEndOfImage { len: usize },
+    #[error("corrupt or truncated MJPEG frame: {0}")]
+    Decode(image::ImageError),
+    #[error("not a JPEG frame (no start-of-image marker)")]
+    NotJpeg,
+    #[error("truncated or corrupt JPEG frame (no start-of-scan marker)")]
+    NoStartOfScan,
+    #[error("corrupt JPEG frame (segment 0x{marker:02X} has length {length})")]
+    BadSegmentLength { marker: u8, length: usize },
+    #[error("truncated JPEG frame (start-of-frame segment cut short)")]
+    ShortStartOfFrame,
+    #[error("corrupt JPEG frame (no start-of-frame segment before the scan)")]
+    NoStartOfFrame,
+}
+
 /// The camera pixel formats we can turn into RGB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelFormat {
@@ -21,7 +67,7 @@ pub fn buffer_to_rgb(
     width: u32,
     height: u32,
     scratch: &mut Vec<u8>,
-) -> Result<RgbImage, String> {
+) -> Result<RgbImage, ConvertError> {
     let pixels = width as usize * height as usize;
     match format {
         PixelFormat::Mjpeg => {
@@ -30,34 +76,36 @@ pub fn buffer_to_rgb(
             // data missing: on a Pi that is an out-of-memory risk per bad frame.
             let (w, h) = jpeg_size(buf)?;
             if w > width || h > height {
-                return Err(format!(
-                    "MJPEG frame declares {w}x{h}, larger than the {width}x{height} the camera was set to (corrupt header)"
-                ));
+                return Err(ConvertError::LargerThanMode {
+                    declared: (w, h),
+                    mode: (width, height),
+                });
             }
             decode_mjpeg(buf)
         }
         PixelFormat::Yuyv => {
             yuyv_to_rgb(buf, width, height, scratch)?;
             RgbImage::from_raw(width, height, std::mem::take(scratch))
-                .ok_or_else(|| "frame size mismatch".to_string())
+                .ok_or(ConvertError::SizeMismatch)
         }
         PixelFormat::Rgb3 => {
             if buf.len() < pixels * 3 {
-                return Err(format!(
-                    "truncated RGB3 frame: {} bytes, needs {}",
-                    buf.len(),
-                    pixels * 3
-                ));
+                return Err(ConvertError::Truncated {
+                    format: "RGB3",
+                    len: buf.len(),
+                    needed: pixels * 3,
+                });
             }
             RgbImage::from_raw(width, height, buf[..pixels * 3].to_vec())
-                .ok_or_else(|| "frame size mismatch".to_string())
+                .ok_or(ConvertError::SizeMismatch)
         }
         PixelFormat::Grey => {
             if buf.len() < pixels {
-                return Err(format!(
-                    "truncated GREY frame: {} bytes, needs {pixels}",
-                    buf.len()
-                ));
+                return Err(ConvertError::Truncated {
+                    format: "GREY",
+                    len: buf.len(),
+                    needed: pixels,
+                });
             }
             Ok(RgbImage::from_fn(width, height, |x, y| {
                 let v = buf[(y * width + x) as usize];
@@ -69,18 +117,23 @@ pub fn buffer_to_rgb(
 
 /// Converts a packed YUYV 4:2:2 buffer (BT.601, limited range) into `out`, in integer
 /// arithmetic. `out` is resized as needed so its allocation is reused frame after frame.
-pub fn yuyv_to_rgb(buf: &[u8], width: u32, height: u32, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn yuyv_to_rgb(
+    buf: &[u8],
+    width: u32,
+    height: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), ConvertError> {
     if width == 0 || height == 0 || !width.is_multiple_of(2) {
-        return Err(format!(
-            "YUYV needs an even, non-zero width; got {width}x{height}"
-        ));
+        return Err(ConvertError::YuyvOddWidth { width, height });
     }
     let needed = width as usize * height as usize * 2;
     if buf.len() < needed {
-        return Err(format!(
-            "truncated YUYV frame: {} bytes, {width}x{height} needs {needed}",
-            buf.len()
-        ));
+        return Err(ConvertError::TruncatedYuyv {
+            len: buf.len(),
+            width,
+            height,
+            needed,
+        });
     }
     out.resize(width as usize * height as usize * 3, 0);
     for (yuyv, rgb) in buf[..needed].chunks_exact(4).zip(out.chunks_exact_mut(6)) {
@@ -101,14 +154,11 @@ pub fn yuyv_to_rgb(buf: &[u8], width: u32, height: u32, out: &mut Vec<u8>) -> Re
 
 /// Decodes one MJPEG frame. Many webcams leave out the Huffman tables (they are the standard
 /// ones of JPEG Annex K, implied by the AVI1 MJPEG format); those are put back before decoding.
-pub fn decode_mjpeg(frame: &[u8]) -> Result<RgbImage, String> {
+pub fn decode_mjpeg(frame: &[u8]) -> Result<RgbImage, ConvertError> {
     // A frame cut short by the USB transfer still decodes (the decoder fills the rest with
     // grey), which would feed half-grey faces to the model: refuse it instead.
     if !ends_with_end_of_image(frame) {
-        return Err(format!(
-            "truncated MJPEG frame ({} bytes, no end-of-image marker)",
-            frame.len()
-        ));
+        return Err(ConvertError::NoEndOfImage { len: frame.len() });
     }
     let with_tables;
     let jpeg = if needs_standard_huffman_tables(frame)? {
@@ -119,7 +169,7 @@ pub fn decode_mjpeg(frame: &[u8]) -> Result<RgbImage, String> {
     };
     image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
         .map(|img| img.to_rgb8())
-        .map_err(|e| format!("corrupt or truncated MJPEG frame: {e}"))
+        .map_err(ConvertError::Decode)
 }
 
 /// Whether the frame ends with the EOI marker, ignoring the zero padding some drivers append.
@@ -134,16 +184,16 @@ const DHT: u8 = 0xC4;
 const SOS: u8 = 0xDA;
 
 /// Walks the marker segments up to the start of scan; true when no DHT segment came first.
-fn needs_standard_huffman_tables(jpeg: &[u8]) -> Result<bool, String> {
+fn needs_standard_huffman_tables(jpeg: &[u8]) -> Result<bool, ConvertError> {
     Ok(!segments_before_scan(jpeg)?
         .iter()
         .any(|&(marker, _)| marker == DHT))
 }
 
 /// (marker, offset of its 0xFF) for each segment from SOI up to and including SOS.
-fn segments_before_scan(jpeg: &[u8]) -> Result<Vec<(u8, usize)>, String> {
+fn segments_before_scan(jpeg: &[u8]) -> Result<Vec<(u8, usize)>, ConvertError> {
     if jpeg.len() < 4 || jpeg[0] != 0xFF || jpeg[1] != SOI {
-        return Err("not a JPEG frame (no start-of-image marker)".to_string());
+        return Err(ConvertError::NotJpeg);
     }
     let mut segments = Vec::new();
     let mut pos = 2;
@@ -153,7 +203,7 @@ fn segments_before_scan(jpeg: &[u8]) -> Result<Vec<(u8, usize)>, String> {
             pos += 1;
         }
         if pos + 4 > jpeg.len() || jpeg[pos] != 0xFF {
-            return Err("truncated or corrupt JPEG frame (no start-of-scan marker)".to_string());
+            return Err(ConvertError::NoStartOfScan);
         }
         let marker = jpeg[pos + 1];
         segments.push((marker, pos));
@@ -162,16 +212,14 @@ fn segments_before_scan(jpeg: &[u8]) -> Result<Vec<(u8, usize)>, String> {
         }
         let length = u16::from_be_bytes([jpeg[pos + 2], jpeg[pos + 3]]) as usize;
         if length < 2 {
-            return Err(format!(
-                "corrupt JPEG frame (segment 0x{marker:02X} has length {length})"
-            ));
+            return Err(ConvertError::BadSegmentLength { marker, length });
         }
         pos += 2 + length;
     }
 }
 
 /// Width and height from the start-of-frame segment.
-fn jpeg_size(jpeg: &[u8]) -> Result<(u32, u32), String> {
+fn jpeg_size(jpeg: &[u8]) -> Result<(u32, u32), ConvertError> {
     for (marker, pos) in segments_before_scan(jpeg)? {
         // SOF0–SOF15, except DHT (C4), JPG (C8) and DAC (CC), which share the range.
         if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
@@ -182,15 +230,15 @@ fn jpeg_size(jpeg: &[u8]) -> Result<(u32, u32), String> {
             };
             return match (field(7), field(5)) {
                 (Some(w), Some(h)) => Ok((w, h)),
-                _ => Err("truncated JPEG frame (start-of-frame segment cut short)".to_string()),
+                _ => Err(ConvertError::ShortStartOfFrame),
             };
         }
     }
-    Err("corrupt JPEG frame (no start-of-frame segment before the scan)".to_string())
+    Err(ConvertError::NoStartOfFrame)
 }
 
 /// The frame with one DHT segment holding the four Annex K tables, placed just before SOS.
-fn insert_standard_huffman_tables(jpeg: &[u8]) -> Result<Vec<u8>, String> {
+fn insert_standard_huffman_tables(jpeg: &[u8]) -> Result<Vec<u8>, ConvertError> {
     let segments = segments_before_scan(jpeg)?;
     let sos = segments.last().map(|&(_, at)| at).unwrap_or(2);
     let dht = standard_dht_segment();
@@ -312,10 +360,13 @@ mod tests {
     #[test]
     fn yuyv_rejects_short_buffers_and_odd_widths() {
         let mut out = vec![];
-        let err = yuyv_to_rgb(&[0; 10], 4, 2, &mut out).unwrap_err();
+        let err = yuyv_to_rgb(&[0; 10], 4, 2, &mut out)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("truncated") && err.contains("16"), "{err}");
         assert!(yuyv_to_rgb(&[0; 64], 3, 2, &mut out)
             .unwrap_err()
+            .to_string()
             .contains("even"));
     }
 
@@ -365,7 +416,7 @@ mod tests {
     fn truncated_and_garbage_mjpeg_frames_are_errors() {
         let (_, full) = test_jpeg();
         for cut in [0, 1, 3, 20, 100, full.len() / 2, full.len() - 2] {
-            let err = decode_mjpeg(&full[..cut]).unwrap_err();
+            let err = decode_mjpeg(&full[..cut]).unwrap_err().to_string();
             assert!(err.contains("truncated"), "cut at {cut}: {err}");
         }
         let mut padded = full.clone();
@@ -374,11 +425,16 @@ mod tests {
             decode_mjpeg(&padded).is_ok(),
             "driver padding after EOI is fine"
         );
-        let err = decode_mjpeg(b"\xFF\xD8\xFF\xC0\x00\x01\xFF\xD9").unwrap_err();
+        let err = decode_mjpeg(b"\xFF\xD8\xFF\xC0\x00\x01\xFF\xD9")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("length 1"), "{err}");
         let mut garbage = vec![0x12; 300];
         garbage.extend_from_slice(&[0xFF, 0xD9]);
-        assert!(decode_mjpeg(&garbage).unwrap_err().contains("not a JPEG"));
+        assert!(decode_mjpeg(&garbage)
+            .unwrap_err()
+            .to_string()
+            .contains("not a JPEG"));
     }
 
     #[test]
@@ -394,10 +450,14 @@ mod tests {
         let mut huge = full.clone();
         huge[sof + 5..sof + 7].copy_from_slice(&12000u16.to_be_bytes());
         huge[sof + 7..sof + 9].copy_from_slice(&16000u16.to_be_bytes());
-        let err = buffer_to_rgb(&huge, PixelFormat::Mjpeg, w, h, &mut scratch).unwrap_err();
+        let err = buffer_to_rgb(&huge, PixelFormat::Mjpeg, w, h, &mut scratch)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("declares 16000x12000"), "{err}");
         let no_sof = b"\xFF\xD8\xFF\xDA\x00\x02\xFF\xD9";
-        let err = buffer_to_rgb(no_sof, PixelFormat::Mjpeg, w, h, &mut scratch).unwrap_err();
+        let err = buffer_to_rgb(no_sof, PixelFormat::Mjpeg, w, h, &mut scratch)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no start-of-frame"), "{err}");
     }
 

@@ -81,7 +81,7 @@ impl RawFrame {
             } => convert::buffer_to_rgb(&bytes, format, width, height, &mut Vec::new()).map_err(
                 |reason| CaptureError::BadFrame {
                     origin: self.origin.clone(),
-                    reason,
+                    reason: reason.to_string(),
                 },
             )?,
         };

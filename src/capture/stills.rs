@@ -6,6 +6,25 @@ use image::ImageFormat;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Why an image file or image bytes did not decode; the messages say what the image is and
+/// what to use instead.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("cannot read it: {0}")]
+    Read(std::io::Error),
+    #[error("not a JPEG or PNG image (unrecognised file header)")]
+    UnknownFormat,
+    #[error("{0:?} images are not supported; use JPEG or PNG")]
+    Unsupported(ImageFormat),
+    #[error("corrupt or truncated {0:?} image: it has no end-of-image marker")]
+    NoEndOfImage(ImageFormat),
+    #[error("corrupt or truncated {format:?} image: {error}")]
+    Corrupt {
+        format: ImageFormat,
+        error: image::ImageError,
+    },
+}
+
 /// Sample camera frames compiled into the binary (sources and licences: `tests/data/SOURCES.md`):
 /// file name and JPEG bytes, in the order `run --demo` shows them.
 pub const DEMO_FRAMES: &[(&str, &[u8])] = &[
@@ -158,7 +177,7 @@ impl FrameSource for StillImages {
             };
             let image = decoded.map_err(|reason| CaptureError::BadFrame {
                 origin: origin.clone(),
-                reason,
+                reason: reason.to_string(),
             })?;
             self.current = Some((origin, image));
         }
@@ -182,30 +201,25 @@ impl FrameSource for StillImages {
 }
 
 /// Decodes an image file of any supported format into RGB.
-pub fn decode_file(path: &Path) -> Result<image::RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+pub fn decode_file(path: &Path) -> Result<image::RgbImage, DecodeError> {
+    let bytes = std::fs::read(path).map_err(DecodeError::Read)?;
     decode_bytes(&bytes)
 }
 
 /// Decodes JPEG or PNG bytes into RGB, telling a truncated or corrupt file from an unknown one.
-pub fn decode_bytes(bytes: &[u8]) -> Result<image::RgbImage, String> {
-    let format = image::guess_format(bytes)
-        .map_err(|_| "not a JPEG or PNG image (unrecognised file header)".to_string())?;
+pub fn decode_bytes(bytes: &[u8]) -> Result<image::RgbImage, DecodeError> {
+    let format = image::guess_format(bytes).map_err(|_| DecodeError::UnknownFormat)?;
     if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
-        return Err(format!(
-            "{format:?} images are not supported; use JPEG or PNG"
-        ));
+        return Err(DecodeError::Unsupported(format));
     }
     // A JPEG cut short (an interrupted copy, a full disk) still decodes, grey where the data
     // stops; refuse it rather than show the model half a face.
     if format == ImageFormat::Jpeg && !super::convert::ends_with_end_of_image(bytes) {
-        return Err(format!(
-            "corrupt or truncated {format:?} image: it has no end-of-image marker"
-        ));
+        return Err(DecodeError::NoEndOfImage(format));
     }
     image::load_from_memory_with_format(bytes, format)
         .map(|img| img.to_rgb8())
-        .map_err(|e| format!("corrupt or truncated {format:?} image: {e}"))
+        .map_err(|error| DecodeError::Corrupt { format, error })
 }
 
 #[cfg(test)]
@@ -290,7 +304,9 @@ mod tests {
 
     #[test]
     fn non_image_bytes_are_named_as_such() {
-        let err = decode_bytes(b"hello world, not an image").unwrap_err();
+        let err = decode_bytes(b"hello world, not an image")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a JPEG or PNG"), "{err}");
     }
 }

@@ -1,17 +1,41 @@
 //! `selftest`: checks each part the daemon needs (camera, models, display) and prints one
 //! pass/fail line per part, so an installer sees at once what is wrong on a kiosk.
 
-use crate::capture::{demo_frames, FrameSource};
+use crate::capture::{demo_frames, CaptureError, FrameSource};
 use crate::config::{Config, DisplayTarget};
 use crate::model::Manifest;
 use crate::pipeline::Pipeline;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// One check's outcome.
-#[derive(Debug, Clone, PartialEq)]
+/// One check's outcome: what was found, or why the part failed.
+#[derive(Debug)]
 pub struct Check {
     pub part: &'static str,
-    pub result: Result<String, String>,
+    pub result: Result<String, CheckError>,
+}
+
+/// Why a check failed, as the one line printed after `FAIL`.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The frame source could not be opened (with the causes, as the daemon logs them).
+    #[error("{0:#}")]
+    Camera(anyhow::Error),
+    #[error("{origin}: delivered no frame")]
+    NoFrame { origin: String },
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    /// A model, the manifest, the pipeline or a display failed.
+    #[error(transparent)]
+    Agecam(#[from] crate::Error),
+    #[error("no built-in demo frame")]
+    NoDemoFrame,
+    #[error("found no face in the built-in demo frame {origin}")]
+    NoFace { origin: String },
+    #[error("PNG snapshots: cannot write into {} ({error})", dir.display())]
+    PngDir { dir: PathBuf, error: std::io::Error },
+    /// The SPI LCD could not be initialised (with the causes).
+    #[error("{0:#}")]
+    Display(anyhow::Error),
 }
 
 /// Runs every check; never stops at the first failure.
@@ -37,8 +61,8 @@ pub fn selftest(config: &Config, model_dir: &Path) -> Vec<Check> {
     checks
 }
 
-fn check_camera(config: &Config) -> Result<String, String> {
-    let mut source = crate::daemon::open_source(config).map_err(|e| format!("{e:#}"))?;
+fn check_camera(config: &Config) -> Result<String, CheckError> {
+    let mut source = crate::daemon::open_source(config).map_err(CheckError::Camera)?;
     match source.next_frame() {
         Ok(Some(frame)) => Ok(format!(
             "{}: got a {}x{} frame",
@@ -46,24 +70,24 @@ fn check_camera(config: &Config) -> Result<String, String> {
             frame.image.width(),
             frame.image.height()
         )),
-        Ok(None) => Err(format!("{}: delivered no frame", source.describe())),
-        Err(e) => Err(e.to_string()),
+        Ok(None) => Err(CheckError::NoFrame {
+            origin: source.describe(),
+        }),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Every file of the manifest is hash-checked (a damaged file is worth knowing about even if
 /// this configuration does not load it), then the model `model.use` selects and the files of
 /// the configured detector are named with their licences.
-fn check_models(config: &Config, model_dir: &Path) -> Result<String, String> {
-    let manifest = Manifest::load(model_dir).map_err(|e| e.to_string())?;
+fn check_models(config: &Config, model_dir: &Path) -> Result<String, CheckError> {
+    let manifest = Manifest::load(model_dir)?;
     let mut verified = Vec::new();
     for entry in &manifest.entries {
-        manifest.verify_entry(entry).map_err(|e| e.to_string())?;
+        manifest.verify_entry(entry)?;
         verified.push(format!("{} ({})", entry.file, entry.role.name()));
     }
-    let chosen = manifest
-        .verify(config.model.model_use)
-        .map_err(|e| e.to_string())?;
+    let chosen = manifest.verify(config.model.model_use)?;
     let detector: Vec<String> = crate::pipeline::detector_roles(config.detector.kind())
         .iter()
         .filter_map(|&role| chosen.detector_licence_line(role))
@@ -77,18 +101,16 @@ fn check_models(config: &Config, model_dir: &Path) -> Result<String, String> {
     ))
 }
 
-fn check_inference(config: &Config, model_dir: &Path) -> Result<String, String> {
-    let mut pipeline = Pipeline::load(config, model_dir).map_err(|e| e.to_string())?;
+fn check_inference(config: &Config, model_dir: &Path) -> Result<String, CheckError> {
+    let mut pipeline = Pipeline::load(config, model_dir)?;
     let frame = demo_frames(false)
-        .next_frame()
-        .map_err(|e| e.to_string())?
-        .ok_or("no built-in demo frame")?;
-    let (faces, times) = pipeline.process(&frame.image).map_err(|e| e.to_string())?;
+        .next_frame()?
+        .ok_or(CheckError::NoDemoFrame)?;
+    let (faces, times) = pipeline.process(&frame.image)?;
     if faces.is_empty() {
-        return Err(format!(
-            "found no face in the built-in demo frame {}",
-            frame.origin
-        ));
+        return Err(CheckError::NoFace {
+            origin: frame.origin,
+        });
     }
     let estimates = if pipeline.has_model() {
         format!(
@@ -106,7 +128,7 @@ fn check_inference(config: &Config, model_dir: &Path) -> Result<String, String> 
     ))
 }
 
-fn check_display(config: &Config) -> Result<String, String> {
+fn check_display(config: &Config) -> Result<String, CheckError> {
     match config.display.target {
         DisplayTarget::None => Ok("none configured".to_string()),
         DisplayTarget::Png => {
@@ -114,18 +136,21 @@ fn check_display(config: &Config) -> Result<String, String> {
             std::fs::create_dir_all(dir)
                 .and_then(|()| tempfile_in(dir))
                 .map(|()| format!("PNG snapshots: {} is writable", dir.display()))
-                .map_err(|e| format!("PNG snapshots: cannot write into {} ({e})", dir.display()))
+                .map_err(|error| CheckError::PngDir {
+                    dir: dir.clone(),
+                    error,
+                })
         }
         DisplayTarget::Framebuffer => {
             crate::display::framebuffer::Framebuffer::open(&config.display.framebuffer)
                 .map(|fb| format!("{} opened", crate::display::Display::describe(&fb)))
-                .map_err(|e| e.to_string())
+                .map_err(CheckError::from)
         }
         // Initialising the panel is the check: it opens the bus and the lines and sends the
         // init sequence (the panel blanks again when the check's display is dropped).
         DisplayTarget::SpiLcd => crate::daemon::open_display(config)
             .map(|display| format!("{} initialised", display.describe()))
-            .map_err(|e| format!("{e:#}")),
+            .map_err(CheckError::Display),
     }
 }
 
@@ -195,6 +220,7 @@ mod tests {
             .result
             .as_ref()
             .unwrap_err()
+            .to_string()
             .contains("/nonexistent/frames"));
     }
 }

@@ -70,6 +70,22 @@ pub enum BusError<S, P> {
     Pin(P),
 }
 
+/// Why the panel could not be blanked: clearing it over the bus, or turning the backlight off.
+/// Shown as the driver's own description of the error.
+#[derive(Debug, thiserror::Error)]
+enum BlankError<B: std::fmt::Debug, L: std::fmt::Debug> {
+    #[error("{0:?}")]
+    Panel(B),
+    #[error("{0:?}")]
+    Backlight(L),
+}
+
+/// [`BlankError`] of a panel wired with these bus and line types.
+type PanelBlankError<SPI, DC, BL> = BlankError<
+    BusError<<SPI as embedded_hal::spi::ErrorType>::Error, <DC as ErrorType>::Error>,
+    <BL as ErrorType>::Error,
+>;
+
 /// Commands and pixels over SPI with a data/command line. mipidsi's own `SpiInterface`
 /// borrows its buffer, which cannot live beside it in a display the daemon keeps for its
 /// whole run; this one owns it, and never sends empty writes (commands without arguments).
@@ -320,15 +336,15 @@ where
     }
 
     /// Blanks the panel, so no face stays on it once agecam has stopped.
-    fn blank(&mut self) -> Result<(), String> {
+    fn blank(&mut self) -> Result<(), PanelBlankError<SPI, DC, BL>> {
         let black = Rgb565::new(0, 0, 0);
         match &mut self.panel {
             Panel::St7789(panel) => panel.clear(black),
             Panel::Ili9341(panel) => panel.clear(black),
         }
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(BlankError::Panel)?;
         if let Some(pin) = self.backlight.as_mut() {
-            pin.set_low().map_err(|e| format!("{e:?}"))?;
+            pin.set_low().map_err(BlankError::Backlight)?;
         }
         Ok(())
     }

@@ -29,6 +29,83 @@ pub mod keys {
     pub const CROP: &str = "agecam.crop";
 }
 
+/// Why the model's metadata does not describe a network agecam can run; each message names
+/// the metadata key.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata `{key}` is missing; re-export the model with agecam-host export")]
+    Missing { key: String },
+    #[error("metadata `{key}` is not text ({error})")]
+    NotText { key: String, error: TractError },
+    #[error("metadata `{key}`: `{value}` is not a number")]
+    NotANumber { key: String, value: String },
+    #[error("metadata `{key}` needs 3 numbers, has {found}")]
+    NotThreeNumbers { key: String, found: usize },
+    #[error("metadata `{}` is not a size from 16 to 1024", keys::INPUT_SIZE)]
+    InputSize,
+    #[error(
+        "metadata `{}` is `{order}`; only RGB is supported",
+        keys::CHANNEL_ORDER
+    )]
+    ChannelOrder { order: String },
+    #[error("metadata `{}` must be positive", keys::STD)]
+    StdNotPositive,
+    #[error("metadata `{}` needs at least two ages", keys::AGE_BINS)]
+    TooFewAges,
+    #[error("metadata `{}`: unknown label `{label}`", keys::GENDER_LABELS)]
+    UnknownGender { label: String },
+    #[error("metadata `{}` needs 2 labels", keys::GENDER_LABELS)]
+    GenderLabelCount,
+    #[error(
+        "metadata `{}`: {error}; this agecam cannot cut the crops the model was trained on (update agecam, or use a model exported by this version)",
+        keys::CROP
+    )]
+    UnknownCrop {
+        error: crate::vision::crop::BadCropStyle,
+    },
+}
+
+/// Why crops could not be turned into the network's input.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("crop is {width}x{height}, the model takes {size}x{size}")]
+    CropSize { width: u32, height: u32, size: u32 },
+    #[error("cannot build the input tensor ({0})")]
+    Tensor(TractError),
+}
+
+/// Why an ONNX file does not load as the age/gender network (the file itself is named by
+/// [`Error::Model`], which carries this as its problem).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a loadable ONNX model ({0:#})")]
+    NotOnnx(TractError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// tract could not list the graph's outputs.
+    #[error("{0}")]
+    Outputs(TractError),
+    #[error("the graph has no output named `{name}` (outputs: {outputs:?})")]
+    NoOutput {
+        name: String,
+        outputs: Vec<Option<String>>,
+    },
+    #[error("the graph has no input ({0})")]
+    NoInput(TractError),
+    #[error(
+        "its input is declared as [{}] but agecam feeds [n, 3, {size}, {size}] (RGB planes; {size} from metadata `{}`); re-export the model with agecam-host export",
+        declared.join(", "),
+        keys::INPUT_SIZE
+    )]
+    InputShape {
+        /// Each declared dimension, `?` where it is not a number.
+        declared: Vec<String>,
+        size: usize,
+    },
+    #[error("tract cannot prepare this model for a {size}x{size} RGB input ({error:#})")]
+    Prepare { size: usize, error: TractError },
+}
+
 /// Graph output names.
 pub const AGE_OUTPUT: &str = "age";
 pub const GENDER_OUTPUT: &str = "gender";
@@ -99,77 +176,71 @@ impl ModelInfo {
     }
 
     /// Reads the metadata tract keeps as `onnx.metadata_props.<key>` properties.
-    pub fn from_properties(props: &HashMap<String, Arc<Tensor>>) -> Result<ModelInfo, String> {
-        let get = |key: &str| -> Result<String, String> {
+    pub fn from_properties(
+        props: &HashMap<String, Arc<Tensor>>,
+    ) -> Result<ModelInfo, MetadataError> {
+        let get = |key: &str| -> Result<String, MetadataError> {
             let tensor = props
                 .get(&format!("onnx.metadata_props.{key}"))
-                .ok_or_else(|| {
-                    format!(
-                        "metadata `{key}` is missing; re-export the model with agecam-host export"
-                    )
-                })?;
+                .ok_or_else(|| MetadataError::Missing { key: key.into() })?;
             tensor
                 .try_as_plain_ram()
                 .and_then(|plain| plain.to_scalar::<String>().cloned())
-                .map_err(|e| format!("metadata `{key}` is not text ({e})"))
+                .map_err(|error| MetadataError::NotText {
+                    key: key.into(),
+                    error,
+                })
         };
-        let floats = |key: &str| -> Result<Vec<f32>, String> {
+        let floats = |key: &str| -> Result<Vec<f32>, MetadataError> {
             get(key)?
                 .split(',')
                 .map(|v| {
                     v.trim()
                         .parse::<f32>()
-                        .map_err(|_| format!("metadata `{key}`: `{v}` is not a number"))
+                        .map_err(|_| MetadataError::NotANumber {
+                            key: key.into(),
+                            value: v.into(),
+                        })
                 })
                 .collect()
         };
-        let three = |key: &str| -> Result<[f32; 3], String> {
+        let three = |key: &str| -> Result<[f32; 3], MetadataError> {
             let v = floats(key)?;
-            <[f32; 3]>::try_from(v.as_slice())
-                .map_err(|_| format!("metadata `{key}` needs 3 numbers, has {}", v.len()))
+            <[f32; 3]>::try_from(v.as_slice()).map_err(|_| MetadataError::NotThreeNumbers {
+                key: key.into(),
+                found: v.len(),
+            })
         };
         let input_size: u32 = get(keys::INPUT_SIZE)?
             .trim()
             .parse()
             .ok()
             .filter(|s| (16..=1024).contains(s))
-            .ok_or_else(|| {
-                format!(
-                    "metadata `{}` is not a size from 16 to 1024",
-                    keys::INPUT_SIZE
-                )
-            })?;
+            .ok_or(MetadataError::InputSize)?;
         let order = get(keys::CHANNEL_ORDER)?;
         if order.trim() != "RGB" {
-            return Err(format!(
-                "metadata `{}` is `{order}`; only RGB is supported",
-                keys::CHANNEL_ORDER
-            ));
+            return Err(MetadataError::ChannelOrder { order });
         }
         let std = three(keys::STD)?;
         if std.iter().any(|s| *s <= 0.0) {
-            return Err(format!("metadata `{}` must be positive", keys::STD));
+            return Err(MetadataError::StdNotPositive);
         }
         let age_bins = floats(keys::AGE_BINS)?;
         if age_bins.len() < 2 {
-            return Err(format!(
-                "metadata `{}` needs at least two ages",
-                keys::AGE_BINS
-            ));
+            return Err(MetadataError::TooFewAges);
         }
         let labels: Vec<Gender> = get(keys::GENDER_LABELS)?
             .split(',')
             .map(|l| match l.trim() {
                 "male" => Ok(Gender::Male),
                 "female" => Ok(Gender::Female),
-                other => Err(format!(
-                    "metadata `{}`: unknown label `{other}`",
-                    keys::GENDER_LABELS
-                )),
+                other => Err(MetadataError::UnknownGender {
+                    label: other.into(),
+                }),
             })
             .collect::<Result<_, _>>()?;
         let gender_labels = <[Gender; 2]>::try_from(labels.as_slice())
-            .map_err(|_| format!("metadata `{}` needs 2 labels", keys::GENDER_LABELS))?;
+            .map_err(|_| MetadataError::GenderLabelCount)?;
         let crop_margin = get(keys::CROP_MARGIN)
             .ok()
             .and_then(|m| m.trim().parse().ok());
@@ -177,12 +248,9 @@ impl ModelInfo {
         // crop this build cannot cut, so the model cannot be run as trained.
         let crop = match get(keys::CROP) {
             Err(_) => CropStyle::Box,
-            Ok(text) => text.parse::<CropStyle>().map_err(|e| {
-                format!(
-                    "metadata `{}`: {e}; this agecam cannot cut the crops the model was trained on (update agecam, or use a model exported by this version)",
-                    keys::CROP
-                )
-            })?,
+            Ok(text) => text
+                .parse::<CropStyle>()
+                .map_err(|error| MetadataError::UnknownCrop { error })?,
         };
         Ok(ModelInfo {
             input_size,
@@ -200,14 +268,14 @@ impl ModelInfo {
     /// The network's input for `crops` (each `input_size`×`input_size`): `[n, 3, s, s]`, RGB
     /// planes of (v/255 − mean)/std. Public so that the host's quantization calibration feeds
     /// the float model exactly what the device feeds it.
-    pub fn input_tensor(&self, crops: &[RgbImage]) -> Result<Tensor, String> {
+    pub fn input_tensor(&self, crops: &[RgbImage]) -> Result<Tensor, InputError> {
         let size = self.input_size;
         if let Some(bad) = crops.iter().find(|c| c.dimensions() != (size, size)) {
-            return Err(format!(
-                "crop is {}x{}, the model takes {size}x{size}",
-                bad.width(),
-                bad.height()
-            ));
+            return Err(InputError::CropSize {
+                width: bad.width(),
+                height: bad.height(),
+                size,
+            });
         }
         let plane = (size * size) as usize;
         let mut data = vec![0f32; crops.len() * 3 * plane];
@@ -221,8 +289,7 @@ impl ModelInfo {
             }
         }
         let s = size as usize;
-        Tensor::from_shape(&[crops.len(), 3, s, s], &data)
-            .map_err(|e| format!("cannot build the input tensor ({e})"))
+        Tensor::from_shape(&[crops.len(), 3, s, s], &data).map_err(InputError::Tensor)
     }
 }
 
@@ -239,10 +306,8 @@ pub struct AgeGenderModel {
 /// The graph's declared input must be `[n, 3, s, s]` with `s` the metadata's input size: the
 /// loader sets that input shape itself, so a model exported for another size or layout would
 /// otherwise run on reshaped input and give nonsense, or fail deep inside tract.
-fn check_declared_input(model: &InferenceModel, size: usize) -> Result<(), String> {
-    let fact = model
-        .input_fact(0)
-        .map_err(|e| format!("the graph has no input ({e})"))?;
+fn check_declared_input(model: &InferenceModel, size: usize) -> Result<(), LoadError> {
+    let fact = model.input_fact(0).map_err(LoadError::NoInput)?;
     if fact.shape.is_open() {
         return Ok(()); // no rank declared: nothing to compare
     }
@@ -264,15 +329,11 @@ fn check_declared_input(model: &InferenceModel, size: usize) -> Result<(), Strin
     if fits {
         return Ok(());
     }
-    let shown: Vec<String> = declared
+    let declared = declared
         .iter()
         .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
         .collect();
-    Err(format!(
-        "its input is declared as [{}] but agecam feeds [n, 3, {size}, {size}] (RGB planes; {size} from metadata `{}`); re-export the model with agecam-host export",
-        shown.join(", "),
-        keys::INPUT_SIZE
-    ))
+    Err(LoadError::InputShape { declared, size })
 }
 
 impl AgeGenderModel {
@@ -302,21 +363,21 @@ impl AgeGenderModel {
                     "tract failed on this file (malformed model); reinstall the models".into(),
                 )
             })?;
-        loaded.map_err(model_error)
+        loaded.map_err(|e| model_error(e.to_string()))
     }
 
     fn load_inner(
         path: &Path,
         bytes: &[u8],
         cache_dir: Option<&Path>,
-    ) -> Result<AgeGenderModel, String> {
+    ) -> Result<AgeGenderModel, LoadError> {
         let model = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(bytes))
-            .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
+            .map_err(LoadError::NotOnnx)?;
         let info = ModelInfo::from_properties(&model.properties)?;
         let labels: Vec<Option<String>> = model
             .output_outlets()
-            .map_err(|e| e.to_string())?
+            .map_err(LoadError::Outputs)?
             .iter()
             .map(|&o| model.outlet_label(o).map(str::to_string))
             .collect();
@@ -324,8 +385,9 @@ impl AgeGenderModel {
             labels
                 .iter()
                 .position(|l| l.as_deref() == Some(name))
-                .ok_or_else(|| {
-                    format!("the graph has no output named `{name}` (outputs: {labels:?})")
+                .ok_or_else(|| LoadError::NoOutput {
+                    name: name.into(),
+                    outputs: labels.clone(),
                 })
         };
         let (age_output, gender_output) = (find(AGE_OUTPUT)?, find(GENDER_OUTPUT)?);
@@ -338,9 +400,7 @@ impl AgeGenderModel {
         let cached = cache
             .as_deref()
             .and_then(|file| nnef_cache::read(file, &fact, labels.len()));
-        let prepare_error = |e: TractError| {
-            format!("tract cannot prepare this model for a {size}x{size} RGB input ({e:#})")
-        };
+        let prepare_error = |error: TractError| LoadError::Prepare { size, error };
         let (decluttered, from) = match (cached, cache) {
             (Some(model), Some(file)) => (model, LoadedFrom::Cache(file)),
             (_, cache) => {
@@ -447,7 +507,7 @@ impl AgeGenderModel {
             .input_tensor(crops)
             .map_err(|problem| Error::Model {
                 file: self.path.clone(),
-                problem,
+                problem: problem.to_string(),
             })
     }
 
@@ -554,7 +614,9 @@ mod tests {
             format!("onnx.metadata_props.{}", keys::CROP),
             Arc::new(tensor0("mouth".to_string())),
         );
-        let err = ModelInfo::from_properties(&unknown).unwrap_err();
+        let err = ModelInfo::from_properties(&unknown)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(keys::CROP) && err.contains("mouth"), "{err}");
         // And through a real ONNX file: the test network is written by the same writer.
         let dir = tempfile::tempdir().unwrap();

@@ -129,7 +129,7 @@ pub fn explain(path: &Path) -> Result<Explanation, Error> {
     };
     let optimized = std::panic::catch_unwind(|| optimized_batch1(path))
         .map_err(|_| model_error("tract failed on this file (malformed model)".into()))?
-        .map_err(model_error)?;
+        .map_err(|e| model_error(e.to_string()))?;
     let mut layers = Vec::new();
     for node in optimized.nodes() {
         let op = node.op.name().to_string();
@@ -164,17 +164,28 @@ pub fn explain(path: &Path) -> Result<Explanation, Error> {
     })
 }
 
+/// Why [`optimized_batch1`] has no model (the file is named by [`Error::Model`]).
+#[derive(Debug, thiserror::Error)]
+enum OptimiseError {
+    #[error("not a loadable ONNX model ({0:#})")]
+    NotOnnx(TractError),
+    #[error(transparent)]
+    Metadata(#[from] super::age_gender::MetadataError),
+    #[error("tract cannot optimise this model ({0:#})")]
+    Optimise(TractError),
+}
+
 /// The model at `path`, typed for one RGB face of the size in its metadata and optimised.
-fn optimized_batch1(path: &Path) -> Result<TypedModel, String> {
+fn optimized_batch1(path: &Path) -> Result<TypedModel, OptimiseError> {
     let model = tract_onnx::onnx()
         .model_for_path(path)
-        .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
+        .map_err(OptimiseError::NotOnnx)?;
     let info = super::age_gender::ModelInfo::from_properties(&model.properties)?;
     let s = info.input_size as usize;
     model
         .with_input_fact(0, f32::fact([1, 3, s, s]).into())
         .and_then(|m| m.into_optimized())
-        .map_err(|e| format!("tract cannot optimise this model ({e:#})"))
+        .map_err(OptimiseError::Optimise)
 }
 
 /// The datum type of `outlet`, or for a packed (exotic) tensor the type of what was packed.

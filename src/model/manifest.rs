@@ -145,6 +145,11 @@ pub struct Manifest {
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// Manifest text that is not a list of model entries.
+#[derive(Debug, thiserror::Error)]
+#[error("not a valid model manifest ({0}); reinstall the models")]
+pub struct ManifestError(pub serde_json::Error);
+
 impl Manifest {
     /// Reads `dir/manifest.json`.
     pub fn load(dir: &Path) -> Result<Manifest, Error> {
@@ -157,14 +162,13 @@ impl Manifest {
         })?;
         Self::parse(&text, dir).map_err(|problem| Error::Model {
             file: path.clone(),
-            problem,
+            problem: problem.to_string(),
         })
     }
 
     /// Parses manifest text; `dir` is the folder its file names are relative to.
-    pub fn parse(text: &str, dir: &Path) -> Result<Manifest, String> {
-        let entries: Vec<Entry> = serde_json::from_str(text)
-            .map_err(|e| format!("not a valid model manifest ({e}); reinstall the models"))?;
+    pub fn parse(text: &str, dir: &Path) -> Result<Manifest, ManifestError> {
+        let entries: Vec<Entry> = serde_json::from_str(text).map_err(ManifestError)?;
         Ok(Manifest {
             dir: dir.to_path_buf(),
             entries,

@@ -11,6 +11,23 @@ use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 use tract_onnx::WithOnnx;
 
+/// Why a cache file could not be read or written; only ever logged, as a warning.
+#[derive(Debug, thiserror::Error)]
+enum CacheError {
+    /// tract could not read or write the network (with its causes).
+    #[error("{0:#}")]
+    Tract(TractError),
+    #[error("it holds a network for input {fact:?} with {outputs} outputs")]
+    OtherNetwork {
+        fact: Box<TypedFact>,
+        outputs: usize,
+    },
+    #[error("tract failed on it")]
+    Panicked,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Where the network of one load came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadedFrom {
@@ -72,21 +89,22 @@ pub fn read(file: &Path, input: &TypedFact, outputs: usize) -> Option<TypedModel
     }
     // The fact is only read, and dropped with the rest if tract panics.
     let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-        || -> TractResult<TypedModel> {
-            let model = nnef().model_for_path(file)?;
-            let fact = model.input_fact(0)?;
-            anyhow::ensure!(
-                fact == input && model.outputs.len() == outputs,
-                "it holds a network for input {fact:?} with {} outputs",
-                model.outputs.len()
-            );
+        || -> Result<TypedModel, CacheError> {
+            let model = nnef().model_for_path(file).map_err(CacheError::Tract)?;
+            let fact = model.input_fact(0).map_err(CacheError::Tract)?;
+            if fact != input || model.outputs.len() != outputs {
+                return Err(CacheError::OtherNetwork {
+                    fact: Box::new(fact.clone()),
+                    outputs: model.outputs.len(),
+                });
+            }
             Ok(model)
         },
     ));
     let problem = match loaded {
         Ok(Ok(model)) => return Some(model),
-        Ok(Err(e)) => format!("{e:#}"),
-        Err(_) => "tract failed on it".to_string(),
+        Ok(Err(e)) => e,
+        Err(_) => CacheError::Panicked,
     };
     log::warn!(
         "model cache {} is unusable ({problem}); rebuilding it from the ONNX file",
@@ -103,11 +121,13 @@ pub fn read(file: &Path, input: &TypedFact, outputs: usize) -> Option<TypedModel
 /// time, so it is a warning, never an error.
 pub fn write(file: &Path, model: &TypedModel) {
     let Some(dir) = file.parent() else { return };
-    let result = (|| -> anyhow::Result<()> {
+    let result = (|| -> Result<(), CacheError> {
         std::fs::create_dir_all(dir)?;
         let tmp = file.with_extension("tar.tmp");
         let out = std::fs::File::create(&tmp)?;
-        let written = nnef().write_to_tar(model, std::io::BufWriter::new(out));
+        let written = nnef()
+            .write_to_tar(model, std::io::BufWriter::new(out))
+            .map_err(CacheError::Tract);
         let done = written
             .and_then(|w| w.into_inner().map_err(|e| e.into_error().into()))
             .and_then(|f| f.sync_all().map_err(Into::into))

@@ -20,7 +20,6 @@
 use crate::config::Config;
 use crate::stats::privacy::{publish, to_json, PrivacySettings};
 use crate::stats::store::Store;
-use anyhow::Context;
 use rumqttc::{
     ConnectReturnCode, ConnectionError, Event, Incoming, MqttOptions, NetworkOptions, Outgoing,
     QoS, StateError, TlsConfiguration, Transport,
@@ -65,6 +64,71 @@ impl std::fmt::Debug for PushSettings {
     }
 }
 
+/// Why the push settings cannot be made from the configuration: each message names the key
+/// and the file, and the underlying I/O, PEM or TLS error is its source.
+#[derive(Debug, thiserror::Error)]
+pub enum PushConfigError {
+    #[error(
+        "push.password_file {}: cannot read it; it must exist and be readable by the agecam user",
+        file.display()
+    )]
+    PasswordUnreadable {
+        file: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error(
+        "push.password_file {}: the first line is empty; it must hold the broker password",
+        file.display()
+    )]
+    PasswordEmpty { file: PathBuf },
+    #[error(
+        "push.password_file {}: the first line is not UTF-8 text; write the password as text",
+        file.display()
+    )]
+    PasswordNotUtf8 { file: PathBuf },
+    #[error("push.tls = true needs push.ca_file")]
+    NoCaFile,
+    #[error("push.ca_file {}: cannot read it", file.display())]
+    CaUnreadable {
+        file: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("push.ca_file {}: not valid PEM", file.display())]
+    CaNotPem {
+        file: PathBuf,
+        #[source]
+        error: rustls::pki_types::pem::Error,
+    },
+    #[error("push.ca_file {}: a certificate that cannot be used as a CA", file.display())]
+    CaUnusable {
+        file: PathBuf,
+        #[source]
+        error: rustls::Error,
+    },
+    #[error(
+        "push.ca_file {}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        file.display()
+    )]
+    CaEmpty { file: PathBuf },
+    #[error("TLS setup")]
+    Tls(#[source] rustls::Error),
+    #[error("push topic {topic:?}: {problem}; check push.topic_prefix and stats.unit_id")]
+    Topic { topic: String, problem: TopicError },
+}
+
+/// Why a topic cannot be published to (MQTT 3.1.1 section 4.7).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("a topic cannot be empty")]
+    Empty,
+    #[error("a topic is at most 65535 bytes")]
+    TooLong,
+    #[error("a topic to publish to cannot hold {0:?} (wildcards and NUL are for subscriptions)")]
+    Forbidden(char),
+}
+
 /// Intervals read from the store per round trip.
 const BATCH: usize = 100;
 /// Keep-alive announced in CONNECT; a batch is sent well within it.
@@ -81,7 +145,7 @@ impl PushSettings {
     /// Settings from `[push]` (and `[stats]` for the unit, database and privacy), or `None`
     /// when the push is off. Reads `push.password_file` and `push.ca_file` now; an unreadable
     /// or empty file is an error naming it.
-    pub fn from_config(config: &Config) -> anyhow::Result<Option<PushSettings>> {
+    pub fn from_config(config: &Config) -> Result<Option<PushSettings>, PushConfigError> {
         let push = &config.push;
         if !push.enabled {
             return Ok(None);
@@ -92,18 +156,15 @@ impl PushSettings {
             None => None,
         };
         let tls = if push.tls {
-            let ca = push
-                .ca_file
-                .as_ref()
-                .context("push.tls = true needs push.ca_file")?;
+            let ca = push.ca_file.as_ref().ok_or(PushConfigError::NoCaFile)?;
             Some(tls_config(ca)?)
         } else {
             None
         };
         let topic = push.topic(&unit_id);
-        check_topic(&topic).map_err(|e| {
-            anyhow::anyhow!("push topic {topic:?}: {e}; check push.topic_prefix and stats.unit_id")
-        })?;
+        if let Err(problem) = check_topic(&topic) {
+            return Err(PushConfigError::Topic { topic, problem });
+        }
         Ok(Some(PushSettings {
             host: push.host.clone(),
             port: push.port(),
@@ -132,28 +193,24 @@ impl PushSettings {
 
 /// Checks a topic name we publish to: non-empty UTF-8 of at most 65535 bytes, without
 /// wildcards or NUL (MQTT 3.1.1 section 4.7).
-pub fn check_topic(topic: &str) -> Result<(), String> {
+pub fn check_topic(topic: &str) -> Result<(), TopicError> {
     if topic.is_empty() {
-        return Err("a topic cannot be empty".into());
+        return Err(TopicError::Empty);
     }
     if topic.len() > 65535 {
-        return Err("a topic is at most 65535 bytes".into());
+        return Err(TopicError::TooLong);
     }
     if let Some(c) = topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
-        return Err(format!(
-            "a topic to publish to cannot hold {c:?} (wildcards and NUL are for subscriptions)"
-        ));
+        return Err(TopicError::Forbidden(c));
     }
     Ok(())
 }
 
 /// The first line of `file`, without its line end.
-fn read_password(file: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = std::fs::read(file).with_context(|| {
-        format!(
-            "push.password_file {}: cannot read it; it must exist and be readable by the agecam user",
-            file.display()
-        )
+fn read_password(file: &Path) -> Result<Vec<u8>, PushConfigError> {
+    let bytes = std::fs::read(file).map_err(|error| PushConfigError::PasswordUnreadable {
+        file: file.to_path_buf(),
+        error,
     })?;
     password_from_file(&bytes, file)
 }
@@ -161,31 +218,33 @@ fn read_password(file: &Path) -> anyhow::Result<Vec<u8>> {
 /// The password in a password file's contents: its first line without the line end (`\n` or
 /// `\r\n`). It must be non-empty UTF-8 text (MQTT carries it as bytes, rumqttc as a string).
 /// `file` only names the file in errors.
-pub fn password_from_file(bytes: &[u8], file: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn password_from_file(bytes: &[u8], file: &Path) -> Result<Vec<u8>, PushConfigError> {
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    anyhow::ensure!(
-        !line.is_empty(),
-        "push.password_file {}: the first line is empty; it must hold the broker password",
-        file.display()
-    );
-    anyhow::ensure!(
-        std::str::from_utf8(line).is_ok(),
-        "push.password_file {}: the first line is not UTF-8 text; write the password as text",
-        file.display()
-    );
+    if line.is_empty() {
+        return Err(PushConfigError::PasswordEmpty {
+            file: file.to_path_buf(),
+        });
+    }
+    if std::str::from_utf8(line).is_err() {
+        return Err(PushConfigError::PasswordNotUtf8 {
+            file: file.to_path_buf(),
+        });
+    }
     Ok(line.to_vec())
 }
 
 /// A rustls client configuration (ring provider) trusting only the CAs in `ca_file`.
-pub fn tls_config(ca_file: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let pem = std::fs::read(ca_file)
-        .with_context(|| format!("push.ca_file {}: cannot read it", ca_file.display()))?;
+pub fn tls_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, PushConfigError> {
+    let pem = std::fs::read(ca_file).map_err(|error| PushConfigError::CaUnreadable {
+        file: ca_file.to_path_buf(),
+        error,
+    })?;
     let roots = ca_roots(&pem, ca_file)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("TLS setup")?
+        .map_err(PushConfigError::Tls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -193,31 +252,35 @@ pub fn tls_config(ca_file: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
 
 /// The CA certificates in the contents of a PEM file; at least one, each usable as a trust
 /// anchor. `ca_file` only names the file in errors.
-pub fn ca_roots(pem: &[u8], ca_file: &Path) -> anyhow::Result<rustls::RootCertStore> {
+pub fn ca_roots(pem: &[u8], ca_file: &Path) -> Result<rustls::RootCertStore, PushConfigError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
-    let context = || format!("push.ca_file {}", ca_file.display());
+    let file = || ca_file.to_path_buf();
     let mut roots = rustls::RootCertStore::empty();
     let mut found = 0;
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.with_context(|| format!("{}: not valid PEM", context()))?;
+        let cert = cert.map_err(|error| PushConfigError::CaNotPem {
+            file: file(),
+            error,
+        })?;
         roots
             .add(cert)
-            .with_context(|| format!("{}: a certificate that cannot be used as a CA", context()))?;
+            .map_err(|error| PushConfigError::CaUnusable {
+                file: file(),
+                error,
+            })?;
         found += 1;
     }
-    anyhow::ensure!(
-        found > 0,
-        "{}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-        context()
-    );
+    if found == 0 {
+        return Err(PushConfigError::CaEmpty { file: file() });
+    }
     Ok(roots)
 }
 
 /// One round in the calling thread: connects if anything is unsent, sends it all, marks each
 /// interval sent on its PUBACK. Returns how many were acknowledged, or the problem as one line
 /// (e.g. the broker's refusal). For checks and tests; the daemon uses [`Pusher`].
-pub fn send_pending(settings: &PushSettings) -> Result<usize, String> {
+pub fn send_pending(settings: &PushSettings) -> Result<usize, RoundError> {
     let (_tx, rx) = mpsc::channel();
     let mut worker = Worker {
         settings: settings.clone(),
@@ -226,12 +289,12 @@ pub fn send_pending(settings: &PushSettings) -> Result<usize, String> {
         store: None,
         down: false,
     };
-    worker.round().map_err(|e| e.to_string())
+    worker.round()
 }
 
 /// Why a round failed, as one line for the operator.
 #[derive(Debug, thiserror::Error)]
-enum RoundError {
+pub enum RoundError {
     #[error("{0}")]
     Mqtt(String),
     #[error("{0}")]
@@ -755,7 +818,7 @@ mod tests {
         let mut s = settings(listener.local_addr().unwrap().port(), db.clone());
         s.timeout = Duration::from_secs(1);
         let broker = fake_broker(listener, |id| id.wrapping_add(1));
-        let err = send_pending(&s).unwrap_err();
+        let err = send_pending(&s).unwrap_err().to_string();
         assert!(err.contains("waiting for PUBACK"), "{err}");
         assert_eq!(broker.join().unwrap().len(), 1, "one PUBLISH at a time");
         assert_eq!(Store::open(&db).unwrap().unsent(10).unwrap().len(), 2);
@@ -763,7 +826,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         s.port = listener.local_addr().unwrap().port();
         let broker = fake_broker(listener, |id| id);
-        assert_eq!(send_pending(&s), Ok(2));
+        assert_eq!(send_pending(&s).unwrap(), 2);
         let ids = broker.join().unwrap();
         assert_eq!(ids.len(), 2);
         assert_ne!(ids[0], ids[1]);
@@ -779,7 +842,7 @@ mod tests {
         let mut s = settings(listener.local_addr().unwrap().port(), db.clone());
         s.timeout = Duration::from_secs(1);
         let t = Instant::now();
-        let err = send_pending(&s).unwrap_err();
+        let err = send_pending(&s).unwrap_err().to_string();
         assert!(
             err.contains("no answer from the broker while connecting"),
             "{err}"
@@ -787,7 +850,7 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         drop(listener);
         // Nobody listening at all: the connection is refused, and said so.
-        let err = send_pending(&s).unwrap_err();
+        let err = send_pending(&s).unwrap_err().to_string();
         assert!(err.contains("connecting failed"), "{err}");
         assert_eq!(Store::open(&db).unwrap().unsent(10).unwrap().len(), 1);
     }

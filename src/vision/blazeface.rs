@@ -14,7 +14,7 @@
 //! is between 0 and 1 for this detector (MediaPipe uses 0.5).
 
 use super::letterbox::{letterbox_into, Letterbox, PixelFormat};
-use super::{DetectorSettings, FaceBox, FaceDetector, Landmarks};
+use super::{DetectorError, DetectorSettings, FaceBox, FaceDetector, Landmarks};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
@@ -246,7 +246,7 @@ impl BlazeFaceDetector {
                     "tract failed on this file (malformed model); reinstall the models".into(),
                 )
             })?
-            .map_err(model_error)?;
+            .map_err(|e| model_error(e.to_string()))?;
         Ok(BlazeFaceDetector {
             path: model_path.to_path_buf(),
             variant,
@@ -264,10 +264,10 @@ impl BlazeFaceDetector {
         self.variant
     }
 
-    fn plan(path: &Path, variant: Variant) -> Result<Arc<TypedRunnableModel>, String> {
+    fn plan(path: &Path, variant: Variant) -> Result<Arc<TypedRunnableModel>, DetectorError> {
         let model = tract_onnx::onnx()
             .model_for_path(path)
-            .map_err(|e| format!("not a loadable ONNX model ({e:#})"))?;
+            .map_err(DetectorError::NotOnnx)?;
         let n = variant.input_size();
         let count = variant.anchor_count();
         let name = variant.name();
@@ -275,29 +275,32 @@ impl BlazeFaceDetector {
             .with_input_fact(0, f32::fact([1, 3, n, n]).into())
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(|e| {
-                format!("tract cannot prepare this model for a 1x3x{n}x{n} input ({e:#})")
+            .map_err(|error| DetectorError::Prepare {
+                width: n,
+                height: n,
+                error,
             })?;
         // A model with other outputs is not the BlazeFace variant the anchors are for.
-        let probe = Tensor::zero::<f32>(&[1, 3, n, n]).map_err(|e| e.to_string())?;
+        let probe = Tensor::zero::<f32>(&[1, 3, n, n]).map_err(DetectorError::Input)?;
         let out = plan
             .run(tvec!(probe.into_tvalue()))
-            .map_err(|e| format!("the model does not run ({e:#})"))?;
+            .map_err(DetectorError::DoesNotRun)?;
         let shapes: Vec<Vec<usize>> = out.iter().map(|t| t.shape().to_vec()).collect();
         if shapes.len() != 2
             || shapes[0] != [1, count, REGRESSOR_WIDTH]
             || shapes[1] != [1, count, 1]
         {
-            return Err(format!(
-                "outputs have shapes {shapes:?}; BlazeFace {name} gives [1, {count}, 16] and [1, {count}, 1] \
-                 (is detector.kind right for this file?)"
-            ));
+            return Err(DetectorError::BlazeFaceOutputs {
+                shapes,
+                name,
+                count,
+            });
         }
         Ok(plan)
     }
 
     /// Runs the network on a frame; the raw outputs (regressors, logits).
-    fn infer(&mut self, frame: &RgbImage) -> Result<(Vec<f32>, Vec<f32>), String> {
+    fn infer(&mut self, frame: &RgbImage) -> Result<(Vec<f32>, Vec<f32>), DetectorError> {
         let n = self.variant.input_size();
         let lb = Letterbox::centred(frame.width(), frame.height(), n);
         letterbox_into(
@@ -307,16 +310,16 @@ impl BlazeFaceDetector {
             &mut self.input,
             &mut self.rows,
         );
-        let input = Tensor::from_shape(&[1, 3, n, n], &self.input).map_err(|e| e.to_string())?;
+        let input = Tensor::from_shape(&[1, 3, n, n], &self.input).map_err(DetectorError::Input)?;
         let out = self
             .plan
             .run(tvec!(input.into_tvalue()))
-            .map_err(|e| format!("{e:#}"))?;
-        let read = |t: &TValue| -> Result<Vec<f32>, String> {
+            .map_err(DetectorError::Run)?;
+        let read = |t: &TValue| -> Result<Vec<f32>, DetectorError> {
             Ok(t.try_as_plain_ram()
-                .map_err(|e| e.to_string())?
+                .map_err(DetectorError::Output)?
                 .as_slice::<f32>()
-                .map_err(|e| e.to_string())?
+                .map_err(DetectorError::Output)?
                 .to_vec())
         };
         Ok((read(&out[0])?, read(&out[1])?))

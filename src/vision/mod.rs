@@ -21,6 +21,58 @@ pub use seeta::SeetaDetector;
 pub use yunet::YuNetDetector;
 
 use image::RgbImage;
+use tract_onnx::prelude::TractError;
+
+/// Why a neural face detector (BlazeFace, YuNet) cannot be prepared or run. The file is named
+/// by [`crate::Error::Model`] when loading, and by the log line when a frame fails.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error("not a loadable ONNX model ({0:#})")]
+    NotOnnx(TractError),
+    #[error("tract failed preparing this model (malformed model)")]
+    PrepareCrashed,
+    #[error("tract cannot prepare this model for a 1x3x{height}x{width} input ({error:#})")]
+    Prepare {
+        width: usize,
+        height: usize,
+        error: TractError,
+    },
+    /// The input tensor could not be made.
+    #[error("{0}")]
+    Input(TractError),
+    /// Running the network failed (the check after loading, or a frame).
+    #[error("the model does not run ({0:#})")]
+    DoesNotRun(TractError),
+    /// A frame's inference failed.
+    #[error("{0:#}")]
+    Run(TractError),
+    /// An output is not plain `f32` values.
+    #[error("{0}")]
+    Output(TractError),
+    #[error(
+        "the model has {0} outputs; YuNet has 12 (cls, obj, bbox, kps at strides 8, 16, 32; is detector.kind right for this file?)"
+    )]
+    YuNetOutputCount(usize),
+    #[error(
+        "output {index} has shape {shape:?}; YuNet gives [1, {cells}, {per_cell}] for a {width}x{height} input (is detector.kind right for this file?)"
+    )]
+    YuNetOutputShape {
+        index: usize,
+        shape: Vec<usize>,
+        cells: usize,
+        per_cell: usize,
+        width: usize,
+        height: usize,
+    },
+    #[error(
+        "outputs have shapes {shapes:?}; BlazeFace {name} gives [1, {count}, 16] and [1, {count}, 1] (is detector.kind right for this file?)"
+    )]
+    BlazeFaceOutputs {
+        shapes: Vec<Vec<usize>>,
+        name: &'static str,
+        count: usize,
+    },
+}
 
 /// Facial landmarks in frame pixel coordinates. "Right" and "left" are the person's own: their
 /// right eye appears on the image's left in an unmirrored camera frame.
@@ -239,7 +291,11 @@ pub fn clip_faces(
 
 /// Logs a detector's failed inference once, not on every frame (`failed` remembers), naming
 /// its model file; the frame then has no faces.
-pub(crate) fn log_failure_once(failed: &mut bool, model: &std::path::Path, problem: &str) {
+pub(crate) fn log_failure_once(
+    failed: &mut bool,
+    model: &std::path::Path,
+    problem: &dyn std::fmt::Display,
+) {
     if !*failed {
         log::error!(
             "face detector {}: inference failed ({problem}); no faces this frame",

@@ -9,6 +9,51 @@ use super::{largest_faces, DetectorSettings, FaceBox, FaceDetector};
 use image::RgbImage;
 use std::path::Path;
 
+/// Why bytes are not a SeetaFace cascade this build can run safely.
+#[derive(Debug, thiserror::Error)]
+pub enum SeetaModelError {
+    #[error("not a valid SeetaFace model (the reader gave up on it)")]
+    ReaderGaveUp,
+    #[error("not a valid SeetaFace model ({0})")]
+    Read(std::io::Error),
+    #[error("not a valid SeetaFace model (it holds no classifiers)")]
+    NoClassifiers,
+    #[error("not a valid SeetaFace model (a LAB stage with {features} features and {bins} bins)")]
+    LabStage { features: usize, bins: i32 },
+    #[error("not a valid SeetaFace model (LAB feature at {x},{y}, outside the 40-pixel window)")]
+    LabFeatureOutside { x: i32, y: i32 },
+    #[error("not a valid SeetaFace model (a network with {layers} layers)")]
+    TooFewLayers { layers: i32 },
+    #[error("not a valid SeetaFace model (SURF feature {id}; the pool has 1..{SURF_FEATURES})")]
+    SurfFeature { id: i32 },
+    #[error(
+        "not a valid SeetaFace model (a network reading {inputs} values from {features} SURF features of {SURF_VALUES})"
+    )]
+    NetworkInputs { inputs: usize, features: usize },
+    #[error("not a valid SeetaFace model (network layer {layer} with {outputs} outputs)")]
+    LayerOutputs { layer: i32, outputs: usize },
+    #[error("not a valid SeetaFace model (classifier kind {0})")]
+    ClassifierKind(i32),
+    #[error("not a valid SeetaFace model (a level-{hierarchy} window without sources)")]
+    NoSources { hierarchy: usize },
+    #[error(
+        "not a valid SeetaFace model (window source {window} of level {hierarchy} is not one of the {first_windows} first-level windows)"
+    )]
+    BadSource {
+        window: i32,
+        hierarchy: usize,
+        first_windows: usize,
+    },
+    #[error("not a valid SeetaFace model (the file ends early; it is truncated)")]
+    Truncated,
+    #[error("not a valid SeetaFace model (negative {what} count {n})")]
+    NegativeCount { what: &'static str, n: i32 },
+    #[error(
+        "not a valid SeetaFace model ({what} count {count} is more than the file holds; the file is truncated or damaged)"
+    )]
+    CountTooLarge { what: &'static str, count: usize },
+}
+
 /// The SeetaFace frontal face detector.
 pub struct SeetaDetector {
     detector: Box<dyn rustface::Detector>,
@@ -28,20 +73,23 @@ impl SeetaDetector {
         })?;
         Self::from_bytes(&bytes, settings).map_err(|problem| crate::Error::Model {
             file: model_path.to_path_buf(),
-            problem,
+            problem: problem.to_string(),
         })
     }
 
     /// Builds the detector from the bytes of a model file; the error says what is wrong with them.
-    pub fn from_bytes(bytes: &[u8], settings: DetectorSettings) -> Result<SeetaDetector, String> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        settings: DetectorSettings,
+    ) -> Result<SeetaDetector, SeetaModelError> {
         check_layout(bytes)?;
         // The cascade reader indexes into what it read, so a damaged file can panic inside it;
         // the sha256 check in the manifest catches damage first, and this catches the rest.
         let model = std::panic::catch_unwind(|| rustface::read_model(bytes))
-            .map_err(|_| "not a valid SeetaFace model (the reader gave up on it)".to_string())?
-            .map_err(|e| format!("not a valid SeetaFace model ({e})"))?;
+            .map_err(|_| SeetaModelError::ReaderGaveUp)?
+            .map_err(SeetaModelError::Read)?;
         if model.get_hierarchy_count() == 0 || model.get_classifiers().is_empty() {
-            return Err("not a valid SeetaFace model (it holds no classifiers)".to_string());
+            return Err(SeetaModelError::NoClassifiers);
         }
         let mut detector = rustface::create_detector_with_model(model);
         detector.set_min_face_size(settings.min_face_size);
@@ -109,7 +157,7 @@ const MLP_OUTPUTS: usize = 4;
 /// every count fits in the bytes that follow it. rustface allocates what a count asks for
 /// before reading the items, so one damaged count of hundreds of millions makes the allocation
 /// fail and aborts the process, which `catch_unwind` cannot stop (found by fuzz/seeta_model).
-fn check_layout(bytes: &[u8]) -> Result<(), String> {
+fn check_layout(bytes: &[u8]) -> Result<(), SeetaModelError> {
     let mut file = Layout { rest: bytes };
     let hierarchies = file.count("hierarchy", 1)?;
     let mut first_windows = 0;
@@ -131,16 +179,12 @@ fn check_layout(bytes: &[u8]) -> Result<(), String> {
                         // 40-pixel window: other values index out of bounds while detecting,
                         // where the panic aborts (found by fuzzing).
                         if bins < 255 || features % 10 != 0 {
-                            return Err(format!(
-                                "not a valid SeetaFace model (a LAB stage with {features} features and {bins} bins)"
-                            ));
+                            return Err(SeetaModelError::LabStage { features, bins });
                         }
                         for _ in 0..features {
                             let (x, y) = (file.int()?, file.int()?);
                             if !(0..40).contains(&x) || !(0..40).contains(&y) {
-                                return Err(format!(
-                                    "not a valid SeetaFace model (LAB feature at {x},{y}, outside the 40-pixel window)"
-                                ));
+                                return Err(SeetaModelError::LabFeatureOutside { x, y });
                             }
                         }
                         // A threshold per feature, then bins + 1 weights each.
@@ -152,17 +196,13 @@ fn check_layout(bytes: &[u8]) -> Result<(), String> {
                         // rustface loads a network without weight layers, then panics on the
                         // first frame, where the panic cannot unwind (found by fuzzing).
                         if layers < 2 {
-                            return Err(format!(
-                                "not a valid SeetaFace model (a network with {layers} layers)"
-                            ));
+                            return Err(SeetaModelError::TooFewLayers { layers });
                         }
                         let features = file.count("feature", 1)?;
                         for _ in 0..features {
                             let id = file.int()?;
                             if !(1..SURF_FEATURES).contains(&id) {
-                                return Err(format!(
-                                    "not a valid SeetaFace model (SURF feature {id}; the pool has 1..{SURF_FEATURES})"
-                                ));
+                                return Err(SeetaModelError::SurfFeature { id });
                             }
                         }
                         file.skip(1)?; // threshold
@@ -172,27 +212,19 @@ fn check_layout(bytes: &[u8]) -> Result<(), String> {
                                        // from the features' values to the score and box outputs.
                         let mut inputs = file.count("layer input", 0)?;
                         if inputs != features * SURF_VALUES {
-                            return Err(format!(
-                                "not a valid SeetaFace model (a network reading {inputs} values from {features} SURF features of {SURF_VALUES})"
-                            ));
+                            return Err(SeetaModelError::NetworkInputs { inputs, features });
                         }
                         for layer in 1..layers {
                             let outputs = file.count("layer output", 0)?;
                             let last = layer == layers - 1;
                             if outputs == 0 || (last && outputs != MLP_OUTPUTS) {
-                                return Err(format!(
-                                    "not a valid SeetaFace model (network layer {layer} with {outputs} outputs)"
-                                ));
+                                return Err(SeetaModelError::LayerOutputs { layer, outputs });
                             }
                             file.skip(inputs.saturating_mul(outputs).saturating_add(outputs))?;
                             inputs = outputs;
                         }
                     }
-                    kind => {
-                        return Err(format!(
-                            "not a valid SeetaFace model (classifier kind {kind})"
-                        ))
-                    }
+                    kind => return Err(SeetaModelError::ClassifierKind(kind)),
                 }
             }
             // rustface reads a negative source count as none.
@@ -204,16 +236,16 @@ fn check_layout(bytes: &[u8]) -> Result<(), String> {
             // Later windows merge the first level's proposals: rustface indexes them by these
             // numbers while detecting, where a bad one aborts the process (found by fuzzing).
             if sources == 0 {
-                return Err(format!(
-                    "not a valid SeetaFace model (a level-{hierarchy} window without sources)"
-                ));
+                return Err(SeetaModelError::NoSources { hierarchy });
             }
             for _ in 0..sources {
                 let source = file.int()?;
                 if usize::try_from(source).map_or(true, |s| s >= first_windows) {
-                    return Err(format!(
-                        "not a valid SeetaFace model (window source {source} of level {hierarchy} is not one of the {first_windows} first-level windows)"
-                    ));
+                    return Err(SeetaModelError::BadSource {
+                        window: source,
+                        hierarchy,
+                        first_windows,
+                    });
                 }
             }
         }
@@ -227,38 +259,33 @@ struct Layout<'a> {
 }
 
 impl Layout<'_> {
-    fn int(&mut self) -> Result<i32, String> {
+    fn int(&mut self) -> Result<i32, SeetaModelError> {
         let (value, rest) = self
             .rest
             .split_first_chunk::<4>()
-            .ok_or("not a valid SeetaFace model (the file ends early; it is truncated)")?;
+            .ok_or(SeetaModelError::Truncated)?;
         self.rest = rest;
         Ok(i32::from_le_bytes(*value))
     }
 
     /// A count of items of at least `values_each` 4-byte values: not negative and, when the
     /// items take room, no more than the rest of the file holds.
-    fn count(&mut self, what: &str, values_each: usize) -> Result<usize, String> {
+    fn count(&mut self, what: &'static str, values_each: usize) -> Result<usize, SeetaModelError> {
         let n = self.int()?;
-        let count = usize::try_from(n)
-            .map_err(|_| format!("not a valid SeetaFace model (negative {what} count {n})"))?;
+        let count = usize::try_from(n).map_err(|_| SeetaModelError::NegativeCount { what, n })?;
         let needed = count.saturating_mul(values_each).saturating_mul(4);
         // Dimensions (no room of their own) are bounded by the file too: the reader allocates
         // their product.
         if needed > self.rest.len() || (values_each == 0 && count > self.rest.len() / 4) {
-            return Err(format!(
-                "not a valid SeetaFace model ({what} count {count} is more than the file holds; the file is truncated or damaged)"
-            ));
+            return Err(SeetaModelError::CountTooLarge { what, count });
         }
         Ok(count)
     }
 
-    fn skip(&mut self, values: usize) -> Result<(), String> {
+    fn skip(&mut self, values: usize) -> Result<(), SeetaModelError> {
         let bytes = values.saturating_mul(4);
         if bytes > self.rest.len() {
-            return Err(
-                "not a valid SeetaFace model (the file ends early; it is truncated)".to_string(),
-            );
+            return Err(SeetaModelError::Truncated);
         }
         self.rest = &self.rest[bytes..];
         Ok(())
@@ -306,7 +333,10 @@ mod tests {
     fn seeta_file_with_a_huge_count_is_refused_before_rustface_allocates() {
         let mut bytes = i32::MAX.to_le_bytes().to_vec();
         bytes.extend_from_slice(&[0; 60]);
-        let err = SeetaDetector::from_bytes(&bytes, settings()).err().unwrap();
+        let err = SeetaDetector::from_bytes(&bytes, settings())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("more than the file holds"), "{err}");
         // The same for a count deep inside the shipped model: its first weight-bin count.
         let shipped = std::fs::read(
@@ -326,7 +356,10 @@ mod tests {
         // input size 0; then no window sources.
         let values: [i32; 9] = [1, 1, 1, 1, 1, 0, 0, 0, 0];
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let err = SeetaDetector::from_bytes(&bytes, settings()).err().unwrap();
+        let err = SeetaDetector::from_bytes(&bytes, settings())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("1 layers"), "{err}");
     }
 
@@ -346,7 +379,7 @@ mod tests {
         };
         check_layout(&file(0)).unwrap();
         for bad in [1, 7, -1] {
-            let err = check_layout(&file(bad)).unwrap_err();
+            let err = check_layout(&file(bad)).unwrap_err().to_string();
             assert!(err.contains(&format!("window source {bad}")), "{err}");
         }
     }
@@ -366,11 +399,11 @@ mod tests {
             values.iter().flat_map(|v| v.to_le_bytes()).collect()
         };
         check_layout(&file(10, 255, 39)).unwrap();
-        let few_bins = check_layout(&file(10, 16, 5)).unwrap_err();
+        let few_bins = check_layout(&file(10, 16, 5)).unwrap_err().to_string();
         assert!(few_bins.contains("16 bins"), "{few_bins}");
-        let ragged = check_layout(&file(7, 255, 5)).unwrap_err();
+        let ragged = check_layout(&file(7, 255, 5)).unwrap_err().to_string();
         assert!(ragged.contains("7 features"), "{ragged}");
-        let outside = check_layout(&file(10, 255, 40)).unwrap_err();
+        let outside = check_layout(&file(10, 255, 40)).unwrap_err().to_string();
         assert!(outside.contains("outside the 40-pixel window"), "{outside}");
     }
 
@@ -398,17 +431,23 @@ mod tests {
             values.iter().flat_map(|v| v.to_le_bytes()).collect()
         };
         check_layout(&file(&[1, 55], &[64, 3, 4])).unwrap();
-        let zero = check_layout(&file(&[1, 55], &[64, 0, 4])).unwrap_err();
+        let zero = check_layout(&file(&[1, 55], &[64, 0, 4]))
+            .unwrap_err()
+            .to_string();
         assert!(zero.contains("layer 1 with 0 outputs"), "{zero}");
-        let short_input = check_layout(&file(&[1, 55], &[32, 3, 4])).unwrap_err();
+        let short_input = check_layout(&file(&[1, 55], &[32, 3, 4]))
+            .unwrap_err()
+            .to_string();
         assert!(
             short_input.contains("reading 32 values from 2 SURF features"),
             "{short_input}"
         );
-        let no_box = check_layout(&file(&[1], &[32, 1])).unwrap_err();
+        let no_box = check_layout(&file(&[1], &[32, 1])).unwrap_err().to_string();
         assert!(no_box.contains("layer 1 with 1 outputs"), "{no_box}");
         for bad in [0, 56, -3] {
-            let err = check_layout(&file(&[bad], &[32, 4])).unwrap_err();
+            let err = check_layout(&file(&[bad], &[32, 4]))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(&format!("SURF feature {bad}")), "{err}");
         }
     }
@@ -423,7 +462,8 @@ mod tests {
         for cut in [3, 100, shipped.len() / 2, shipped.len() - 1] {
             let err = SeetaDetector::from_bytes(&shipped[..cut], settings())
                 .err()
-                .unwrap();
+                .unwrap()
+                .to_string();
             assert!(err.contains("truncated"), "cut at {cut}: {err}");
         }
     }

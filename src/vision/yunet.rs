@@ -22,7 +22,10 @@
 //! BlazeFace ([`super::cascade`]): alone, YuNet boxes the bundled coffee cup (score 0.62).
 
 use super::letterbox::{letterbox_into, Letterbox, PixelFormat};
-use super::{clip_faces, merge_boxes, DetectorSettings, FaceBox, FaceDetector, Landmarks, Reframe};
+use super::{
+    clip_faces, merge_boxes, DetectorError, DetectorSettings, FaceBox, FaceDetector, Landmarks,
+    Reframe,
+};
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
@@ -173,7 +176,9 @@ impl YuNetDetector {
             failed: false,
         };
         let probe = RgbImage::new(640, 480);
-        detector.infer(&probe).map_err(model_error)?;
+        detector
+            .infer(&probe)
+            .map_err(|e| model_error(e.to_string()))?;
         Ok(detector)
     }
 
@@ -189,7 +194,11 @@ impl YuNetDetector {
     }
 
     /// A runnable plan for a `width`×`height` input, made once per shape.
-    fn plan_for(&mut self, width: usize, height: usize) -> Result<Arc<TypedRunnableModel>, String> {
+    fn plan_for(
+        &mut self,
+        width: usize,
+        height: usize,
+    ) -> Result<Arc<TypedRunnableModel>, DetectorError> {
         if let Some((shape, plan)) = &self.plan {
             if *shape == (width, height) {
                 return Ok(plan.clone());
@@ -202,16 +211,18 @@ impl YuNetDetector {
                 .and_then(|m| m.into_optimized())
                 .and_then(|m| m.into_runnable())
         }))
-        .map_err(|_| "tract failed preparing this model (malformed model)".to_string())?
-        .map_err(|e| {
-            format!("tract cannot prepare this model for a 1x3x{height}x{width} input ({e:#})")
+        .map_err(|_| DetectorError::PrepareCrashed)?
+        .map_err(|error| DetectorError::Prepare {
+            width,
+            height,
+            error,
         })?;
         self.plan = Some(((width, height), plan.clone()));
         Ok(plan)
     }
 
     /// Runs the network on a frame: its letterbox and raw outputs.
-    pub fn infer(&mut self, frame: &RgbImage) -> Result<(Letterbox, RawOutputs), String> {
+    pub fn infer(&mut self, frame: &RgbImage) -> Result<(Letterbox, RawOutputs), DetectorError> {
         let (w, h) = input_shape(frame.width(), frame.height(), self.long_side);
         let plan = self.plan_for(w, h)?;
         let lb = Letterbox::top_left(frame.width(), frame.height(), w, h);
@@ -232,22 +243,22 @@ impl YuNetDetector {
         plan: &Arc<TypedRunnableModel>,
         w: usize,
         h: usize,
-    ) -> Result<RawOutputs, String> {
-        let input = Tensor::from_shape(&[1, 3, h, w], &self.input).map_err(|e| e.to_string())?;
+    ) -> Result<RawOutputs, DetectorError> {
+        let input = Tensor::from_shape(&[1, 3, h, w], &self.input).map_err(DetectorError::Input)?;
         let out = plan
             .run(tvec!(input.into_tvalue()))
-            .map_err(|e| format!("the model does not run ({e:#})"))?;
+            .map_err(DetectorError::DoesNotRun)?;
         Self::read_outputs(&out, w, h)
     }
 
     /// The twelve outputs (cls, obj, bbox, kps, each at strides 8, 16, 32), shapes checked.
-    fn read_outputs(out: &[TValue], width: usize, height: usize) -> Result<RawOutputs, String> {
+    fn read_outputs(
+        out: &[TValue],
+        width: usize,
+        height: usize,
+    ) -> Result<RawOutputs, DetectorError> {
         if out.len() != 12 {
-            return Err(format!(
-                "the model has {} outputs; YuNet has 12 (cls, obj, bbox, kps at strides 8, 16, 32; \
-                 is detector.kind right for this file?)",
-                out.len()
-            ));
+            return Err(DetectorError::YuNetOutputCount(out.len()));
         }
         let mut raw = RawOutputs::default();
         for (group, &per_cell) in WIDTHS.iter().enumerate() {
@@ -255,18 +266,20 @@ impl YuNetDetector {
                 let t = &out[group * 3 + level];
                 let cells = (width / stride) * (height / stride);
                 if t.shape() != [1, cells, per_cell] {
-                    return Err(format!(
-                        "output {} has shape {:?}; YuNet gives [1, {cells}, {per_cell}] for a \
-                         {width}x{height} input (is detector.kind right for this file?)",
-                        group * 3 + level,
-                        t.shape()
-                    ));
+                    return Err(DetectorError::YuNetOutputShape {
+                        index: group * 3 + level,
+                        shape: t.shape().to_vec(),
+                        cells,
+                        per_cell,
+                        width,
+                        height,
+                    });
                 }
                 let values = t
                     .try_as_plain_ram()
-                    .map_err(|e| e.to_string())?
+                    .map_err(DetectorError::Output)?
                     .as_slice::<f32>()
-                    .map_err(|e| e.to_string())?
+                    .map_err(DetectorError::Output)?
                     .to_vec();
                 let slot = match group {
                     0 => &mut raw.cls,

@@ -84,8 +84,8 @@ pub fn input_info() -> ModelInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The crop is not the network's input (the device's own check, e.g. its size).
-    #[error("{0}")]
-    Input(String),
+    #[error(transparent)]
+    Input(#[from] agecam::model::age_gender::InputError),
     #[error("tract failed to run the teacher ({0})")]
     Tract(String),
     #[error("{0} output is not float ({1})")]
@@ -147,10 +147,7 @@ impl Teacher {
     }
 
     pub(super) fn predict_one(&self, crop: &RgbImage) -> Result<TeacherOutput, RunError> {
-        let input = self
-            .info
-            .input_tensor(std::slice::from_ref(crop))
-            .map_err(RunError::Input)?;
+        let input = self.info.input_tensor(std::slice::from_ref(crop))?;
         self.run(input)
     }
 
