@@ -306,6 +306,9 @@ pub struct ModelConfig {
     /// 40 px the estimates fall off quickly (docs/models.md, "Detection range and small faces").
     /// 0 estimates every face found.
     pub min_face_size: u32,
+    /// Average each face crop's probabilities with its mirror image's (test-time
+    /// augmentation): two network runs per classified face.
+    pub flip: bool,
 }
 
 /// Default of `model.min_face_size`: from 40 px up, age and gender are within 1 y and 2.5
@@ -320,6 +323,7 @@ impl Default for ModelConfig {
             precision: ModelPrecision::Auto,
             cache_dir: None,
             min_face_size: DEFAULT_MIN_ESTIMATE_SIZE,
+            flip: false,
         }
     }
 }

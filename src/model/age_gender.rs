@@ -301,6 +301,9 @@ pub struct AgeGenderModel {
     age_output: usize,
     gender_output: usize,
     loaded_from: LoadedFrom,
+    /// Test-time augmentation: each crop's probabilities averaged with its mirror image's
+    /// (`model.flip`).
+    flip: bool,
 }
 
 /// The graph's declared input must be `[n, 3, s, s]` with `s` the metadata's input size: the
@@ -426,7 +429,20 @@ impl AgeGenderModel {
             age_output,
             gender_output,
             loaded_from: from,
+            flip: false,
         })
+    }
+
+    /// Averages each crop's probabilities with those of its horizontally mirrored copy (a
+    /// face and its mirror image are the same age and gender): two network runs per face.
+    pub fn with_flip(mut self, flip: bool) -> AgeGenderModel {
+        self.flip = flip;
+        self
+    }
+
+    /// Whether crops are averaged with their mirror images ([`AgeGenderModel::with_flip`]).
+    pub fn flips(&self) -> bool {
+        self.flip
     }
 
     /// Whether this load read the NNEF cache or prepared the network from ONNX.
@@ -461,9 +477,21 @@ impl AgeGenderModel {
     }
 
     /// The network's probabilities for one crop: over the age bins and over the two gender
-    /// classes. Several frames' probabilities of one face add up ([`FaceProbs::add`]) into one
+    /// classes (with [`AgeGenderModel::with_flip`], the mean of the crop's and its mirror
+    /// image's). Several frames' probabilities of one face add up ([`FaceProbs::add`]) into one
     /// estimate ([`AgeGenderModel::estimate`]), which is how a visit is classified.
     pub fn predict_probs(&self, crop: &RgbImage) -> Result<FaceProbs, Error> {
+        let mut probs = self.run_one(crop)?;
+        if self.flip {
+            probs.add(&self.run_one(&image::imageops::flip_horizontal(crop))?);
+            probs.age.iter_mut().for_each(|p| *p /= 2.0);
+            probs.gender.iter_mut().for_each(|p| *p /= 2.0);
+        }
+        Ok(probs)
+    }
+
+    /// One network run on one crop.
+    fn run_one(&self, crop: &RgbImage) -> Result<FaceProbs, Error> {
         let input = self.input_tensor(std::slice::from_ref(crop))?;
         let outputs = self
             .plan
@@ -623,6 +651,31 @@ mod tests {
         let loaded = tiny_age_gender_model(dir.path(), 16);
         assert_eq!(loaded.info().input_size, 16);
         assert_eq!(loaded.info().age_bins.len(), 101);
+    }
+
+    /// `model.flip` averages the mirror image in: still a distribution, and for the tiny
+    /// test network (which reads only the crop's mean colour) the same as the crop alone,
+    /// whatever the crop's left and right halves hold.
+    #[test]
+    fn flipped_probabilities_are_averaged_into_a_distribution() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = tiny_age_gender_model(dir.path(), 16);
+        let crop = RgbImage::from_fn(16, 16, |x, _| {
+            if x < 8 {
+                image::Rgb([255, 0, 255])
+            } else {
+                image::Rgb([40, 40, 40])
+            }
+        });
+        let one = plain.predict_probs(&crop).unwrap();
+        let flipping = plain.with_flip(true);
+        assert!(flipping.flips());
+        let both = flipping.predict_probs(&crop).unwrap();
+        assert!((both.age.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        assert!((both.gender[0] + both.gender[1] - 1.0).abs() < 1e-4);
+        for (a, b) in one.age.iter().zip(&both.age) {
+            assert!((a - b).abs() < 1e-5, "{a} {b}");
+        }
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct Args {
     /// and the scheduled daemon (the config's `[schedule]`), side by side per model.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(2..=120))]
     visit_frames: Option<u32>,
+    /// Add the horizontally flipped crop's probabilities to each crop's (test-time
+    /// augmentation: two network runs per face), to measure whether the device should.
+    #[arg(long)]
+    flip: bool,
 }
 
 pub fn run(config_file: Option<&Path>, a: &Args) -> anyhow::Result<ExitCode> {
@@ -113,6 +117,7 @@ pub fn run(config_file: Option<&Path>, a: &Args) -> anyhow::Result<ExitCode> {
         crop_margin: config.detector.crop_margin,
         max_images: a.max_images,
         face_height: a.face_height,
+        flip: a.flip,
         visits: a.visit_frames.map(|frames| eval::VisitSim {
             frames,
             schedule: config.schedule,

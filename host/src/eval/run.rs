@@ -36,6 +36,9 @@ pub struct EvalRun<'a> {
     pub face_height: Option<u32>,
     /// Score each face as a short visit instead (see [`VisitSim`]); `None`: one frame.
     pub visits: Option<VisitSim>,
+    /// Each crop's probabilities averaged with its mirror image's
+    /// ([`AgeGenderModel::with_flip`], the device's `model.flip`).
+    pub flip: bool,
 }
 /// The picture scaled down (area-averaging, as a sensor does) so `face` is `height` pixels
 /// high, JPEG-compressed and decoded as a webcam frame is, with the face box in it. A face
@@ -98,7 +101,11 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
     let models: Vec<AgeGenderModel> = run
         .models
         .iter()
-        .map(|p| AgeGenderModel::load(p).map_err(EvalError::from))
+        .map(|p| {
+            AgeGenderModel::load(p)
+                .map(|m| m.with_flip(run.flip))
+                .map_err(EvalError::from)
+        })
         .collect::<Result<_>>()?;
     let mut chosen: Vec<&Sample> = run
         .samples
