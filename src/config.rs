@@ -48,6 +48,7 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     pub display: DisplayConfig,
     pub stats: StatsConfig,
+    pub attention: AttentionConfig,
     pub push: PushConfig,
 }
 
@@ -690,6 +691,32 @@ impl StatsConfig {
     }
 }
 
+/// Who looked at the screen (`[attention]`): a face is *looking* in a detector frame when its
+/// head pose ([`crate::vision::pose`]) is within `max_yaw` and `max_pitch` of the camera's
+/// axis; a visit's attention is the time it spent looking, and it counts as a *watcher* when
+/// that reaches `min_seconds`. The defaults were chosen by measurement (docs/statistics.md,
+/// "Attention").
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttentionConfig {
+    /// Largest head turn left or right, in degrees, that still counts as looking.
+    pub max_yaw: f32,
+    /// Largest head tilt up or down, in degrees, that still counts as looking.
+    pub max_pitch: f32,
+    /// Seconds of looking that make a visit a watcher.
+    pub min_seconds: f32,
+}
+
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        AttentionConfig {
+            max_yaw: 30.0,
+            max_pitch: 20.0,
+            min_seconds: 1.0,
+        }
+    }
+}
+
 /// Optional push of finished statistics intervals to an MQTT broker (see `crate::push`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1015,6 +1042,20 @@ impl Config {
                 "0 (off) or a positive number",
             );
         }
+        let at = &self.attention;
+        if !(1.0..=90.0).contains(&at.max_yaw) {
+            return bad("attention.max_yaw", at.max_yaw, "1 to 90 degrees");
+        }
+        if !(1.0..=90.0).contains(&at.max_pitch) {
+            return bad("attention.max_pitch", at.max_pitch, "1 to 90 degrees");
+        }
+        if !(0.0..=600.0).contains(&at.min_seconds) {
+            return bad(
+                "attention.min_seconds",
+                at.min_seconds,
+                "0 (any look) to 600 seconds",
+            );
+        }
         if st.unit_id.len() > 64
             || st
                 .unit_id
@@ -1140,6 +1181,32 @@ mod tests {
             line.contains("hdmi") && line.contains("`png`") && line.contains("`none`"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn attention_keys_are_read_and_checked() {
+        let c = parse("[attention]\nmax_yaw = 25\nmax_pitch = 15.5\nmin_seconds = 2\n").unwrap();
+        assert_eq!(
+            c.attention,
+            AttentionConfig {
+                max_yaw: 25.0,
+                max_pitch: 15.5,
+                min_seconds: 2.0
+            }
+        );
+        for (text, key, found) in [
+            ("max_yaw = 0", "attention.max_yaw", "found 0, allowed 1 to 90 degrees"),
+            ("max_yaw = 91", "attention.max_yaw", "found 91"),
+            ("max_yaw = nan", "attention.max_yaw", "found NaN"),
+            ("max_pitch = 120", "attention.max_pitch", "found 120"),
+            ("min_seconds = -1", "attention.min_seconds", "found -1"),
+        ] {
+            let err = parse(&format!("[attention]\n{text}\n")).unwrap_err();
+            assert_eq!((err.key.as_str(), err.line), (key, Some(2)), "{err}");
+            assert!(err.to_string().contains(found), "{err}");
+        }
+        let err = parse("[attention]\nmax_yew = 20\n").unwrap_err();
+        assert!(err.to_string().contains("max_yew"), "{err}");
     }
 
     #[test]

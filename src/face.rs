@@ -15,6 +15,10 @@ pub struct FaceResult {
     /// image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub track: Option<TrackId>,
+    /// Whether the face looks at the screen (`[attention]`), in a stream; `None` for a single
+    /// image or a face without landmarks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub looking: Option<bool>,
 }
 
 impl FaceResult {

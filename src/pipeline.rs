@@ -12,7 +12,7 @@ use crate::face::{FaceResult, StageTimes};
 use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Manifest, Role};
 use crate::schedule::{FrameWork, Schedule};
-use crate::track::{Track, TrackSettings, Tracker, Visit};
+use crate::track::{AttentionRules, Track, TrackSettings, Tracker, Visit};
 use crate::vision::blazeface::Variant;
 use crate::vision::crop::{CropStyle, Framing};
 use crate::vision::{
@@ -100,7 +100,10 @@ impl Pipeline {
             min_estimate_size: config.model.min_face_size,
             licence,
             schedule: Schedule::new(config.schedule),
-            tracker: Tracker::new(TrackSettings::from_config(&config.stats)),
+            tracker: Tracker::new(
+                TrackSettings::from_config(&config.stats)
+                    .with_attention(AttentionRules::from_config(&config.attention)),
+            ),
             ended: Vec::new(),
         })
     }
@@ -213,7 +216,8 @@ impl Pipeline {
         model.predict_probs(&crop).map(Some)
     }
 
-    /// Runs every stage on one image: faces → crops → predictions, all faces in one batch.
+    /// Runs every stage on one image: faces → crops → predictions, all faces in one batch;
+    /// each face says whether it looks at the camera (`[attention]`).
     pub fn process(&mut self, image: &RgbImage) -> Result<(Vec<FaceResult>, StageTimes), Error> {
         let start = Instant::now();
         let faces = self.detector.detect(image);
@@ -222,10 +226,12 @@ impl Pipeline {
             detect: detected - start,
             ..StageTimes::default()
         };
+        let attention = self.tracker.settings().attention;
         let Some(model) = &self.model else {
             let results = faces
                 .into_iter()
                 .map(|face| FaceResult {
+                    looking: attention.looking(&face),
                     face,
                     estimate: None,
                     track: None,
@@ -255,6 +261,7 @@ impl Pipeline {
             .into_iter()
             .zip(estimable)
             .map(|(face, ok)| FaceResult {
+                looking: attention.looking(&face),
                 face,
                 estimate: if ok { estimates.next() } else { None },
                 track: None,

@@ -44,11 +44,47 @@
 use crate::face::FaceResult;
 pub use crate::face::TrackId;
 use crate::model::{AgeGender, FaceProbs, Gender};
+use crate::vision::pose::head_pose;
 use crate::vision::{match_by_overlap, FaceBox};
 use std::time::{Duration, Instant};
 
+/// When a face counts as looking at the screen, and a visit as a watcher (`[attention]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionRules {
+    /// Largest |yaw| in degrees that counts as looking.
+    pub max_yaw: f32,
+    /// Largest |pitch| in degrees that counts as looking.
+    pub max_pitch: f32,
+    /// Attention that makes a visit a watcher.
+    pub min_attention: Duration,
+}
+
+impl Default for AttentionRules {
+    /// The `[attention]` section's defaults: one default, the config's.
+    fn default() -> Self {
+        AttentionRules::from_config(&crate::config::AttentionConfig::default())
+    }
+}
+
+impl AttentionRules {
+    pub fn from_config(attention: &crate::config::AttentionConfig) -> AttentionRules {
+        AttentionRules {
+            max_yaw: attention.max_yaw,
+            max_pitch: attention.max_pitch,
+            min_attention: Duration::from_secs_f32(attention.min_seconds),
+        }
+    }
+
+    /// Whether a face with these landmarks looks at the screen; `None` when the detector gave
+    /// no landmarks (or too few to fit a pose).
+    pub fn looking(&self, face: &FaceBox) -> Option<bool> {
+        let pose = face.landmarks.as_ref().and_then(head_pose)?;
+        Some(pose.yaw.abs() <= self.max_yaw && pose.pitch.abs() <= self.max_pitch)
+    }
+}
+
 /// The rules that link detections into tracks and end visits (`[stats]` in the config:
-/// `link_iou`, `visit_gap_seconds`, `min_track_frames`).
+/// `link_iou`, `visit_gap_seconds`, `min_track_frames`), and what counts as attention.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrackSettings {
     /// A track ends (one visit) when its face has not been found for this long.
@@ -58,6 +94,8 @@ pub struct TrackSettings {
     pub min_frames: u32,
     /// Smallest box overlap (IoU) that links a detection to a track.
     pub min_iou: f32,
+    /// When a face looks at the screen (`[attention]`).
+    pub attention: AttentionRules,
 }
 
 impl Default for TrackSettings {
@@ -66,6 +104,7 @@ impl Default for TrackSettings {
             visit_gap: Duration::from_secs(3),
             min_frames: 3,
             min_iou: 0.3,
+            attention: AttentionRules::default(),
         }
     }
 }
@@ -77,7 +116,13 @@ impl TrackSettings {
             visit_gap: Duration::from_secs_f32(stats.visit_gap_seconds),
             min_frames: stats.min_track_frames,
             min_iou: stats.link_iou,
+            attention: AttentionRules::default(),
         }
+    }
+
+    /// The same settings with the `[attention]` section's rules.
+    pub fn with_attention(self, attention: AttentionRules) -> TrackSettings {
+        TrackSettings { attention, ..self }
     }
 }
 
@@ -89,6 +134,11 @@ pub struct Visit {
     pub gender: Option<Gender>,
     /// From first to last sighting.
     pub dwell: Duration,
+    /// Time spent looking at the screen, from the detector frames that found the face; `None`
+    /// when no sighting had landmarks to tell (a detector without them).
+    pub attention: Option<Duration>,
+    /// Whether the attention reached `attention.min_seconds`.
+    pub watcher: bool,
     /// When the face was last seen.
     pub ended: Instant,
 }
@@ -112,6 +162,10 @@ pub struct Track {
     pub since_check: u32,
     /// Shorter box side when it was last classified.
     pub checked_side: f32,
+    /// Whether the face looked at the screen when last found (`None`: no landmarks).
+    pub looking: Option<bool>,
+    /// Time looking so far; `None` until a sighting had landmarks.
+    attention: Option<Duration>,
     first_seen: Instant,
     last_seen: Instant,
     /// Detector frames that found it.
@@ -133,6 +187,8 @@ impl Track {
             estimates: 0,
             since_check: 0,
             checked_side: 0.0,
+            looking: None,
+            attention: None,
             first_seen: now,
             last_seen: now,
             frames: 0,
@@ -164,7 +220,26 @@ impl Track {
             face: self.face,
             estimate: self.estimate,
             track: Some(self.id),
+            looking: self.looking,
         }
+    }
+
+    /// Takes a new sighting at `now`, looking or not. The time since the last sighting counts
+    /// as attention in proportion to how many of its two ends looked (a face looking in both
+    /// counts it all, in one half), so a face looking at every detector frame gets its whole
+    /// dwell as attention.
+    fn sighted(&mut self, face: FaceBox, looking: Option<bool>, now: Instant) {
+        if let Some(now_looking) = looking {
+            let since = now.saturating_duration_since(self.last_seen);
+            let ends = u32::from(now_looking) + u32::from(self.looking == Some(true));
+            let attention = self.attention.get_or_insert(Duration::ZERO);
+            *attention += since * ends / 2;
+        }
+        self.face = face;
+        self.looking = looking;
+        self.missed = 0;
+        self.since_check += 1;
+        self.last_seen = now;
     }
 
     /// Adds this detector frame's sighting, with the current estimate, to the visit.
@@ -183,7 +258,7 @@ impl Track {
         }
     }
 
-    fn into_visit(self) -> Visit {
+    fn into_visit(self, rules: &AttentionRules) -> Visit {
         let gender = match self.gender_votes {
             [m, f] if m == 0.0 && f == 0.0 => None,
             [m, f] if f > m => Some(Gender::Female),
@@ -193,6 +268,10 @@ impl Track {
             age: weighted_median(self.ages),
             gender,
             dwell: self.last_seen - self.first_seen,
+            attention: self.attention,
+            watcher: self
+                .attention
+                .is_some_and(|a| a >= rules.min_attention && !a.is_zero()),
             ended: self.last_seen,
         }
     }
@@ -267,11 +346,8 @@ impl Tracker {
         for (t, b) in linked {
             track_found[t] = true;
             box_taken[b] = true;
-            let track = &mut self.tracks[t];
-            track.face = boxes[b];
-            track.missed = 0;
-            track.since_check += 1;
-            track.last_seen = now;
+            let looking = self.settings.attention.looking(&boxes[b]);
+            self.tracks[t].sighted(boxes[b], looking, now);
         }
         for (track, found) in self.tracks.iter_mut().zip(track_found) {
             if !found {
@@ -282,7 +358,10 @@ impl Tracker {
             if !taken {
                 let id = TrackId(self.next_id);
                 self.next_id += 1;
-                self.tracks.push(Track::new(id, face, now));
+                let mut track = Track::new(id, face, now);
+                track.sighted(face, self.settings.attention.looking(&face), now);
+                track.since_check = 0;
+                self.tracks.push(track);
             }
         }
         ended
@@ -335,7 +414,7 @@ impl Tracker {
         ended
             .into_iter()
             .filter(|t| t.frames >= self.settings.min_frames)
-            .map(Track::into_visit)
+            .map(|t| t.into_visit(&self.settings.attention))
             .collect()
     }
 }
@@ -355,6 +434,7 @@ mod tests {
                 gender_confidence: 0.9,
             }),
             track: None,
+            looking: None,
         }
     }
 
@@ -488,6 +568,94 @@ mod tests {
         tracker.link(vec![face(204.0, 40.0, Gender::Male).face], t0 + FRAME * 2);
         let again = tracker.in_view().next().unwrap();
         assert_eq!((again.id, again.missed), (id, 0));
+    }
+
+    /// A face box at `x` whose landmarks look straight at the camera, or are turned about 70°
+    /// (the cameraman photo's landmarks, `tests/data/faces`).
+    fn posed(x: f32, frontal: bool) -> FaceBox {
+        use crate::vision::Landmarks;
+        let landmarks = if frontal {
+            Landmarks {
+                right_eye: [100.0, 100.0],
+                left_eye: [164.0, 100.0],
+                nose: [132.0, 135.0],
+                mouth: [132.0, 165.0],
+                mouth_corners: None,
+                ears: None,
+            }
+        } else {
+            Landmarks {
+                right_eye: [236.8, 147.7],
+                left_eye: [248.1, 150.3],
+                nose: [251.0, 167.9],
+                mouth: [239.8, 178.5],
+                mouth_corners: None,
+                ears: None,
+            }
+        };
+        FaceBox {
+            landmarks: Some(landmarks),
+            ..FaceBox::new(x, 100.0, 80.0, 80.0, 1.0)
+        }
+    }
+
+    /// Attention is the time between detector frames, counted in full when the face looked at
+    /// both ends and half when at one; a watcher reaches `attention.min_seconds`.
+    #[test]
+    fn attention_counts_the_time_looking_and_makes_watchers() {
+        let t0 = Instant::now();
+        let run = |looks: &[bool]| {
+            let mut tracker = Tracker::new(TrackSettings::default());
+            for (i, &look) in looks.iter().enumerate() {
+                tracker.link(vec![posed(200.0, look)], t0 + FRAME * 5 * i as u32);
+                assert_eq!(tracker.in_view().next().unwrap().looking, Some(look));
+                assert_eq!(tracker.in_view().next().unwrap().result().looking, Some(look));
+                tracker.record_in_view();
+            }
+            tracker.finish().remove(0)
+        };
+        // Detector frames every 0.5 s. Looking throughout 2 s: attention = dwell = 2 s.
+        let v = run(&[true; 5]);
+        assert_eq!((v.dwell, v.attention), (FRAME * 20, Some(FRAME * 20)));
+        assert!(v.watcher);
+        // Turned away throughout: no attention, not a watcher.
+        let v = run(&[false; 5]);
+        assert_eq!((v.attention, v.watcher), (Some(Duration::ZERO), false));
+        // Looking in 2 of 5 frames, in a row: 0.25 + 0.5 + 0.25 = 1 s, just a watcher.
+        let v = run(&[false, true, true, false, false]);
+        assert_eq!((v.attention, v.watcher), (Some(FRAME * 10), true));
+        // One glance: 0.5 s, not a watcher.
+        let v = run(&[false, false, true, false, false]);
+        assert_eq!((v.attention, v.watcher), (Some(FRAME * 5), false));
+    }
+
+    #[test]
+    fn faces_without_landmarks_have_unknown_attention() {
+        let mut tracker = Tracker::new(TrackSettings::default());
+        let t0 = Instant::now();
+        for i in 0..4 {
+            tracker.update(&[face(200.0, 30.0, Gender::Male)], t0 + FRAME * i);
+        }
+        assert_eq!(tracker.in_view().next().unwrap().looking, None);
+        let v = tracker.finish().remove(0);
+        assert_eq!((v.attention, v.watcher), (None, false));
+    }
+
+    #[test]
+    fn the_attention_thresholds_come_from_the_rules() {
+        let strict = AttentionRules {
+            max_yaw: 1.0,
+            ..AttentionRules::default()
+        };
+        let lenient = AttentionRules {
+            max_yaw: 80.0,
+            ..AttentionRules::default()
+        };
+        assert_eq!(strict.looking(&posed(0.0, false)), Some(false));
+        assert_eq!(lenient.looking(&posed(0.0, false)), Some(true));
+        assert_eq!(AttentionRules::default().looking(&posed(0.0, true)), Some(true));
+        assert_eq!(AttentionRules::default().looking(&posed(0.0, false)), Some(false));
+        assert_eq!(AttentionRules::default().looking(&FaceBox::new(0.0, 0.0, 9.0, 9.0, 1.0)), None);
     }
 
     #[test]

@@ -134,6 +134,7 @@ fn predict_gives_the_head_pose_of_a_face_turned_away() {
     let line: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     let yaw = line["yaw"].as_f64().unwrap();
     assert!((-55.0..=-25.0).contains(&yaw), "{line}");
+    assert_eq!(line["looking"], false, "beyond attention.max_yaw: {line}");
 }
 
 #[test]
@@ -165,6 +166,7 @@ fn predict_finds_the_face_in_a_portrait_and_none_in_a_landscape() {
     let (yaw, pitch) = (lines[0]["yaw"].as_f64(), lines[0]["pitch"].as_f64());
     assert!(yaw.unwrap().abs() < 15.0, "{stdout}");
     assert!(pitch.unwrap().abs() < 20.0, "{stdout}");
+    assert_eq!(lines[0]["looking"], true, "{stdout}");
 
     let landscape = data("nonfaces/coffee.jpg");
     let out = run_ok(agecam().arg("predict").arg("--json").arg(&landscape));

@@ -258,6 +258,15 @@ vLqZPIrLeLqyZ7r+AT0ZTmzJORTicg==\n\
                 frames: 13_500,
                 camera_faults: 0,
                 cells,
+                attention: [(
+                    ("18-29".to_string(), "female".to_string()),
+                    agecam::stats::aggregate::CellAttention {
+                        posed: 3,
+                        watchers: 2,
+                        attention_s: 4.5,
+                    },
+                )]
+                .into(),
                 dwell_total_s: 12.5,
                 dwell_max_s: 6.0,
             })

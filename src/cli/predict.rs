@@ -48,6 +48,8 @@ struct FaceLine<'a> {
     /// towards the image's right, positive pitch looking up; `null` without landmarks.
     yaw: Option<f32>,
     pitch: Option<f32>,
+    /// Whether that pose is within `attention.max_yaw` and `attention.max_pitch`.
+    looking: Option<bool>,
 }
 
 /// Runs the command; returns how many images could not be read (they are reported and
@@ -127,6 +129,7 @@ fn face_line<'a>(file: &'a str, result: &FaceResult) -> FaceLine<'a> {
             .map(|l| l.map(|p| p.map(|v| (v * 10.0).round() / 10.0))),
         yaw: pose.map(|p| (p.yaw * 10.0).round() / 10.0),
         pitch: pose.map(|p| (p.pitch * 10.0).round() / 10.0),
+        looking: result.looking,
     }
 }
 

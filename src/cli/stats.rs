@@ -70,7 +70,7 @@ pub fn export(
     let store = Store::open(database)?;
     let intervals = store.load(since, until)?;
     if format == ExportFormat::Csv {
-        writeln!(out, "interval_id,start,end,uptime_s,frames,camera_faults,suppressed_cells,age_bucket,gender,visits")?;
+        writeln!(out, "interval_id,start,end,uptime_s,frames,camera_faults,suppressed_cells,age_bucket,gender,visits,watchers,attention_s")?;
     }
     for interval in &intervals {
         let published = publish(interval, privacy);
@@ -97,13 +97,19 @@ fn write_csv(out: &mut dyn Write, p: &PublishedInterval) -> std::io::Result<()> 
     );
     if p.cells.is_empty() {
         // The interval still gets a row, so "nobody came" differs from "not running".
-        return writeln!(out, "{head},,,0");
+        return writeln!(out, "{head},,,0,0,0");
     }
+    // An empty field: withheld (k-anonymity) or unknown (no pose).
+    let blank = |v: Option<String>| v.unwrap_or_default();
     for cell in &p.cells {
         writeln!(
             out,
-            "{head},{},{},{}",
-            cell.age_bucket, cell.gender, cell.visits
+            "{head},{},{},{},{},{}",
+            cell.age_bucket,
+            cell.gender,
+            cell.visits,
+            blank(cell.watchers.map(|w| w.to_string())),
+            blank(cell.attention_s.map(|a| a.to_string()))
         )?;
     }
     Ok(())
@@ -142,6 +148,15 @@ mod tests {
         interval.cells.insert(("25-34".into(), "female".into()), 6);
         interval.cells.insert(("25-34".into(), "male".into()), 5);
         interval.cells.insert(("65+".into(), "male".into()), 1);
+        // Everyone in the female cell looked; the male cell's faces had no landmarks.
+        interval.attention.insert(
+            ("25-34".into(), "female".into()),
+            crate::stats::aggregate::CellAttention {
+                posed: 6,
+                watchers: 6,
+                attention_s: 14.5,
+            },
+        );
         store.save(&interval).unwrap();
         let empty = IntervalStats {
             unit_id: "hall".into(),
@@ -167,10 +182,10 @@ mod tests {
         let csv = String::from_utf8(csv).unwrap();
         assert_eq!(
             csv,
-            "interval_id,start,end,uptime_s,frames,camera_faults,suppressed_cells,age_bucket,gender,visits\n\
-             hall@1795392000,2026-11-23T00:00:00Z,2026-11-23T00:15:00Z,900,27000,0,1,25-34,female,6\n\
-             hall@1795392000,2026-11-23T00:00:00Z,2026-11-23T00:15:00Z,900,27000,0,1,25-34,male,5\n\
-             hall@1795392900,2026-11-23T00:15:00Z,2026-11-23T00:30:00Z,900,0,0,0,,,0\n"
+            "interval_id,start,end,uptime_s,frames,camera_faults,suppressed_cells,age_bucket,gender,visits,watchers,attention_s\n\
+             hall@1795392000,2026-11-23T00:00:00Z,2026-11-23T00:15:00Z,900,27000,0,1,25-34,female,6,6,14.5\n\
+             hall@1795392000,2026-11-23T00:00:00Z,2026-11-23T00:15:00Z,900,27000,0,1,25-34,male,5,,\n\
+             hall@1795392900,2026-11-23T00:15:00Z,2026-11-23T00:30:00Z,900,0,0,0,,,0,0,0\n"
         );
 
         let mut json = Vec::new();

@@ -68,6 +68,7 @@ pub(crate) fn blue_frame_with_one_face() -> (Frame, FaceResult) {
     };
     let face = FaceResult {
         track: None,
+        looking: None,
         face: crate::vision::FaceBox {
             x: 200.0,
             y: 160.0,

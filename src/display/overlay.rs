@@ -1,5 +1,6 @@
 //! The overlay: the camera image scaled to the panel, a box and a label per face, and a status
-//! line with fps and face count. Sized for panels from 240×240 up.
+//! line with fps and face count. Sized for panels from 240×240 up. A face looking at the
+//! screen (`[attention]`) gets a box three times as thick as one turned away.
 
 use crate::face::FaceResult;
 use embedded_graphics::mono_font::ascii::{FONT_10X20, FONT_6X10};
@@ -22,6 +23,9 @@ pub const MALE_COLOUR: Rgb888 = Rgb888::new(80, 170, 255);
 pub const FEMALE_COLOUR: Rgb888 = Rgb888::new(255, 90, 170);
 /// Faces without an age/gender estimate (no model installed, or under `model.min_face_size`).
 pub const FACE_COLOUR: Rgb888 = Rgb888::new(255, 210, 0);
+
+/// How many times thicker the box of a face looking at the screen is.
+pub const LOOKING_STROKE: u32 = 3;
 
 /// How the frame maps onto the panel: uniform scale, centred, black bars on the sides.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,8 +97,16 @@ where
             (bottom_right.x - top_left.x).max(1) as u32,
             (bottom_right.y - top_left.y).max(1) as u32,
         );
+        // Drawn inside the box's edges, so a thick box covers no more of the picture around it.
+        let width = if result.looking == Some(true) {
+            LOOKING_STROKE * stroke
+        } else {
+            stroke
+        };
+        let mut style = PrimitiveStyle::with_stroke(colour, width);
+        style.stroke_alignment = embedded_graphics::primitives::StrokeAlignment::Inside;
         Rectangle::new(top_left, size)
-            .into_styled(PrimitiveStyle::with_stroke(colour, stroke))
+            .into_styled(style)
             .draw(target)?;
         let label = match &result.estimate {
             Some(estimate) => estimate.label(),
@@ -226,6 +238,7 @@ mod tests {
         let frame = grey_frame(640, 480);
         let face = FaceResult {
             track: None,
+            looking: None,
             face: FaceBox {
                 x: 200.0,
                 y: 160.0,
@@ -279,6 +292,38 @@ mod tests {
             .any(|(x, y)| canvas_pixel(&canvas, x, y) == [255, 255, 255]));
     }
 
+    /// A face looking at the screen has a box three times as thick, inside the same edges.
+    #[test]
+    fn a_face_looking_at_the_screen_gets_a_thick_box() {
+        let frame = grey_frame(640, 480);
+        let face = |looking| FaceResult {
+            track: None,
+            looking,
+            face: FaceBox::new(200.0, 160.0, 160.0, 160.0, 5.0),
+            estimate: None,
+        };
+        let status = Status::default();
+        let draw = |looking| {
+            let mut canvas = RgbCanvas::new(320, 240);
+            draw_overlay(&mut canvas, &frame, &[face(looking)], &status).unwrap();
+            canvas
+        };
+        let yellow = rgb(FACE_COLOUR);
+        let grey = [100, 100, 100];
+        // The box spans (100,80)-(180,160) on the panel; its left edge from x = 100.
+        for looking in [None, Some(false)] {
+            let canvas = draw(looking);
+            assert_eq!(canvas_pixel(&canvas, 100, 120), yellow, "{looking:?}");
+            assert_eq!(canvas_pixel(&canvas, 101, 120), grey, "{looking:?}");
+            assert_eq!(canvas_pixel(&canvas, 99, 120), grey, "{looking:?}");
+        }
+        let canvas = draw(Some(true));
+        assert_eq!(canvas_pixel(&canvas, 100, 120), yellow);
+        assert_eq!(canvas_pixel(&canvas, 102, 120), yellow);
+        assert_eq!(canvas_pixel(&canvas, 103, 120), grey);
+        assert_eq!(canvas_pixel(&canvas, 99, 120), grey, "no wider outside");
+    }
+
     /// A distant face (a 16 px box at the right edge of a 320×240 panel) keeps the full-size
     /// label, moved left so all of it is on the panel.
     #[test]
@@ -286,6 +331,7 @@ mod tests {
         let frame = grey_frame(320, 240);
         let face = FaceResult {
             track: None,
+            looking: None,
             face: FaceBox {
                 x: 302.0,
                 y: 100.0,
@@ -319,6 +365,7 @@ mod tests {
         let frame = grey_frame(240, 240);
         let face = FaceResult {
             track: None,
+            looking: None,
             face: FaceBox {
                 x: 50.0,
                 y: 60.0,

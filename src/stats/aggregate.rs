@@ -16,6 +16,31 @@ pub fn gender_label(gender: Option<Gender>) -> &'static str {
     }
 }
 
+/// Most attention one visit adds to a cell's sum (or the interval's length, if shorter): a
+/// person looking longer counts this long, which bounds what one person can move a published
+/// sum (and the Laplace noise it needs).
+pub const ATTENTION_CAP_S: f64 = 300.0;
+
+/// Attention of one age bucket × gender cell's visits.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct CellAttention {
+    /// Visits whose attention is known (their faces had landmarks); when fewer than the
+    /// cell's visits, its watchers are not published.
+    pub posed: u32,
+    /// Visits that looked at the screen for `attention.min_seconds` or longer.
+    pub watchers: u32,
+    /// Their time looking, summed over the cell's visits (each at most [`ATTENTION_CAP_S`]).
+    pub attention_s: f64,
+}
+
+impl CellAttention {
+    pub fn add(&mut self, other: &CellAttention) {
+        self.posed += other.posed;
+        self.watchers += other.watchers;
+        self.attention_s += other.attention_s;
+    }
+}
+
 /// Everything stored about one interval. No field refers to a person.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct IntervalStats {
@@ -29,6 +54,8 @@ pub struct IntervalStats {
     pub camera_faults: u64,
     /// Visits per (age bucket, gender).
     pub cells: BTreeMap<(String, String), u32>,
+    /// Attention per (age bucket, gender), for the cells that had visits.
+    pub attention: BTreeMap<(String, String), CellAttention>,
     pub dwell_total_s: f64,
     pub dwell_max_s: f64,
 }
@@ -51,6 +78,9 @@ impl IntervalStats {
         self.camera_faults += other.camera_faults;
         for (cell, n) in &other.cells {
             *self.cells.entry(cell.clone()).or_insert(0) += n;
+        }
+        for (cell, a) in &other.attention {
+            self.attention.entry(cell.clone()).or_default().add(a);
         }
         self.dwell_total_s += other.dwell_total_s;
         self.dwell_max_s = self.dwell_max_s.max(other.dwell_max_s);
@@ -111,7 +141,17 @@ impl Aggregator {
             self.buckets.bucket(visit.age),
             gender_label(visit.gender).to_string(),
         );
-        *self.current.cells.entry(cell).or_insert(0) += 1;
+        *self.current.cells.entry(cell.clone()).or_insert(0) += 1;
+        if let Some(attention) = visit.attention {
+            self.current.attention.entry(cell).or_default().add(&CellAttention {
+                posed: 1,
+                watchers: u32::from(visit.watcher),
+                attention_s: attention
+                    .as_secs_f64()
+                    .min(ATTENTION_CAP_S)
+                    .min(self.length_s as f64),
+            });
+        }
         let dwell = visit.dwell.as_secs_f64();
         self.current.dwell_total_s += dwell;
         self.current.dwell_max_s = self.current.dwell_max_s.max(dwell);
@@ -166,6 +206,8 @@ mod tests {
             age,
             gender,
             dwell: Duration::from_secs(dwell_s),
+            attention: None,
+            watcher: false,
             ended: Instant::now(),
         }
     }
@@ -225,6 +267,32 @@ mod tests {
         assert_eq!((partial.start, partial.frames), (first_start + 1800, 1));
         assert!((partial.uptime_s - 60.0).abs() < 1e-6);
         assert_eq!(partial.id(), format!("kiosk-1@{}", first_start + 1800));
+    }
+
+    #[test]
+    fn attention_is_summed_per_cell_and_capped_per_visit() {
+        let mut agg = Aggregator::new("u", 900, AgeBuckets::default(), 0.0);
+        let looked = |seconds: u64, watcher: bool| Visit {
+            attention: Some(Duration::from_secs(seconds)),
+            watcher,
+            ..visit(Some(30.0), Some(Gender::Female), 20)
+        };
+        agg.record_visit(&looked(4, true), 1.0);
+        agg.record_visit(&looked(0, false), 2.0);
+        agg.record_visit(&looked(1000, true), 3.0);
+        // No landmarks: a visit, but no attention.
+        agg.record_visit(&visit(Some(30.0), Some(Gender::Female), 5), 4.0);
+        let i = agg.take_partial(5.0);
+        let cell = ("25-34".to_string(), "female".to_string());
+        assert_eq!(i.cells[&cell], 4);
+        assert_eq!(
+            i.attention[&cell],
+            CellAttention {
+                posed: 3,
+                watchers: 2,
+                attention_s: 4.0 + ATTENTION_CAP_S
+            }
+        );
     }
 
     #[test]

@@ -289,6 +289,7 @@ mod tests {
     fn face(x: f32, age: f32, gender: Gender) -> FaceResult {
         FaceResult {
             track: None,
+            looking: None,
             face: FaceBox {
                 x,
                 y: 100.0,

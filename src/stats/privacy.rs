@@ -9,10 +9,21 @@
 //! No exact total is published beside suppressed buckets, because total − published would
 //! reveal them. With `epsilon > 0`, Laplace noise of scale 1/ε is added to every published
 //! count (rounded, never below 0) for ε-differential privacy of each count.
+//!
+//! Attention follows the same k: a published cell's `watchers` and `attention_s` are given
+//! only when both its watchers and its other visits are 0 or ≥ k (so neither a small group of
+//! watchers nor, by subtracting watchers from visits, a small group of non-watchers can be
+//! recovered) and every visit in it had a pose to tell; otherwise both are `null`. No sum of
+//! watchers over cells is published. With `epsilon > 0`, watchers get Laplace noise of scale
+//! 1/ε and attention seconds of scale [`ATTENTION_CAP_S`]/ε (one visit adds at most that).
 
-use super::aggregate::IntervalStats;
+use super::aggregate::{CellAttention, IntervalStats, ATTENTION_CAP_S};
 use rand::RngExt;
 use std::collections::BTreeMap;
+
+/// The version of the published interval's JSON (the fleet push schema): 2 added
+/// `schema` and each cell's `watchers` and `attention_s`; version 1 had neither.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Gender label of a merged cell.
 pub const ANY_GENDER: &str = "any";
@@ -48,11 +59,18 @@ pub struct PublishedCell {
     pub age_bucket: String,
     pub gender: String,
     pub visits: u32,
+    /// Visits that looked at the screen for `attention.min_seconds` or longer; `None` (null)
+    /// when k-anonymity withholds it or some visit had no pose.
+    pub watchers: Option<u32>,
+    /// Seconds the cell's visits spent looking, to 0.1 s; `None` exactly when `watchers` is.
+    pub attention_s: Option<f64>,
 }
 
 /// One interval as exported or pushed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PublishedInterval {
+    /// [`SCHEMA_VERSION`].
+    pub schema: u32,
     /// `unit@start`: stable, so a receiver can drop a re-sent interval.
     pub id: String,
     pub unit_id: String,
@@ -80,28 +98,49 @@ pub fn publish_with(
     rng: &mut impl rand::Rng,
 ) -> PublishedInterval {
     let k = settings.k.max(1);
-    let mut buckets: BTreeMap<&str, Vec<(&str, u32)>> = BTreeMap::new();
+    let mut buckets: BTreeMap<&str, Vec<(&str, u32, CellAttention)>> = BTreeMap::new();
     for ((bucket, gender), &visits) in &interval.cells {
         if visits > 0 {
-            buckets.entry(bucket).or_default().push((gender, visits));
+            let attention = interval
+                .attention
+                .get(&(bucket.clone(), gender.clone()))
+                .copied()
+                .unwrap_or_default();
+            buckets
+                .entry(bucket)
+                .or_default()
+                .push((gender, visits, attention));
         }
     }
+    let cell = |bucket: &str, gender: &str, visits: u32, a: &CellAttention| {
+        let others = visits.saturating_sub(a.watchers);
+        let shown = a.posed >= visits
+            && (a.watchers == 0 || a.watchers >= k)
+            && (others == 0 || others >= k);
+        PublishedCell {
+            age_bucket: bucket.to_string(),
+            gender: gender.to_string(),
+            visits,
+            watchers: shown.then_some(a.watchers),
+            attention_s: shown.then_some(a.attention_s),
+        }
+    };
     let mut cells = Vec::new();
     let mut suppressed_cells = 0;
     for (bucket, genders) in buckets {
         let total: u32 = genders.iter().map(|g| g.1).sum();
-        if genders.iter().all(|&(_, v)| v >= k) {
-            cells.extend(genders.iter().map(|&(gender, visits)| PublishedCell {
-                age_bucket: bucket.to_string(),
-                gender: gender.to_string(),
-                visits,
-            }));
+        if genders.iter().all(|&(_, v, _)| v >= k) {
+            cells.extend(
+                genders
+                    .iter()
+                    .map(|(gender, visits, a)| cell(bucket, gender, *visits, a)),
+            );
         } else if total >= k {
-            cells.push(PublishedCell {
-                age_bucket: bucket.to_string(),
-                gender: ANY_GENDER.to_string(),
-                visits: total,
-            });
+            let mut merged = CellAttention::default();
+            for (_, _, a) in &genders {
+                merged.add(a);
+            }
+            cells.push(cell(bucket, ANY_GENDER, total, &merged));
         } else {
             suppressed_cells += 1;
         }
@@ -110,10 +149,26 @@ pub fn publish_with(
         for cell in &mut cells {
             let noisy = cell.visits as f64 + laplace(rng, 1.0 / settings.epsilon);
             cell.visits = noisy.round().max(0.0) as u32;
+            if let Some(w) = cell.watchers {
+                let noisy = w as f64 + laplace(rng, 1.0 / settings.epsilon);
+                cell.watchers = Some((noisy.round().max(0.0) as u32).min(cell.visits));
+            }
+            if let Some(a) = cell.attention_s {
+                let noisy = a + laplace(rng, ATTENTION_CAP_S / settings.epsilon);
+                cell.attention_s = Some(noisy.max(0.0));
+            }
         }
+    }
+    let length = interval.length_s.max(1) as f64;
+    for cell in &mut cells {
+        // To 0.1 s, and never more than the cell's visits could have looked.
+        cell.attention_s = cell
+            .attention_s
+            .map(|a| ((a.min(cell.visits as f64 * length)) * 10.0).round() / 10.0);
     }
     let visits = interval.visits();
     PublishedInterval {
+        schema: SCHEMA_VERSION,
         id: interval.id(),
         unit_id: interval.unit_id.clone(),
         start: interval.start,
@@ -247,6 +302,117 @@ mod tests {
         let p = publish(&i, &PrivacySettings::default());
         assert!(p.cells.is_empty());
         assert_eq!(p.dwell_mean_s, None);
+    }
+
+    fn with_attention(
+        mut i: IntervalStats,
+        cells: &[(&str, &str, u32, u32, f64)],
+    ) -> IntervalStats {
+        for &(b, g, posed, watchers, attention_s) in cells {
+            i.attention.insert(
+                (b.to_string(), g.to_string()),
+                CellAttention {
+                    posed,
+                    watchers,
+                    attention_s,
+                },
+            );
+        }
+        i
+    }
+
+    fn attention(p: &PublishedInterval) -> Vec<(String, Option<u32>, Option<f64>)> {
+        p.cells
+            .iter()
+            .map(|c| (c.gender.clone(), c.watchers, c.attention_s))
+            .collect()
+    }
+
+    /// Watchers are published only when neither they nor the rest of the cell's visits form a
+    /// group smaller than k, and only when every visit had a pose.
+    #[test]
+    fn watchers_follow_k_on_both_sides_of_the_split() {
+        let k5 = PrivacySettings::default();
+        let base = interval(&[("25-34", "female", 12), ("25-34", "male", 9)]);
+        // 5 of 12 and 7 of 12 looked: both groups ≥ 5, published. 9 of 9: nobody is left
+        // out, published.
+        let i = with_attention(
+            base.clone(),
+            &[
+                ("25-34", "female", 12, 5, 31.04),
+                ("25-34", "male", 9, 9, 20.0),
+            ],
+        );
+        let p = publish(&i, &k5);
+        assert_eq!(
+            attention(&p),
+            [
+                ("female".into(), Some(5), Some(31.0)),
+                ("male".into(), Some(9), Some(20.0))
+            ]
+        );
+        // 8 of 9 looked: the one who did not would be 9 − 8 = 1: withheld. 2 of 12 looked:
+        // withheld. Visits still published.
+        let i = with_attention(
+            base.clone(),
+            &[
+                ("25-34", "female", 12, 2, 3.0),
+                ("25-34", "male", 9, 8, 20.0),
+            ],
+        );
+        let p = publish(&i, &k5);
+        assert_eq!(
+            attention(&p),
+            [("female".into(), None, None), ("male".into(), None, None)]
+        );
+        assert_eq!(p.cells[0].visits, 12);
+        // A visit without a pose in the cell: its watchers are unknown, withheld.
+        let i = with_attention(base, &[("25-34", "female", 11, 0, 0.0)]);
+        assert_eq!(publish(&i, &k5).cells[0].watchers, None);
+        // Merged genders merge their attention too.
+        let i = with_attention(
+            interval(&[("35-44", "female", 6), ("35-44", "male", 2)]),
+            &[
+                ("35-44", "female", 6, 6, 9.0),
+                ("35-44", "male", 2, 2, 6.0),
+            ],
+        );
+        assert_eq!(
+            attention(&publish(&i, &k5)),
+            [("any".into(), Some(8), Some(15.0))]
+        );
+        // k = 1 publishes every split.
+        let i = with_attention(
+            interval(&[("65+", "male", 1)]),
+            &[("65+", "male", 1, 1, 2.5)],
+        );
+        let p = publish(&i, &PrivacySettings { k: 1, epsilon: 0.0 });
+        assert_eq!(attention(&p), [("male".into(), Some(1), Some(2.5))]);
+        let json = to_json(&p);
+        assert!(
+            json.starts_with("{\"schema\":2,")
+                && json.contains("\"watchers\":1,\"attention_s\":2.5}"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn noised_watchers_never_exceed_visits_nor_attention_the_interval() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let i = with_attention(
+            interval(&[("25-34", "female", 10)]),
+            &[("25-34", "female", 10, 10, 100.0)],
+        );
+        let settings = PrivacySettings { k: 5, epsilon: 0.1 };
+        let mut moved = false;
+        for _ in 0..200 {
+            let c = &publish_with(&i, &settings, &mut rng).cells[0];
+            let (w, a) = (c.watchers.unwrap(), c.attention_s.unwrap());
+            assert!(w <= c.visits, "{c:?}");
+            assert!((0.0..=c.visits as f64 * 900.0).contains(&a), "{c:?}");
+            moved |= a != 100.0;
+        }
+        assert!(moved, "noise applied to attention");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! out to be corrupt at start is moved aside (never overwritten) and a fresh one begun; a full
 //! or read-only disk keeps finished intervals in memory and retries.
 
-use super::aggregate::IntervalStats;
+use super::aggregate::{CellAttention, IntervalStats};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 
@@ -35,9 +35,29 @@ CREATE TABLE IF NOT EXISTS cells (
     age_bucket TEXT NOT NULL,
     gender TEXT NOT NULL,
     visits INTEGER NOT NULL,
+    posed INTEGER NOT NULL DEFAULT 0,
+    watchers INTEGER NOT NULL DEFAULT 0,
+    attention_s REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (unit_id, start, age_bucket, gender)
 );
 ";
+
+/// Columns added to `cells` since the first release, each with the statement that adds it to
+/// an older database (whose visits then have unknown attention: `posed` 0).
+const CELL_COLUMNS_ADDED: [(&str, &str); 3] = [
+    (
+        "posed",
+        "ALTER TABLE cells ADD COLUMN posed INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        "watchers",
+        "ALTER TABLE cells ADD COLUMN watchers INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        "attention_s",
+        "ALTER TABLE cells ADD COLUMN attention_s REAL NOT NULL DEFAULT 0",
+    ),
+];
 
 /// An open statistics database.
 pub struct Store {
@@ -108,6 +128,18 @@ impl Store {
             return Err(Problem::Corrupt(check));
         }
         conn.execute_batch(SCHEMA).map_err(Problem::classify)?;
+        let columns: Vec<String> = conn
+            .prepare("PRAGMA table_info(cells)")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get::<_, String>(1))?
+                    .collect::<Result<_, _>>()
+            })
+            .map_err(Problem::classify)?;
+        for (column, add) in CELL_COLUMNS_ADDED {
+            if !columns.iter().any(|c| c == column) {
+                conn.execute_batch(add).map_err(Problem::classify)?;
+            }
+        }
         Ok(Store {
             conn,
             path: path.to_path_buf(),
@@ -149,11 +181,26 @@ impl Store {
             ],
         )
         .map_err(fail)?;
-        for ((bucket, gender), visits) in &interval.cells {
+        for (cell, visits) in &interval.cells {
+            let a = interval.attention.get(cell).copied().unwrap_or_default();
             tx.execute(
-                "INSERT INTO cells (unit_id, start, age_bucket, gender, visits) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (unit_id, start, age_bucket, gender) DO UPDATE SET visits = visits + excluded.visits",
-                params![interval.unit_id, interval.start, bucket, gender, *visits as i64],
+                "INSERT INTO cells (unit_id, start, age_bucket, gender, visits, posed, watchers, attention_s)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (unit_id, start, age_bucket, gender) DO UPDATE SET
+                    visits = visits + excluded.visits,
+                    posed = posed + excluded.posed,
+                    watchers = watchers + excluded.watchers,
+                    attention_s = attention_s + excluded.attention_s",
+                params![
+                    interval.unit_id,
+                    interval.start,
+                    cell.0,
+                    cell.1,
+                    *visits as i64,
+                    a.posed as i64,
+                    a.watchers as i64,
+                    a.attention_s
+                ],
             )
             .map_err(fail)?;
         }
@@ -235,6 +282,7 @@ impl Store {
                     dwell_total_s: r.get(6)?,
                     dwell_max_s: r.get(7)?,
                     cells: Default::default(),
+                    attention: Default::default(),
                 })
             })
             .map_err(fail)?;
@@ -242,7 +290,8 @@ impl Store {
         let mut cells = self
             .conn
             .prepare(
-                "SELECT age_bucket, gender, visits FROM cells WHERE unit_id = ?1 AND start = ?2",
+                "SELECT age_bucket, gender, visits, posed, watchers, attention_s
+                 FROM cells WHERE unit_id = ?1 AND start = ?2",
             )
             .map_err(fail)?;
         for interval in &mut intervals {
@@ -251,10 +300,21 @@ impl Store {
                     Ok((
                         (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
                         r.get::<_, i64>(2)? as u32,
+                        CellAttention {
+                            posed: r.get::<_, i64>(3)? as u32,
+                            watchers: r.get::<_, i64>(4)? as u32,
+                            attention_s: r.get(5)?,
+                        },
                     ))
                 })
                 .map_err(fail)?;
-            interval.cells = rows.collect::<Result<_, _>>().map_err(fail)?;
+            for row in rows {
+                let (cell, visits, attention) = row.map_err(fail)?;
+                if attention.posed > 0 {
+                    interval.attention.insert(cell.clone(), attention);
+                }
+                interval.cells.insert(cell, visits);
+            }
         }
         Ok(intervals)
     }
@@ -450,6 +510,87 @@ mod tests {
     }
 
     #[test]
+    fn attention_is_saved_merged_and_loaded_per_cell() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        let cell = ("25-34".to_string(), "female".to_string());
+        let mut first = interval(900, 3);
+        first.attention.insert(
+            cell.clone(),
+            CellAttention {
+                posed: 3,
+                watchers: 2,
+                attention_s: 7.5,
+            },
+        );
+        let mut second = interval(900, 2);
+        second.attention.insert(
+            cell.clone(),
+            CellAttention {
+                posed: 1,
+                watchers: 1,
+                attention_s: 4.0,
+            },
+        );
+        store.save(&first).unwrap();
+        assert_eq!(store.load(0, i64::MAX).unwrap(), vec![first]);
+        store.save(&second).unwrap();
+        let loaded = store.load(0, i64::MAX).unwrap().remove(0);
+        assert_eq!(loaded.cells[&cell], 5);
+        assert_eq!(
+            loaded.attention[&cell],
+            CellAttention {
+                posed: 4,
+                watchers: 3,
+                attention_s: 11.5
+            }
+        );
+    }
+
+    /// A database written before attention existed opens, gains the columns, keeps its rows
+    /// (their attention unknown) and takes new intervals with attention.
+    #[test]
+    fn a_database_from_before_attention_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE intervals (unit_id TEXT NOT NULL, start INTEGER NOT NULL,
+                    length_s INTEGER NOT NULL, uptime_s REAL NOT NULL, frames INTEGER NOT NULL,
+                    camera_faults INTEGER NOT NULL, dwell_total_s REAL NOT NULL,
+                    dwell_max_s REAL NOT NULL, sent INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (unit_id, start));
+                 CREATE TABLE cells (unit_id TEXT NOT NULL, start INTEGER NOT NULL,
+                    age_bucket TEXT NOT NULL, gender TEXT NOT NULL, visits INTEGER NOT NULL,
+                    PRIMARY KEY (unit_id, start, age_bucket, gender));
+                 INSERT INTO intervals VALUES ('kiosk-1', 900, 900, 900.0, 100, 1, 30.0, 12.0, 0);
+                 INSERT INTO cells VALUES ('kiosk-1', 900, '25-34', 'female', 3);",
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.load(0, i64::MAX).unwrap(), vec![interval(900, 3)]);
+        let mut newer = interval(1800, 1);
+        newer.attention.insert(
+            ("25-34".into(), "female".into()),
+            CellAttention {
+                posed: 1,
+                watchers: 0,
+                attention_s: 0.5,
+            },
+        );
+        store.save(&newer).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.load(0, i64::MAX).unwrap(),
+            vec![interval(900, 3), newer]
+        );
+    }
+
+    #[test]
     fn schema_holds_only_aggregates() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
@@ -467,6 +608,9 @@ mod tests {
             "age_bucket",
             "gender",
             "visits",
+            "posed",
+            "watchers",
+            "attention_s",
         ];
         assert_eq!(
             schema.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),

@@ -37,6 +37,7 @@ fn main() {
     let mut tracker = Tracker::new(TrackSettings::from_config(&stats));
     let face = FaceResult {
         track: None,
+        looking: None,
         face: FaceBox {
             x: 100.0,
             y: 100.0,

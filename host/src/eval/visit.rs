@@ -136,6 +136,7 @@ pub(super) fn score_visit(
                 face: *face,
                 estimate: Some(model.estimate(probs)),
                 track: None,
+                looking: None,
             })
             .collect();
         tracker.update(&faces, t0 + frame_time * j as u32);
@@ -163,6 +164,7 @@ pub(super) fn score_visit(
                 face: *face,
                 estimate: sum.as_ref().map(|p| model.estimate(p)),
                 track: None,
+                looking: None,
             });
         }
         tracker.update(&faces, t0 + frame_time * j as u32);
