@@ -1195,7 +1195,11 @@ mod tests {
             }
         );
         for (text, key, found) in [
-            ("max_yaw = 0", "attention.max_yaw", "found 0, allowed 1 to 90 degrees"),
+            (
+                "max_yaw = 0",
+                "attention.max_yaw",
+                "found 0, allowed 1 to 90 degrees",
+            ),
             ("max_yaw = 91", "attention.max_yaw", "found 91"),
             ("max_yaw = nan", "attention.max_yaw", "found NaN"),
             ("max_pitch = 120", "attention.max_pitch", "found 120"),

@@ -609,7 +609,10 @@ mod tests {
             for (i, &look) in looks.iter().enumerate() {
                 tracker.link(vec![posed(200.0, look)], t0 + FRAME * 5 * i as u32);
                 assert_eq!(tracker.in_view().next().unwrap().looking, Some(look));
-                assert_eq!(tracker.in_view().next().unwrap().result().looking, Some(look));
+                assert_eq!(
+                    tracker.in_view().next().unwrap().result().looking,
+                    Some(look)
+                );
                 tracker.record_in_view();
             }
             tracker.finish().remove(0)
@@ -653,9 +656,18 @@ mod tests {
         };
         assert_eq!(strict.looking(&posed(0.0, false)), Some(false));
         assert_eq!(lenient.looking(&posed(0.0, false)), Some(true));
-        assert_eq!(AttentionRules::default().looking(&posed(0.0, true)), Some(true));
-        assert_eq!(AttentionRules::default().looking(&posed(0.0, false)), Some(false));
-        assert_eq!(AttentionRules::default().looking(&FaceBox::new(0.0, 0.0, 9.0, 9.0, 1.0)), None);
+        assert_eq!(
+            AttentionRules::default().looking(&posed(0.0, true)),
+            Some(true)
+        );
+        assert_eq!(
+            AttentionRules::default().looking(&posed(0.0, false)),
+            Some(false)
+        );
+        assert_eq!(
+            AttentionRules::default().looking(&FaceBox::new(0.0, 0.0, 9.0, 9.0, 1.0)),
+            None
+        );
     }
 
     #[test]

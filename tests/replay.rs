@@ -10,6 +10,7 @@ use agecam::config::{Config, ScheduleConfig};
 use agecam::daemon::{Daemon, NoObserver, RunLimits, RunSummary};
 use agecam::display::NoDisplay;
 use agecam::pipeline::Pipeline;
+use agecam::stats::aggregate::CellAttention;
 use agecam::stats::store::Store;
 use agecam::stats::{ManualClock, StatsRecorder, StatsSettings};
 use std::collections::BTreeMap;
@@ -61,6 +62,9 @@ impl<S: FrameSource> FrameSource for Ticking<'_, S> {
     }
 }
 
+/// A value per (age bucket, gender).
+type Cells<T> = BTreeMap<(String, String), T>;
+
 /// Visits per (age bucket, gender) stored after replaying `scene` under `schedule`, with
 /// `faults` injected.
 fn replay(
@@ -68,6 +72,16 @@ fn replay(
     schedule: ScheduleConfig,
     faults: &[(u64, Fault)],
 ) -> (BTreeMap<(String, String), u32>, RunSummary) {
+    let (cells, _, summary) = replay_with_attention(scene, schedule, faults);
+    (cells, summary)
+}
+
+/// [`replay`], with the attention stored per (age bucket, gender).
+fn replay_with_attention(
+    scene: Scene,
+    schedule: ScheduleConfig,
+    faults: &[(u64, Fault)],
+) -> (Cells<u32>, Cells<CellAttention>, RunSummary) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("replay.sqlite");
     let config = Config::default();
@@ -98,12 +112,16 @@ fn replay(
         )
         .unwrap();
     let mut cells = BTreeMap::new();
+    let mut attention = BTreeMap::<_, CellAttention>::new();
     for interval in Store::open(&db).unwrap().load(i64::MIN, i64::MAX).unwrap() {
         for (cell, n) in interval.cells {
             *cells.entry(cell).or_insert(0) += n;
         }
+        for (cell, a) in interval.attention {
+            attention.entry(cell).or_default().add(&a);
+        }
     }
-    (cells, summary)
+    (cells, attention, summary)
 }
 
 fn check(scene: Scene) {
@@ -174,6 +192,31 @@ fn a_person_walking_up_from_far_is_one_visit_estimated_near() {
     let (approaching, _) = replay(Scene::Approaching, ScheduleConfig::default(), &[]);
     let (standing, _) = replay(Scene::Standing, ScheduleConfig::default(), &[]);
     assert_eq!(approaching, standing);
+}
+
+/// The person standing 10 s faces the screen throughout: one watcher, with about 10 s of
+/// attention. The person walking past in profile (head turned ~70°) is one visit, and no
+/// watcher. Both under either schedule, through the real daemon.
+#[test]
+fn a_person_facing_the_screen_is_a_watcher_and_one_passing_in_profile_is_not() {
+    check(Scene::PassingInProfile);
+    for schedule in [ScheduleConfig::every_frame(), ScheduleConfig::default()] {
+        let (cells, attention, _) = replay_with_attention(Scene::Standing, schedule, &[]);
+        let a: Vec<_> = attention.values().collect();
+        assert_eq!(a.len(), 1, "{attention:?}");
+        assert_eq!((a[0].posed, a[0].watchers), (1, 1), "{attention:?}");
+        assert!(
+            (9.0..=10.0).contains(&a[0].attention_s),
+            "{attention:?} {cells:?}"
+        );
+
+        let (cells, attention, _) = replay_with_attention(Scene::PassingInProfile, schedule, &[]);
+        assert_eq!(cells.values().sum::<u32>(), 1, "{cells:?}");
+        let a: Vec<_> = attention.values().collect();
+        assert_eq!(a.len(), 1, "{attention:?}");
+        assert_eq!((a[0].posed, a[0].watchers), (1, 0), "{attention:?}");
+        assert!(a[0].attention_s < 0.5, "{attention:?}");
+    }
 }
 
 /// Faults in the middle of a settled visit (the standing person's estimate settles within the

@@ -1,7 +1,8 @@
 //! Recorded-like camera streams made from the built-in demo frames, for the replay tests and
-//! `agecam bench --stream`: a person standing for 10 s, two people arriving and leaving, a
-//! person walking through, a person walking up to the kiosk from far away. Frames are made as they are asked for (no files), at 30 fps, and
-//! each scene ends with a few empty seconds so every visit in it ends.
+//! `agecam bench --stream`: a person standing for 10 s facing the screen, two people arriving
+//! and leaving, a person walking through, a person walking up to the kiosk from far away, and
+//! a person walking past in profile. Frames are made as they are asked for (no files), at
+//! 30 fps, and each scene ends with a few empty seconds so every visit in it ends.
 
 use super::stills::demo_image;
 use super::{CaptureError, Frame, FrameSource};
@@ -10,6 +11,9 @@ use std::time::Instant;
 
 /// Frames per second of every scene.
 pub const SCENE_FPS: u32 = 30;
+
+/// Width and height of every scene's frames (the demo frames' size).
+const FRAME_SIZE: (u32, u32) = (640, 480);
 
 /// Empty frames after the people have gone: longer than the default visit gap (3 s).
 const EMPTY_TAIL: u32 = 100;
@@ -30,7 +34,15 @@ pub enum Scene {
     /// One person walking straight up to the kiosk in 6 s, from six times as far as they
     /// end up (their face from ~1/6 of its final height), then standing there 2 s.
     Approaching,
+    /// One person walking across the view in 4 s with the head turned about 70° to their
+    /// right, never looking at the screen (scikit-image's "cameraman", `tests/data/faces`).
+    PassingInProfile,
 }
+
+/// The photo of [`Scene::PassingInProfile`]: a man in three-quarter profile (CC0,
+/// see `tests/data/SOURCES.md`).
+const PROFILE_PHOTO: &[u8] =
+    include_bytes!("../../tests/data/faces/cameraman_three_quarter_profile.png");
 
 /// Seconds the approaching person walks, then stands.
 const APPROACH_SECONDS: u32 = 6;
@@ -39,6 +51,8 @@ const APPROACH_STAND_SECONDS: u32 = 2;
 const APPROACH_FROM: f32 = 6.0;
 
 impl Scene {
+    /// The scenes `bench --stream` runs unless told which (its figures in docs/performance.md
+    /// are over these four; [`Scene::PassingInProfile`] is asked for by name).
     pub const ALL: [Scene; 4] = [
         Scene::Standing,
         Scene::TwoPeople,
@@ -52,6 +66,7 @@ impl Scene {
             Scene::TwoPeople => "two-people",
             Scene::WalkingThrough => "walking-through",
             Scene::Approaching => "approaching",
+            Scene::PassingInProfile => "passing-in-profile",
         }
     }
 
@@ -59,7 +74,10 @@ impl Scene {
     pub fn people(self) -> usize {
         match self {
             Scene::TwoPeople => 2,
-            Scene::Standing | Scene::WalkingThrough | Scene::Approaching => 1,
+            Scene::Standing
+            | Scene::WalkingThrough
+            | Scene::Approaching
+            | Scene::PassingInProfile => 1,
         }
     }
 
@@ -68,7 +86,7 @@ impl Scene {
         let busy = match self {
             Scene::Standing => 10 * SCENE_FPS,
             Scene::TwoPeople => 10 * SCENE_FPS,
-            Scene::WalkingThrough => 4 * SCENE_FPS,
+            Scene::WalkingThrough | Scene::PassingInProfile => 4 * SCENE_FPS,
             Scene::Approaching => (APPROACH_SECONDS + APPROACH_STAND_SECONDS) * SCENE_FPS,
         };
         busy + EMPTY_TAIL
@@ -77,19 +95,24 @@ impl Scene {
     /// The scene as a frame source.
     pub fn frames(self) -> SceneFrames {
         let photo = match self {
-            Scene::Standing | Scene::WalkingThrough | Scene::Approaching => "demo_frame_1.jpg",
-            Scene::TwoPeople => "demo_frame_3.jpg",
+            Scene::Standing | Scene::WalkingThrough | Scene::Approaching => {
+                demo_image("demo_frame_1.jpg")
+            }
+            Scene::TwoPeople => demo_image("demo_frame_3.jpg"),
+            Scene::PassingInProfile => image::load_from_memory(PROFILE_PHOTO)
+                .ok()
+                .map(|i| i.to_rgb8()),
         };
         SceneFrames {
             scene: self,
-            photo: demo_image(photo).expect("the demo frames are built in and decode"),
+            photo: photo.expect("the scenes' photos are built in and decode"),
             next: 0,
         }
     }
 
-    /// Frame `i` of the scene drawn from `photo` (a 640×480 demo frame).
+    /// Frame `i` of the scene drawn from `photo` (a 640×480 demo frame, or the profile photo).
     fn draw(self, photo: &RgbImage, i: u32) -> RgbImage {
-        let (w, h) = photo.dimensions();
+        let (w, h) = FRAME_SIZE;
         let mut frame = RgbImage::from_pixel(w, h, BACKDROP);
         match self {
             Scene::Standing if i < 10 * SCENE_FPS => {
@@ -113,6 +136,12 @@ impl Scene {
                 // From the left edge to the right, 4 px a frame.
                 let dx = -220 + 4 * i as i64;
                 paste(&mut frame, photo, dx, 0, 0..w);
+            }
+            Scene::PassingInProfile if i < 4 * SCENE_FPS => {
+                // The 512×512 photo's face (at x 192–257) from the left edge to the right,
+                // 4 px a frame, the way it faces.
+                let dx = -180 + 4 * i as i64;
+                paste(&mut frame, photo, dx, -20, 0..photo.width());
             }
             Scene::Approaching if i < (APPROACH_SECONDS + APPROACH_STAND_SECONDS) * SCENE_FPS => {
                 // At a steady pace from APPROACH_FROM times the final distance: the apparent
@@ -188,7 +217,7 @@ mod tests {
 
     #[test]
     fn scenes_have_their_length_and_end_empty() {
-        for scene in Scene::ALL {
+        for scene in Scene::ALL.into_iter().chain([Scene::PassingInProfile]) {
             let mut frames = scene.frames();
             let mut n = 0;
             let mut last = None;

@@ -143,14 +143,18 @@ impl Aggregator {
         );
         *self.current.cells.entry(cell.clone()).or_insert(0) += 1;
         if let Some(attention) = visit.attention {
-            self.current.attention.entry(cell).or_default().add(&CellAttention {
-                posed: 1,
-                watchers: u32::from(visit.watcher),
-                attention_s: attention
-                    .as_secs_f64()
-                    .min(ATTENTION_CAP_S)
-                    .min(self.length_s as f64),
-            });
+            self.current
+                .attention
+                .entry(cell)
+                .or_default()
+                .add(&CellAttention {
+                    posed: 1,
+                    watchers: u32::from(visit.watcher),
+                    attention_s: attention
+                        .as_secs_f64()
+                        .min(ATTENTION_CAP_S)
+                        .min(self.length_s as f64),
+                });
         }
         let dwell = visit.dwell.as_secs_f64();
         self.current.dwell_total_s += dwell;

@@ -372,10 +372,7 @@ mod tests {
         // Merged genders merge their attention too.
         let i = with_attention(
             interval(&[("35-44", "female", 6), ("35-44", "male", 2)]),
-            &[
-                ("35-44", "female", 6, 6, 9.0),
-                ("35-44", "male", 2, 2, 6.0),
-            ],
+            &[("35-44", "female", 6, 6, 9.0), ("35-44", "male", 2, 2, 6.0)],
         );
         assert_eq!(
             attention(&publish(&i, &k5)),
