@@ -478,8 +478,8 @@ pub mod aflw2000 {
 
     /// Each face's yaw in `head_pose`'s sign (the file's is the opposite: a face whose nose
     /// lies left of its eyes' midpoint has a positive label in 98 % of the faces turned more
-    /// than 20°), and its landmarks as (x, y) per point. Faces labelled beyond ±99° (seven
-    /// broken labels, as the usual AFLW2000 protocol drops) are left out.
+    /// than 20°), and its landmarks as (x, y) per point. Faces labelled beyond ±99° (six broken
+    /// labels, as the usual AFLW2000 protocol drops) are left out.
     pub fn load(dir: &Path, points: Points) -> anyhow::Result<Vec<(f64, Vec<[f32; 2]>)>> {
         let (shape, yaws) = read_npy_f32(&dir.join("AFLW2000-3D.pose.npy"))?;
         anyhow::ensure!(shape.len() == 1, "AFLW2000-3D.pose.npy: shape {shape:?}");
@@ -621,7 +621,7 @@ fn parse_npy_f32(bytes: &[u8]) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
     Ok((shape, values))
 }
 
-/// The looking thresholds this measurement chose (docs/statistics.md, "Head pose"): of the
+/// The looking thresholds this measurement chose (docs/head-pose.md): of the
 /// grid `pose-eval` prints, the pair with the best mean balanced accuracy over its four
 /// synthetic columns against the truth |yaw| ≤ 25°, |pitch| ≤ 20° (92.3 %); AFLW2000-3D's
 /// yaw-only check agrees on the yaw (35° is best or within 1.1 points of it in all four of
@@ -647,7 +647,7 @@ mod tests {
         }
     }
 
-    /// The measured accuracy, loosely (the report's numbers are in docs/statistics.md): a
+    /// The measured accuracy, loosely (the report's numbers are in docs/head-pose.md): a
     /// face model the fit does not use, 3 % landmark noise.
     #[test]
     fn yaw_is_within_10_degrees_up_to_60_and_looking_is_told_apart() {
