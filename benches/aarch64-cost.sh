@@ -199,7 +199,7 @@ per_unit() {
     echo $(( (c2 - c1) / (n2 - n1) ))
 }
 
-stages=(decode detect-yunet detect-cascade detect detect-full-range detect-back detect-seeta crop infer-f32 infer-int8)
+stages=(decode detect-yunet detect-cascade detect detect-full-range detect-back detect-seeta crop pose infer-f32 infer-int8)
 for l in "${qlinear[@]}"; do stages+=("infer-qlinear-$l"); done
 stages+=(frame frame-commercial frame-short-range frame-every)
 if [ -n "$only" ]; then
@@ -227,6 +227,7 @@ for s in "${stages[@]}"; do
         detect-back) what[$s]="BlazeFace back-camera"; unit[$s]=call ;;
         detect-seeta) what[$s]="SeetaFace cascade (fallback)"; unit[$s]=call ;;
         crop) what[$s]="face crop to 128x128"; unit[$s]=face ;;
+        pose) what[$s]="head pose from 5 landmarks (YuNet's)"; unit[$s]=face ;;
         infer-f32) what[$s]="age/gender f32 (manifest)"; unit[$s]=face ;;
         infer-int8) what[$s]="age/gender weight-only int8 (manifest)"; unit[$s]=face ;;
         infer-qlinear-pointwise) what[$s]="age/gender QLinearConv, 1x1 convs"; unit[$s]=face ;;
@@ -257,7 +258,8 @@ stage_args() {
 per_still=$(sed -n 's/.*DEMO_FRAMES_PER_STILL: u32 = \([0-9]*\);.*/\1/p' src/daemon.rs)
 per_still=${per_still:-10}
 n1_of() { case "$1" in frame*) echo $((per_still / 2)) ;; *) echo 1 ;; esac; }
-n2_of() { case "$1" in frame*) echo $((per_still / 2 + 2 * per_still)) ;; *) echo $((1 + $2)) ;; esac; }
+# pose is a few thousand instructions: 1000 calls per repetition so that it is counted at all.
+n2_of() { case "$1" in frame*) echo $((per_still / 2 + 2 * per_still)) ;; pose) echo $((1 + 1000 * $2)) ;; *) echo $((1 + $2)) ;; esac; }
 
 for qcpu in "${cpus[@]}"; do
     for s in "${stages[@]}"; do

@@ -20,6 +20,7 @@ fn every_stage_runs_once() {
         "detect-back",
         "detect-seeta",
         "crop",
+        "pose",
         "infer-f32",
         "infer-int8",
     ] {

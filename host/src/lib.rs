@@ -35,6 +35,7 @@ pub mod net;
 pub mod onnx_kit;
 pub mod ops;
 pub mod plot;
+pub mod pose_eval;
 pub mod quantize;
 pub mod teacher;
 pub mod tflite;

@@ -78,6 +78,10 @@ enum Command {
     FitFraming(cmd::fit_framing::Args),
     /// Training/inference throughput of MobileNetV2 on random data (images/s).
     BenchTrain(cmd::bench_train::Args),
+    /// Head-pose accuracy: yaw/pitch error by angle range on synthetic faces of independent
+    /// mean-face geometries (and AFLW2000-3D's landmarks, given its files), and the looking/not
+    /// accuracy of the attention thresholds.
+    PoseEval(cmd::pose_eval::Args),
 }
 
 /// Runtime settings that must be in the environment before the allocator and candle start:
@@ -150,5 +154,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchTrain(a) => cmd::bench_train::run(a),
+        Command::PoseEval(a) => {
+            cmd::pose_eval::run(a)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

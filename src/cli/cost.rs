@@ -44,6 +44,9 @@ pub enum Stage {
     DetectSeeta,
     /// Cutting and resampling one face crop to the f32 model's input size.
     Crop,
+    /// The head pose from one face's landmarks (`vision::pose::head_pose`), on the largest face
+    /// YuNet finds (five points: its mouth corners are the larger of the two fits).
+    Pose,
     /// One face through the float age/gender model the manifest lists for `model.use`.
     InferF32,
     /// One face through the weight-only int8 age/gender model the manifest lists.
@@ -133,6 +136,25 @@ pub fn cost_command(args: &CostArgs, config_file: Option<&Path>) -> anyhow::Resu
                 "{size}x{size} crop ({}), margin {}",
                 framing.style, framing.margin
             )
+        }
+        Stage::Pose => {
+            let mut yunet = detector(&verified(&models, &config)?, &config, DetectorKind::Yunet)?;
+            let landmarks = yunet
+                .detect(&frame)
+                .into_iter()
+                .max_by(|a, b| (a.width * a.height).total_cmp(&(b.width * b.height)))
+                .and_then(|f| f.landmarks)
+                .with_context(|| {
+                    format!("cost: YuNet finds no face with landmarks in {name}; pick another with --frame")
+                })?;
+            let mut pose = None;
+            for _ in 0..args.repeat {
+                pose = black_box(crate::vision::pose::head_pose(black_box(&landmarks)));
+            }
+            match pose {
+                Some(p) => format!("yaw {:.1}, pitch {:.1}, roll {:.1}", p.yaw, p.pitch, p.roll),
+                None => "no pose".to_string(),
+            }
         }
         Stage::InferF32 | Stage::InferInt8 | Stage::Infer => {
             let verified = verified(&models, &config)?;

@@ -11,6 +11,7 @@ pub mod eval;
 pub mod export;
 pub mod fit_framing;
 pub mod import_teacher;
+pub mod pose_eval;
 pub mod quantize;
 pub mod teacher_check;
 pub mod teacher_crops;
