@@ -710,8 +710,8 @@ pub struct AttentionConfig {
 impl Default for AttentionConfig {
     fn default() -> Self {
         AttentionConfig {
-            max_yaw: 30.0,
-            max_pitch: 20.0,
+            max_yaw: 35.0,
+            max_pitch: 35.0,
             min_seconds: 1.0,
         }
     }

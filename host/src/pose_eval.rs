@@ -635,6 +635,16 @@ pub const DEFAULT_MAX_PITCH: f64 = 35.0;
 mod tests {
     use super::*;
 
+    /// The device's `[attention]` defaults are the thresholds this measurement chose.
+    #[test]
+    fn the_device_defaults_are_the_chosen_thresholds() {
+        let device = agecam::config::AttentionConfig::default();
+        assert_eq!(
+            (f64::from(device.max_yaw), f64::from(device.max_pitch)),
+            (DEFAULT_MAX_YAW, DEFAULT_MAX_PITCH)
+        );
+    }
+
     #[test]
     fn the_mean_faces_are_adult_sized_and_differ_from_the_fitted_one() {
         for g in [OPENFACE, BFM] {
