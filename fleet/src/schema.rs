@@ -290,6 +290,18 @@ mod tests {
         );
     }
 
+    /// The canonical form (and so the digest stored with every interval) of a schema 1
+    /// message, exactly as the collector wrote it before schema 2 existed: a re-delivery of
+    /// an interval stored then must still be a duplicate, not a conflict.
+    #[test]
+    fn the_canonical_form_of_a_schema_1_message_never_changes() {
+        let i = parse(TOPIC, GOOD.as_bytes()).unwrap();
+        assert_eq!(
+            i.canonical(),
+            r#"{"id":"hall@1795392000","unit_id":"hall","start":1795392000,"end":1795392900,"uptime_s":900.0,"frames":27000,"camera_faults":0,"cells":[{"age_bucket":"25-34","gender":"female","visits":6},{"age_bucket":"25-34","gender":"male","visits":5}],"suppressed_cells":1,"dwell_mean_s":7.5}"#
+        );
+    }
+
     #[test]
     fn topics_name_their_unit() {
         assert_eq!(unit_of_topic("agecam/hall/intervals"), Some("hall"));
