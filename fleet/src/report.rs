@@ -193,6 +193,9 @@ mod tests {
             age_bucket: b.into(),
             gender: g.into(),
             visits: n,
+            watchers: None,
+            attention_s: None,
+            attention_unknown: n,
         }
     }
 
