@@ -459,7 +459,7 @@ mod tests {
         ];
         let a = Attention::new(&series, &hours);
         assert!(a.any_known());
-        let shown: Vec<(&str, i64, i64, Option<i64>, Option<f64>, Option<f64>)> = a
+        let shown: Vec<_> = a
             .rows
             .iter()
             .map(|r| {

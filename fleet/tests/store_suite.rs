@@ -31,7 +31,10 @@ fn msg(unit: &str, start: i64, cells: &[(&str, &str, u32)], suppressed: u32) -> 
 
 /// A schema 2 interval of 15 minutes; each cell's attention is `Some((watchers, seconds))`, or
 /// `None` when the unit withheld it.
-fn msg_v2(start: i64, cells: &[(&str, &str, u32, Option<(u32, f64)>)]) -> Interval {
+/// (age bucket, gender, visits, attention: `Some((watchers, seconds))` or withheld)
+type CellV2<'a> = (&'a str, &'a str, u32, Option<(u32, f64)>);
+
+fn msg_v2(start: i64, cells: &[CellV2]) -> Interval {
     let cells: Vec<String> = cells
         .iter()
         .map(|(b, g, v, a)| {
