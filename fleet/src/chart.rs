@@ -27,14 +27,16 @@ pub struct ChartError {
     pub error: DrawingAreaErrorKind<std::io::Error>,
 }
 
-/// A chart of `series` (label, one value per x label) over `x_labels`; an SVG document.
+/// A chart of `series` (label, one value per x label) over `x_labels`, counting `y_desc`
+/// (e.g. "visits"); an SVG document.
 pub fn lines(
     title: &str,
+    y_desc: &str,
     x_labels: &[String],
     series: &[(String, Vec<i64>)],
 ) -> Result<String, ChartError> {
     let mut svg = String::new();
-    draw(&mut svg, title, x_labels, series).map_err(|error| ChartError {
+    draw(&mut svg, title, y_desc, x_labels, series).map_err(|error| ChartError {
         title: title.to_string(),
         error,
     })?;
@@ -44,6 +46,7 @@ pub fn lines(
 fn draw(
     out: &mut String,
     title: &str,
+    y_desc: &str,
     x_labels: &[String],
     series: &[(String, Vec<i64>)],
 ) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
@@ -78,7 +81,7 @@ fn draw(
             }
             x_labels.get(i).cloned().unwrap_or_default()
         })
-        .y_desc("visits")
+        .y_desc(y_desc)
         .disable_x_mesh()
         .light_line_style(WHITE)
         .draw()?;
@@ -123,6 +126,7 @@ mod tests {
         let x: Vec<String> = vec!["2026-11-23".into(), "2026-11-24".into()];
         let svg = lines(
             "visits by age",
+            "visits",
             &x,
             &[("25-34".into(), vec![3, 9]), ("65+".into(), vec![0, 5])],
         )
@@ -131,7 +135,7 @@ mod tests {
         for text in ["visits by age", "2026-11-23", "25-34", "65+", "</svg>"] {
             assert!(svg.contains(text), "{text} missing");
         }
-        let empty = lines("nothing", &[], &[]).unwrap();
+        let empty = lines("nothing", "visits", &[], &[]).unwrap();
         assert!(empty.starts_with("<svg"));
     }
 }

@@ -1,10 +1,11 @@
 //! The page's HTML (a maud template): the filter form, the note on what the numbers are, the
-//! total, two SVG charts ([`crate::chart`]), the units, the visits table and the parked
-//! conflicts. No JavaScript. Every value is escaped by the template.
+//! total, two SVG charts ([`crate::chart`]), the units, the visits table, the attention
+//! section (rate per age bucket × gender with the unknown visits beside it, watchers by hour
+//! of day) and the parked conflicts. No JavaScript. Every value is escaped by the template.
 
 use crate::chart;
 use crate::ingest::Metrics;
-use crate::report::{hm, Table, View};
+use crate::report::{hm, Attention, AttentionRow, Table, View};
 use crate::store::{ConflictRow, Step, UnitRow};
 use maud::{html, Markup, PreEscaped};
 
@@ -21,6 +22,8 @@ pub struct Page<'a> {
     /// The units shown (one for a unit's page), with their totals in the range.
     pub units: &'a [&'a UnitRow],
     pub table: &'a Table,
+    /// Attention in the view (schema 2 units).
+    pub attention: &'a Attention,
     /// The parked re-sends shown (a unit's own on its page).
     pub conflicts: &'a [&'a ConflictRow],
     /// A unit whose latest interval ended longer ago than this is shown in red.
@@ -76,6 +79,7 @@ impl Page<'_> {
                     (self.charts())
                     (self.units())
                     (self.visits())
+                    (self.attention())
                     (self.conflicts())
                     (self.footer())
                 }
@@ -128,11 +132,13 @@ impl Page<'_> {
         let per = self.view.step.name();
         let by_age = chart::lines(
             &format!("visits per {per} by age"),
+            "visits",
             &x,
             &self.table.by(|c| c.0.clone()),
         );
         let by_gender = chart::lines(
             &format!("visits per {per} by gender"),
+            "visits",
             &x,
             &self.table.by(|c| c.1.clone()),
         );
@@ -205,6 +211,82 @@ impl Page<'_> {
                         }
                         td class="total" { (row.iter().sum::<i64>()) }
                     }
+                }
+            }
+        }
+    }
+
+    /// Attention: watchers ÷ the visits whose attention is known, per age bucket × gender,
+    /// with the unknown visits beside it; watchers by hour of day. Only what schema 2 units
+    /// published; "no attention data yet" when nothing in the view carries it.
+    fn attention(&self) -> Markup {
+        let a = self.attention;
+        let row = |r: &AttentionRow, total: bool| {
+            html! {
+                tr data-cell=[(!total).then(|| format!("{} {}", r.age_bucket, r.gender))]
+                    id=[total.then_some("attention-total")] {
+                    @if total {
+                        th class="l" colspan="2" { "all" }
+                    } @else {
+                        td class="l" { (r.age_bucket) } td class="l" { (r.gender) }
+                    }
+                    td class="visits" { (r.visits) }
+                    td class="known" { (r.known()) }
+                    td class="watchers" {
+                        @match r.watchers { Some(w) => { (w) } None => { "–" } }
+                    }
+                    td class="rate" {
+                        @match r.rate() { Some(x) => { (format!("{:.1}%", 100.0 * x)) } None => { "–" } }
+                    }
+                    td class="mean" {
+                        @match r.mean_s() { Some(x) => { (format!("{x:.1}")) } None => { "–" } }
+                    }
+                    td class="unknown" { (r.unknown) }
+                }
+            }
+        };
+        html! {
+            h2 { "Attention" }
+            @if !a.any_known() {
+                p id="attention-none" {
+                    "No attention data yet: no unit in this view has published any (it needs "
+                    "units that send push schema 2; older units' visits count as unknown, not as "
+                    "\"did not look\"). Published visits in this view with unknown attention: "
+                    span id="attention-unknown" { (a.total.unknown) } "."
+                }
+            } @else {
+                p {
+                    "A " b { "watcher" } " is a visitor who looked at the screen for at least a "
+                    "second. The attention rate is watchers ÷ the visits whose attention is "
+                    "known. Visits from units that do not send attention yet, and cells whose "
+                    "split a unit withheld (k-anonymity), are " b { "unknown" } ": not in the "
+                    "rate, counted in the last column. Of " (a.total.visits) " visits, "
+                    b id="attention-unknown" { (a.total.unknown) } " have unknown attention."
+                }
+                table id="attention" {
+                    tr {
+                        th class="l" { "age" } th class="l" { "gender" } th { "visits" }
+                        th { "visits with attention known" } th { "watchers" }
+                        th { "attention rate" } th { "mean s watched per watcher" }
+                        th { "visits with attention unknown" }
+                    }
+                    @for r in &a.rows { (row(r, false)) }
+                    (row(&a.total, true))
+                }
+                div class="charts" {
+                    div {
+                        (chart_or_error(chart::lines(
+                            "watchers by hour of day (UTC), by age",
+                            "watchers",
+                            &Attention::hour_labels(),
+                            &a.by_hour,
+                        )))
+                    }
+                }
+                p {
+                    "By the hour of day each interval started, over the whole range; "
+                    span id="attention-hours-unknown" { (a.by_hour_unknown) }
+                    " visits with unknown attention are not in this chart."
                 }
             }
         }

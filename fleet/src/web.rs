@@ -9,7 +9,7 @@
 use crate::config::WebSettings;
 use crate::ingest::Metrics;
 use crate::page::Page;
-use crate::report::{Data, Table, View};
+use crate::report::{Attention, Data, Table, View};
 use crate::store::{ConflictRow, Database, Range, Step, Store, StoreError, UnitRow};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -214,6 +214,7 @@ async fn load(state: &AppState, v: &View) -> Result<Data, Problem> {
         .with_store(move |s| {
             Ok(Data {
                 series: s.series(v.unit.as_deref(), v.range, v.step)?,
+                hours: s.hours(v.unit.as_deref(), v.range)?,
                 units: s.units(v.range)?,
                 conflicts: s.conflicts(200)?,
             })
@@ -256,6 +257,7 @@ async fn page(state: AppState, filter: Filter, unit: Option<String>) -> Response
         view: &v,
         units: &units,
         table: &Table::new(&v, &data.series),
+        attention: &Attention::new(&data.series, &data.hours),
         conflicts: &conflicts,
         stale_after_s: state.web.stale_after_s,
         metrics: &state.metrics,

@@ -236,4 +236,18 @@ fn the_page_in_chromium_shows_exactly_the_database_numbers() {
         .unwrap()
         .get(0);
     assert!(dom.contains(&format!("<span id=\"suppressed\">{withheld}</span>")));
+    // The attention section is there, and its count of visits with unknown attention (units
+    // without attention, withheld splits) is the database's.
+    let unknown: i64 = c
+        .query_one(
+            "SELECT coalesce(sum(visits), 0)::bigint FROM cells
+             WHERE watchers IS NULL AND start_s >= $1 AND start_s < $2",
+            &[&from_s, &to_s],
+        )
+        .unwrap()
+        .get(0);
+    assert!(dom.contains("<h2>Attention</h2>"));
+    let at = dom.find("id=\"attention-unknown\">").unwrap() + 23;
+    let shown: i64 = dom[at..at + dom[at..].find('<').unwrap()].parse().unwrap();
+    assert_eq!(shown, unknown, "visits with unknown attention");
 }

@@ -101,15 +101,19 @@ fn units_push_through_mosquitto_into_postgres_and_onto_the_page() {
     let (status, csv) = collector.get(&format!("/visits.csv?{range}"));
     assert_eq!(status, 200);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "day,25-34 female,65+ male,total");
+    // watchers and attention_s empty: these units publish no attention.
+    assert_eq!(
+        lines[0],
+        "day,25-34 female,65+ male,total,watchers,attention_s"
+    );
     assert_eq!(
         lines[1],
-        format!("{},52,16,68", &agecam_fleet::schema::rfc3339(t0)[..10])
+        format!("{},52,16,68,,", &agecam_fleet::schema::rfc3339(t0)[..10])
     );
     assert_eq!(
         lines[2],
         format!(
-            "{},4,24,28",
+            "{},4,24,28,,",
             &agecam_fleet::schema::rfc3339(t0 + 86_400)[..10]
         )
     );
@@ -121,7 +125,7 @@ fn units_push_through_mosquitto_into_postgres_and_onto_the_page() {
     assert_eq!(number_by_id(&unit_html, "total-visits"), 28);
     let (status, csv) = collector.get(&format!("/visits.csv?{range}&unit=lobby"));
     assert_eq!(
-        (status, csv.lines().nth(2).unwrap().ends_with(",28")),
+        (status, csv.lines().nth(2).unwrap().ends_with(",28,,")),
         (200, true)
     );
     assert_eq!(collector.get("/unit/nobody").0, 404);
@@ -345,6 +349,134 @@ fn malformed_and_hostile_messages_are_dropped_and_logged_once_and_the_collector_
         assert!(log.contains(kind), "{kind} logged:\n{log}");
     }
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// The text of the cell `class="{class}"` in the first row that has `marker`.
+fn cell_text<'a>(html: &'a str, marker: &str, class: &str) -> &'a str {
+    let row = &html[html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no row {marker}"))..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let at = row
+        .find(&format!("class=\"{class}\">"))
+        .unwrap_or_else(|| panic!("no {class} in {row}"))
+        + class.len()
+        + 9;
+    &row[at..at + row[at..].find('<').unwrap()]
+}
+
+/// Push schema 2 messages from two units and schema 1 from an older one
+/// (fleet/tests/fixtures/attention.jsonl) through mosquitto into SQLite: the attention rate
+/// per age bucket × gender counts only the visits whose attention is known and states the rest
+/// beside it; watchers by hour of day; the CSV has the day's watchers and seconds; a unit with
+/// schema 1 data only shows "no attention data yet".
+#[test]
+fn attention_of_schema_2_units_is_on_the_page_beside_the_unknown_of_older_ones() {
+    let Some(mosquitto) = mosquitto() else { return };
+    let broker = Broker::start(&mosquitto);
+    let dir = shared_tempdir();
+    let sqlite = dir.path().join("fleet.sqlite");
+    let sqlite_arg = sqlite.display().to_string();
+    let collector = Collector::start(
+        dir.path(),
+        broker.port,
+        "fleet-attention",
+        &["--sqlite", &sqlite_arg],
+    );
+    let fixture = include_str!("fixtures/attention.jsonl");
+    let messages: Vec<(String, Vec<u8>)> = fixture
+        .lines()
+        .map(|line| {
+            let unit = line.split("\"unit_id\":\"").nth(1).unwrap();
+            let unit = &unit[..unit.find('"').unwrap()];
+            (format!("agecam/{unit}/intervals"), line.as_bytes().to_vec())
+        })
+        .collect();
+    assert_eq!(messages.len(), 4);
+    publish_many(broker.port, "fixture", &messages);
+    let stored = || {
+        rusqlite::Connection::open(&sqlite)
+            .and_then(|c| c.query_row("SELECT count(*) FROM intervals", [], |r| r.get(0)))
+            .unwrap_or(0i64)
+    };
+    collector.wait("the fixture stored", WAIT, || stored() == 4);
+
+    let (status, html) = collector.get("/?from=2026-11-23&to=2026-11-23");
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(number_by_id(&html, "total-visits"), 52);
+    assert!(!html.contains("id=\"attention-none\""));
+    assert_eq!(number_by_id(&html, "attention-unknown"), 21);
+    // (age gender, visits, known, watchers, rate, mean s per watcher, unknown)
+    let expected = [
+        (
+            "data-cell=\"25-34 female\"",
+            "29",
+            "20",
+            "9",
+            "45.0%",
+            "8.1",
+            "9",
+        ),
+        (
+            "data-cell=\"35-44 any\"",
+            "13",
+            "5",
+            "2",
+            "40.0%",
+            "5.5",
+            "8",
+        ),
+        (
+            "data-cell=\"65+ male\"",
+            "10",
+            "6",
+            "6",
+            "100.0%",
+            "15.0",
+            "4",
+        ),
+        (
+            "id=\"attention-total\"",
+            "52",
+            "31",
+            "17",
+            "54.8%",
+            "10.2",
+            "21",
+        ),
+    ];
+    let table = &html[html.find("id=\"attention\"").expect("the attention table")..];
+    for (row, visits, known, watchers, rate, mean, unknown) in expected {
+        let shown: Vec<&str> = ["visits", "known", "watchers", "rate", "mean", "unknown"]
+            .iter()
+            .map(|class| cell_text(table, row, class))
+            .collect();
+        assert_eq!(
+            shown,
+            [visits, known, watchers, rate, mean, unknown],
+            "{row}"
+        );
+    }
+    assert!(html.contains("watchers by hour of day (UTC), by age"));
+    assert_eq!(number_by_id(&html, "attention-hours-unknown"), 21);
+
+    let (status, csv) = collector.get("/visits.csv?from=2026-11-23&to=2026-11-23");
+    assert_eq!(status, 200);
+    assert_eq!(
+        csv,
+        "day,25-34 female,35-44 any,65+ male,total,watchers,attention_s\n\
+         2026-11-23,29,13,10,52,17,173.5\n"
+    );
+
+    // The older unit alone: nothing known, said so, and its visits counted as unknown.
+    let (status, old) = collector.get("/unit/hall-old?from=2026-11-23&to=2026-11-23");
+    assert_eq!(status, 200);
+    assert!(old.contains("id=\"attention-none\""), "{old}");
+    assert!(old.contains("No attention data yet"));
+    assert_eq!(number_by_id(&old, "attention-unknown"), 13);
+    assert!(!old.contains("id=\"attention\""));
+    let (_, csv) = collector.get("/visits.csv?from=2026-11-23&to=2026-11-23&unit=hall-old");
+    assert!(csv.ends_with(",13,,\n"), "{csv}");
 }
 
 #[test]

@@ -4,7 +4,8 @@
 mod common;
 
 use agecam_fleet::schema::{parse, Interval};
-use agecam_fleet::store::{Database, Outcome, Range, Step};
+use agecam_fleet::store::migrate::MIGRATIONS;
+use agecam_fleet::store::{Database, Outcome, Range, SeriesRow, Step};
 
 const DAY: i64 = 86_400;
 /// 2026-11-23, a Monday.
@@ -26,6 +27,183 @@ fn msg(unit: &str, start: i64, cells: &[(&str, &str, u32)], suppressed: u32) -> 
         agecam_fleet::schema::rfc3339(start + 900),
     );
     parse(&format!("agecam/{unit}/intervals"), payload.as_bytes()).unwrap()
+}
+
+/// A schema 2 interval of 15 minutes; each cell's attention is `Some((watchers, seconds))`, or
+/// `None` when the unit withheld it.
+/// (age bucket, gender, visits, attention: `Some((watchers, seconds))` or withheld)
+type CellV2<'a> = (&'a str, &'a str, u32, Option<(u32, f64)>);
+
+fn msg_v2(start: i64, cells: &[CellV2]) -> Interval {
+    let cells: Vec<String> = cells
+        .iter()
+        .map(|(b, g, v, a)| {
+            let (w, s) = match a {
+                Some((w, s)) => (w.to_string(), format!("{s:?}")),
+                None => ("null".into(), "null".into()),
+            };
+            format!(
+                r#"{{"age_bucket":"{b}","gender":"{g}","visits":{v},"watchers":{w},"attention_s":{s}}}"#
+            )
+        })
+        .collect();
+    let payload = format!(
+        r#"{{"schema":2,"id":"kiosk@{start}","unit_id":"kiosk","start":{start},"end":{},"uptime_s":900.0,"frames":100,"camera_faults":0,"cells":[{}],"suppressed_cells":0,"dwell_mean_s":5.0,"start_time":"{}","end_time":"{}"}}"#,
+        start + 900,
+        cells.join(","),
+        agecam_fleet::schema::rfc3339(start),
+        agecam_fleet::schema::rfc3339(start + 900),
+    );
+    parse("agecam/kiosk/intervals", payload.as_bytes()).unwrap()
+}
+
+/// (period, bucket, gender, visits, watchers, attention_s, visits with attention unknown)
+type AttentionRow = (i64, String, String, i64, Option<i64>, Option<f64>, i64);
+
+fn attention_rows(rows: &[SeriesRow]) -> Vec<AttentionRow> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.period,
+                r.age_bucket.clone(),
+                r.gender.clone(),
+                r.visits,
+                r.watchers,
+                r.attention_s,
+                r.attention_unknown,
+            )
+        })
+        .collect()
+}
+
+fn row(
+    period: i64,
+    b: &str,
+    g: &str,
+    visits: i64,
+    watchers: Option<i64>,
+    seconds: Option<f64>,
+    unknown: i64,
+) -> AttentionRow {
+    (
+        period,
+        b.into(),
+        g.into(),
+        visits,
+        watchers,
+        seconds,
+        unknown,
+    )
+}
+
+/// Attention (push schema 2) beside schema 1 data: stored, summed over the cells that carry it
+/// only, per period and per hour of day, and part of the re-send rule.
+fn attention_suite(db: &Database) {
+    let mut s = db.open().unwrap();
+    let day = Range {
+        from: MONDAY,
+        to: MONDAY + DAY,
+    };
+    // Nothing published yet, and then schema 1 data only: attention unknown, never zero.
+    assert!(s.series(None, day, Step::Day).unwrap().is_empty());
+    let old = msg("lobby", MONDAY + 9 * 3600, &[("25-34", "female", 4)], 0);
+    assert_eq!(s.record(&[(old.clone(), 10)]).unwrap(), [Outcome::Stored]);
+    assert_eq!(
+        attention_rows(&s.series(None, day, Step::Day).unwrap()),
+        [row(MONDAY, "25-34", "female", 4, None, None, 4)]
+    );
+
+    // Schema 2: a known cell and a withheld one at 09:15, a known one at 14:00.
+    let a = msg_v2(
+        MONDAY + 9 * 3600 + 900,
+        &[
+            ("25-34", "female", 7, Some((5, 42.5))),
+            ("35-44", "any", 8, None),
+        ],
+    );
+    let b = msg_v2(
+        MONDAY + 14 * 3600,
+        &[
+            ("25-34", "female", 3, Some((0, 0.0))),
+            ("35-44", "any", 6, Some((2, 9.25))),
+        ],
+    );
+    assert_eq!(
+        s.record(&[(a.clone(), 20), (b.clone(), 21)]).unwrap(),
+        [Outcome::Stored, Outcome::Stored]
+    );
+    assert_eq!(
+        attention_rows(&s.series(None, day, Step::Day).unwrap()),
+        [
+            row(MONDAY, "25-34", "female", 14, Some(5), Some(42.5), 4),
+            row(MONDAY, "35-44", "any", 14, Some(2), Some(9.25), 8),
+        ]
+    );
+    assert_eq!(
+        attention_rows(&s.series(Some("kiosk"), day, Step::Week).unwrap()),
+        [
+            row(MONDAY, "25-34", "female", 10, Some(5), Some(42.5), 0),
+            row(MONDAY, "35-44", "any", 14, Some(2), Some(9.25), 8),
+        ]
+    );
+    // Per UTC hour of day: 09:00 has both units' cells, 14:00 the second interval.
+    assert_eq!(
+        attention_rows(&s.hours(None, day).unwrap()),
+        [
+            row(9, "25-34", "female", 11, Some(5), Some(42.5), 4),
+            row(9, "35-44", "any", 8, None, None, 8),
+            row(14, "25-34", "female", 3, Some(0), Some(0.0), 0),
+            row(14, "35-44", "any", 6, Some(2), Some(9.25), 0),
+        ]
+    );
+    assert_eq!(
+        attention_rows(&s.hours(Some("lobby"), day).unwrap()),
+        [row(9, "25-34", "female", 4, None, None, 4)]
+    );
+    let next_day = Range {
+        from: MONDAY + DAY,
+        to: MONDAY + 2 * DAY,
+    };
+    assert_eq!(s.hours(None, next_day).unwrap(), []);
+
+    // The re-send rule covers attention: the same again is a duplicate; the same visits with
+    // other watchers, other seconds, or the attention withheld are each a conflict.
+    assert_eq!(s.record(&[(a.clone(), 30)]).unwrap(), [Outcome::Duplicate]);
+    let other_watchers = msg_v2(
+        MONDAY + 9 * 3600 + 900,
+        &[
+            ("25-34", "female", 7, Some((4, 42.5))),
+            ("35-44", "any", 8, None),
+        ],
+    );
+    let other_seconds = msg_v2(
+        MONDAY + 9 * 3600 + 900,
+        &[
+            ("25-34", "female", 7, Some((5, 40.0))),
+            ("35-44", "any", 8, None),
+        ],
+    );
+    let withheld = msg_v2(
+        MONDAY + 9 * 3600 + 900,
+        &[("25-34", "female", 7, None), ("35-44", "any", 8, None)],
+    );
+    assert_eq!(
+        s.record(&[(other_watchers, 31), (other_seconds, 32), (withheld, 33)])
+            .unwrap(),
+        [Outcome::Conflict, Outcome::Conflict, Outcome::Conflict]
+    );
+    let conflicts = s.conflicts(10).unwrap();
+    assert_eq!(conflicts.len(), 3);
+    assert!(conflicts
+        .iter()
+        .all(|c| (c.stored_visits, c.parked_visits) == (15, 15)));
+    // The totals keep the first version.
+    assert_eq!(
+        attention_rows(&s.series(Some("kiosk"), day, Step::Day).unwrap())[0],
+        row(MONDAY, "25-34", "female", 10, Some(5), Some(42.5), 0)
+    );
+    let c = s.counts().unwrap();
+    assert_eq!((c.intervals, c.cells, c.conflicts), (3, 5, 3));
 }
 
 /// The suite: every backend must pass all of it.
@@ -185,6 +363,7 @@ fn suite(db: &Database) {
 fn sqlite_passes_the_store_suite() {
     let dir = tempfile::tempdir().unwrap();
     suite(&Database::Sqlite(dir.path().join("fleet.sqlite")));
+    attention_suite(&Database::Sqlite(dir.path().join("attention.sqlite")));
 }
 
 #[test]
@@ -196,12 +375,126 @@ fn postgres_passes_the_store_suite() {
     suite(&Database::Postgres(pg.url()));
     let mut c = pg.client();
     let versions: Vec<i64> = c
-        .query("SELECT version FROM schema_migrations", &[])
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1], "migration 1 applied once");
+    assert_eq!(versions, [1, 2], "migrations 1 and 2 applied once each");
+    c.batch_execute("DROP TABLE conflicts, cells, intervals, units, schema_migrations")
+        .unwrap();
+    attention_suite(&Database::Postgres(pg.url()));
+}
+
+/// A database as the collector left it before migration 2 (attention): migration 1 only,
+/// holding the interval of the schema 1 message `HALL_V1` with the digest the collector
+/// computed for it then.
+const OLD_SCHEMA_ROWS: &str = "
+    CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+        applied_at BIGINT NOT NULL);
+    INSERT INTO schema_migrations VALUES (1, '0001_init', 1);
+    INSERT INTO units VALUES ('hall', 100, 100, 1795392900);
+    INSERT INTO intervals VALUES ('hall@1795392000', 'hall', 1795392000, 1795392900, 900.0,
+        27000, 0, 1, 7.5, 11, 100, '1b5d73004ff18ba0a7d897c0c55e838e');
+    INSERT INTO cells VALUES ('hall@1795392000', 'hall', 1795392000, '25-34', 'female', 6);
+    INSERT INTO cells VALUES ('hall@1795392000', 'hall', 1795392000, '25-34', 'male', 5);";
+
+/// The docs' schema 1 example (unit hall), as units in the field still send it.
+const HALL_V1: &str = r#"{"id":"hall@1795392000","unit_id":"hall","start":1795392000,"end":1795392900,"uptime_s":900.0,"frames":27000,"camera_faults":0,"cells":[{"age_bucket":"25-34","gender":"male","visits":5},{"age_bucket":"25-34","gender":"female","visits":6}],"suppressed_cells":1,"dwell_mean_s":7.5,"start_time":"2026-11-23T00:00:00Z","end_time":"2026-11-23T00:15:00Z"}"#;
+
+/// Opening the old database applies migration 2 only; its cells keep attention unknown (NULL,
+/// not zero), the old interval re-delivered is still a duplicate (its stored digest matches),
+/// and schema 2 intervals are stored beside it.
+fn upgrade_from_the_old_schema(db: &Database) {
+    let mut s = db.open().unwrap();
+    let day = Range {
+        from: MONDAY,
+        to: MONDAY + DAY,
+    };
+    assert_eq!(
+        attention_rows(&s.series(None, day, Step::Day).unwrap()),
+        [
+            row(MONDAY, "25-34", "female", 6, None, None, 6),
+            row(MONDAY, "25-34", "male", 5, None, None, 5),
+        ]
+    );
+    let old = parse("agecam/hall/intervals", HALL_V1.as_bytes()).unwrap();
+    assert_eq!(s.record(&[(old, 200)]).unwrap(), [Outcome::Duplicate]);
+    let new = msg_v2(MONDAY + 900, &[("25-34", "female", 7, Some((5, 42.5)))]);
+    assert_eq!(s.record(&[(new, 201)]).unwrap(), [Outcome::Stored]);
+    assert_eq!(
+        attention_rows(&s.series(None, day, Step::Day).unwrap()),
+        [
+            row(MONDAY, "25-34", "female", 13, Some(5), Some(42.5), 6),
+            row(MONDAY, "25-34", "male", 5, None, None, 5),
+        ]
+    );
+    let c = s.counts().unwrap();
+    assert_eq!((c.units, c.intervals, c.cells, c.conflicts), (2, 2, 3, 0));
+}
+
+#[test]
+fn an_sqlite_database_of_the_old_schema_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fleet.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(MIGRATIONS[0].sqlite).unwrap();
+    conn.execute_batch(OLD_SCHEMA_ROWS).unwrap();
+    drop(conn);
+    upgrade_from_the_old_schema(&Database::Sqlite(path.clone()));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let versions: Vec<i64> = conn
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, [1, 2]);
+    // The columns refuse what the schema check refuses.
+    for bad in [
+        "7, 1.0",    // more watchers than visits
+        "-1, 1.0",   // negative
+        "1, -1.0",   // negative seconds
+        "1, NULL",   // half withheld
+        "NULL, 1.0", // half withheld
+    ] {
+        let sql = format!(
+            "INSERT INTO cells VALUES ('hall@1795392000', 'hall', 1795392000, '0-12', 'any', 6, {bad})"
+        );
+        assert!(conn.execute(&sql, []).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_postgres_database_of_the_old_schema_is_upgraded_in_place() {
+    let Some(bin) = common::postgres_bin() else {
+        return;
+    };
+    let pg = common::Postgres::start(&bin, false);
+    let mut c = pg.client();
+    c.batch_execute(MIGRATIONS[0].postgres).unwrap();
+    c.batch_execute(OLD_SCHEMA_ROWS).unwrap();
+    upgrade_from_the_old_schema(&Database::Postgres(pg.url()));
+    let versions: Vec<i64> = c
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    for bad in ["7, 1.0", "-1, 1.0", "1, -1.0", "1, NULL", "NULL, 1.0"] {
+        let sql = format!(
+            "INSERT INTO cells VALUES ('hall@1795392000', 'hall', 1795392000, '0-12', 'any', 6, {bad})"
+        );
+        assert!(c.batch_execute(&sql).is_err(), "{bad}");
+    }
 }
 
 #[test]

@@ -26,7 +26,7 @@ macro_rules! migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_init")];
+pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_init"), migration!(2, "0002_attention")];
 
 /// What the runner needs of a store's open, locked transaction.
 pub trait MigrationTx {

@@ -112,13 +112,30 @@ pub struct Range {
     pub to: i64,
 }
 
-/// Published visits of one age bucket × gender in one period.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Published visits of one age bucket × gender in one period, with their attention.
+///
+/// Attention is summed over the cells that carry it (push schema 2, not withheld); the visits
+/// of the other cells are in `attention_unknown`, never counted as "did not look".
+#[derive(Debug, Clone, PartialEq)]
 pub struct SeriesRow {
+    /// The period's start (Unix seconds); for [`Store::hours`] the UTC hour of day, 0 to 23.
     pub period: i64,
     pub age_bucket: String,
     pub gender: String,
     pub visits: i64,
+    /// Watchers in the cells with known attention; `None` when no cell has it.
+    pub watchers: Option<i64>,
+    /// Seconds watched in the cells with known attention; `None` when no cell has it.
+    pub attention_s: Option<f64>,
+    /// Visits in the cells whose attention is unknown (schema 1 units, withheld splits).
+    pub attention_unknown: i64,
+}
+
+impl SeriesRow {
+    /// Visits in the cells whose attention is known (the denominator of an attention rate).
+    pub fn attention_known(&self) -> i64 {
+        self.visits - self.attention_unknown
+    }
 }
 
 /// One unit with its totals in a range.
@@ -179,6 +196,9 @@ pub trait Store: Send {
         range: Range,
         step: Step,
     ) -> Result<Vec<SeriesRow>, StoreError>;
+    /// The same sums per UTC hour of day of the interval start (`period` 0 to 23) over the
+    /// whole range: when people watch.
+    fn hours(&mut self, unit: Option<&str>, range: Range) -> Result<Vec<SeriesRow>, StoreError>;
     /// Every unit (registered ever), with its totals in `range`; sorted by id.
     fn units(&mut self, range: Range) -> Result<Vec<UnitRow>, StoreError>;
     /// The latest parked re-sends, newest first.

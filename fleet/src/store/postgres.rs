@@ -53,6 +53,43 @@ impl PgStore {
             error,
         }
     }
+
+    /// Runs a [`series_sql`] query.
+    fn series_rows(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+        what: &'static str,
+    ) -> Result<Vec<SeriesRow>, StoreError> {
+        let rows = self.client.query(sql, params).map_err(self.e(what))?;
+        Ok(rows
+            .iter()
+            .map(|r| SeriesRow {
+                period: r.get(0),
+                age_bucket: r.get(1),
+                gender: r.get(2),
+                visits: r.get(3),
+                watchers: r.get(4),
+                attention_s: r.get(5),
+                attention_unknown: r.get(6),
+            })
+            .collect())
+    }
+}
+
+/// Visits and attention per `period` × age bucket × gender, over interval starts in
+/// [$1, $2) and one unit (the parameter `unit`) or all. A `sum` over only NULLs is NULL:
+/// attention nobody published stays unknown.
+fn series_sql(period: &str, unit: &str) -> String {
+    format!(
+        "SELECT {period} AS period, age_bucket, gender, sum(visits)::bigint,
+                sum(watchers)::bigint, sum(attention_s)::float8,
+                sum(CASE WHEN watchers IS NULL THEN visits ELSE 0 END)::bigint
+         FROM cells
+         WHERE start_s >= $1 AND start_s < $2 AND ({unit}::text IS NULL OR unit_id = {unit}::text)
+         GROUP BY period, age_bucket, gender
+         ORDER BY period, age_bucket, gender"
+    )
 }
 
 /// Applies the missing migrations in one transaction, holding the advisory lock.
@@ -126,10 +163,18 @@ fn record_one(
             let buckets: Vec<&str> = i.cells.iter().map(|c| c.age_bucket.as_str()).collect();
             let genders: Vec<&str> = i.cells.iter().map(|c| c.gender.as_str()).collect();
             let counts: Vec<i64> = i.cells.iter().map(|c| c.visits as i64).collect();
+            let watchers: Vec<Option<i64>> =
+                i.cells.iter().map(|c| c.watchers.map(i64::from)).collect();
+            let seconds: Vec<Option<f64>> = i.cells.iter().map(|c| c.attention_s).collect();
             tx.execute(
-                "INSERT INTO cells (interval_id, unit_id, start_s, age_bucket, gender, visits)
-                 SELECT $1, $2, $3, b, g, v FROM unnest($4::text[], $5::text[], $6::bigint[]) AS t(b, g, v)",
-                &[&i.id, &i.unit_id, &i.start, &buckets, &genders, &counts],
+                "INSERT INTO cells (interval_id, unit_id, start_s, age_bucket, gender, visits,
+                     watchers, attention_s)
+                 SELECT $1, $2, $3, b, g, v, w, a
+                 FROM unnest($4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::float8[])
+                     AS t(b, g, v, w, a)",
+                &[
+                    &i.id, &i.unit_id, &i.start, &buckets, &genders, &counts, &watchers, &seconds,
+                ],
             )?;
         }
         tx.execute(
@@ -178,28 +223,24 @@ impl Store for PgStore {
         range: Range,
         step: Step,
     ) -> Result<Vec<SeriesRow>, StoreError> {
-        let e = self.e("series");
-        let rows = self
-            .client
-            .query(
-                "SELECT start_s - ((((start_s - $3::bigint) % $4::bigint) + $4::bigint) % $4::bigint) AS period,
-                        age_bucket, gender, sum(visits)::bigint
-                 FROM cells
-                 WHERE start_s >= $1 AND start_s < $2 AND ($5::text IS NULL OR unit_id = $5::text)
-                 GROUP BY period, age_bucket, gender
-                 ORDER BY period, age_bucket, gender",
-                &[&range.from, &range.to, &step.origin(), &step.seconds(), &unit],
-            )
-            .map_err(e)?;
-        Ok(rows
-            .iter()
-            .map(|r| SeriesRow {
-                period: r.get(0),
-                age_bucket: r.get(1),
-                gender: r.get(2),
-                visits: r.get(3),
-            })
-            .collect())
+        let sql = series_sql(
+            "start_s - ((((start_s - $3::bigint) % $4::bigint) + $4::bigint) % $4::bigint)",
+            "$5",
+        );
+        let params: [&(dyn postgres::types::ToSql + Sync); 5] = [
+            &range.from,
+            &range.to,
+            &step.origin(),
+            &step.seconds(),
+            &unit,
+        ];
+        self.series_rows(&sql, &params, "series")
+    }
+
+    fn hours(&mut self, unit: Option<&str>, range: Range) -> Result<Vec<SeriesRow>, StoreError> {
+        let sql = series_sql("(start_s % 86400) / 3600", "$3");
+        let params: [&(dyn postgres::types::ToSql + Sync); 3] = [&range.from, &range.to, &unit];
+        self.series_rows(&sql, &params, "hours")
     }
 
     fn units(&mut self, range: Range) -> Result<Vec<UnitRow>, StoreError> {

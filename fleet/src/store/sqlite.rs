@@ -43,6 +43,46 @@ impl SqliteStore {
     fn e(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         err(&self.path, what)
     }
+
+    /// Runs a [`series_sql`] query.
+    fn series_rows(
+        &mut self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+        what: &'static str,
+    ) -> Result<Vec<SeriesRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(err(&self.path, what))?;
+        stmt.query_map(params, |r| {
+            Ok(SeriesRow {
+                period: r.get(0)?,
+                age_bucket: r.get(1)?,
+                gender: r.get(2)?,
+                visits: r.get(3)?,
+                watchers: r.get(4)?,
+                attention_s: r.get(5)?,
+                attention_unknown: r.get(6)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(err(&self.path, what))
+    }
+}
+
+/// Visits and attention per `period` × age bucket × gender, over interval starts in
+/// [?1, ?2) and one unit (?5) or all; `period` may use ?3 and ?4. A `sum` over only NULLs is
+/// NULL: attention nobody published stays unknown.
+fn series_sql(period: &str) -> String {
+    format!(
+        "SELECT {period} AS period, age_bucket, gender, sum(visits), sum(watchers),
+                sum(attention_s), sum(CASE WHEN watchers IS NULL THEN visits ELSE 0 END)
+         FROM cells
+         WHERE start_s >= ?1 AND start_s < ?2 AND (?5 IS NULL OR unit_id = ?5)
+         GROUP BY period, age_bucket, gender
+         ORDER BY period, age_bucket, gender"
+    )
 }
 
 /// Applies the missing migrations in one immediate transaction (it locks the file).
@@ -110,8 +150,9 @@ fn record_one(tx: &Transaction<'_>, i: &Interval, received: i64) -> rusqlite::Re
     )?;
     if inserted == 1 {
         let mut cell = tx.prepare_cached(
-            "INSERT INTO cells (interval_id, unit_id, start_s, age_bucket, gender, visits)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO cells (interval_id, unit_id, start_s, age_bucket, gender, visits,
+                 watchers, attention_s)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for c in &i.cells {
             cell.execute(params![
@@ -120,7 +161,9 @@ fn record_one(tx: &Transaction<'_>, i: &Interval, received: i64) -> rusqlite::Re
                 i.start,
                 c.age_bucket,
                 c.gender,
-                c.visits as i64
+                c.visits as i64,
+                c.watchers.map(i64::from),
+                c.attention_s
             ])?;
         }
         tx.execute(
@@ -180,28 +223,15 @@ impl Store for SqliteStore {
         range: Range,
         step: Step,
     ) -> Result<Vec<SeriesRow>, StoreError> {
-        let sql = "SELECT start_s - ((((start_s - ?3) % ?4) + ?4) % ?4) AS period,
-                          age_bucket, gender, sum(visits)
-                   FROM cells
-                   WHERE start_s >= ?1 AND start_s < ?2 AND (?5 IS NULL OR unit_id = ?5)
-                   GROUP BY period, age_bucket, gender
-                   ORDER BY period, age_bucket, gender";
-        let mut stmt = self.conn.prepare_cached(sql).map_err(self.e("series"))?;
-        let rows = stmt
-            .query_map(
-                params![range.from, range.to, step.origin(), step.seconds(), unit],
-                |r| {
-                    Ok(SeriesRow {
-                        period: r.get(0)?,
-                        age_bucket: r.get(1)?,
-                        gender: r.get(2)?,
-                        visits: r.get(3)?,
-                    })
-                },
-            )
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(err(&self.path, "series"))?;
-        Ok(rows)
+        let sql = series_sql("start_s - ((((start_s - ?3) % ?4) + ?4) % ?4)");
+        let p = params![range.from, range.to, step.origin(), step.seconds(), unit];
+        self.series_rows(&sql, p, "series")
+    }
+
+    fn hours(&mut self, unit: Option<&str>, range: Range) -> Result<Vec<SeriesRow>, StoreError> {
+        let sql = series_sql("(start_s % 86400) / 3600");
+        let p = params![range.from, range.to, 0, 0, unit];
+        self.series_rows(&sql, p, "hours")
     }
 
     fn units(&mut self, range: Range) -> Result<Vec<UnitRow>, StoreError> {
