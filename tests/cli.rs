@@ -261,10 +261,15 @@ fn demo_run_writes_annotated_frames() {
     );
     let again = run_ok(agecam().args(["stats", "export", "--demo"]).arg(&out_dir));
     let csv = text(&again.stdout);
+    let column = csv
+        .lines()
+        .next()
+        .and_then(|header| header.split(',').position(|c| c == "visits"))
+        .unwrap_or_else(|| panic!("no visits column: {csv}"));
     let rows: u64 = csv
         .lines()
         .skip(1)
-        .filter_map(|row| row.rsplit(',').next()?.parse::<u64>().ok())
+        .filter_map(|row| row.split(',').nth(column)?.parse::<u64>().ok())
         .sum();
     assert_eq!(rows, visits, "{csv}");
 }
@@ -385,7 +390,7 @@ fn stats_export_reads_what_the_demo_stored() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "interval_id,start,end,uptime_s,frames,camera_faults,suppressed_cells,age_bucket,gender,visits"
+        "interval_id,start,end,uptime_s,frames,camera_faults,suppressed_cells,age_bucket,gender,visits,watchers,attention_s"
     );
     assert!(lines.next().is_some(), "one interval row at least:\n{csv}");
     let none = text(
