@@ -237,7 +237,8 @@ fn settings(port: u16, database: &Path) -> PushSettings {
     PushSettings {
         host: "127.0.0.1".into(),
         port,
-        topic: format!("agecam/{UNIT}/intervals"),
+        topic_prefix: "agecam".into(),
+        unit_id: UNIT.into(),
         client_id: format!("agecam-{UNIT}"),
         username: None,
         password: None,
@@ -334,6 +335,52 @@ fn a_backlog_waits_for_the_broker_then_arrives_in_order_and_is_marked_sent() {
     let expected: Vec<String> = (0..5).map(|n| format!("{UNIT}@{}", T0 + n * 900)).collect();
     assert_eq!(ids(&messages), expected, "in order, each once");
     assert_receiver_matches_store(&messages, &db);
+}
+
+/// A unit whose `stats.unit_id` was changed while intervals were still unsent: those go out
+/// under the id they were stored with (topic and payload agree, so a collector files them
+/// under that unit), the new ones under the new id; none is dropped or relabelled.
+#[test]
+fn a_renamed_unit_sends_its_earlier_intervals_under_the_id_they_were_stored_with() {
+    let Some(mosquitto) = mosquitto() else { return };
+    let dir = shared_tempdir();
+    let db = dir.path().join("stats.sqlite");
+    let port = free_port();
+    let listener = format!("listener {port} 127.0.0.1\nallow_anonymous true");
+    let messages = Messages::default();
+    let _broker = Broker::start(&mosquitto, dir.path(), port, &listener);
+    let _subscriber = Subscriber::start(port, &messages);
+    let mut store = Store::open(&db).unwrap();
+    let old = IntervalStats {
+        unit_id: "hall-old".into(),
+        ..interval(T0, 2, 1)
+    };
+    store.save(&old).unwrap();
+    store.save(&interval(T0 + 900, 1, 1)).unwrap();
+    let pusher = Pusher::start(settings(port, &db)).unwrap();
+    wait_until("both are sent", Duration::from_secs(20), || {
+        unsent(&db) == 0 && messages.lock().unwrap().len() >= 2
+    });
+    pusher.stop();
+    let got: Vec<(String, String)> = messages
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(topic, payload)| {
+            let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+            (topic.clone(), v["unit_id"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "agecam/hall-old/intervals".to_string(),
+                "hall-old".to_string()
+            ),
+            (format!("agecam/{UNIT}/intervals"), UNIT.to_string())
+        ]
+    );
 }
 
 #[test]

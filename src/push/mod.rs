@@ -36,8 +36,12 @@ use std::time::{Duration, Instant};
 pub struct PushSettings {
     pub host: String,
     pub port: u16,
-    /// The full topic, `<prefix>/<unit_id>/intervals`.
-    pub topic: String,
+    /// `push.topic_prefix`: an interval goes to `<prefix>/<its unit id>/intervals`
+    /// ([`PushSettings::topic`]).
+    pub topic_prefix: String,
+    /// This unit's id now (`stats.unit_id`). Intervals stored under an earlier id are still
+    /// published under that id, never this one: the receiver files them where they belong.
+    pub unit_id: String,
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<Vec<u8>>,
@@ -56,7 +60,7 @@ impl std::fmt::Debug for PushSettings {
         f.debug_struct("PushSettings")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("topic", &self.topic)
+            .field("topic", &self.topic(&self.unit_id))
             .field("username", &self.username)
             .field("tls", &self.tls.is_some())
             .field("retry", &self.retry)
@@ -168,7 +172,8 @@ impl PushSettings {
         Ok(Some(PushSettings {
             host: push.host.clone(),
             port: push.port(),
-            topic,
+            topic_prefix: push.topic_prefix.clone(),
+            unit_id: unit_id.clone(),
             client_id: format!("agecam-{unit_id}"),
             username: push.username.clone(),
             password,
@@ -180,13 +185,18 @@ impl PushSettings {
         }))
     }
 
+    /// The topic of intervals stored under `unit_id`: `<prefix>/<unit_id>/intervals`.
+    pub fn topic(&self, unit_id: &str) -> String {
+        format!("{}/{unit_id}/intervals", self.topic_prefix)
+    }
+
     fn describe(&self) -> String {
         format!(
             "mqtt{}://{}:{}/{}",
             if self.tls.is_some() { "s" } else { "" },
             self.host,
             self.port,
-            self.topic
+            self.topic(&self.unit_id)
         )
     }
 }
@@ -510,13 +520,26 @@ impl Worker {
         }
         let mut session = Session::open(&self.settings, &self.stopping)?;
         let mut sent = 0;
+        let mut renamed = std::collections::BTreeSet::new();
         while !batch.is_empty() {
             for interval in &batch {
                 if self.stopping.load(Ordering::SeqCst) {
                     return Err(RoundError::Stopping);
                 }
+                // Under the id it was stored with: a unit renamed (stats.unit_id changed) still
+                // sends its earlier intervals as the unit that counted them.
+                let topic = self.settings.topic(&interval.unit_id);
+                if interval.unit_id != self.settings.unit_id
+                    && renamed.insert(interval.unit_id.clone())
+                {
+                    log::warn!(
+                        "fleet push: unsent intervals stored under the earlier unit id {:?} go to {topic} (stats.unit_id is now {:?}); the collector shows them under the earlier id",
+                        interval.unit_id,
+                        self.settings.unit_id
+                    );
+                }
                 let payload = to_json(&publish(interval, &self.settings.privacy));
-                session.publish_qos1(&self.settings.topic, payload.into_bytes())?;
+                session.publish_qos1(&topic, payload.into_bytes())?;
                 // Acknowledged: only now is it sent. If a restarted part was merged meanwhile,
                 // the row stays unsent and the newer totals go out in the next batch.
                 if store.mark_sent(&interval.unit_id, interval.start, interval)? {
@@ -709,7 +732,8 @@ mod tests {
         PushSettings {
             host: "127.0.0.1".into(),
             port,
-            topic: "agecam/test/intervals".into(),
+            topic_prefix: "agecam".into(),
+            unit_id: "test".into(),
             client_id: "agecam-test".into(),
             username: None,
             password: None,
@@ -918,7 +942,7 @@ mod tests {
         config.push.password_file = Some(password.clone());
         let s = PushSettings::from_config(&config).unwrap().unwrap();
         assert_eq!(s.password.as_deref(), Some(&b"s3cret"[..]));
-        assert_eq!(s.topic, "agecam/hall/intervals");
+        assert_eq!(s.topic(&s.unit_id), "agecam/hall/intervals");
         assert!(!format!("{s:?}").contains("s3cret"));
 
         config.push.password_file = Some(dir.path().join("missing"));

@@ -440,7 +440,8 @@ impl Unit {
             settings: PushSettings {
                 host: "127.0.0.1".into(),
                 port: broker_port,
-                topic: format!("agecam/{id}/intervals"),
+                topic_prefix: "agecam".into(),
+                unit_id: id.to_string(),
                 client_id: format!("agecam-{id}"),
                 username: None,
                 password: None,
