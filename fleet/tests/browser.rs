@@ -11,7 +11,8 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A busy-looking interval: visits in every age bucket, varying by a simple hash.
+/// A busy-looking interval: visits in every age bucket, varying by a simple hash, with their
+/// watchers and attention.
 fn rich(unit: &str, start: i64, scale: u32) -> IntervalStats {
     let mut i = IntervalStats {
         unit_id: unit.into(),
@@ -34,6 +35,17 @@ fn rich(unit: &str, start: i64, scale: u32) -> IntervalStats {
             let base = [2, 5, 9, 8, 6, 4, 3][n];
             let v = (base + (h >> 33) as u32 % 5) * scale / 2;
             i.cells.insert((b.to_string(), g.to_string()), v);
+            // A quarter to two thirds of them looked at the screen, 2–6 s each.
+            let watchers = v * (25 + (h >> 40) as u32 % 42) / 100;
+            i.attention.insert(
+                (b.to_string(), g.to_string()),
+                agecam::stats::aggregate::CellAttention {
+                    posed: v,
+                    watchers,
+                    attention_s: watchers as f64 * (2.0 + (h >> 50) as f64 % 5.0)
+                        + 0.3 * (v - watchers) as f64,
+                },
+            );
             total += v;
         }
     }
@@ -153,7 +165,7 @@ fn the_page_in_chromium_shows_exactly_the_database_numbers() {
         profile.path(),
         &[
             &format!("--screenshot={}", shot.display()),
-            "--window-size=1280,1000",
+            "--window-size=1280,1800",
             &page,
         ],
     );
