@@ -33,7 +33,7 @@ const HOST: &[&[&str]] = &[
     &["net", "teacher", "tflite"],
     &["init_model"],
     &["trainer", "bench"],
-    &["eval", "det_bench", "fit_framing"],
+    &["eval", "det_bench", "fit_framing", "pose_eval"],
     &["cmd"],
     &["main"],
 ];
