@@ -15,6 +15,7 @@
 //! person. Units register themselves by their first stored interval.
 
 pub mod migrate;
+pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 
@@ -51,6 +52,14 @@ pub enum StoreError {
     #[error("database {url}: cannot connect ({error}); is PostgreSQL running there, and do the user, password and database exist?")]
     PostgresConnect {
         url: String,
+        error: ::postgres::Error,
+    },
+    /// `sslmode = "verify-full"` could not connect; `hint` names the host, the CA file and
+    /// what to check.
+    #[error("database {url}: TLS (database.sslmode = \"verify-full\") refused: {hint} ({error})")]
+    PostgresTls {
+        url: String,
+        hint: String,
         error: ::postgres::Error,
     },
     #[error(
@@ -213,10 +222,17 @@ pub trait Store: Send {
     fn describe(&self) -> String;
 }
 
-/// Where to store: a PostgreSQL URL, or an SQLite file.
+/// Where to store: a PostgreSQL URL (in the clear, or over verified TLS), or an SQLite file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Database {
+    /// `database.sslmode = "disable"`, the default.
     Postgres(String),
+    /// `database.sslmode = "verify-full"`: TLS, the server's certificate checked against
+    /// `database.sslrootcert` and the URL's host name.
+    PostgresTls {
+        url: String,
+        tls: pg_tls::PgTls,
+    },
     Sqlite(std::path::PathBuf),
 }
 
@@ -224,7 +240,10 @@ impl Database {
     /// Opens (and migrates) the database.
     pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
         Ok(match self {
-            Database::Postgres(url) => Box::new(postgres::PgStore::open(url)?),
+            Database::Postgres(url) => Box::new(postgres::PgStore::open(url, None)?),
+            Database::PostgresTls { url, tls } => {
+                Box::new(postgres::PgStore::open(url, Some(tls))?)
+            }
             Database::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
         })
     }
@@ -233,6 +252,11 @@ impl Database {
     pub fn describe(&self) -> String {
         match self {
             Database::Postgres(url) => redact(url),
+            Database::PostgresTls { url, tls } => format!(
+                "{} (TLS, verify-full against {})",
+                redact(url),
+                tls.ca_file.display()
+            ),
             Database::Sqlite(path) => format!("sqlite {}", path.display()),
         }
     }
