@@ -44,32 +44,33 @@ pub enum StoreError {
         error: rusqlite::Error,
     },
     /// `url` is redacted.
-    #[error("database.url {url}: not a PostgreSQL URL ({error}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME")]
+    #[error("database.url {url}: not a PostgreSQL URL ({}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME", causes(.error))]
     PostgresUrl {
         url: String,
         error: ::postgres::Error,
     },
-    #[error("database {url}: cannot connect ({error}); is PostgreSQL running there, and do the user, password and database exist?")]
+    #[error("database {url}: cannot connect ({}); is PostgreSQL running there, and do the user, password and database exist?", causes(.error))]
     PostgresConnect {
         url: String,
         error: ::postgres::Error,
     },
     /// `sslmode = "verify-full"` could not connect; `hint` names the host, the CA file and
     /// what to check.
-    #[error("database {url}: TLS (database.sslmode = \"verify-full\") refused: {hint} ({error})")]
+    #[error("database {url}: TLS (database.sslmode = \"verify-full\") refused: {hint} ({})", causes(.error))]
     PostgresTls {
         url: String,
         hint: String,
         error: ::postgres::Error,
     },
     #[error(
-        "database {url}: migrations failed ({error}); the user needs CREATE rights on the database"
+        "database {url}: migrations failed ({}); the user needs CREATE rights on the database",
+        causes(.error)
     )]
     PostgresMigrate {
         url: String,
         error: ::postgres::Error,
     },
-    #[error("database {url}: {what}: {error}; check that PostgreSQL is up and reachable")]
+    #[error("database {url}: {what}: {}; check that PostgreSQL is up and reachable", causes(.error))]
     Postgres {
         url: String,
         what: &'static str,
@@ -283,6 +284,34 @@ pub fn redact(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An error with its causes, "a: b: c": the `postgres` crate's errors show only their kind
+/// ("db error") and keep the server's words in their source; an io::Error's wrapped error
+/// (a rustls handshake error) is shown too.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    if let Some(inner) = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        next = Some(inner);
+    }
+    while let Some(e) = next {
+        let shown = e.to_string();
+        if !text.ends_with(&shown) {
+            text = format!("{text}: {shown}");
+        }
+        next = e.source();
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            next = Some(inner);
+        }
+    }
+    text
 }
 
 /// A short digest of a canonical interval (the conflicts table's key with the id).

@@ -123,7 +123,14 @@ pub fn hint(error: &postgres::Error, host: &str, ca_file: &std::path::Path) -> S
     let ca = ca_file.display();
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(e) = source {
-        if let Some(rustls::Error::InvalidCertificate(c)) = e.downcast_ref::<rustls::Error>() {
+        // The handshake's rustls error comes wrapped in an io::Error, whose `source()` skips it.
+        let inner = e
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>());
+        if let Some(rustls::Error::InvalidCertificate(c)) =
+            inner.or_else(|| e.downcast_ref::<rustls::Error>())
+        {
             use rustls::CertificateError as C;
             return match c {
                 C::NotValidForName | C::NotValidForNameContext { .. } => format!(
@@ -143,6 +150,11 @@ pub fn hint(error: &postgres::Error, host: &str, ca_file: &std::path::Path) -> S
         if e.to_string().contains("server does not support TLS") {
             return format!(
                 "the server at {host} has TLS off: set ssl = on with ssl_cert_file and ssl_key_file in its postgresql.conf (or, on a trusted network only, database.sslmode = \"disable\")"
+            );
+        }
+        if e.to_string().contains("no hostname provided") {
+            return format!(
+                "the URL gives only an address ({host}); verify-full checks the certificate against a host name: add host=NAME (hostaddr= may stay)"
             );
         }
         source = e.source();

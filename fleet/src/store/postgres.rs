@@ -93,7 +93,7 @@ impl PgStore {
 
 /// The URL's hosts, for messages: "db.example.org" or "a, b".
 fn hosts(config: &postgres::Config) -> String {
-    let names: Vec<String> = config
+    let mut names: Vec<String> = config
         .get_hosts()
         .iter()
         .map(|h| match h {
@@ -101,6 +101,13 @@ fn hosts(config: &postgres::Config) -> String {
             Host::Unix(path) => path.display().to_string(),
         })
         .collect();
+    if names.is_empty() {
+        names = config
+            .get_hostaddrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+    }
     if names.is_empty() {
         "localhost".into()
     } else {
