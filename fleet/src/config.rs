@@ -1,6 +1,8 @@
 //! Settings: an optional TOML file (`--config`), overridden by command-line flags; checked at
 //! start, with errors that name the file, the key and what to do.
 
+use crate::store::pg_tls::PgTls;
+use crate::store::postgres::{tls_key_in_url, uses_unix_socket};
 use crate::store::Database;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -37,6 +39,10 @@ pub struct BrokerFile {
 pub struct DatabaseFile {
     pub url: Option<String>,
     pub sqlite: Option<PathBuf>,
+    /// "disable" (the default) or "verify-full".
+    pub sslmode: Option<String>,
+    /// PEM CA file the server's certificate must chain to (with verify-full).
+    pub sslrootcert: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,7 +218,8 @@ pub enum SecretError {
     Empty { path: PathBuf },
 }
 
-/// A CA file that cannot be used to check the broker's certificate.
+/// A CA file that cannot be used to check the broker's (or the database server's)
+/// certificate.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{}: cannot read it ({error})", .path.display())]
@@ -348,6 +355,28 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
     };
 
     let d = file.database;
+    let verify = match d.sslmode.as_deref().unwrap_or("disable") {
+        "disable" => false,
+        "verify-full" => true,
+        weak @ ("require" | "prefer" | "allow") => {
+            return Err(invalid(
+                "database.sslmode",
+                format!("{weak:?} would encrypt without checking who the server is (anyone on the way could pose as it), so it is not offered; write \"verify-full\" with database.sslrootcert, or \"disable\" on a trusted network"),
+            ))
+        }
+        "verify-ca" => {
+            return Err(invalid(
+                "database.sslmode",
+                "\"verify-ca\" would not check the server's host name, so it is not offered; write \"verify-full\" with database.sslrootcert".into(),
+            ))
+        }
+        other => {
+            return Err(invalid(
+                "database.sslmode",
+                format!("{other:?}: write \"disable\" (the default) or \"verify-full\""),
+            ))
+        }
+    };
     let database = match flags.database_url.clone().or(d.url) {
         Some(url) if !url.is_empty() => {
             if flags.sqlite.is_some() || d.sqlite.is_some() {
@@ -356,15 +385,64 @@ fn resolve(file: FileConfig, flags: &Flags, origin: &str) -> Result<Settings, Co
                     "both a PostgreSQL URL and an SQLite file are set; keep one".into(),
                 ));
             }
-            Database::Postgres(url)
+            if let Some(key) = tls_key_in_url(&url) {
+                return Err(invalid(
+                    "database.url",
+                    format!("`{key}` in the URL is not read; take it out and set database.sslmode = \"verify-full\" and database.sslrootcert in the config file instead"),
+                ));
+            }
+            match (verify, d.sslrootcert) {
+                (false, None) => Database::Postgres(url),
+                (false, Some(_)) => {
+                    return Err(invalid(
+                        "database.sslmode",
+                        "database.sslrootcert is given but sslmode is \"disable\"; set database.sslmode = \"verify-full\" (or remove sslrootcert)".into(),
+                    ))
+                }
+                (true, None) => {
+                    return Err(invalid(
+                        "database.sslrootcert",
+                        "database.sslmode is \"verify-full\" but no CA file is given; set database.sslrootcert to the PEM CA that signed the server's certificate".into(),
+                    ))
+                }
+                (true, Some(ca)) => {
+                    if uses_unix_socket(&url) {
+                        return Err(invalid(
+                            "database.url",
+                            "a Unix socket path as host is not encrypted; with database.sslmode = \"verify-full\" give the server's TCP host name".into(),
+                        ));
+                    }
+                    let config =
+                        tls_config(&ca).map_err(|e| bad("database.sslrootcert", e.into()))?;
+                    Database::PostgresTls {
+                        url,
+                        tls: PgTls {
+                            ca_file: ca,
+                            config,
+                        },
+                    }
+                }
+            }
         }
-        _ => Database::Sqlite(
-            flags
-                .sqlite
-                .clone()
-                .or(d.sqlite)
-                .unwrap_or_else(|| PathBuf::from("agecam-fleet.sqlite")),
-        ),
+        _ => {
+            if verify || d.sslrootcert.is_some() {
+                return Err(invalid(
+                    if verify {
+                        "database.sslmode"
+                    } else {
+                        "database.sslrootcert"
+                    },
+                    "applies to PostgreSQL only, but no database.url is set (the SQLite file is used); set database.url or remove it".into(),
+                ));
+            }
+            Database::Sqlite(
+                flags
+                    .sqlite
+                    .clone()
+                    .or(d.sqlite)
+                    .unwrap_or_else(|| PathBuf::from("agecam-fleet.sqlite")),
+            )
+        }
     };
 
     let w = file.web;
@@ -576,5 +654,162 @@ mod tests {
             Flags::default(),
         );
         assert!(e.contains("first line is empty"), "{e}");
+    }
+
+    /// A self-signed EC CA certificate (no key kept; the one of tests/fuzz_seeds.rs).
+    const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBkjCCATegAwIBAgIUBGpAKW4PuOPOMSF1FwpfZBQSLxAwCgYIKoZIzj0EAwIw
+HjEcMBoGA1UEAwwTYWdlY2FtIGZ1enogc2VlZCBDQTAeFw0yNjEyMDIxNjQ1MDVa
+Fw0zNjExMjkxNjQ1MDVaMB4xHDAaBgNVBAMME2FnZWNhbSBmdXp6IHNlZWQgQ0Ew
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARy3p9Igo/RDztB7EoOGUzkswnvYmg9
+rvBRRfh+jNp3Lsp1YHCkl5EK1VanYRBsIbnAAX7zTKqli0ix6aQD0bMQo1MwUTAd
+BgNVHQ4EFgQUyRVQZTSeQ2GOpY1JRiRKyE2TGjgwHwYDVR0jBBgwFoAUyRVQZTSe
+Q2GOpY1JRiRKyE2TGjgwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBG
+AiEA8h12Oq3qPPXqbLErNfoqWc4BPoRf08yXFdEMveZG+94CIQCaVn+mW6buu5I8
+vLqZPIrLeLqyZ7r+AT0ZTmzJORTicg==
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn database_tls_is_off_by_default_and_verify_full_needs_a_ca() {
+        let url = "[database]\nurl = \"postgres://fleet@db.example.org/fleet\"\n";
+        let s = load(url, Flags::default()).unwrap();
+        assert_eq!(
+            s.database,
+            Database::Postgres("postgres://fleet@db.example.org/fleet".into())
+        );
+        let s = load(&format!("{url}sslmode = \"disable\"\n"), Flags::default()).unwrap();
+        assert!(matches!(s.database, Database::Postgres(_)));
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("db-ca.pem");
+        std::fs::write(&ca, CA_PEM).unwrap();
+        let ca_key = format!("sslrootcert = {:?}\n", ca.display().to_string());
+        let s = load(
+            &format!("{url}sslmode = \"verify-full\"\n{ca_key}"),
+            Flags::default(),
+        )
+        .unwrap();
+        match &s.database {
+            Database::PostgresTls { url, tls } => {
+                assert_eq!(url, "postgres://fleet@db.example.org/fleet");
+                assert_eq!(tls.ca_file, ca);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(s.database.describe().contains("verify-full"), "{s:?}");
+        // The URL may come from the command line; the TLS keys still apply.
+        let s = load(
+            &format!("[database]\nsslmode = \"verify-full\"\n{ca_key}"),
+            Flags {
+                database_url: Some("host=db.example.org user=fleet".into()),
+                ..Flags::default()
+            },
+        )
+        .unwrap();
+        assert!(matches!(s.database, Database::PostgresTls { .. }));
+
+        let e = error(
+            &format!("{url}sslmode = \"verify-full\"\n"),
+            Flags::default(),
+        );
+        assert!(
+            e.contains("fleet.toml, key `database.sslrootcert`") && e.contains("PEM CA"),
+            "{e}"
+        );
+        let e = error(&format!("{url}{ca_key}"), Flags::default());
+        assert!(
+            e.contains("key `database.sslmode`") && e.contains("verify-full"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn database_tls_errors_name_the_key_the_file_and_what_to_write() {
+        let url = "[database]\nurl = \"postgres://fleet@db.example.org/fleet\"\n";
+        for weak in ["require", "prefer", "allow"] {
+            let e = error(&format!("{url}sslmode = {weak:?}\n"), Flags::default());
+            assert!(
+                e.contains("fleet.toml, key `database.sslmode`")
+                    && e.contains("without checking who the server is")
+                    && e.contains("\"verify-full\" with database.sslrootcert"),
+                "{e}"
+            );
+        }
+        let e = error(&format!("{url}sslmode = \"verify-ca\"\n"), Flags::default());
+        assert!(e.contains("host name") && e.contains("verify-full"), "{e}");
+        let e = error(&format!("{url}sslmode = \"on\"\n"), Flags::default());
+        assert!(e.contains("\"on\"") && e.contains("\"disable\""), "{e}");
+        let e = error(&format!("{url}sslmode = true\n"), Flags::default());
+        assert!(e.contains("line 3") && e.contains("string"), "{e}");
+
+        // The CA file: missing, not PEM, no certificate in it.
+        let dir = tempfile::tempdir().unwrap();
+        let with_ca = |ca: &Path| {
+            format!(
+                "{url}sslmode = \"verify-full\"\nsslrootcert = {:?}\n",
+                ca.display().to_string()
+            )
+        };
+        let missing = dir.path().join("missing.pem");
+        let e = error(&with_ca(&missing), Flags::default());
+        assert!(
+            e.contains("key `database.sslrootcert`")
+                && e.contains("missing.pem")
+                && e.contains("cannot read it"),
+            "{e}"
+        );
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = error(&with_ca(&broken), Flags::default());
+        assert!(
+            e.contains("database.sslrootcert") && e.contains("broken.pem"),
+            "{e}"
+        );
+        let text = dir.path().join("text.pem");
+        std::fs::write(&text, "not a certificate\n").unwrap();
+        let e = error(&with_ca(&text), Flags::default());
+        assert!(
+            e.contains("text.pem") && e.contains("holds no PEM certificate"),
+            "{e}"
+        );
+
+        // TLS settings in the URL are refused, pointing to the file's keys.
+        for url in [
+            "postgres://fleet@db/fleet?sslmode=verify-full",
+            "postgres://fleet@db/fleet?connect_timeout=5&sslrootcert=/ca.pem",
+            "host=db user=fleet sslmode=require",
+        ] {
+            let e = error(&format!("[database]\nurl = {url:?}\n"), Flags::default());
+            assert!(
+                e.contains("key `database.url`")
+                    && e.contains("in the URL is not read")
+                    && e.contains("database.sslmode = \"verify-full\""),
+                "{e}"
+            );
+        }
+        // A Unix socket is not encrypted.
+        std::fs::write(dir.path().join("ca.pem"), CA_PEM).unwrap();
+        let e = error(
+            &format!(
+                "[database]\nurl = \"host=/run/postgresql user=fleet\"\nsslmode = \"verify-full\"\nsslrootcert = {:?}\n",
+                dir.path().join("ca.pem").display().to_string()
+            ),
+            Flags::default(),
+        );
+        assert!(
+            e.contains("database.url") && e.contains("Unix socket"),
+            "{e}"
+        );
+        // Without a URL (SQLite) the keys mean nothing: said so.
+        let e = error("[database]\nsslmode = \"verify-full\"\n", Flags::default());
+        assert!(
+            e.contains("key `database.sslmode`") && e.contains("no database.url"),
+            "{e}"
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! person. Units register themselves by their first stored interval.
 
 pub mod migrate;
+pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 
@@ -43,24 +44,33 @@ pub enum StoreError {
         error: rusqlite::Error,
     },
     /// `url` is redacted.
-    #[error("database.url {url}: not a PostgreSQL URL ({error}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME")]
+    #[error("database.url {url}: not a PostgreSQL URL ({}); write postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME", causes(.error))]
     PostgresUrl {
         url: String,
         error: ::postgres::Error,
     },
-    #[error("database {url}: cannot connect ({error}); is PostgreSQL running there, and do the user, password and database exist?")]
+    #[error("database {url}: cannot connect ({}); is PostgreSQL running there, and do the user, password and database exist?", causes(.error))]
     PostgresConnect {
         url: String,
         error: ::postgres::Error,
     },
+    /// `sslmode = "verify-full"` could not connect; `hint` names the host, the CA file and
+    /// what to check.
+    #[error("database {url}: TLS (database.sslmode = \"verify-full\") refused: {hint} ({})", causes(.error))]
+    PostgresTls {
+        url: String,
+        hint: String,
+        error: ::postgres::Error,
+    },
     #[error(
-        "database {url}: migrations failed ({error}); the user needs CREATE rights on the database"
+        "database {url}: migrations failed ({}); the user needs CREATE rights on the database",
+        causes(.error)
     )]
     PostgresMigrate {
         url: String,
         error: ::postgres::Error,
     },
-    #[error("database {url}: {what}: {error}; check that PostgreSQL is up and reachable")]
+    #[error("database {url}: {what}: {}; check that PostgreSQL is up and reachable", causes(.error))]
     Postgres {
         url: String,
         what: &'static str,
@@ -213,10 +223,17 @@ pub trait Store: Send {
     fn describe(&self) -> String;
 }
 
-/// Where to store: a PostgreSQL URL, or an SQLite file.
+/// Where to store: a PostgreSQL URL (in the clear, or over verified TLS), or an SQLite file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Database {
+    /// `database.sslmode = "disable"`, the default.
     Postgres(String),
+    /// `database.sslmode = "verify-full"`: TLS, the server's certificate checked against
+    /// `database.sslrootcert` and the URL's host name.
+    PostgresTls {
+        url: String,
+        tls: pg_tls::PgTls,
+    },
     Sqlite(std::path::PathBuf),
 }
 
@@ -224,7 +241,10 @@ impl Database {
     /// Opens (and migrates) the database.
     pub fn open(&self) -> Result<Box<dyn Store>, StoreError> {
         Ok(match self {
-            Database::Postgres(url) => Box::new(postgres::PgStore::open(url)?),
+            Database::Postgres(url) => Box::new(postgres::PgStore::open(url, None)?),
+            Database::PostgresTls { url, tls } => {
+                Box::new(postgres::PgStore::open(url, Some(tls))?)
+            }
             Database::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
         })
     }
@@ -233,6 +253,11 @@ impl Database {
     pub fn describe(&self) -> String {
         match self {
             Database::Postgres(url) => redact(url),
+            Database::PostgresTls { url, tls } => format!(
+                "{} (TLS, verify-full against {})",
+                redact(url),
+                tls.ca_file.display()
+            ),
             Database::Sqlite(path) => format!("sqlite {}", path.display()),
         }
     }
@@ -259,6 +284,34 @@ pub fn redact(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An error with its causes, "a: b: c": the `postgres` crate's errors show only their kind
+/// ("db error") and keep the server's words in their source; an io::Error's wrapped error
+/// (a rustls handshake error) is shown too.
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    if let Some(inner) = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        next = Some(inner);
+    }
+    while let Some(e) = next {
+        let shown = e.to_string();
+        if !text.ends_with(&shown) {
+            text = format!("{text}: {shown}");
+        }
+        next = e.source();
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            next = Some(inner);
+        }
+    }
+    text
 }
 
 /// A short digest of a canonical interval (the conflicts table's key with the id).

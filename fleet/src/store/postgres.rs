@@ -4,11 +4,13 @@
 //! together do not race.
 
 use super::migrate::{self, Migration, MigrationTx};
+use super::pg_tls::{self, MakeRustlsConnect, PgTls};
 use super::{
     digest, redact, ConflictRow, Counts, Outcome, Range, SeriesRow, Step, Store, StoreError,
     UnitRow,
 };
 use crate::schema::Interval;
+use postgres::config::{Host, SslMode};
 use postgres::{Client, NoTls, Transaction};
 use std::time::Duration;
 
@@ -21,8 +23,9 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects (10 s timeout unless the URL sets `connect_timeout`) and migrates.
-    pub fn open(url: &str) -> Result<PgStore, StoreError> {
+    /// Connects (10 s timeout unless the URL sets `connect_timeout`) and migrates; over TLS
+    /// checked against `tls` (sslmode verify-full) when given, else in the clear as before.
+    pub fn open(url: &str, tls: Option<&PgTls>) -> Result<PgStore, StoreError> {
         let shown = redact(url);
         let mut config: postgres::Config =
             url.parse().map_err(|error| StoreError::PostgresUrl {
@@ -32,12 +35,23 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|error| StoreError::PostgresConnect {
-                url: shown.clone(),
-                error,
-            })?;
+        let mut client = match tls {
+            None => config
+                .ssl_mode(SslMode::Disable)
+                .connect(NoTls)
+                .map_err(|error| StoreError::PostgresConnect {
+                    url: shown.clone(),
+                    error,
+                }),
+            Some(tls) => config
+                .ssl_mode(SslMode::Require)
+                .connect(MakeRustlsConnect(tls.config.clone()))
+                .map_err(|error| StoreError::PostgresTls {
+                    url: shown.clone(),
+                    hint: pg_tls::hint(&error, &hosts(&config), &tls.ca_file),
+                    error,
+                }),
+        }?;
         migrate(&mut client).map_err(|error| StoreError::PostgresMigrate { url: shown, error })?;
         Ok(PgStore {
             client,
@@ -75,6 +89,66 @@ impl PgStore {
             })
             .collect())
     }
+}
+
+/// The URL's hosts, for messages: "db.example.org" or "a, b".
+fn hosts(config: &postgres::Config) -> String {
+    let mut names: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    if names.is_empty() {
+        names = config
+            .get_hostaddrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+    }
+    if names.is_empty() {
+        "localhost".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Connection-string keys about TLS that the `postgres` crate would read (or reject) in the
+/// URL; the collector takes them from fleet.toml instead (`database.sslmode`,
+/// `database.sslrootcert`), so one place says whether the connection is verified.
+const TLS_KEYS: [&str; 6] = [
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "sslnegotiation",
+    "sslpassword",
+];
+
+/// The first TLS key written in the URL (`?sslmode=...` or `sslmode=...` of a key=value
+/// string), if any.
+pub fn tls_key_in_url(url: &str) -> Option<&'static str> {
+    let pairs: Vec<&str> = if url.contains("://") {
+        match url.split_once('?') {
+            Some((_, query)) => query.split('&').collect(),
+            None => Vec::new(),
+        }
+    } else {
+        url.split_whitespace().collect()
+    };
+    pairs.iter().find_map(|pair| {
+        let key = pair.split('=').next().unwrap_or("").trim();
+        TLS_KEYS.iter().find(|k| **k == key).copied()
+    })
+}
+
+/// Whether the URL names a Unix socket (a host starting with '/'), where TLS is not used.
+pub fn uses_unix_socket(url: &str) -> bool {
+    url.parse::<postgres::Config>()
+        .map(|c| c.get_hosts().iter().any(|h| matches!(h, Host::Unix(_))))
+        .unwrap_or(false)
 }
 
 /// Visits and attention per `period` × age bucket × gender, over interval starts in

@@ -226,7 +226,11 @@ impl Postgres {
     }
 
     fn command(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
+        self.as_server_user(&self.bin.join(program))
+    }
+
+    /// `program` run as the user the server runs as.
+    fn as_server_user(&self, program: &Path) -> Command {
         if is_root() {
             let user = if Command::new("id")
                 .arg("postgres")
@@ -270,6 +274,51 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
         );
+    }
+
+    /// Restarts the server with TLS on: `cert` and `key` (PEM, readable by the server's
+    /// user) are copied into the data folder (the key private to the server's user, as
+    /// PostgreSQL requires) and set as `ssl_cert_file`/`ssl_key_file`. With `only_tls`, a
+    /// connection without TLS is rejected (pg_hba `hostnossl ... reject`).
+    pub fn enable_tls(&self, cert: &Path, key: &Path, only_tls: bool) {
+        let data = self.data();
+        for (from, to, mode) in [(cert, "server.crt", "644"), (key, "server.key", "600")] {
+            let out = self
+                .as_server_user(Path::new("install"))
+                .args(["-m", mode])
+                .arg(from)
+                .arg(data.join(to))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "install {}: {}",
+                from.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .unwrap();
+        if only_tls {
+            let hba = data.join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&hba).unwrap();
+            std::fs::write(
+                &hba,
+                format!(
+                    "hostnossl all all 0.0.0.0/0 reject\nhostnossl all all ::/0 reject\n{rest}"
+                ),
+            )
+            .unwrap();
+        }
+        self.down();
+        self.up();
     }
 
     /// Stops the server (fast: connections are cut).
