@@ -267,12 +267,29 @@ impl Database {
 /// their `password=` value.
 pub fn redact(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
+        // A password may also come as a query parameter: `…/db?password=…`.
+        let (rest, query) = match rest.split_once('?') {
+            Some((path, query)) => {
+                let query: Vec<&str> = query
+                    .split('&')
+                    .map(|kv| {
+                        if kv.starts_with("password=") {
+                            "password=***"
+                        } else {
+                            kv
+                        }
+                    })
+                    .collect();
+                (path, format!("?{}", query.join("&")))
+            }
+            None => (rest, String::new()),
+        };
         if let Some((userinfo, host)) = rest.rsplit_once('@') {
             let user = userinfo.split(':').next().unwrap_or("");
             let masked = if userinfo.contains(':') { ":***" } else { "" };
-            return format!("{scheme}://{user}{masked}@{host}");
+            return format!("{scheme}://{user}{masked}@{host}{query}");
         }
-        return url.to_string();
+        return format!("{scheme}://{rest}{query}");
     }
     url.split_whitespace()
         .map(|kv| {
@@ -345,6 +362,14 @@ mod tests {
             "postgres://fleet:***@db:5432/fleet"
         );
         assert_eq!(redact("postgres://db/fleet"), "postgres://db/fleet");
+        assert_eq!(
+            redact("postgres://fleet@db/fleet?password=s3cret&connect_timeout=5"),
+            "postgres://fleet@db/fleet?password=***&connect_timeout=5"
+        );
+        assert_eq!(
+            redact("postgres://db/fleet?user=u&password=s3cret"),
+            "postgres://db/fleet?user=u&password=***"
+        );
         assert_eq!(
             redact("host=db user=fleet password=s3cret"),
             "host=db user=fleet password=***"
