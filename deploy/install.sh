@@ -63,6 +63,9 @@ for f in "$repo"/models/*; do
     [ -f "$f" ] || continue
     install -m 0644 "$f" "$root/usr/share/agecam/models/"
 done
+# The public half of the project's model-signing key (also built into the binary), for
+# checking a model set by hand: minisign -Vm manifest.json -p /usr/share/agecam/agecam-models.pub
+install -m 0644 "$here/agecam-models.pub" "$root/usr/share/agecam/agecam-models.pub"
 if [ -e "$root/etc/agecam/agecam.toml" ]; then
     # Keep the installer's edits; offer the new default beside it.
     install -m 0644 "$here/agecam.toml" "$root/etc/agecam/agecam.toml.default"

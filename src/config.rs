@@ -290,8 +290,16 @@ impl DetectorConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Folder holding `manifest.json` and the model files it lists.
+    /// Folder holding `manifest.json`, its signature and the model files it lists: the set
+    /// installed with the package. A set installed later by `agecam models install` (in
+    /// `store`) takes its place.
     pub dir: PathBuf,
+    /// Folder of the model sets `agecam models install` adds: `sets/`, and the links `current`
+    /// and `previous`. When `current` exists the daemon loads it instead of `dir`.
+    pub store: PathBuf,
+    /// Public keys (minisign `.pub` files) trusted to sign model manifests, besides the
+    /// project's key built into the binary: for an operator who signs models of their own.
+    pub public_keys: Vec<PathBuf>,
     /// Which age/gender model runs: `research` (the most accurate; trained on data licensed
     /// for non-commercial research only) or `commercial` (trained only on data whose licence
     /// allows commercial use). The manifest says which file is which.
@@ -322,6 +330,8 @@ impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             dir: PathBuf::from("/usr/share/agecam/models"),
+            store: PathBuf::from("/var/lib/agecam/models"),
+            public_keys: Vec::new(),
             model_use: ModelUse::Research,
             precision: ModelPrecision::Auto,
             cache_dir: None,

@@ -10,7 +10,7 @@
 use crate::config::{Config, DetectorKind, ScheduleConfig};
 use crate::face::{FaceResult, StageTimes};
 use crate::model::manifest::VerifiedModels;
-use crate::model::{AgeGenderModel, Manifest, Role};
+use crate::model::{AgeGenderModel, Role};
 use crate::schedule::{FrameWork, Schedule};
 use crate::track::{AttentionRules, Track, TrackSettings, Tracker, Visit};
 use crate::vision::blazeface::Variant;
@@ -55,10 +55,11 @@ pub struct Frame {
 }
 
 impl Pipeline {
-    /// Loads the models listed in `model_dir/manifest.json` for `model.use`, checking their
-    /// hashes: [`Manifest::load`] → [`Manifest::verify`] → [`Pipeline::from_verified`].
+    /// Loads the models listed in `model_dir/manifest.json` for `model.use`, checking the
+    /// manifest's signature and the files' hashes: [`Manifest::load`](crate::model::Manifest::load) →
+    /// [`Manifest::verify`](crate::model::Manifest::verify) → [`Pipeline::from_verified`].
     pub fn load(config: &Config, model_dir: &Path) -> Result<Pipeline, Error> {
-        let verified = Manifest::load(model_dir)?.verify(config.model.model_use)?;
+        let verified = crate::model::verified_models(model_dir, &config.model)?;
         Pipeline::from_verified(&verified, config)
     }
 
@@ -657,7 +658,11 @@ mod tests {
     #[test]
     fn the_default_detectors_find_the_faces_and_nothing_else() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let models = Manifest::load(&dir.join("models")).unwrap();
+        let models = crate::model::Manifest::load(
+            &dir.join("models"),
+            &crate::model::TrustedKeys::project(),
+        )
+        .unwrap();
         for model_use in [
             crate::config::ModelUse::Research,
             crate::config::ModelUse::Commercial,

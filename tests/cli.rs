@@ -539,6 +539,11 @@ fn copy_models(to: &Path) -> Vec<String> {
     std::fs::create_dir_all(to).unwrap();
     let manifest = std::fs::read_to_string(from.join("manifest.json")).unwrap();
     std::fs::write(to.join("manifest.json"), &manifest).unwrap();
+    std::fs::copy(
+        from.join("manifest.json.minisig"),
+        to.join("manifest.json.minisig"),
+    )
+    .unwrap();
     let entries: Vec<serde_json::Value> = serde_json::from_str(&manifest).unwrap();
     let files: Vec<String> = entries
         .iter()
@@ -550,7 +555,29 @@ fn copy_models(to: &Path) -> Vec<String> {
     files
 }
 
-/// Rewrites the manifest's sha256 for `file` to match its current content.
+/// Signs `models/manifest.json` with a new test key (the project's secret key is not in the
+/// repository) and writes its public half to `models/../test.pub`, for `model.public_keys`.
+fn sign_with_test_key(models: &Path) {
+    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let manifest = std::fs::read(models.join("manifest.json")).unwrap();
+    let signature = minisign::sign(
+        Some(&pair.pk),
+        &pair.sk,
+        &manifest[..],
+        None,
+        Some("signature from minisign secret key"),
+    )
+    .unwrap();
+    std::fs::write(models.join("manifest.json.minisig"), signature.to_string()).unwrap();
+    std::fs::write(
+        models.parent().unwrap().join("test.pub"),
+        pair.pk.to_box().unwrap().to_string(),
+    )
+    .unwrap();
+}
+
+/// Rewrites the manifest's sha256 for `file` to match its current content, and signs it with
+/// a test key ([`sign_with_test_key`]).
 fn rehash(models: &Path, file: &str) {
     let path = models.join("manifest.json");
     let mut entries: Vec<serde_json::Value> =
@@ -562,6 +589,7 @@ fn rehash(models: &Path, file: &str) {
         }
     }
     std::fs::write(&path, serde_json::to_string_pretty(&entries).unwrap()).unwrap();
+    sign_with_test_key(models);
 }
 
 /// Each broken model makes `agecam run` refuse to start with one error line naming the file,
@@ -571,7 +599,24 @@ fn broken_models_refuse_to_start_with_one_line_naming_the_file() {
     use prost::Message;
     let dir = tempfile::tempdir().unwrap();
     type Break = fn(&Path);
-    let cases: [(&str, &str, Break, &str); 3] = [
+    let cases: [(&str, &str, Break, &str); 5] = [
+        (
+            "unsigned",
+            "manifest.json",
+            |m| std::fs::remove_file(m.join("manifest.json.minisig")).unwrap(),
+            "is not signed",
+        ),
+        (
+            "edited-manifest",
+            "manifest.json",
+            |m| {
+                // One byte of a licence text: the hashes still match, the signature does not.
+                let path = m.join("manifest.json");
+                let text = std::fs::read_to_string(&path).unwrap();
+                std::fs::write(&path, text.replacen("Apache-2.0", "Apache-3.0", 1)).unwrap();
+            },
+            "the manifest was edited after it was signed",
+        ),
         (
             "missing",
             "age_gender_int8.onnx",
@@ -624,8 +669,17 @@ fn broken_models_refuse_to_start_with_one_line_naming_the_file() {
         break_it(&models);
         let out_dir = dir.path().join(name).join("out");
         let config = dir.path().join(name).join("agecam.toml");
-        // f32 so that the shape case is reached however `auto` would choose.
-        std::fs::write(&config, "[model]\nprecision = \"f32\"\n").unwrap();
+        // f32 so that the shape case is reached however `auto` would choose; the test key that
+        // signed the edited manifest trusted.
+        let test_key = dir.path().join(name).join("test.pub");
+        std::fs::write(
+            &config,
+            format!(
+                "[model]\nprecision = \"f32\"\npublic_keys = [{:?}]\n",
+                test_key.display().to_string()
+            ),
+        )
+        .unwrap();
         let precision_args: &[&str] = if name == "wrong-shape" {
             &["--config", config.to_str().unwrap()]
         } else {

@@ -28,6 +28,8 @@ fn install_upgrade_and_uninstall_keep_config_and_data() {
     for file in [
         "usr/bin/agecam",
         "usr/share/agecam/models/manifest.json",
+        "usr/share/agecam/models/manifest.json.minisig",
+        "usr/share/agecam/agecam-models.pub",
         "etc/agecam/agecam.toml",
         "etc/systemd/system/agecam.service",
         "etc/udev/rules.d/99-agecam.rules",

@@ -163,14 +163,43 @@ fn write_fuzz_seeds() {
         ],
     );
 
-    // The model manifest as shipped.
+    // The model manifest and its signature as shipped.
+    let manifest = std::fs::read(repo().join("models/manifest.json")).unwrap();
+    let signature = std::fs::read(repo().join("models/manifest.json.minisig")).unwrap();
     write_all(
         &out,
         "manifest",
-        &[(
-            "manifest.json",
-            std::fs::read(repo().join("models/manifest.json")).unwrap(),
-        )],
+        &[
+            ("manifest.json", manifest.clone()),
+            ("manifest.json.minisig", signature.clone()),
+        ],
+    );
+
+    // A model bundle: the shipped manifest and signature (which verify) with small stand-ins
+    // for the model files (which then fail their hashes), in the canonical form; and with the
+    // stand-ins left out.
+    let entries = agecam::model::manifest::parse_entries(&manifest).unwrap();
+    let names = agecam::model::bundle::listed_files(&entries).unwrap();
+    let stand_in = b"not the network".to_vec();
+    let mut files = vec![
+        ("manifest.json", &manifest[..]),
+        ("manifest.json.minisig", &signature[..]),
+    ];
+    let head = files.clone();
+    files.extend(names.iter().map(|n| (n.as_str(), &stand_in[..])));
+    write_all(
+        &out,
+        "model_bundle",
+        &[
+            (
+                "stand_ins.tar",
+                agecam::model::bundle::write_canonical(Vec::new(), files).unwrap(),
+            ),
+            (
+                "manifest_only.tar",
+                agecam::model::bundle::write_canonical(Vec::new(), head).unwrap(),
+            ),
+        ],
     );
 
     // ONNX models: the tiny test network whole and cut at a few points, and the start of the

@@ -1,22 +1,24 @@
-//! `models/manifest.json`: any text must parse to entries or give an error, never panic.
+//! `models/manifest.json` and its signature: any manifest text must parse to entries or give
+//! an error, and any signature text must verify or be refused, never panic.
 #![no_main]
 
-use agecam::model::manifest::{Manifest, Role};
+use agecam::model::manifest::{parse_entries, Role};
+use agecam::model::TrustedKeys;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Ok(manifest) = Manifest::parse(text, Path::new("/usr/share/agecam/models")) {
+    if let Ok(entries) = parse_entries(data) {
         for role in [
             Role::AgeGenderInt8,
             Role::AgeGenderF32,
             Role::FaceDetector,
             Role::FaceDetectorFallback,
         ] {
-            let _ = manifest.entry(role);
+            let _ = entries.iter().find(|e| e.role == role);
         }
     }
+    // The same bytes as a signature of the shipped manifest.
+    let manifest = Path::new("manifest.json");
+    let _ = TrustedKeys::project().verify(manifest, b"[]", Path::new("manifest.json.minisig"), data);
 });

@@ -76,6 +76,11 @@ enum Command {
     /// Fit how YuNet's boxes map onto short-range BlazeFace's (the framing the age/gender
     /// models were trained on) on face chips; prints the `Reframe` coefficients.
     FitFraming(cmd::fit_framing::Args),
+    /// Make a minisign key pair for signing model sets.
+    Keygen(cmd::keygen::Args),
+    /// Sign a model folder's manifest.json (after checking every file's sha256), and optionally
+    /// pack the signed set as a bundle for `agecam models install`.
+    Sign(cmd::sign::Args),
     /// Training/inference throughput of MobileNetV2 on random data (images/s).
     BenchTrain(cmd::bench_train::Args),
     /// Head-pose accuracy: yaw/pitch error by angle range on synthetic faces of independent
@@ -154,6 +159,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchTrain(a) => cmd::bench_train::run(a),
+        Command::Keygen(a) => {
+            cmd::keygen::run(a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign(a) => {
+            cmd::sign::run(a)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::PoseEval(a) => {
             cmd::pose_eval::run(a)?;
             Ok(ExitCode::SUCCESS)

@@ -32,6 +32,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         models: Option<PathBuf>,
     },
+    /// Install signed model sets, roll back, and show what is installed.
+    #[command(subcommand)]
+    Models(cli::models::ModelsCommand),
     /// Read the anonymous statistics the daemon stored.
     #[command(subcommand)]
     Stats(cli::stats::StatsCommand),
@@ -70,6 +73,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = cli::load_config(config_file)?;
             let models = cli::model_dir(args.models.as_deref(), config_file, &config);
             cli::run::run_command(args, &config, &models)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models(command) => {
+            let config = cli::load_config(config_file)?;
+            cli::models::models_command(command, &config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cost(args) => cli::cost::cost_command(args, config_file),
@@ -122,8 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             let config = cli::load_config(config_file)?;
             let models = cli::model_dir(args.models.as_deref(), config_file, &config);
-            let verified =
-                agecam::model::Manifest::load(&models)?.verify(config.model.model_use)?;
+            let verified = agecam::model::verified_models(&models, &config.model)?;
             let mut pipeline = agecam::pipeline::Pipeline::from_verified(&verified, &config)?;
             if args.stream {
                 let report =

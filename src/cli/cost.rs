@@ -10,7 +10,7 @@
 use crate::capture::convert::decode_mjpeg;
 use crate::config::{Config, DetectorKind};
 use crate::model::manifest::VerifiedModels;
-use crate::model::{AgeGenderModel, Manifest, Role};
+use crate::model::{AgeGenderModel, Role};
 use crate::vision::crop::Framing;
 use crate::vision::{FaceBox, FaceDetector};
 use anyhow::{bail, Context};
@@ -198,14 +198,12 @@ fn stage_name(stage: Stage) -> String {
 }
 
 fn verified(models: &Path, config: &Config) -> anyhow::Result<VerifiedModels> {
-    Manifest::load(models)
-        .and_then(|m| m.verify(config.model.model_use))
-        .with_context(|| {
-            format!(
-                "cost: the models in {} cannot be used (give the folder with --models)",
-                models.display()
-            )
-        })
+    crate::model::verified_models(models, &config.model).with_context(|| {
+        format!(
+            "cost: the models in {} cannot be used (give the folder with --models)",
+            models.display()
+        )
+    })
 }
 
 /// The detector `kind` with the configured settings; a score threshold set for another kind

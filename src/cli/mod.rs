@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cost;
+pub mod models;
 pub mod predict;
 pub mod run;
 pub mod selftest;
@@ -31,12 +32,18 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     }
 }
 
-/// The model folder: `--models`, else the config file's `model.dir`, else [`default_model_dir`].
+/// The model folder: `--models`, else the set `agecam models install` made current in
+/// `model.store`, else the config file's `model.dir`, else [`default_model_dir`].
 pub fn model_dir(cli: Option<&Path>, config_file: Option<&Path>, config: &Config) -> PathBuf {
-    match (cli, config_file) {
-        (Some(dir), _) => dir.to_path_buf(),
-        (None, Some(_)) => config.model.dir.clone(),
-        (None, None) => default_model_dir(),
+    if let Some(dir) = cli {
+        return dir.to_path_buf();
+    }
+    if let Some(current) = crate::model::sets::ModelStore::new(&config.model.store).current() {
+        return current;
+    }
+    match config_file {
+        Some(_) => config.model.dir.clone(),
+        None => default_model_dir(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::capture::{demo_frames, CaptureError, FrameSource};
 use crate::config::{Config, DisplayTarget};
-use crate::model::Manifest;
+use crate::model::{Manifest, TrustedKeys};
 use crate::pipeline::Pipeline;
 use std::path::{Path, PathBuf};
 
@@ -77,11 +77,12 @@ fn check_camera(config: &Config) -> Result<String, CheckError> {
     }
 }
 
-/// Every file of the manifest is hash-checked (a damaged file is worth knowing about even if
-/// this configuration does not load it), then the model `model.use` selects and the files of
-/// the configured detector are named with their licences.
-fn check_models(config: &Config, model_dir: &Path) -> Result<String, CheckError> {
-    let manifest = Manifest::load(model_dir)?;
+/// The manifest's signature is checked against the trusted keys, every file of the manifest
+/// is hash-checked (a damaged file is worth knowing about even if this configuration does not
+/// load it), then the model `model.use` selects and the files of the configured detector are
+/// named with their licences.
+pub fn check_models(config: &Config, model_dir: &Path) -> Result<String, CheckError> {
+    let manifest = Manifest::load(model_dir, &TrustedKeys::from_config(&config.model)?)?;
     let mut verified = Vec::new();
     for entry in &manifest.entries {
         manifest.verify_entry(entry)?;
@@ -93,7 +94,9 @@ fn check_models(config: &Config, model_dir: &Path) -> Result<String, CheckError>
         .filter_map(|&role| chosen.detector_licence_line(role))
         .collect();
     Ok(format!(
-        "sha256 verified: {}; {}; detector.kind = \"{}\": {}",
+        "{}: signed by {}; sha256 verified: {}; {}; detector.kind = \"{}\": {}",
+        model_dir.display(),
+        manifest.signed_by,
         verified.join(", "),
         chosen.licence_line(),
         config.detector.kind().name(),
@@ -101,7 +104,7 @@ fn check_models(config: &Config, model_dir: &Path) -> Result<String, CheckError>
     ))
 }
 
-fn check_inference(config: &Config, model_dir: &Path) -> Result<String, CheckError> {
+pub fn check_inference(config: &Config, model_dir: &Path) -> Result<String, CheckError> {
     let mut pipeline = Pipeline::load(config, model_dir)?;
     let frame = demo_frames(false)
         .next_frame()?

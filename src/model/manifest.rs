@@ -1,13 +1,16 @@
 //! `models/manifest.json`: which model file plays which role, with its sha256, licence and
 //! source. The device loads models only through it, so a damaged or swapped file is refused
-//! with a message naming it instead of producing wrong answers.
+//! with a message naming it instead of producing wrong answers, and the manifest itself is
+//! signed ([`signature`](super::signature)), so an edited list is refused too.
 //!
 //! Loading goes through typed stages, as tract's `model_for_path → into_optimized →
-//! into_runnable` does: [`Manifest::load`] parses the list, [`Manifest::verify`] checks the
-//! hash of every file one `model.use` needs and yields [`VerifiedModels`], and only those are
-//! loaded into a [`Pipeline`](crate::pipeline::Pipeline).
+//! into_runnable` does: [`Manifest::load`] checks the manifest's signature against the trusted
+//! keys and parses the list, [`Manifest::verify`] checks the hash of every file one
+//! `model.use` needs and yields [`VerifiedModels`], and only those are loaded into a
+//! [`Pipeline`](crate::pipeline::Pipeline).
 
-use crate::config::ModelUse;
+use super::signature::{signature_path, TrustedKeys};
+use crate::config::{ModelConfig, ModelUse};
 use crate::Error;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -136,11 +139,13 @@ impl VerifiedModels {
     }
 }
 
-/// The parsed manifest and the folder it lives in.
+/// The parsed manifest, whose signature verified, and the folder it lives in.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub dir: PathBuf,
     pub entries: Vec<Entry>,
+    /// The trusted key that signed it, described (`key ID … (origin)`).
+    pub signed_by: String,
 }
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -150,28 +155,59 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 #[error("not a valid model manifest ({0}); reinstall the models")]
 pub struct ManifestError(pub serde_json::Error);
 
+/// The model files `model` (the `[model]` section) selects from `dir`: the manifest's signature
+/// checked against the keys `model` trusts, then the hash of every file `model.use` needs.
+pub fn verified_models(dir: &Path, model: &ModelConfig) -> Result<VerifiedModels, Error> {
+    let keys = TrustedKeys::from_config(model)?;
+    Manifest::load(dir, &keys)?.verify(model.model_use)
+}
+
+/// Parses manifest text into its entries (nothing is checked against a signature here: the
+/// daemon gets a [`Manifest`] only from [`Manifest::load`]).
+pub fn parse_entries(text: &[u8]) -> Result<Vec<Entry>, ManifestError> {
+    serde_json::from_slice(text).map_err(ManifestError)
+}
+
 impl Manifest {
-    /// Reads `dir/manifest.json`.
-    pub fn load(dir: &Path) -> Result<Manifest, Error> {
+    /// Reads `dir/manifest.json` and checks its signature (`manifest.json.minisig`) against
+    /// `keys` before parsing it.
+    pub fn load(dir: &Path, keys: &TrustedKeys) -> Result<Manifest, Error> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Model {
+        let bytes = std::fs::read(&path).map_err(|e| Error::Model {
             file: path.clone(),
             problem: format!(
                 "cannot read the model manifest ({e}); set model.dir to the folder holding the models (the repository's models/)"
             ),
         })?;
-        Self::parse(&text, dir).map_err(|problem| Error::Model {
+        let sig_path = signature_path(&path);
+        let signature = match std::fs::read(&sig_path) {
+            Ok(signature) => signature,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Model {
+                    file: path,
+                    problem: format!(
+                        "is not signed (no {} beside it): this unit loads only model sets signed by a key it trusts ({}); install a signed set (agecam models install BUNDLE), or sign this one with your own key (agecam-host sign) and list its .pub file in model.public_keys",
+                        super::signature::SIGNATURE_FILE,
+                        keys.describe()
+                    ),
+                })
+            }
+            Err(e) => {
+                return Err(Error::Model {
+                    file: sig_path,
+                    problem: format!("cannot read the manifest's signature ({e}); reinstall the models"),
+                })
+            }
+        };
+        let signer = keys.verify(&path, &bytes, &sig_path, &signature)?;
+        let entries = parse_entries(&bytes).map_err(|problem| Error::Model {
             file: path.clone(),
             problem: problem.to_string(),
-        })
-    }
-
-    /// Parses manifest text; `dir` is the folder its file names are relative to.
-    pub fn parse(text: &str, dir: &Path) -> Result<Manifest, ManifestError> {
-        let entries: Vec<Entry> = serde_json::from_str(text).map_err(ManifestError)?;
+        })?;
         Ok(Manifest {
             dir: dir.to_path_buf(),
             entries,
+            signed_by: signer.describe(),
         })
     }
 
@@ -274,16 +310,22 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lower-case hex sha256 of bytes in memory.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::signature::test_key;
 
     fn write_manifest(dir: &Path, sha: &str) {
         std::fs::write(dir.join("det.bin"), b"abc").unwrap();
@@ -291,6 +333,7 @@ mod tests {
             r#"[{{"file":"det.bin","role":"face_detector","sha256":"{sha}","licence":"MIT","source":"test"}}]"#
         );
         std::fs::write(dir.join(MANIFEST_FILE), json).unwrap();
+        test_key::sign(dir);
     }
 
     const ABC_SHA256: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -299,7 +342,7 @@ mod tests {
     fn verified_path_checks_the_hash() {
         let dir = tempfile::tempdir().unwrap();
         write_manifest(dir.path(), ABC_SHA256);
-        let manifest = Manifest::load(dir.path()).unwrap();
+        let manifest = Manifest::load(dir.path(), &test_key::keys()).unwrap();
         let path = manifest.verified_path(Role::FaceDetector).unwrap().unwrap();
         assert_eq!(path, dir.path().join("det.bin"));
         assert!(manifest
@@ -312,7 +355,7 @@ mod tests {
     fn hash_mismatch_names_the_file_and_both_hashes() {
         let dir = tempfile::tempdir().unwrap();
         write_manifest(dir.path(), &"0".repeat(64));
-        let manifest = Manifest::load(dir.path()).unwrap();
+        let manifest = Manifest::load(dir.path(), &test_key::keys()).unwrap();
         let msg = manifest
             .verified_path(Role::FaceDetector)
             .unwrap_err()
@@ -326,7 +369,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_manifest(dir.path(), ABC_SHA256);
         std::fs::remove_file(dir.path().join("det.bin")).unwrap();
-        let manifest = Manifest::load(dir.path()).unwrap();
+        let manifest = Manifest::load(dir.path(), &test_key::keys()).unwrap();
         let msg = manifest
             .verified_path(Role::FaceDetector)
             .unwrap_err()
@@ -337,13 +380,14 @@ mod tests {
         );
 
         std::fs::write(dir.path().join(MANIFEST_FILE), "{not json").unwrap();
-        let msg = Manifest::load(dir.path()).unwrap_err().to_string();
+        let keys = test_key::sign(dir.path());
+        let msg = Manifest::load(dir.path(), &keys).unwrap_err().to_string();
         assert!(
             msg.contains(MANIFEST_FILE) && msg.contains("not a valid"),
             "{msg}"
         );
 
-        let msg = Manifest::load(&dir.path().join("nope"))
+        let msg = Manifest::load(&dir.path().join("nope"), &keys)
             .unwrap_err()
             .to_string();
         assert!(msg.contains("model.dir"), "{msg}");
@@ -366,7 +410,8 @@ mod tests {
             ));
         }
         std::fs::write(dir.join(MANIFEST_FILE), format!("[{}]", lines.join(","))).unwrap();
-        Manifest::load(dir).unwrap()
+        let keys = test_key::sign(dir);
+        Manifest::load(dir, &keys).unwrap()
     }
 
     #[test]
@@ -430,7 +475,12 @@ mod tests {
     #[test]
     fn shipped_manifest_verifies() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-        let manifest = Manifest::load(&dir).unwrap();
+        let manifest = Manifest::load(&dir, &TrustedKeys::project()).unwrap();
+        assert!(
+            manifest.signed_by.contains("project"),
+            "{}",
+            manifest.signed_by
+        );
         assert!(!manifest.entries.is_empty());
         for entry in &manifest.entries {
             manifest.verify_entry(entry).unwrap();
@@ -440,5 +490,48 @@ mod tests {
             let verified = manifest.verify(model_use).unwrap();
             assert!(verified.age_gender().next().is_some(), "{model_use:?}");
         }
+    }
+
+    #[test]
+    fn an_unsigned_an_edited_and_a_foreign_signed_manifest_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write_manifest(dir.path(), ABC_SHA256);
+        let keys = test_key::keys();
+        assert!(Manifest::load(dir.path(), &keys).is_ok());
+
+        // Edited after signing: one byte of the manifest.
+        let path = dir.path().join(MANIFEST_FILE);
+        let signed = std::fs::read(&path).unwrap();
+        let mut edited = signed.clone();
+        let at = edited.len() - 3;
+        edited[at] ^= 1;
+        std::fs::write(&path, &edited).unwrap();
+        let msg = Manifest::load(dir.path(), &keys).unwrap_err().to_string();
+        assert!(
+            msg.contains(&path.display().to_string())
+                && msg.contains("edited after it was signed")
+                && msg.contains("test key"),
+            "{msg}"
+        );
+
+        // Signed, but by a key this unit does not trust.
+        std::fs::write(&path, &signed).unwrap();
+        let msg = Manifest::load(dir.path(), &TrustedKeys::project())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(super::super::signature::SIGNATURE_FILE)
+                && msg.contains("does not trust")
+                && msg.contains("agecam project"),
+            "{msg}"
+        );
+
+        // Not signed at all.
+        std::fs::remove_file(dir.path().join(super::super::signature::SIGNATURE_FILE)).unwrap();
+        let msg = Manifest::load(dir.path(), &keys).unwrap_err().to_string();
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("is not signed"),
+            "{msg}"
+        );
     }
 }

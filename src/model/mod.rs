@@ -1,14 +1,18 @@
 //! Models the device runs, and how they are found: see [`manifest`].
 
 pub mod age_gender;
+pub mod bundle;
 pub mod inspect;
 pub mod manifest;
 pub mod nnef_cache;
 #[cfg(any(test, feature = "onnx-writer"))]
 pub mod onnx_build;
+pub mod sets;
+pub mod signature;
 
 pub use age_gender::{AgeGenderModel, FaceProbs};
-pub use manifest::{Manifest, Role};
+pub use manifest::{verified_models, Manifest, Role};
+pub use signature::TrustedKeys;
 
 use serde::Serialize;
 

@@ -363,7 +363,8 @@ mod tests {
     fn shipped(variant: Variant) -> BlazeFaceDetector {
         use crate::model::Role;
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-        let manifest = crate::model::Manifest::load(&models).unwrap();
+        let manifest =
+            crate::model::Manifest::load(&models, &crate::model::TrustedKeys::project()).unwrap();
         let role = match variant {
             Variant::ShortRange => Role::FaceDetector,
             Variant::FullRange => Role::FaceDetectorFullRange,

@@ -508,7 +508,11 @@ mod tests {
     fn aligned_crops_cover_the_box_crops_area() {
         use crate::vision::FaceDetector;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let manifest = crate::model::Manifest::load(&root.join("models")).unwrap();
+        let manifest = crate::model::Manifest::load(
+            &root.join("models"),
+            &crate::model::TrustedKeys::project(),
+        )
+        .unwrap();
         let path = manifest
             .verified_path(crate::model::Role::FaceDetectorYunet)
             .unwrap()

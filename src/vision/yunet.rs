@@ -341,7 +341,8 @@ mod tests {
 
     fn shipped(threshold: f32) -> YuNetDetector {
         let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-        let manifest = crate::model::Manifest::load(&models).unwrap();
+        let manifest =
+            crate::model::Manifest::load(&models, &crate::model::TrustedKeys::project()).unwrap();
         let path = manifest
             .verified_path(crate::model::Role::FaceDetectorYunet)
             .unwrap()

@@ -146,8 +146,7 @@ pub fn run(args: &Args, config_file: Option<&Path>) -> anyhow::Result<()> {
     );
     let config: Config = agecam::cli::load_config(config_file)?;
     let model_dir = agecam::cli::model_dir(args.models.as_deref(), config_file, &config);
-    let verified = agecam::model::manifest::Manifest::load(&model_dir)
-        .and_then(|m| m.verify(config.model.model_use))
+    let verified = agecam::model::verified_models(&model_dir, &config.model)
         .with_context(|| format!("models folder {}", model_dir.display()))?;
     let mut blaze_config = config.detector.clone();
     blaze_config.kind = Some(DetectorKind::Blazeface);

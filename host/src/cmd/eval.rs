@@ -70,8 +70,7 @@ pub fn run(config_file: Option<&Path>, a: &Args) -> anyhow::Result<ExitCode> {
     );
     let config = cli::load_config(config_file)?;
     let model_dir = cli::model_dir(a.models_dir.as_deref(), config_file, &config);
-    let verified =
-        agecam::model::manifest::Manifest::load(&model_dir)?.verify(config.model.model_use)?;
+    let verified = agecam::model::verified_models(&model_dir, &config.model)?;
     let models = if a.models.is_empty() {
         // The model `model.use` selects, int8 first, as the device loads it.
         let found = verified.age_gender().next().map(|f| f.path.clone());

@@ -36,9 +36,14 @@ pub struct Args {
 pub fn run(args: &Args, config_file: Option<&Path>) -> anyhow::Result<()> {
     let config: Config = agecam::cli::load_config(config_file)?;
     let model_dir = agecam::cli::model_dir(args.models.as_deref(), config_file, &config);
-    let verified = agecam::model::manifest::Manifest::load(&model_dir)
-        .and_then(|m| m.verify(agecam::config::ModelUse::Research))
-        .with_context(|| format!("models folder {}", model_dir.display()))?;
+    let verified = agecam::model::verified_models(
+        &model_dir,
+        &agecam::config::ModelConfig {
+            model_use: agecam::config::ModelUse::Research,
+            ..config.model.clone()
+        },
+    )
+    .with_context(|| format!("models folder {}", model_dir.display()))?;
     let mut blaze_config = config.detector.clone();
     blaze_config.kind = Some(DetectorKind::Blazeface);
     blaze_config.score_threshold = None;

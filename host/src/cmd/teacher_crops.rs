@@ -21,8 +21,7 @@ pub struct Args {
 pub fn run(config_file: Option<&Path>, a: &Args) -> anyhow::Result<ExitCode> {
     let config = cli::load_config(config_file)?;
     let model_dir = cli::model_dir(a.models.as_deref(), config_file, &config);
-    let verified =
-        agecam::model::manifest::Manifest::load(&model_dir)?.verify(config.model.model_use)?;
+    let verified = agecam::model::verified_models(&model_dir, &config.model)?;
     let mut detector = agecam::pipeline::load_detector(&verified, &config.detector)?;
     let framing = agecam_host::teacher::input_info().framing(config.detector.crop_margin);
     let written =
