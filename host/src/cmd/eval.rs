@@ -53,6 +53,11 @@ pub struct Args {
     /// and the scheduled daemon (the config's `[schedule]`), side by side per model.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(2..=120))]
     visit_frames: Option<u32>,
+    /// Also write every face's label and each model's age distribution (one row per model
+    /// and face: model, source, age, FairFace group, race, gender, P(female), then one column
+    /// per age bin) to this CSV file, for analysis outside the report. One frame per face only.
+    #[arg(long, value_name = "FILE")]
+    pub distributions: Option<PathBuf>,
     /// Add the horizontally flipped crop's probabilities to each crop's (test-time
     /// augmentation: two network runs per face), to measure whether the device should.
     #[arg(long)]
@@ -165,5 +170,49 @@ pub fn run(config_file: Option<&Path>, a: &Args) -> anyhow::Result<ExitCode> {
         files.join(", ")
     );
     println!("{}", eval::summary_line(&outcome));
+    if let Some(path) = &a.distributions {
+        anyhow::ensure!(
+            a.visit_frames.is_none(),
+            "--distributions is for one frame per face; leave out --visit-frames"
+        );
+        write_distributions(path, &models, &outcome)
+            .map_err(|e| anyhow::anyhow!("cannot write {} ({e})", path.display()))?;
+        println!("age distributions per face in {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `eval --distributions`: one CSV row per model and face.
+fn write_distributions(
+    path: &Path,
+    models: &[PathBuf],
+    outcome: &agecam_host::eval::EvalOutcome,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for ((model, dists), predictions) in models
+        .iter()
+        .zip(&outcome.distributions)
+        .zip(&outcome.predictions)
+    {
+        for ((truth, prediction), dist) in outcome.truths.iter().zip(predictions).zip(dists) {
+            let opt = |v: Option<String>| v.unwrap_or_default();
+            write!(
+                out,
+                "{},{},{},{},{},{},{:.6}",
+                model.display(),
+                truth.source,
+                opt(truth.age.map(|a| a.to_string())),
+                opt(truth.group9.map(|g| g.to_string())),
+                opt(truth.race.map(|r| format!("{r:?}"))),
+                opt(truth.gender.map(|g| format!("{g:?}"))),
+                prediction.p_female,
+            )?;
+            for p in dist {
+                write!(out, ",{p:.6}")?;
+            }
+            writeln!(out)?;
+        }
+    }
+    out.flush()
 }

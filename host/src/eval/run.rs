@@ -92,6 +92,9 @@ pub struct EvalOutcome {
     pub truths: Vec<Truth>,
     /// `predictions[model][face]`.
     pub predictions: Vec<Vec<Prediction>>,
+    /// `distributions[model][face]`: the age distribution over the model's bins (one frame
+    /// per face only; empty with visits), for `eval --distributions`.
+    pub distributions: Vec<Vec<Vec<f32>>>,
     pub metrics: Vec<Metrics>,
 }
 
@@ -140,6 +143,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
                     1
                 }
         ],
+        distributions: vec![Vec::new(); models.len()],
         visits: run.visits,
         visits_uncounted: [0; 2],
         metrics: Vec::new(),
@@ -190,6 +194,7 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
             let crop = framing.crop(&img, &face, info.input_size);
             let (answer, probs) = model.predict_with_distribution(&crop)?;
             out.predictions[m].push(Prediction::new(answer, &probs, &info.age_bins, &run.limits));
+            out.distributions[m].push(probs);
         }
         out.truths.push(Truth::of(s, &run.limits));
     }
