@@ -320,7 +320,15 @@ pub struct ModelConfig {
     /// validation it lifts gender, 3-group and 9-group accuracy by 0.9, 1.2 and 1.4 points per
     /// photo and the scheduled visit's by 1.0, 0.9 and 0.2 (docs/models.md, "Test-time flip").
     pub flip: bool,
+    /// How much of the network's own age prior is divided out of its age distributions
+    /// (0-1; 0 = none, 1 = all ages equally likely beforehand): the training sets hold few
+    /// people over 50, so the network pulls older faces young. Needs a model whose metadata
+    /// carries its prior (`agecam.age_prior`); others are left as they are.
+    pub age_prior_correction: f32,
 }
+
+/// Default of `model.age_prior_correction` (docs/models.md, "Age-prior correction").
+pub const DEFAULT_AGE_PRIOR_CORRECTION: f32 = 0.25;
 
 /// Default of `model.min_face_size`: from 40 px up, age and gender are within 1 y and 2.5
 /// points of their full-size accuracy; at 32 px they are 1.8 y and 5 points worse.
@@ -337,6 +345,7 @@ impl Default for ModelConfig {
             cache_dir: None,
             min_face_size: DEFAULT_MIN_ESTIMATE_SIZE,
             flip: true,
+            age_prior_correction: DEFAULT_AGE_PRIOR_CORRECTION,
         }
     }
 }
@@ -982,6 +991,14 @@ impl Config {
                 "model.min_face_size",
                 self.model.min_face_size,
                 "0 (estimate every face) to 2000 pixels",
+            );
+        }
+        let tau = self.model.age_prior_correction;
+        if !(0.0..=1.0).contains(&tau) {
+            return bad(
+                "model.age_prior_correction",
+                tau,
+                "0.0 (off) to 1.0 (the whole prior divided out)",
             );
         }
         if self.display.png_every == 0 {

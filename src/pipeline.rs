@@ -68,8 +68,10 @@ impl Pipeline {
         let d = &config.detector;
         let detector = load_detector(models, d)?;
         let cache = config.model.cache_dir();
-        let model = choose_model(models, config.model.precision, cache.as_deref())?
-            .map(|m| m.with_flip(config.model.flip));
+        let model = choose_model(models, config.model.precision, cache.as_deref())?.map(|m| {
+            m.with_flip(config.model.flip)
+                .with_prior_correction(config.model.age_prior_correction)
+        });
         let trained = model.as_ref().and_then(|m| m.info().crop_margin);
         let framing = match &model {
             Some(m) => m.info().framing(d.crop_margin),

@@ -76,6 +76,9 @@ enum Command {
     /// Fit how YuNet's boxes map onto short-range BlazeFace's (the framing the age/gender
     /// models were trained on) on face chips; prints the `Reframe` coefficients.
     FitFraming(cmd::fit_framing::Args),
+    /// Write an age/gender model's own age prior (its mean age distribution over held-out faces,
+    /// from `eval --distributions`) into its metadata, for `model.age_prior_correction`.
+    AgePrior(cmd::age_prior::Args),
     /// Make a minisign key pair for signing model sets.
     Keygen(cmd::keygen::Args),
     /// Sign a model folder's manifest.json (after checking every file's sha256), and optionally
@@ -159,6 +162,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchTrain(a) => cmd::bench_train::run(a),
+        Command::AgePrior(a) => {
+            cmd::age_prior::run(a)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen(a) => {
             cmd::keygen::run(a)?;
             Ok(ExitCode::SUCCESS)

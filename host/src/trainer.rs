@@ -1157,6 +1157,8 @@ pub fn export_bytes(checkpoint: &Path) -> Result<Vec<u8>> {
         gender_labels: [agecam::model::Gender::Male, agecam::model::Gender::Female],
         crop_margin: Some(state.crop_margin),
         crop: state.crop,
+        // Measured after export: agecam-host eval --distributions, then age-prior.
+        age_prior: None,
     };
     for (key, value) in info.to_metadata() {
         g.metadata(key, &value);

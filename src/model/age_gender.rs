@@ -27,6 +27,9 @@ pub mod keys {
     /// Which crop the model was trained on ([`CropStyle`](crate::vision::crop::CropStyle)'s
     /// text); absent: box crops.
     pub const CROP: &str = "agecam.crop";
+    /// The network's own age prior: its mean age distribution over held-out faces, one number
+    /// per age bin (`agecam-host age-prior` writes it). Absent: no prior correction.
+    pub const AGE_PRIOR: &str = "agecam.age_prior";
 }
 
 /// Why the model's metadata does not describe a network agecam can run; each message names
@@ -50,6 +53,11 @@ pub enum MetadataError {
     ChannelOrder { order: String },
     #[error("metadata `{}` must be positive", keys::STD)]
     StdNotPositive,
+    #[error(
+        "metadata `{}` needs one positive number per age bin ({bins}), has {found} numbers",
+        keys::AGE_PRIOR
+    )]
+    AgePrior { found: usize, bins: usize },
     #[error("metadata `{}` needs at least two ages", keys::AGE_BINS)]
     TooFewAges,
     #[error("metadata `{}`: unknown label `{label}`", keys::GENDER_LABELS)]
@@ -127,6 +135,9 @@ pub struct ModelInfo {
     /// Which crop the model was trained on (box or eye-aligned); cut through
     /// [`Framing::of_model`](crate::vision::crop::Framing::of_model).
     pub crop: CropStyle,
+    /// The network's age prior ([`keys::AGE_PRIOR`]), for
+    /// [`AgeGenderModel::with_prior_correction`]; one positive number per age bin.
+    pub age_prior: Option<Vec<f32>>,
 }
 
 impl ModelInfo {
@@ -171,6 +182,9 @@ impl ModelInfo {
         }
         if self.crop != CropStyle::Box {
             out.push((keys::CROP, self.crop.to_string()));
+        }
+        if let Some(prior) = &self.age_prior {
+            out.push((keys::AGE_PRIOR, list(prior)));
         }
         out
     }
@@ -252,6 +266,19 @@ impl ModelInfo {
                 .parse::<CropStyle>()
                 .map_err(|error| MetadataError::UnknownCrop { error })?,
         };
+        let age_prior = match get(keys::AGE_PRIOR) {
+            Err(_) => None,
+            Ok(_) => {
+                let prior = floats(keys::AGE_PRIOR)?;
+                if prior.len() != age_bins.len() || prior.iter().any(|p| !(*p > 0.0)) {
+                    return Err(MetadataError::AgePrior {
+                        found: prior.len(),
+                        bins: age_bins.len(),
+                    });
+                }
+                Some(prior)
+            }
+        };
         Ok(ModelInfo {
             input_size,
             mean: three(keys::MEAN)?,
@@ -260,6 +287,7 @@ impl ModelInfo {
             gender_labels,
             crop_margin,
             crop,
+            age_prior,
         })
     }
 }
@@ -293,7 +321,8 @@ impl ModelInfo {
     }
 }
 
-/// A loaded, optimised age/gender network.
+/// A loaded, optimised age/gender network (a clone shares the network).
+#[derive(Clone)]
 pub struct AgeGenderModel {
     path: PathBuf,
     info: ModelInfo,
@@ -304,6 +333,8 @@ pub struct AgeGenderModel {
     /// Test-time augmentation: each crop's probabilities averaged with its mirror image's
     /// (`model.flip`).
     flip: bool,
+    /// `prior^-tau` per age bin ([`AgeGenderModel::with_prior_correction`]); `None`: off.
+    age_weights: Option<Vec<f32>>,
 }
 
 /// The graph's declared input must be `[n, 3, s, s]` with `s` the metadata's input size: the
@@ -430,6 +461,7 @@ impl AgeGenderModel {
             gender_output,
             loaded_from: from,
             flip: false,
+            age_weights: None,
         })
     }
 
@@ -438,6 +470,25 @@ impl AgeGenderModel {
     pub fn with_flip(mut self, flip: bool) -> AgeGenderModel {
         self.flip = flip;
         self
+    }
+
+    /// Corrects the network's age distributions for its own age prior, by the power `tau`:
+    /// each estimate's distribution is multiplied by `prior(age)^-tau` (and renormalised)
+    /// before its expected age and interval are read. A network trained on sets where the old
+    /// are rare pulls every face towards the common ages; tau = 1 divides its prior out
+    /// entirely (all ages equally likely beforehand), 0 leaves it (docs/models.md, "Age-prior
+    /// correction"). A model without a prior in its metadata is left as it is.
+    pub fn with_prior_correction(mut self, tau: f32) -> AgeGenderModel {
+        self.age_weights = match (&self.info.age_prior, tau > 0.0) {
+            (Some(prior), true) => Some(prior.iter().map(|p| p.powf(-tau)).collect()),
+            _ => None,
+        };
+        self
+    }
+
+    /// Whether [`AgeGenderModel::with_prior_correction`] is in effect.
+    pub fn corrects_prior(&self) -> bool {
+        self.age_weights.is_some()
     }
 
     /// Whether crops are averaged with their mirror images ([`AgeGenderModel::with_flip`]).
@@ -543,8 +594,12 @@ impl AgeGenderModel {
     /// age and the central 80 % interval of the age distribution, and the likelier gender
     /// with its probability. Sums need not be normalised.
     pub fn estimate(&self, probs: &FaceProbs) -> AgeGender {
-        let total: f32 = probs.age.iter().sum::<f32>().max(f32::MIN_POSITIVE);
-        let p: Vec<f32> = probs.age.iter().map(|p| p / total).collect();
+        let weighted: Vec<f32> = match &self.age_weights {
+            Some(w) => probs.age.iter().zip(w).map(|(p, w)| p * w).collect(),
+            None => probs.age.clone(),
+        };
+        let total: f32 = weighted.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+        let p: Vec<f32> = weighted.iter().map(|p| p / total).collect();
         let bins = &self.info.age_bins;
         let age: f32 = p.iter().zip(bins).map(|(p, a)| p * a).sum();
         let quantile = |q: f32| {
@@ -618,6 +673,11 @@ mod tests {
             gender_labels: [Gender::Female, Gender::Male],
             crop_margin: Some(0.3),
             crop: CropStyle::Eyes(crate::vision::crop::EYES),
+            age_prior: Some(
+                (0..=100)
+                    .map(|a| 0.02 * (-(a as f32) / 30.0).exp())
+                    .collect(),
+            ),
         };
         let props_of = |info: &ModelInfo| -> HashMap<String, Arc<Tensor>> {
             info.to_metadata()
@@ -646,11 +706,67 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains(keys::CROP) && err.contains("mouth"), "{err}");
+        // A prior of the wrong length, or with a zero in it, is refused, naming the key.
+        for bad in ["0.5,0.5", &vec!["0"; 101].join(",")] {
+            let mut wrong = props.clone();
+            wrong.insert(
+                format!("onnx.metadata_props.{}", keys::AGE_PRIOR),
+                Arc::new(tensor0(bad.to_string())),
+            );
+            let err = ModelInfo::from_properties(&wrong).unwrap_err().to_string();
+            assert!(err.contains(keys::AGE_PRIOR), "{err}");
+        }
         // And through a real ONNX file: the test network is written by the same writer.
         let dir = tempfile::tempdir().unwrap();
         let loaded = tiny_age_gender_model(dir.path(), 16);
         assert_eq!(loaded.info().input_size, 16);
         assert_eq!(loaded.info().age_bins.len(), 101);
+    }
+
+    /// The prior correction moves the expected age towards the ages the prior makes rare, the
+    /// more the larger tau; without a prior in the metadata, or at tau 0, nothing changes.
+    #[test]
+    fn prior_correction_lifts_ages_the_training_prior_made_rare() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = tiny_age_gender_model(dir.path(), 16);
+        // Half the mass at 30, half at 60; the prior makes 60 four times rarer than 30.
+        let mut age = vec![0.0; 101];
+        age[30] = 0.5;
+        age[60] = 0.5;
+        let probs = FaceProbs {
+            age,
+            gender: [0.7, 0.3],
+        };
+        let bins = plain.info().age_bins.clone();
+        let mean = |m: &AgeGenderModel| m.estimate(&probs).age;
+        let uncorrected = mean(&plain);
+        assert!(!plain.clone().with_prior_correction(1.0).corrects_prior());
+        assert_eq!(mean(&plain.clone().with_prior_correction(1.0)), uncorrected);
+
+        let mut with_prior = plain.clone();
+        with_prior.info.age_prior = Some(
+            bins.iter()
+                .map(|a| (-(a * 2f32.ln() / 15.0)).exp())
+                .collect(),
+        );
+        let at = |tau: f32| mean(&with_prior.clone().with_prior_correction(tau));
+        assert_eq!(at(0.0), uncorrected);
+        assert!(
+            uncorrected < at(0.5) && at(0.5) < at(1.0),
+            "{uncorrected} {} {}",
+            at(0.5),
+            at(1.0)
+        );
+        // tau 1: weights 1 : 4, so 60 carries 4/5 of the mass.
+        let expected = (bins[30] + 4.0 * bins[60]) / 5.0;
+        assert!(
+            (at(1.0) - expected).abs() < 0.05,
+            "{} vs {expected}",
+            at(1.0)
+        );
+        // Gender is not touched.
+        let corrected = with_prior.with_prior_correction(1.0).estimate(&probs);
+        assert_eq!(corrected.gender, plain.estimate(&probs).gender);
     }
 
     /// `model.flip` averages the mirror image in: still a distribution, and for the tiny

@@ -257,6 +257,7 @@ pub mod tests_support {
             gender_labels: [Gender::Male, Gender::Female],
             crop_margin: None,
             crop: Default::default(),
+            age_prior: None,
         };
         for (key, value) in info.to_metadata() {
             g.metadata(key, &value);

@@ -53,6 +53,10 @@ pub struct Args {
     /// and the scheduled daemon (the config's `[schedule]`), side by side per model.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(2..=120))]
     visit_frames: Option<u32>,
+    /// Divide this much of each model's age prior out of its estimates (0-1), as the device's
+    /// `model.age_prior_correction` does [default: the config's].
+    #[arg(long, value_name = "TAU")]
+    pub age_prior_correction: Option<f32>,
     /// Also write every face's label and each model's age distribution (one row per model
     /// and face: model, source, age, FairFace group, race, gender, P(female), then one column
     /// per age bin) to this CSV file, for analysis outside the report. One frame per face only.
@@ -122,6 +126,9 @@ pub fn run(config_file: Option<&Path>, a: &Args) -> anyhow::Result<ExitCode> {
         max_images: a.max_images,
         face_height: a.face_height,
         flip: a.flip,
+        age_prior_correction: a
+            .age_prior_correction
+            .unwrap_or(config.model.age_prior_correction),
         visits: a.visit_frames.map(|frames| eval::VisitSim {
             frames,
             schedule: config.schedule,

@@ -2,6 +2,7 @@
 //! arguments, calling the library and printing what came of it). Part of the binary, so its
 //! errors are `anyhow`'s, shown to the user by `main`.
 
+pub mod age_prior;
 pub mod bench_train;
 pub mod convert_detector;
 pub mod crops;

@@ -39,6 +39,9 @@ pub struct EvalRun<'a> {
     /// Each crop's probabilities averaged with its mirror image's
     /// ([`AgeGenderModel::with_flip`], the device's `model.flip`).
     pub flip: bool,
+    /// [`AgeGenderModel::with_prior_correction`]'s power (the device's
+    /// `model.age_prior_correction`).
+    pub age_prior_correction: f32,
 }
 /// The picture scaled down (area-averaging, as a sensor does) so `face` is `height` pixels
 /// high, JPEG-compressed and decoded as a webcam frame is, with the face box in it. A face
@@ -106,7 +109,10 @@ pub fn evaluate(run: &EvalRun, det: &mut dyn FaceDetector) -> Result<EvalOutcome
         .iter()
         .map(|p| {
             AgeGenderModel::load(p)
-                .map(|m| m.with_flip(run.flip))
+                .map(|m| {
+                    m.with_flip(run.flip)
+                        .with_prior_correction(run.age_prior_correction)
+                })
                 .map_err(EvalError::from)
         })
         .collect::<Result<_>>()?;

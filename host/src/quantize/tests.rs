@@ -98,6 +98,7 @@ fn small_net(seed: u64) -> Vec<u8> {
         gender_labels: [Gender::Male, Gender::Female],
         crop_margin: None,
         crop: Default::default(),
+        age_prior: None,
     };
     for (key, value) in info.to_metadata() {
         g.metadata(key, &value);

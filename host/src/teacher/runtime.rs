@@ -77,6 +77,7 @@ pub fn input_info() -> ModelInfo {
         gender_labels: [Gender::Male, Gender::Female],
         crop_margin: None,
         crop: Default::default(),
+        age_prior: None,
     }
 }
 
