@@ -637,6 +637,10 @@ pub struct StatsConfig {
     /// Name of this unit in exported statistics; empty means the machine's host name.
     pub unit_id: String,
     pub interval_minutes: u32,
+    /// Length of an interval in seconds, instead of `interval_minutes`: for tests and demos
+    /// that must see many intervals in a few minutes (the fleet chaos test). `None` in
+    /// production.
+    pub interval_seconds: Option<u32>,
     /// A visit ends when its face has been gone this long.
     pub visit_gap_seconds: f32,
     /// Tracks seen in fewer detector frames are not counted (passing false detections).
@@ -660,6 +664,7 @@ impl Default for StatsConfig {
             dir: PathBuf::from("/var/lib/agecam"),
             unit_id: String::new(),
             interval_minutes: 15,
+            interval_seconds: None,
             visit_gap_seconds: 3.0,
             min_track_frames: 3,
             link_iou: 0.3,
@@ -676,6 +681,14 @@ impl StatsConfig {
 
     pub fn database(&self) -> PathBuf {
         self.dir.join(Self::DATABASE_FILE)
+    }
+
+    /// The interval length in force: `interval_seconds` when set, else `interval_minutes`.
+    pub fn interval_s(&self) -> i64 {
+        match self.interval_seconds {
+            Some(seconds) => i64::from(seconds),
+            None => i64::from(self.interval_minutes) * 60,
+        }
     }
 
     /// `unit_id`, or the host name when it is empty.
@@ -1015,6 +1028,15 @@ impl Config {
                 "1 to 1440 minutes",
             );
         }
+        if let Some(seconds) = st.interval_seconds {
+            if !(1..=86_400).contains(&seconds) {
+                return bad(
+                    "stats.interval_seconds",
+                    seconds,
+                    "1 to 86400 seconds (or leave it out and set stats.interval_minutes)",
+                );
+            }
+        }
         if !(0.2..=600.0).contains(&st.visit_gap_seconds) {
             return bad(
                 "stats.visit_gap_seconds",
@@ -1237,6 +1259,23 @@ mod tests {
         assert_eq!(err.key, "stats.unit_id");
         let err = parse("[stats]\ninterval_minutes = 0\n").unwrap_err();
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn interval_seconds_replaces_interval_minutes_and_is_checked() {
+        let stats = parse("").unwrap().stats;
+        assert_eq!((stats.interval_seconds, stats.interval_s()), (None, 900));
+        let stats = parse("[stats]\ninterval_minutes = 2\n").unwrap().stats;
+        assert_eq!(stats.interval_s(), 120);
+        let stats = parse("[stats]\ninterval_minutes = 2\ninterval_seconds = 5\n")
+            .unwrap()
+            .stats;
+        assert_eq!(stats.interval_s(), 5);
+        for bad in ["0", "86401"] {
+            let err = parse(&format!("[stats]\ninterval_seconds = {bad}\n")).unwrap_err();
+            assert_eq!(err.key, "stats.interval_seconds", "{bad}");
+            assert!(err.to_string().contains("1 to 86400"), "{err}");
+        }
     }
 
     #[test]
