@@ -751,6 +751,11 @@ pub struct PushConfig {
     pub ca_file: Option<PathBuf>,
     /// Seconds between attempts while the broker cannot be reached.
     pub retry_seconds: u32,
+    /// Each push round also publishes again the intervals acknowledged by the broker that
+    /// ended this many seconds ago or less (0: off): a broker that crashes loses the messages
+    /// it acknowledged but had not saved yet (mosquitto saves a message in flight to the
+    /// collector only at its next change), and the collector counts each id once.
+    pub resend_seconds: u32,
 }
 
 impl Default for PushConfig {
@@ -765,6 +770,7 @@ impl Default for PushConfig {
             tls: false,
             ca_file: None,
             retry_seconds: 30,
+            resend_seconds: 0,
         }
     }
 }
@@ -843,6 +849,13 @@ impl PushConfig {
                 "push.ca_file",
                 "nothing",
                 "a PEM file of the broker's CA certificate (required with push.tls = true)",
+            );
+        }
+        if self.resend_seconds > 7 * 86_400 {
+            return bad(
+                "push.resend_seconds",
+                self.resend_seconds,
+                "0 (off) to 604800 seconds (a week)",
             );
         }
         if !(1..=86_400).contains(&self.retry_seconds) {
@@ -1064,6 +1077,14 @@ impl Config {
                 "0 (off) or a positive number",
             );
         }
+        if self.push.resend_seconds > 0 && st.laplace_epsilon > 0.0 {
+            return bad(
+                "push.resend_seconds",
+                self.push.resend_seconds,
+                "0 with stats.laplace_epsilon > 0 (every publish draws fresh noise, so a re-sent \
+                 interval would reach the collector as a conflict)",
+            );
+        }
         let at = &self.attention;
         if !(1.0..=90.0).contains(&at.max_yaw) {
             return bad("attention.max_yaw", at.max_yaw, "1 to 90 degrees");
@@ -1259,6 +1280,19 @@ mod tests {
         assert_eq!(err.key, "stats.unit_id");
         let err = parse("[stats]\ninterval_minutes = 0\n").unwrap_err();
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn resend_seconds_is_off_by_default_bounded_and_refused_with_noise() {
+        assert_eq!(parse("").unwrap().push.resend_seconds, 0);
+        let push = parse("[push]\nresend_seconds = 3600\n").unwrap().push;
+        assert_eq!(push.resend_seconds, 3600);
+        let err = parse("[push]\nresend_seconds = 604801\n").unwrap_err();
+        assert_eq!(err.key, "push.resend_seconds");
+        let err =
+            parse("[stats]\nlaplace_epsilon = 1.0\n[push]\nresend_seconds = 60\n").unwrap_err();
+        assert_eq!(err.key, "push.resend_seconds");
+        assert!(err.to_string().contains("conflict"), "{err}");
     }
 
     #[test]

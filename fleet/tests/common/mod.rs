@@ -496,6 +496,7 @@ impl Unit {
                 password: None,
                 tls: None,
                 retry: Duration::from_secs(1),
+                resend: Duration::ZERO,
                 timeout: Duration::from_secs(10),
                 privacy: PRIVACY,
                 database: db,
