@@ -8,6 +8,7 @@
 #   FUZZ_JOBS=2 fuzz/ci.sh          two targets at a time (each fuzzer uses one core)
 #   FUZZ_STEP=build fuzz/ci.sh      only install, seed and build (FUZZ_STEP=run: only fuzz)
 #   fuzz/ci.sh push_files config    only these targets
+#   (all of them by default, `cargo fuzz list`: fleet_message is the collector's message check)
 #
 # Works on stable Rust: RUSTC_BOOTSTRAP=1 lets stable accept the -Z flags cargo-fuzz passes.
 # Found crashes are left in fuzz/artifacts/<target>/; reproduce one with

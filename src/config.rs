@@ -656,6 +656,10 @@ pub struct StatsConfig {
     /// Name of this unit in exported statistics; empty means the machine's host name.
     pub unit_id: String,
     pub interval_minutes: u32,
+    /// Length of an interval in seconds, instead of `interval_minutes`: for tests and demos
+    /// that must see many intervals in a few minutes (the fleet chaos test). `None` in
+    /// production.
+    pub interval_seconds: Option<u32>,
     /// A visit ends when its face has been gone this long.
     pub visit_gap_seconds: f32,
     /// Tracks seen in fewer detector frames are not counted (passing false detections).
@@ -679,6 +683,7 @@ impl Default for StatsConfig {
             dir: PathBuf::from("/var/lib/agecam"),
             unit_id: String::new(),
             interval_minutes: 15,
+            interval_seconds: None,
             visit_gap_seconds: 3.0,
             min_track_frames: 3,
             link_iou: 0.3,
@@ -695,6 +700,14 @@ impl StatsConfig {
 
     pub fn database(&self) -> PathBuf {
         self.dir.join(Self::DATABASE_FILE)
+    }
+
+    /// The interval length in force: `interval_seconds` when set, else `interval_minutes`.
+    pub fn interval_s(&self) -> i64 {
+        match self.interval_seconds {
+            Some(seconds) => i64::from(seconds),
+            None => i64::from(self.interval_minutes) * 60,
+        }
     }
 
     /// `unit_id`, or the host name when it is empty.
@@ -757,6 +770,11 @@ pub struct PushConfig {
     pub ca_file: Option<PathBuf>,
     /// Seconds between attempts while the broker cannot be reached.
     pub retry_seconds: u32,
+    /// Each push round also publishes again the intervals acknowledged by the broker that
+    /// ended this many seconds ago or less (0: off): a broker that crashes loses the messages
+    /// it acknowledged but had not saved yet (mosquitto saves a message in flight to the
+    /// collector only at its next change), and the collector counts each id once.
+    pub resend_seconds: u32,
 }
 
 impl Default for PushConfig {
@@ -771,6 +789,7 @@ impl Default for PushConfig {
             tls: false,
             ca_file: None,
             retry_seconds: 30,
+            resend_seconds: 0,
         }
     }
 }
@@ -849,6 +868,13 @@ impl PushConfig {
                 "push.ca_file",
                 "nothing",
                 "a PEM file of the broker's CA certificate (required with push.tls = true)",
+            );
+        }
+        if self.resend_seconds > 7 * 86_400 {
+            return bad(
+                "push.resend_seconds",
+                self.resend_seconds,
+                "0 (off) to 604800 seconds (a week)",
             );
         }
         if !(1..=86_400).contains(&self.retry_seconds) {
@@ -1042,6 +1068,15 @@ impl Config {
                 "1 to 1440 minutes",
             );
         }
+        if let Some(seconds) = st.interval_seconds {
+            if !(1..=86_400).contains(&seconds) {
+                return bad(
+                    "stats.interval_seconds",
+                    seconds,
+                    "1 to 86400 seconds (or leave it out and set stats.interval_minutes)",
+                );
+            }
+        }
         if !(0.2..=600.0).contains(&st.visit_gap_seconds) {
             return bad(
                 "stats.visit_gap_seconds",
@@ -1067,6 +1102,14 @@ impl Config {
                 "stats.laplace_epsilon",
                 st.laplace_epsilon,
                 "0 (off) or a positive number",
+            );
+        }
+        if self.push.resend_seconds > 0 && st.laplace_epsilon > 0.0 {
+            return bad(
+                "push.resend_seconds",
+                self.push.resend_seconds,
+                "0 with stats.laplace_epsilon > 0 (every publish draws fresh noise, so a re-sent \
+                 interval would reach the collector as a conflict)",
             );
         }
         let at = &self.attention;
@@ -1264,6 +1307,36 @@ mod tests {
         assert_eq!(err.key, "stats.unit_id");
         let err = parse("[stats]\ninterval_minutes = 0\n").unwrap_err();
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn resend_seconds_is_off_by_default_bounded_and_refused_with_noise() {
+        assert_eq!(parse("").unwrap().push.resend_seconds, 0);
+        let push = parse("[push]\nresend_seconds = 3600\n").unwrap().push;
+        assert_eq!(push.resend_seconds, 3600);
+        let err = parse("[push]\nresend_seconds = 604801\n").unwrap_err();
+        assert_eq!(err.key, "push.resend_seconds");
+        let err =
+            parse("[stats]\nlaplace_epsilon = 1.0\n[push]\nresend_seconds = 60\n").unwrap_err();
+        assert_eq!(err.key, "push.resend_seconds");
+        assert!(err.to_string().contains("conflict"), "{err}");
+    }
+
+    #[test]
+    fn interval_seconds_replaces_interval_minutes_and_is_checked() {
+        let stats = parse("").unwrap().stats;
+        assert_eq!((stats.interval_seconds, stats.interval_s()), (None, 900));
+        let stats = parse("[stats]\ninterval_minutes = 2\n").unwrap().stats;
+        assert_eq!(stats.interval_s(), 120);
+        let stats = parse("[stats]\ninterval_minutes = 2\ninterval_seconds = 5\n")
+            .unwrap()
+            .stats;
+        assert_eq!(stats.interval_s(), 5);
+        for bad in ["0", "86401"] {
+            let err = parse(&format!("[stats]\ninterval_seconds = {bad}\n")).unwrap_err();
+            assert_eq!(err.key, "stats.interval_seconds", "{bad}");
+            assert!(err.to_string().contains("1 to 86400"), "{err}");
+        }
     }
 
     #[test]

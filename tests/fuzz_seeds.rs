@@ -1,6 +1,7 @@
 //! Seed corpora for the fuzz targets in `fuzz/`, written by an ignored test from the repository's
 //! own data: the bundled frames, the shipped config and manifest, the test networks, the label
-//! formats of the datasets and the files the fleet push reads (password, CA certificate).
+//! formats of the datasets, the files the fleet push reads (password, CA certificate) and the
+//! messages the fleet collector receives (an interval as the daemon publishes it).
 //!
 //! Seeds are generated rather than committed so they follow the code (a changed config key or
 //! a new model format shows up in the next run) and so no copy of a multi-megabyte model sits
@@ -305,6 +306,45 @@ vLqZPIrLeLqyZ7r+AT0ZTmzJORTicg==\n\
         &out,
         "stats_store",
         &[("one_interval.db", std::fs::read(&db).unwrap())],
+    );
+
+    // Messages as the fleet collector receives them (topic, newline, payload): the interval
+    // above as the unit publishes it (exactly its `stats export --format json` line), with every
+    // cell shown (k = 1) and under the default k = 5 (cells merged or withheld), a schema 1
+    // message as older units send it, and the kinds the collector must refuse.
+    let saved = agecam::stats::store::Store::open(&db)
+        .unwrap()
+        .load(i64::MIN, i64::MAX)
+        .unwrap()
+        .remove(0);
+    let message = |topic: &str, payload: &str| format!("{topic}\n{payload}").into_bytes();
+    let published = |k: u32| {
+        agecam::stats::privacy::to_json(&agecam::stats::privacy::publish(
+            &saved,
+            &agecam::stats::privacy::PrivacySettings { k, epsilon: 0.0 },
+        ))
+    };
+    let topic = "agecam/hall-2/intervals";
+    let every_cell = published(1);
+    let schema_1 = r#"{"id":"hall@1795392000","unit_id":"hall","start":1795392000,"end":1795392900,"uptime_s":900.0,"frames":27000,"camera_faults":0,"cells":[{"age_bucket":"25-34","gender":"female","visits":6},{"age_bucket":"25-34","gender":"male","visits":5}],"suppressed_cells":1,"dwell_mean_s":7.5,"start_time":"2026-11-23T00:00:00Z","end_time":"2026-11-23T00:15:00Z"}"#;
+    write_all(
+        &out,
+        "fleet_message",
+        &[
+            ("every_cell", message(topic, &every_cell)),
+            ("k5", message(topic, &published(5))),
+            ("schema_1", message("agecam/hall/intervals", schema_1)),
+            ("no_topic", schema_1.as_bytes().to_vec()),
+            ("other_unit", message("agecam/lobby/intervals", &every_cell)),
+            (
+                "schema_3",
+                message(topic, &every_cell.replace("\"schema\":2", "\"schema\":3")),
+            ),
+            (
+                "truncated",
+                message(topic, &every_cell[..every_cell.len() / 2]),
+            ),
+        ],
     );
     println!("fuzz seeds written to {}", out.display());
 }

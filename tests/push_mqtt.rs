@@ -244,6 +244,7 @@ fn settings(port: u16, database: &Path) -> PushSettings {
         password: None,
         tls: None,
         retry: Duration::from_secs(1),
+        resend: Duration::ZERO,
         timeout: Duration::from_secs(5),
         privacy: PRIVACY,
         database: database.to_path_buf(),

@@ -48,6 +48,10 @@ pub struct PushSettings {
     /// `Some` for TLS.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub retry: Duration,
+    /// `push.resend_seconds`: a round that sends anything also publishes again the intervals
+    /// already acknowledged that ended this recently (zero: never), so what a crashed broker
+    /// lost before handing it on reaches the collector anyway (it counts each id once).
+    pub resend: Duration,
     /// Bound on connecting and on each answer from the broker.
     pub timeout: Duration,
     pub privacy: PrivacySettings,
@@ -179,6 +183,7 @@ impl PushSettings {
             password,
             tls,
             retry: Duration::from_secs(push.retry_seconds as u64),
+            resend: Duration::from_secs(u64::from(push.resend_seconds)),
             timeout: Duration::from_secs(10),
             privacy: PrivacySettings::from_config(&config.stats),
             database: config.stats.database(),
@@ -521,6 +526,7 @@ impl Worker {
         let mut session = Session::open(&self.settings, &self.stopping)?;
         let mut sent = 0;
         let mut renamed = std::collections::BTreeSet::new();
+        let mut just_sent = std::collections::BTreeSet::new();
         while !batch.is_empty() {
             for interval in &batch {
                 if self.stopping.load(Ordering::SeqCst) {
@@ -545,12 +551,59 @@ impl Worker {
                 if store.mark_sent(&interval.unit_id, interval.start, interval)? {
                     sent += 1;
                 }
+                just_sent.insert((interval.unit_id.clone(), interval.start));
             }
             batch = store.unsent(BATCH)?;
         }
+        resend_recent(
+            &self.settings,
+            store,
+            &mut session,
+            &just_sent,
+            &self.stopping,
+        )?;
         session.close();
         Ok(sent)
     }
+}
+
+/// Publishes again, oldest first, the intervals acknowledged before this round that ended
+/// within `push.resend_seconds` (none when it is 0). The broker's PUBACK says it has the
+/// message, not that the collector stored it: mosquitto keeps a message in flight to a
+/// connected collector in memory only until its next save, so a broker killed then loses it,
+/// and only the unit still has it. The same content again is a duplicate to the collector.
+/// Returns how many were published.
+fn resend_recent(
+    settings: &PushSettings,
+    store: &Store,
+    session: &mut Session<'_>,
+    just_sent: &std::collections::BTreeSet<(String, i64)>,
+    stopping: &AtomicBool,
+) -> Result<usize, RoundError> {
+    if settings.resend.is_zero() {
+        return Ok(0);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let since = now - settings.resend.as_secs() as i64;
+    let mut resent = 0;
+    for interval in store.sent_since(since)? {
+        if just_sent.contains(&(interval.unit_id.clone(), interval.start)) {
+            continue;
+        }
+        if stopping.load(Ordering::SeqCst) {
+            return Err(RoundError::Stopping);
+        }
+        let payload = to_json(&publish(&interval, &settings.privacy));
+        session.publish_qos1(&settings.topic(&interval.unit_id), payload.into_bytes())?;
+        resent += 1;
+    }
+    if resent > 0 {
+        log::debug!("fleet push: {resent} recent interval(s) published again");
+    }
+    Ok(resent)
 }
 
 /// What the connection thread reports: each event of rumqttc's event loop, or its error.
@@ -739,6 +792,7 @@ mod tests {
             password: None,
             tls: None,
             retry: Duration::from_secs(3600),
+            resend: Duration::ZERO,
             timeout: Duration::from_secs(30),
             privacy: PrivacySettings::default(),
             database,
@@ -855,6 +909,51 @@ mod tests {
         assert_eq!(ids.len(), 2);
         assert_ne!(ids[0], ids[1]);
         assert!(Store::open(&db).unwrap().unsent(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_round_publishes_recently_acknowledged_intervals_again_within_resend_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("s.sqlite");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        // Ended two hours ago, and ten seconds ago.
+        one_interval(&db, now - 7200 - 900);
+        one_interval(&db, now - 10 - 900);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut s = settings(listener.local_addr().unwrap().port(), db.clone());
+        let broker = fake_broker(listener, |id| id);
+        assert_eq!(send_pending(&s).unwrap(), 2);
+        assert_eq!(broker.join().unwrap().len(), 2, "off: each once");
+
+        // With a 10-minute window the next round that sends a new interval also publishes the
+        // one that ended ten seconds ago again, not the old one, and counts only the new one.
+        s.resend = Duration::from_secs(600);
+        one_interval(&db, now);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        s.port = listener.local_addr().unwrap().port();
+        let broker = fake_broker(listener, |id| id);
+        assert_eq!(send_pending(&s).unwrap(), 1);
+        assert_eq!(
+            broker.join().unwrap().len(),
+            2,
+            "the new one and the recent one"
+        );
+        assert!(Store::open(&db).unwrap().unsent(10).unwrap().is_empty());
+        let recent: Vec<i64> = Store::open(&db)
+            .unwrap()
+            .sent_since(now - 600)
+            .unwrap()
+            .iter()
+            .map(|i| i.start)
+            .collect();
+        assert_eq!(recent, [now - 910, now]);
+
+        // Nothing new: no round, nothing published again (no connection at all).
+        s.port = 1;
+        assert_eq!(send_pending(&s).unwrap(), 0);
     }
 
     #[test]

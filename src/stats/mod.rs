@@ -88,7 +88,7 @@ impl StatsSettings {
         StatsSettings {
             unit_id: stats.unit_id(),
             database: stats.database(),
-            interval_s: stats.interval_minutes as i64 * 60,
+            interval_s: stats.interval_s(),
             buckets: stats.age_buckets.clone(),
             retention_s: (stats.retention_days > 0).then(|| stats.retention_days as i64 * 86_400),
         }

@@ -223,6 +223,15 @@ impl Store {
         )
     }
 
+    /// Intervals already acknowledged by the fleet broker that ended at or after `ended_since`
+    /// (Unix seconds), oldest first: what `push.resend_seconds` publishes again.
+    pub fn sent_since(&self, ended_since: i64) -> Result<Vec<IntervalStats>, StoreError> {
+        self.select(
+            "WHERE sent = 1 AND start + length_s >= ?1 ORDER BY start, unit_id",
+            params![ended_since],
+        )
+    }
+
     /// Marks an interval as acknowledged by the fleet broker, but only if its row still holds
     /// the totals in `as_sent` (what was published). If a restarted part of the interval was
     /// merged in meanwhile ([`Store::save`] resets `sent`), the row stays unsent so the newer

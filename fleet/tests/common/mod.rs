@@ -253,6 +253,14 @@ impl Postgres {
 
     /// Starts the server (again) on the same port and data.
     pub fn up(&self) {
+        if let Err(e) = self.try_up() {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Postgres::up`], saying why it failed instead of panicking (after a SIGKILL the old
+    /// server's backends may hold its shared memory for a moment: try again).
+    pub fn try_up(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=50",
             self.port,
@@ -268,12 +276,70 @@ impl Postgres {
             .args(["-w", "-t", "30", "start"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "pg_ctl start failed: {}{}",
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
-        );
+        ))
+    }
+
+    /// SIGKILL to the server and every process it started (backends, WAL writer, ...): a
+    /// crash, not a shutdown. Returns how many processes were killed (0: it was not running).
+    pub fn kill9(&self) -> usize {
+        let Some(postmaster) = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        else {
+            return 0;
+        };
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            // /proc/PID/stat: "pid (name) state ppid ..."; the name may hold spaces.
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        let killed = pids
+            .iter()
+            .filter(|pid| {
+                Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .count();
+        // Bounded wait until the server is gone (its children are reaped by init).
+        let start = Instant::now();
+        while Path::new(&format!("/proc/{postmaster}")).exists()
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            let state =
+                std::fs::read_to_string(format!("/proc/{postmaster}/stat")).unwrap_or_default();
+            if state
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            {
+                // Dead but not reaped (a container's init may never reap it): the next server
+                // would take the zombie for a running postmaster and refuse to start, which a
+                // crashed machine's next boot would not.
+                let _ = std::fs::remove_file(self.data().join("postmaster.pid"));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        killed
     }
 
     /// Restarts the server with TLS on: `cert` and `key` (PEM, readable by the server's
@@ -496,6 +562,7 @@ impl Unit {
                 password: None,
                 tls: None,
                 retry: Duration::from_secs(1),
+                resend: Duration::ZERO,
                 timeout: Duration::from_secs(10),
                 privacy: PRIVACY,
                 database: db,
