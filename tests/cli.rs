@@ -555,29 +555,8 @@ fn copy_models(to: &Path) -> Vec<String> {
     files
 }
 
-/// Signs `models/manifest.json` with a new test key (the project's secret key is not in the
-/// repository) and writes its public half to `models/../test.pub`, for `model.public_keys`.
-fn sign_with_test_key(models: &Path) {
-    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
-    let manifest = std::fs::read(models.join("manifest.json")).unwrap();
-    let signature = minisign::sign(
-        Some(&pair.pk),
-        &pair.sk,
-        &manifest[..],
-        None,
-        Some("signature from minisign secret key"),
-    )
-    .unwrap();
-    std::fs::write(models.join("manifest.json.minisig"), signature.to_string()).unwrap();
-    std::fs::write(
-        models.parent().unwrap().join("test.pub"),
-        pair.pk.to_box().unwrap().to_string(),
-    )
-    .unwrap();
-}
-
 /// Rewrites the manifest's sha256 for `file` to match its current content, and signs it with
-/// a test key ([`sign_with_test_key`]).
+/// a test key (its public half in `models/../test.pub`).
 fn rehash(models: &Path, file: &str) {
     let path = models.join("manifest.json");
     let mut entries: Vec<serde_json::Value> =
@@ -589,7 +568,7 @@ fn rehash(models: &Path, file: &str) {
         }
     }
     std::fs::write(&path, serde_json::to_string_pretty(&entries).unwrap()).unwrap();
-    sign_with_test_key(models);
+    common::sign_with_test_key(models, &models.parent().unwrap().join("test.pub"));
 }
 
 /// Each broken model makes `agecam run` refuse to start with one error line naming the file,

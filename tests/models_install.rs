@@ -13,7 +13,8 @@ fn agecam() -> Command {
     command(env!("CARGO_BIN_EXE_agecam"))
 }
 
-/// A copy of the shipped models signed with a new test key; returns the public key's path.
+/// A copy of the shipped models, its licences marked with `licence_note`, signed with the
+/// test key; returns the public key's path.
 fn signed_copy(to: &Path, licence_note: &str) -> PathBuf {
     let from = repo().join("models");
     std::fs::create_dir_all(to).unwrap();
@@ -30,26 +31,9 @@ fn signed_copy(to: &Path, licence_note: &str) -> PathBuf {
         serde_json::to_string_pretty(&entries).unwrap(),
     )
     .unwrap();
-    let pair = test_key_pair();
-    let manifest = std::fs::read(to.join("manifest.json")).unwrap();
-    let signature = minisign::sign(
-        Some(&pair.pk),
-        &pair.sk,
-        &manifest[..],
-        None,
-        Some("signature from minisign secret key"),
-    )
-    .unwrap();
-    std::fs::write(to.join("manifest.json.minisig"), signature.to_string()).unwrap();
     let public = to.parent().unwrap().join("test.pub");
-    std::fs::write(&public, pair.pk.to_box().unwrap().to_string()).unwrap();
+    sign_with_test_key(to, &public);
     public
-}
-
-/// One key pair for the whole test file.
-fn test_key_pair() -> &'static minisign::KeyPair {
-    static PAIR: std::sync::OnceLock<minisign::KeyPair> = std::sync::OnceLock::new();
-    PAIR.get_or_init(|| minisign::KeyPair::generate_unencrypted_keypair().unwrap())
 }
 
 fn bundle_of(set: &Path, out: &Path) {

@@ -270,7 +270,7 @@ impl ModelInfo {
             Err(_) => None,
             Ok(_) => {
                 let prior = floats(keys::AGE_PRIOR)?;
-                if prior.len() != age_bins.len() || prior.iter().any(|p| !(*p > 0.0)) {
+                if prior.len() != age_bins.len() || prior.iter().any(|p| p.is_nan() || *p <= 0.0) {
                     return Err(MetadataError::AgePrior {
                         found: prior.len(),
                         bins: age_bins.len(),

@@ -46,3 +46,21 @@ pub fn repo() -> PathBuf {
 pub fn data(path: &str) -> PathBuf {
     repo().join("tests/data").join(path)
 }
+
+/// Signs `models/manifest.json` with this process's test key (the project's secret key is not
+/// in the repository) and writes the key's public half to `public`, for `model.public_keys`.
+pub fn sign_with_test_key(models: &Path, public: &Path) {
+    static PAIR: std::sync::OnceLock<minisign::KeyPair> = std::sync::OnceLock::new();
+    let pair = PAIR.get_or_init(|| minisign::KeyPair::generate_unencrypted_keypair().unwrap());
+    let manifest = std::fs::read(models.join("manifest.json")).unwrap();
+    let signature = minisign::sign(
+        Some(&pair.pk),
+        &pair.sk,
+        &manifest[..],
+        None,
+        Some("signature from minisign secret key"),
+    )
+    .unwrap();
+    std::fs::write(models.join("manifest.json.minisig"), signature.to_string()).unwrap();
+    std::fs::write(public, pair.pk.to_box().unwrap().to_string()).unwrap();
+}
