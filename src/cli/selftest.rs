@@ -83,11 +83,12 @@ fn check_camera(config: &Config) -> Result<String, CheckError> {
 /// named with their licences.
 pub fn check_models(config: &Config, model_dir: &Path) -> Result<String, CheckError> {
     let manifest = Manifest::load(model_dir, &TrustedKeys::from_config(&config.model)?)?;
-    let mut verified = Vec::new();
-    for entry in &manifest.entries {
-        manifest.verify_entry(entry)?;
-        verified.push(format!("{} ({})", entry.file, entry.role.name()));
-    }
+    manifest.verify_all()?;
+    let verified: Vec<String> = manifest
+        .entries
+        .iter()
+        .map(|entry| format!("{} ({})", entry.file, entry.role.name()))
+        .collect();
     let chosen = manifest.verify(config.model.model_use)?;
     let detector: Vec<String> = crate::pipeline::detector_roles(config.detector.kind())
         .iter()

@@ -263,6 +263,15 @@ impl Manifest {
         Ok(verified)
     }
 
+    /// Checks the sha256 of every file the manifest lists, whatever its use: a whole set, as an
+    /// install, a rollback and the selftest check it.
+    pub fn verify_all(&self) -> Result<(), Error> {
+        for entry in &self.entries {
+            self.verify_entry(entry)?;
+        }
+        Ok(())
+    }
+
     /// The entry for `role`, if the manifest lists one.
     pub fn entry(&self, role: Role) -> Option<&Entry> {
         self.entries.iter().find(|e| e.role == role)

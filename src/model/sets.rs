@@ -145,9 +145,7 @@ impl ModelStore {
         }
         // From disk again: what the daemon will read is what was checked.
         let manifest = Manifest::load(&incoming, keys)?;
-        for entry in &manifest.entries {
-            manifest.verify_entry(entry)?;
-        }
+        manifest.verify_all()?;
         let checks = selftest(&incoming).map_err(|problem| Error::Model {
             file: bundle_file.to_path_buf(),
             problem: format!("the selftest failed on this model set ({problem}); not installed, the unit keeps its current models"),
@@ -198,9 +196,7 @@ impl ModelStore {
             });
         };
         let manifest = Manifest::load(&self.set_dir(&previous), keys)?;
-        for entry in &manifest.entries {
-            manifest.verify_entry(entry)?;
-        }
+        manifest.verify_all()?;
         self.relink(CURRENT, &previous)?;
         if let Some(old) = &current {
             self.relink(PREVIOUS, old)?;
@@ -336,10 +332,7 @@ mod tests {
     /// The current set loads whole (signature and every hash), and is `a` or `b`.
     fn current_is_whole(store: &ModelStore, keys: &TrustedKeys, ids: &[&str]) -> String {
         let dir = store.current().expect("a current set");
-        let manifest = Manifest::load(&dir, keys).unwrap();
-        for entry in &manifest.entries {
-            manifest.verify_entry(entry).unwrap();
-        }
+        Manifest::load(&dir, keys).unwrap().verify_all().unwrap();
         let id = store.status().0.unwrap();
         assert!(ids.contains(&id.as_str()), "{id} not in {ids:?}");
         id
