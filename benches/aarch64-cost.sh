@@ -171,6 +171,9 @@ printf '[model]\nprecision = "int8"\n' >"$work/cost.toml"
 printf '[model]\nprecision = "int8"\n[schedule]\ndetect_every = 1\nsettle_estimates = 0\n' >"$work/every.toml"
 printf '[model]\nprecision = "int8"\n[detector]\nkind = "blazeface"\n' >"$work/short.toml"
 printf '[model]\nprecision = "int8"\nuse = "commercial"\n' >"$work/commercial.toml"
+# Headless: the demo's camera frames with no display (`run --demo` always writes PNGs).
+printf '[model]\nprecision = "int8"\n[camera]\nsource = "demo"\nrepeat = false\n[display]\ntarget = "none"\n[stats]\ndir = "%s"\nk_anonymity = 1\n' \
+    "$work/headless-stats" >"$work/headless.toml"
 run_env=(env -u CACHE_DIRECTORY -u AGECAM_CONFIG RUST_LOG=warn)
 
 # Guest instructions of one run of the aarch64 binary with the given arguments.
@@ -199,9 +202,9 @@ per_unit() {
     echo $(( (c2 - c1) / (n2 - n1) ))
 }
 
-stages=(decode detect-yunet detect-cascade detect detect-full-range detect-back detect-seeta crop pose infer-f32 infer-int8)
+stages=(decode decode-half decode-quarter decode-eighth decode-image overlay-panel detect-yunet detect-cascade detect detect-full-range detect-back detect-seeta crop pose infer-f32 infer-int8)
 for l in "${qlinear[@]}"; do stages+=("infer-qlinear-$l"); done
-stages+=(frame frame-commercial frame-short-range frame-every)
+stages+=(frame frame-headless frame-commercial frame-short-range frame-every)
 if [ -n "$only" ]; then
     IFS=, read -r -a wanted <<<"$only"
     for w in "${wanted[@]}"; do
@@ -219,7 +222,12 @@ done
 declare -A what unit arm x86c  # arm is keyed "cpu stage"
 for s in "${stages[@]}"; do
     case "$s" in
-        decode) what[$s]="MJPEG decode, 640x480 demo frame"; unit[$s]=frame ;;
+        decode) what[$s]="MJPEG decode, 640x480 demo frame (libjpeg-turbo)"; unit[$s]=frame ;;
+        decode-half) what[$s]="the same at 1/2 (320x240)"; unit[$s]=frame ;;
+        decode-quarter) what[$s]="the same at 1/4 (160x120)"; unit[$s]=frame ;;
+        decode-eighth) what[$s]="the same at 1/8 (80x60)"; unit[$s]=frame ;;
+        decode-image) what[$s]="whole, image crate (zune-jpeg; before)"; unit[$s]=frame ;;
+        overlay-panel) what[$s]="overlay onto a 320x240 RGB565 panel buffer"; unit[$s]=frame ;;
         detect-yunet) what[$s]="YuNet 640x480 + short-range check (research default)"; unit[$s]=call ;;
         detect-cascade) what[$s]="BlazeFace back + short-range check (commercial default)"; unit[$s]=call ;;
         detect) what[$s]="BlazeFace short-range"; unit[$s]=call ;;
@@ -233,6 +241,7 @@ for s in "${stages[@]}"; do
         infer-qlinear-pointwise) what[$s]="age/gender QLinearConv, 1x1 convs"; unit[$s]=face ;;
         infer-qlinear-all) what[$s]="age/gender QLinearConv, all convs"; unit[$s]=face ;;
         frame) what[$s]="daemon frame, configured [schedule], YuNet (research)"; unit[$s]=frame ;;
+        frame-headless) what[$s]="daemon frame, configured [schedule], YuNet, no display"; unit[$s]=frame ;;
         frame-commercial) what[$s]="daemon frame, configured [schedule], cascade (commercial)"; unit[$s]=frame ;;
         frame-short-range) what[$s]="daemon frame, configured [schedule], BlazeFace short-range"; unit[$s]=frame ;;
         frame-every) what[$s]="daemon frame, detect+classify every frame, YuNet"; unit[$s]=frame ;;
@@ -245,6 +254,7 @@ stage_args() {
     case "$1" in
         frame) echo "--config $work/cost.toml run --demo --models models --out @FRESH@ --max-frames" ;;
         frame-every) echo "--config $work/every.toml run --demo --models models --out @FRESH@ --max-frames" ;;
+        frame-headless) echo "--config $work/headless.toml run --models models --max-frames" ;;
         frame-short-range) echo "--config $work/short.toml run --demo --models models --out @FRESH@ --max-frames" ;;
         frame-commercial) echo "--config $work/commercial.toml run --demo --models models --out @FRESH@ --max-frames" ;;
         infer-qlinear-*) echo "cost infer --model $cache/age_gender_qlinear_${1#infer-qlinear-}.onnx --models models --repeat" ;;

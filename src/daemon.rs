@@ -9,7 +9,9 @@
 //!
 //! Whoever supervises the loop (systemd, a test) watches it through a [`RunObserver`].
 
-use crate::capture::{demo_frames, CaptureError, FrameSource, StillImages};
+use crate::capture::{
+    demo_frames, CaptureError, Frame, FramePixels, FrameSource, Picture, StillImages,
+};
 use crate::config::{CameraSource, Config, DisplayTarget};
 use crate::display::{Display, NoDisplay, PngSnapshots, Status};
 use crate::fault_log::{FaultKind, FaultLog};
@@ -117,36 +119,39 @@ impl<'a> Daemon<'a> {
                 break;
             }
             observer.alive(Instant::now());
-            let frame = match self.source.next_frame() {
+            // Kept as the camera delivered it: each stage below decodes it only as large as
+            // it reads it (`capture::pixels`).
+            let raw = self.source.next_raw().and_then(|raw| match raw {
+                Some(raw) => {
+                    let pixels = FramePixels::new(raw.pixels, &raw.origin)?;
+                    Ok(Some((pixels, raw.seq, raw.captured, raw.origin)))
+                }
+                None => Ok(None),
+            });
+            let (mut pixels, seq, captured, origin) = match raw {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) if e.is_skippable() => {
-                    let kind = match e {
-                        CaptureError::BadFrame { .. } => {
-                            summary.bad_frames += 1;
-                            FaultKind::BadFrame
-                        }
-                        _ => {
-                            summary.camera_faults += 1;
-                            FaultKind::CameraLost
-                        }
-                    };
-                    if let Some(stats) = self.stats.as_mut() {
-                        let visits = self.pipeline.take_visits(clock.monotonic());
-                        stats.on_camera_fault(visits, clock);
-                    }
-                    faults.log_fault(kind, &e.to_string(), clock.monotonic());
+                    self.on_capture_fault(&e, &mut summary, &mut faults, clock);
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
-            for kind in [FaultKind::CameraLost, FaultKind::BadFrame] {
-                faults.log_ok(kind, clock.monotonic(), || {
-                    format!(" from {}", self.source.describe())
-                });
-            }
-            let (faces, times, work) = match self.pipeline.frame(&frame.image, clock.monotonic()) {
-                Ok(done) => (done.faces, done.times, done.work),
+            let done = self.pipeline.frame_of(&mut pixels, clock.monotonic());
+            let (faces, times, work) = match done {
+                Ok(done) => {
+                    for kind in [FaultKind::CameraLost, FaultKind::BadFrame] {
+                        faults.log_ok(kind, clock.monotonic(), || {
+                            format!(" from {}", self.source.describe())
+                        });
+                    }
+                    (done.faces, done.times, done.work)
+                }
+                // The frame did not decode at the size a stage asked for.
+                Err(Error::Capture(e)) if e.is_skippable() => {
+                    self.on_capture_fault(&e, &mut summary, &mut faults, clock);
+                    continue;
+                }
                 Err(e) => {
                     // A model that fails on one frame may work on the next; keep running.
                     summary.model_failures += 1;
@@ -170,6 +175,28 @@ impl<'a> Daemon<'a> {
                 faces: faces.len(),
             };
             // Tried again every frame: a panel that comes back shows the next frame.
+            let size = pixels.size();
+            let Some(need) = self.display.reads(size, seq) else {
+                summary.decodes.add(&pixels.decoded());
+                continue;
+            };
+            let image = pixels.take_at_least(need);
+            summary.decodes.add(&pixels.decoded());
+            let image = match image {
+                Ok(image) => image,
+                Err(e) => {
+                    self.on_capture_fault(&e, &mut summary, &mut faults, clock);
+                    continue;
+                }
+            };
+            // The boxes in the picture's own pixels when it was decoded smaller.
+            let faces = crate::display::faces_in_picture(faces, size, image.dimensions());
+            let frame = Frame {
+                image,
+                seq,
+                captured,
+                origin,
+            };
             match self.display.show(&frame, &faces, &status) {
                 Ok(()) => faults.log_ok(FaultKind::Display, clock.monotonic(), String::new),
                 Err(e) => {
@@ -193,6 +220,32 @@ impl<'a> Daemon<'a> {
         }
         summary.elapsed = start.elapsed();
         Ok(summary)
+    }
+
+    /// A frame that could not be had or decoded: counted, logged (the first of a kind, then
+    /// summaries), and the visits of a lost camera ended.
+    fn on_capture_fault(
+        &mut self,
+        e: &CaptureError,
+        summary: &mut RunSummary,
+        faults: &mut FaultLog,
+        clock: &dyn Clock,
+    ) {
+        let kind = match e {
+            CaptureError::BadFrame { .. } => {
+                summary.bad_frames += 1;
+                FaultKind::BadFrame
+            }
+            _ => {
+                summary.camera_faults += 1;
+                FaultKind::CameraLost
+            }
+        };
+        if let Some(stats) = self.stats.as_mut() {
+            let visits = self.pipeline.take_visits(clock.monotonic());
+            stats.on_camera_fault(visits, clock);
+        }
+        faults.log_fault(kind, &e.to_string(), clock.monotonic());
     }
 
     /// Stops the push thread (unsent intervals stay in the store and go out at the next
@@ -355,9 +408,46 @@ pub struct RunSummary {
     pub detector_frames: u64,
     /// Faces the age/gender network ran on (`schedule.settle_estimates`, `recheck_every`).
     pub classified_faces: u64,
+    /// How large the frames were decoded: frames decoded whole, at most at 1/2, 1/4 or 1/8 of
+    /// their size, and not at all (`capture::pixels`).
+    pub decodes: DecodeCounts,
     pub elapsed: Duration,
     pub detect_time: Duration,
     pub infer_time: Duration,
+}
+
+/// How many frames were decoded at which size (a frame decoded at two sizes counts at the
+/// larger).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeCounts {
+    pub whole: u64,
+    pub half: u64,
+    pub quarter: u64,
+    pub eighth: u64,
+    pub none: u64,
+}
+
+impl DecodeCounts {
+    /// Counts a frame whose pictures were decoded at these denominators (1 = whole).
+    pub fn add(&mut self, denominators: &[u32]) {
+        match denominators.iter().min() {
+            None => self.none += 1,
+            Some(1) => self.whole += 1,
+            Some(2) => self.half += 1,
+            Some(4) => self.quarter += 1,
+            Some(_) => self.eighth += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} whole, {} at 1/2, {} at 1/4, {} at 1/8, {} not at all",
+            self.whole, self.half, self.quarter, self.eighth, self.none
+        )
+    }
 }
 
 impl RunSummary {
@@ -528,6 +618,140 @@ mod tests {
             .run(&SystemClock, RunLimits::default(), &stop, &mut NoObserver)
             .unwrap();
         assert_eq!(summary.frames, 0);
+    }
+
+    /// Reads 160×120 pictures (as the short-range BlazeFace does 640×480 frames), records the
+    /// sizes it was given and finds one face at (10, 10), 20 px wide, in the picture's pixels.
+    struct SmallReader(std::sync::Arc<std::sync::Mutex<Vec<(u32, u32)>>>);
+
+    impl FaceDetector for SmallReader {
+        fn detect(&mut self, picture: &RgbImage) -> Vec<FaceBox> {
+            self.0.lock().unwrap().push(picture.dimensions());
+            vec![FaceBox::new(10.0, 10.0, 20.0, 20.0, 1.0)]
+        }
+        fn reads(&self, _: (u32, u32)) -> (u32, u32) {
+            (160, 120)
+        }
+    }
+
+    /// A 320×240 panel that records the pictures and faces it was handed.
+    struct Panel(std::sync::Arc<std::sync::Mutex<Vec<((u32, u32), FaceBox)>>>);
+
+    impl Display for Panel {
+        fn show(&mut self, frame: &Frame, faces: &[FaceResult], _: &Status) -> Result<(), Error> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((frame.image.dimensions(), faces[0].face));
+            Ok(())
+        }
+        fn reads(&self, frame: (u32, u32), _: u64) -> Option<(u32, u32)> {
+            Some(crate::display::fitted_size(frame, (320, 240)))
+        }
+        fn describe(&self) -> String {
+            "panel".into()
+        }
+    }
+
+    #[test]
+    fn camera_frames_are_decoded_only_as_large_as_the_detector_and_the_display_read_them() {
+        use std::sync::{Arc, Mutex};
+        let schedule = crate::config::ScheduleConfig::default(); // detector on every 5th frame
+        let run = |display: Box<dyn Display>| {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let pipeline = Pipeline::from_parts(Box::new(SmallReader(seen.clone())), None, 0.25);
+            // The demo frames come as a camera's 640×480 MJPEG buffers: 3 stills × 10 frames.
+            let source = demo_frames(false).repeat_each(10);
+            let summary = Daemon::from_parts(Box::new(source), pipeline, display, None)
+                .with_schedule(schedule)
+                .run(
+                    &SystemClock,
+                    RunLimits::default(),
+                    &AtomicBool::new(false),
+                    &mut NoObserver,
+                )
+                .unwrap();
+            let seen = seen.lock().unwrap().clone();
+            (summary, seen)
+        };
+        // Headless: the detector's 6 frames at 1/4 (160×120), the other 24 never decoded.
+        let (summary, seen) = run(Box::new(NoDisplay));
+        assert_eq!(summary.frames, 30);
+        assert_eq!(seen, vec![(160, 120); 6]);
+        let quarter_only = DecodeCounts {
+            quarter: 6,
+            none: 24,
+            ..DecodeCounts::default()
+        };
+        assert_eq!(summary.decodes, quarter_only);
+        // A 320×240 panel: every frame at 1/2 for the panel (and 1/4 for the detector on 6),
+        // with the face, found at (40, 40) in frame pixels, handed over in the panel's.
+        let shown = Arc::new(Mutex::new(Vec::new()));
+        let (summary, seen) = run(Box::new(Panel(shown.clone())));
+        assert_eq!(seen, vec![(160, 120); 6]);
+        assert_eq!(
+            summary.decodes,
+            DecodeCounts {
+                half: 30,
+                ..DecodeCounts::default()
+            }
+        );
+        let shown = shown.lock().unwrap();
+        assert_eq!(shown.len(), 30);
+        for (size, face) in shown.iter() {
+            assert_eq!(*size, (320, 240));
+            assert_eq!((face.x, face.y, face.width), (20.0, 20.0, 40.0));
+        }
+    }
+
+    #[test]
+    fn a_frame_that_fails_to_decode_at_the_detectors_size_is_a_bad_frame_not_a_model_failure() {
+        struct CutCamera(u64);
+        impl FrameSource for CutCamera {
+            fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+                unreachable!("the daemon takes raw frames")
+            }
+            fn next_raw(&mut self) -> Result<Option<crate::capture::RawFrame>, CaptureError> {
+                if self.0 == 3 {
+                    return Ok(None);
+                }
+                self.0 += 1;
+                // Half of the scan cut out, the end-of-image marker kept: the header reads,
+                // the decode fails.
+                let jpeg = crate::capture::stills::DEMO_FRAMES[0].1;
+                let mut cut = jpeg[..jpeg.len() / 2].to_vec();
+                cut.extend_from_slice(&[0xFF, 0xD9]);
+                Ok(Some(crate::capture::RawFrame {
+                    pixels: crate::capture::RawPixels::Buffer {
+                        bytes: cut,
+                        format: crate::capture::convert::PixelFormat::Mjpeg,
+                        width: 640,
+                        height: 480,
+                    },
+                    seq: self.0,
+                    captured: Instant::now(),
+                    origin: "/dev/video0".into(),
+                }))
+            }
+            fn describe(&self) -> String {
+                "cut".into()
+            }
+        }
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let pipeline = Pipeline::from_parts(Box::new(SmallReader(seen)), None, 0.25);
+        let summary =
+            Daemon::from_parts(Box::new(CutCamera(0)), pipeline, Box::new(NoDisplay), None)
+                .run(
+                    &SystemClock,
+                    RunLimits::default(),
+                    &AtomicBool::new(false),
+                    &mut NoObserver,
+                )
+                .unwrap();
+        assert_eq!(
+            (summary.frames, summary.bad_frames, summary.model_failures),
+            (0, 3, 0)
+        );
     }
 
     /// A camera at 1 kHz in front of a display that takes 5 ms per frame.

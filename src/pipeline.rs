@@ -7,6 +7,7 @@
 //! until [`Pipeline::take_visits`] hands them to the statistics.
 //! [`Daemon`](crate::daemon::Daemon) drives frames through it into the outputs.
 
+use crate::capture::{Picture, Whole};
 use crate::config::{Config, DetectorKind, ScheduleConfig};
 use crate::face::{FaceResult, StageTimes};
 use crate::model::manifest::VerifiedModels;
@@ -278,6 +279,15 @@ impl Pipeline {
     /// faces are carried at their last boxes. Visits that end are kept for
     /// [`Pipeline::take_visits`], even when classifying fails.
     pub fn frame(&mut self, image: &RgbImage, now: Instant) -> Result<Frame, Error> {
+        self.frame_of(&mut Whole(image), now)
+    }
+
+    /// [`Pipeline::frame`] on a frame decoded only as large as each stage reads it: the
+    /// detector's picture ([`FaceDetector::reads`]) on a detector frame, the whole frame only
+    /// when a face is classified, nothing on the frames in between. A frame that turns out not
+    /// to decode is a [`CaptureError::BadFrame`](crate::capture::CaptureError) (as
+    /// [`Error::Capture`]).
+    pub fn frame_of(&mut self, pixels: &mut dyn Picture, now: Instant) -> Result<Frame, Error> {
         let mut times = StageTimes::default();
         if !self.schedule.detect_next() {
             self.ended.extend(self.tracker.expire(now));
@@ -288,14 +298,14 @@ impl Pipeline {
             });
         }
         let started = Instant::now();
-        let boxes = self.detector.detect(image);
+        let boxes = detect_picture(self.detector.as_mut(), pixels)?;
         times.detect = started.elapsed();
         self.ended.extend(self.tracker.link(boxes, now));
         let classified = if self.schedule.is_every_frame() {
-            self.classify_in_view(image, &mut times)?
+            self.classify_in_view(pixels, &mut times)?
         } else {
             let started = Instant::now();
-            let classified = self.classify_due(image)?;
+            let classified = self.classify_due(pixels)?;
             times.infer = started.elapsed();
             classified
         };
@@ -333,7 +343,7 @@ impl Pipeline {
     /// Every-frame reference: each track in view classified afresh, all in one batch.
     fn classify_in_view(
         &mut self,
-        image: &RgbImage,
+        pixels: &mut dyn Picture,
         times: &mut StageTimes,
     ) -> Result<usize, Error> {
         let started = Instant::now();
@@ -346,6 +356,13 @@ impl Pipeline {
             .in_view()
             .map(|t| self.can_estimate(&t.face))
             .collect();
+        if !estimable.contains(&true) {
+            for track in self.tracker.in_view_mut() {
+                track.estimate = None;
+            }
+            return Ok(0);
+        }
+        let image = pixels.whole()?;
         let crops: Vec<RgbImage> = self
             .tracker
             .in_view()
@@ -371,15 +388,25 @@ impl Pipeline {
 
     /// Scheduled: the tracks in view that are due, each classified and its probabilities
     /// added to its visit's sum.
-    fn classify_due(&mut self, image: &RgbImage) -> Result<usize, Error> {
+    fn classify_due(&mut self, pixels: &mut dyn Picture) -> Result<usize, Error> {
         let Some(model) = &self.model else {
             return Ok(0);
         };
         let size = model.info().input_size;
         let min_side = self.min_estimate_size as f32;
+        // Which tracks are due first: the whole frame is decoded only when one is.
+        let due: Vec<bool> = self
+            .tracker
+            .in_view_mut()
+            .map(|track| track.side() >= min_side && self.schedule.due(track))
+            .collect();
+        if !due.contains(&true) {
+            return Ok(0);
+        }
+        let image = pixels.whole()?;
         let mut classified = 0;
-        for track in self.tracker.in_view_mut() {
-            if track.side() < min_side || !self.schedule.due(track) {
+        for (track, due) in self.tracker.in_view_mut().zip(due) {
+            if !due {
                 continue;
             }
             let crop = self.framing.crop(image, &track.face, size);
@@ -399,6 +426,21 @@ impl Pipeline {
         }
         Ok(classified)
     }
+}
+
+/// Runs `detector` on a frame decoded only as large as it reads it
+/// ([`FaceDetector::reads`]): its faces in the whole frame's pixels.
+pub fn detect_picture(
+    detector: &mut dyn FaceDetector,
+    pixels: &mut dyn Picture,
+) -> Result<Vec<FaceBox>, crate::capture::CaptureError> {
+    let size = pixels.size();
+    let picture = pixels.at_least(detector.reads(size))?;
+    Ok(if picture.dimensions() == size {
+        detector.detect(picture)
+    } else {
+        detector.detect_scaled(picture, size)
+    })
 }
 
 /// Loads the age/gender model form `precision` asks for. `Auto` loads both forms the manifest

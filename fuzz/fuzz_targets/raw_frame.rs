@@ -1,9 +1,11 @@
 //! Camera buffers as the V4L2 driver hands them over, with the frame size the camera was set
-//! to: input is a format index byte, little-endian u16 width and height, then the buffer. A
-//! wrong length, an odd width or a zero size must be an error, never a panic.
+//! to: input is a format index byte, a scale byte, little-endian u16 width and height, then the
+//! buffer. A wrong length, an odd width or a zero size must be an error, never a panic, at
+//! every decode scale (`capture::pixels`: 1/8, 1/4, 1/2, whole, in an order the input picks).
 #![no_main]
 
-use agecam::capture::convert::{buffer_to_rgb, PixelFormat};
+use agecam::capture::convert::{buffer_to_rgb, scaled_size, PixelFormat};
+use agecam::capture::{FramePixels, Picture, RawPixels};
 use libfuzzer_sys::fuzz_target;
 
 const FORMATS: [PixelFormat; 4] = [
@@ -14,7 +16,7 @@ const FORMATS: [PixelFormat; 4] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let [format, w0, w1, h0, h1, buf @ ..] = data else {
+    let [format, scales, w0, w1, h0, h1, buf @ ..] = data else {
         return;
     };
     let format = FORMATS[*format as usize % FORMATS.len()];
@@ -32,6 +34,26 @@ fuzz_target!(|data: &[u8]| {
                 _ => 1,
             };
             assert!(buf.len() >= (width * height) as usize * per_pixel);
+        }
+    }
+    // The daemon's path: the header read once, then pictures asked for at two sizes.
+    let raw = RawPixels::Buffer {
+        bytes: buf.to_vec(),
+        format,
+        width,
+        height,
+    };
+    let Ok(mut pixels) = FramePixels::new(raw, "fuzz") else {
+        return;
+    };
+    let size = pixels.size();
+    assert!(size.0 <= width && size.1 <= height);
+    for shift in [scales & 3, (scales >> 2) & 3] {
+        let need = scaled_size(size, 1 << shift);
+        if let Ok(picture) = pixels.at_least(need) {
+            let (w, h) = picture.dimensions();
+            assert!(w <= size.0 && h <= size.1);
+            assert!(w >= need.0.min(size.0) && h >= need.1.min(size.1), "{need:?} got {w}x{h}");
         }
     }
 });

@@ -20,6 +20,8 @@
 //! differently (SeetaFace's are tighter/looser) scores lower IoU and may miss the 0.4 bar on
 //! faces it did find.
 
+use agecam::capture::convert::PixelFormat;
+use agecam::capture::{FramePixels, RawPixels};
 use agecam::vision::{FaceBox, FaceDetector};
 use image::imageops::FilterType;
 use image::RgbImage;
@@ -46,6 +48,8 @@ pub enum DetBenchError {
     },
     #[error("JPEG round trip of a composed frame failed")]
     Jpeg(#[source] image::ImageError),
+    #[error("the camera path could not decode a composed frame")]
+    CameraDecode(#[source] agecam::capture::CaptureError),
     #[error("no faces to paste")]
     NoFaces,
     #[error("no background photos")]
@@ -282,6 +286,39 @@ fn timed(detector: &mut dyn FaceDetector, frame: &RgbImage) -> (Vec<FaceBox>, f6
     (boxes, t.elapsed().as_secs_f64() * 1e3)
 }
 
+/// The frame as the daemon reads a camera's MJPEG: decoded by libjpeg-turbo only as large as
+/// the detector reads it ([`agecam::pipeline::detect_picture`]); the decode is timed too.
+fn timed_camera(
+    detector: &mut dyn FaceDetector,
+    jpeg: &[u8],
+    (width, height): (u32, u32),
+) -> Result<(Vec<FaceBox>, f64), DetBenchError> {
+    let t = Instant::now();
+    let raw = RawPixels::Buffer {
+        bytes: jpeg.to_vec(),
+        format: PixelFormat::Mjpeg,
+        width,
+        height,
+    };
+    let boxes = FramePixels::new(raw, "det-bench frame")
+        .and_then(|mut pixels| agecam::pipeline::detect_picture(detector, &mut pixels))
+        .map_err(DetBenchError::CameraDecode)?;
+    Ok((boxes, t.elapsed().as_secs_f64() * 1e3))
+}
+
+/// Encodes a composed frame as a webcam's MJPEG would: the JPEG bytes, and the frame decoded
+/// whole by the `image` crate.
+fn camera_jpeg(frame: &RgbImage) -> Result<(Vec<u8>, RgbImage), DetBenchError> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
+        .encode_image(frame)
+        .map_err(DetBenchError::Jpeg)?;
+    let decoded = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .map_err(DetBenchError::Jpeg)?
+        .to_rgb8();
+    Ok((jpeg, decoded))
+}
+
 /// What [`run`] measures with and on.
 pub struct BenchInput<'a> {
     pub faces: &'a [FaceSource],
@@ -291,6 +328,9 @@ pub struct BenchInput<'a> {
     pub positions: u32,
     pub nonface_crops: usize,
     pub seed: u64,
+    /// Also run every detector on the frames as the daemon decodes a camera's MJPEG (rows
+    /// named `NAME (camera decode)`).
+    pub camera_decode: bool,
 }
 
 /// Runs every detector on every composed frame; see the module docs.
@@ -305,11 +345,14 @@ pub fn run(
         return Err(DetBenchError::NoBackgrounds);
     }
     let mut results = Vec::new();
+    let detectors_len = detectors.len();
     for &(width, height) in input.frame_sizes {
         let mut rng = StdRng::seed_from_u64(input.seed ^ ((width as u64) << 32 | height as u64));
         let nh = input.face_heights.len();
-        let mut tallies: Vec<Tally> = detectors
-            .iter()
+        // One tally per detector, then (with `camera_decode`) one more per detector for the
+        // camera path.
+        let paths = if input.camera_decode { 2 } else { 1 };
+        let mut tallies: Vec<Tally> = (0..detectors.len() * paths)
             .map(|_| Tally {
                 faces: vec![0; nh],
                 found: vec![0; nh],
@@ -332,10 +375,15 @@ pub fn run(
                     let mut frame = background_frame(bg, width, height, &mut rng);
                     let centre = grid_centre(cell, input.positions, width, height, &mut rng);
                     let truth = paste_face(&mut frame, face, face_height, centre);
-                    let frame = jpeg_round_trip(&frame, JPEG_QUALITY)?;
+                    let (jpeg, frame) = camera_jpeg(&frame)?;
                     face_frames += 1;
-                    for (d, tally) in detectors.iter_mut().zip(&mut tallies) {
-                        let (boxes, ms) = timed(d.detector.as_mut(), &frame);
+                    for (i, tally) in tallies.iter_mut().enumerate() {
+                        let d = &mut detectors[i % detectors_len];
+                        let (boxes, ms) = if i < detectors_len {
+                            timed(d.detector.as_mut(), &frame)
+                        } else {
+                            timed_camera(d.detector.as_mut(), &jpeg, (width, height))?
+                        };
                         tally.ms.push(ms);
                         let best = boxes.iter().map(|b| b.iou(&truth)).fold(0.0f32, f32::max);
                         tally.faces[hi] += 1;
@@ -358,11 +406,15 @@ pub fn run(
         let mut nonface_frames = 0;
         for (bg_name, bg) in input.backgrounds {
             for _ in 0..input.nonface_crops {
-                let frame =
-                    jpeg_round_trip(&background_frame(bg, width, height, &mut rng), JPEG_QUALITY)?;
+                let (jpeg, frame) = camera_jpeg(&background_frame(bg, width, height, &mut rng))?;
                 nonface_frames += 1;
-                for (d, tally) in detectors.iter_mut().zip(&mut tallies) {
-                    let (boxes, ms) = timed(d.detector.as_mut(), &frame);
+                for (i, tally) in tallies.iter_mut().enumerate() {
+                    let d = &mut detectors[i % detectors_len];
+                    let (boxes, ms) = if i < detectors_len {
+                        timed(d.detector.as_mut(), &frame)
+                    } else {
+                        timed_camera(d.detector.as_mut(), &jpeg, (width, height))?
+                    };
                     tally.ms.push(ms);
                     tally.false_positives += boxes.len();
                     if !boxes.is_empty() {
@@ -372,10 +424,16 @@ pub fn run(
                 }
             }
         }
-        let detectors = detectors
-            .iter()
-            .zip(tallies)
-            .map(|(d, mut t)| {
+        let per_detector: Vec<DetectorResult> = tallies
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut t)| {
+                let d = &detectors[i % detectors_len];
+                let name = if i < detectors_len {
+                    d.name.clone()
+                } else {
+                    format!("{} (camera decode)", d.name)
+                };
                 let per_height = input
                     .face_heights
                     .iter()
@@ -390,7 +448,7 @@ pub fn run(
                     .collect();
                 let found: usize = t.found.iter().sum();
                 DetectorResult {
-                    name: d.name.clone(),
+                    name,
                     per_height,
                     false_positives: t.false_positives,
                     fp_per_frame: ratio(t.false_positives, nonface_frames),
@@ -407,7 +465,7 @@ pub fn run(
             height,
             face_frames,
             nonface_frames,
-            detectors,
+            detectors: per_detector,
         });
     }
     Ok(results)

@@ -133,8 +133,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let verified = agecam::model::verified_models(&models, &config.model)?;
             let mut pipeline = agecam::pipeline::Pipeline::from_verified(&verified, &config)?;
             if args.stream {
-                let report =
-                    cli::bench::bench_stream(&mut pipeline, config.schedule, &args.scenes)?;
+                let report = cli::bench::bench_stream(
+                    &mut pipeline,
+                    config.schedule,
+                    &args.scenes,
+                    args.display,
+                )?;
                 cli::bench::print_stream_report(&report, args.json)?;
                 return Ok(ExitCode::SUCCESS);
             }

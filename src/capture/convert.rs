@@ -38,7 +38,7 @@ pub enum ConvertError {
     #[error("truncated MJPEG frame ({len} bytes, no end-of-image marker)")]
     NoEndOfImage { len: usize },
     #[error("corrupt or truncated MJPEG frame: {0}")]
-    Decode(image::ImageError),
+    Decode(String),
     #[error("not a JPEG frame (no start-of-image marker)")]
     NotJpeg,
     #[error("truncated or corrupt JPEG frame (no start-of-scan marker)")]
@@ -68,25 +68,60 @@ pub fn buffer_to_rgb(
     height: u32,
     scratch: &mut Vec<u8>,
 ) -> Result<RgbImage, ConvertError> {
+    buffer_to_rgb_scaled(buf, format, width, height, 1, scratch)
+}
+
+/// The size of the frame in a buffer: an MJPEG frame's own header, which may not declare more
+/// than the `width`×`height` mode the camera was set to; the mode for the other formats.
+pub fn buffer_size(
+    buf: &[u8],
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+) -> Result<(u32, u32), ConvertError> {
+    if format != PixelFormat::Mjpeg {
+        return Ok((width, height));
+    }
+    // A damaged header can declare any size up to 65535², and a decoder allocates what it
+    // declares before finding the data missing: on a Pi that is an out-of-memory risk per bad
+    // frame.
+    let (w, h) = jpeg_size(buf)?;
+    if w > width || h > height {
+        return Err(ConvertError::LargerThanMode {
+            declared: (w, h),
+            mode: (width, height),
+        });
+    }
+    Ok((w, h))
+}
+
+/// Converts one captured buffer to RGB at 1/`denominator` of its size (one of
+/// [`DCT_DENOMINATORS`]; [`scaled_size`] gives the result's size). MJPEG is decoded at that
+/// DCT scale and YUYV converted only at the pixels kept (nearest sample); RGB3 and GREY, which
+/// cost little to copy, come whole whatever is asked.
+pub fn buffer_to_rgb_scaled(
+    buf: &[u8],
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    denominator: u32,
+    scratch: &mut Vec<u8>,
+) -> Result<RgbImage, ConvertError> {
     let pixels = width as usize * height as usize;
     match format {
         PixelFormat::Mjpeg => {
-            // A damaged header can declare any size up to 65535², and the decoder allocates
-            // what it declares (up to the image crate's 512 MiB limit) before finding the
-            // data missing: on a Pi that is an out-of-memory risk per bad frame.
-            let (w, h) = jpeg_size(buf)?;
-            if w > width || h > height {
-                return Err(ConvertError::LargerThanMode {
-                    declared: (w, h),
-                    mode: (width, height),
-                });
-            }
-            decode_mjpeg(buf)
+            buffer_size(buf, format, width, height)?;
+            decode_mjpeg_scaled(buf, denominator)
         }
         PixelFormat::Yuyv => {
-            yuyv_to_rgb(buf, width, height, scratch)?;
-            RgbImage::from_raw(width, height, std::mem::take(scratch))
-                .ok_or(ConvertError::SizeMismatch)
+            let d = denominator.max(1);
+            if d == 1 {
+                yuyv_to_rgb(buf, width, height, scratch)?;
+            } else {
+                yuyv_to_rgb_sampled(buf, width, height, d, scratch)?;
+            }
+            let (w, h) = scaled_size((width, height), d);
+            RgbImage::from_raw(w, h, std::mem::take(scratch)).ok_or(ConvertError::SizeMismatch)
         }
         PixelFormat::Rgb3 => {
             if buf.len() < pixels * 3 {
@@ -115,14 +150,8 @@ pub fn buffer_to_rgb(
     }
 }
 
-/// Converts a packed YUYV 4:2:2 buffer (BT.601, limited range) into `out`, in integer
-/// arithmetic. `out` is resized as needed so its allocation is reused frame after frame.
-pub fn yuyv_to_rgb(
-    buf: &[u8],
-    width: u32,
-    height: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), ConvertError> {
+/// Checks a YUYV buffer's mode and length.
+fn check_yuyv(buf: &[u8], width: u32, height: u32) -> Result<usize, ConvertError> {
     if width == 0 || height == 0 || !width.is_multiple_of(2) {
         return Err(ConvertError::YuyvOddWidth { width, height });
     }
@@ -135,6 +164,57 @@ pub fn yuyv_to_rgb(
             needed,
         });
     }
+    Ok(needed)
+}
+
+/// BT.601 limited-range YUV to RGB, in integers (the same arithmetic as [`yuyv_to_rgb`]).
+#[inline]
+fn yuv_pixel(y: u8, u: u8, v: u8) -> [u8; 3] {
+    let c = 298 * (y as i32 - 16);
+    let d = u as i32 - 128;
+    let e = v as i32 - 128;
+    [
+        ((c + 409 * e + 128) >> 8).clamp(0, 255) as u8,
+        ((c - 100 * d - 208 * e + 128) >> 8).clamp(0, 255) as u8,
+        ((c + 516 * d + 128) >> 8).clamp(0, 255) as u8,
+    ]
+}
+
+/// Converts every `denominator`-th pixel of every `denominator`-th row of a YUYV buffer
+/// (nearest sample; the picture is [`scaled_size`] of the frame) into `out`: the pixels a
+/// smaller picture does not use are never converted.
+pub fn yuyv_to_rgb_sampled(
+    buf: &[u8],
+    width: u32,
+    height: u32,
+    denominator: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), ConvertError> {
+    check_yuyv(buf, width, height)?;
+    let d = denominator.max(1) as usize;
+    let (w, h) = scaled_size((width, height), d as u32);
+    let row_bytes = width as usize * 2;
+    out.clear();
+    out.reserve(w as usize * h as usize * 3);
+    for row in buf.chunks_exact(row_bytes).step_by(d).take(h as usize) {
+        for x in (0..width as usize).step_by(d) {
+            let pair = &row[(x & !1) * 2..(x & !1) * 2 + 4];
+            let y = pair[(x & 1) * 2];
+            out.extend_from_slice(&yuv_pixel(y, pair[1], pair[3]));
+        }
+    }
+    Ok(())
+}
+
+/// Converts a packed YUYV 4:2:2 buffer (BT.601, limited range) into `out`, in integer
+/// arithmetic. `out` is resized as needed so its allocation is reused frame after frame.
+pub fn yuyv_to_rgb(
+    buf: &[u8],
+    width: u32,
+    height: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), ConvertError> {
+    let needed = check_yuyv(buf, width, height)?;
     out.resize(width as usize * height as usize * 3, 0);
     for (yuyv, rgb) in buf[..needed].chunks_exact(4).zip(out.chunks_exact_mut(6)) {
         let d = yuyv[1] as i32 - 128;
@@ -152,9 +232,42 @@ pub fn yuyv_to_rgb(
     Ok(())
 }
 
-/// Decodes one MJPEG frame. Many webcams leave out the Huffman tables (they are the standard
-/// ones of JPEG Annex K, implied by the AVI1 MJPEG format); those are put back before decoding.
+/// Decodes one MJPEG frame at full size. Many webcams leave out the Huffman tables (they are
+/// the standard ones of JPEG Annex K, implied by the AVI1 MJPEG format); those are put back
+/// before decoding.
 pub fn decode_mjpeg(frame: &[u8]) -> Result<RgbImage, ConvertError> {
+    decode_mjpeg_scaled(frame, 1)
+}
+
+/// The DCT scales a JPEG decodes at straight from its coefficients, as denominators (1/8,
+/// 1/4, 1/2, 1/1), smallest picture first: the inverse DCT of a 1/8 picture is one
+/// coefficient per 8×8 block, so a smaller scale skips most of the work after entropy decoding.
+pub const DCT_DENOMINATORS: [u32; 4] = [8, 4, 2, 1];
+
+/// The size of a `full`-sized JPEG decoded at 1/`denominator`: each side rounded up, as
+/// libjpeg does.
+pub fn scaled_size(full: (u32, u32), denominator: u32) -> (u32, u32) {
+    let d = denominator.max(1);
+    (full.0.div_ceil(d), full.1.div_ceil(d))
+}
+
+/// The largest of [`DCT_DENOMINATORS`] whose picture of a `full`-sized frame is at least
+/// `need` in both sides (1 when only the whole frame is).
+pub fn dct_denominator(full: (u32, u32), need: (u32, u32)) -> u32 {
+    DCT_DENOMINATORS
+        .into_iter()
+        .find(|&d| {
+            let (w, h) = scaled_size(full, d);
+            w >= need.0 && h >= need.1
+        })
+        .unwrap_or(1)
+}
+
+/// Decodes one MJPEG frame at 1/`denominator` of its size (one of [`DCT_DENOMINATORS`]) with
+/// libjpeg-turbo, which scales in the inverse DCT and has SIMD kernels (NEON on a Pi, SSE2/AVX2
+/// here). A frame cut short, or whose data the decoder had to patch (libjpeg's "corrupt JPEG
+/// data" warnings), is refused rather than handed on with grey or smeared blocks.
+pub fn decode_mjpeg_scaled(frame: &[u8], denominator: u32) -> Result<RgbImage, ConvertError> {
     // A frame cut short by the USB transfer still decodes (the decoder fills the rest with
     // grey), which would feed half-grey faces to the model: refuse it instead.
     if !ends_with_end_of_image(frame) {
@@ -167,9 +280,37 @@ pub fn decode_mjpeg(frame: &[u8]) -> Result<RgbImage, ConvertError> {
     } else {
         frame
     };
-    image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
-        .map(|img| img.to_rgb8())
-        .map_err(ConvertError::Decode)
+    thread_local! {
+        // One decompressor per thread: its set-up allocates, a frame's decode need not.
+        static DECOMPRESSOR: std::cell::RefCell<Option<turbojpeg::Decompressor>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let decode_error = |e: turbojpeg::Error| ConvertError::Decode(e.to_string());
+    DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let decompressor = match cell.as_mut() {
+            Some(d) => d,
+            None => cell.insert(turbojpeg::Decompressor::new().map_err(decode_error)?),
+        };
+        let factor = turbojpeg::ScalingFactor::new(1, denominator.max(1) as usize);
+        decompressor
+            .set_scaling_factor(factor)
+            .map_err(decode_error)?;
+        let header = decompressor.read_header(jpeg).map_err(decode_error)?;
+        let size = header.scaled(factor);
+        let (width, height) = (size.width as u32, size.height as u32);
+        let mut image = turbojpeg::Image {
+            pixels: vec![0u8; size.width * size.height * 3],
+            width: size.width,
+            pitch: size.width * 3,
+            height: size.height,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        decompressor
+            .decompress(jpeg, image.as_deref_mut())
+            .map_err(decode_error)?;
+        RgbImage::from_raw(width, height, image.pixels).ok_or(ConvertError::SizeMismatch)
+    })
 }
 
 /// Whether the frame ends with the EOI marker, ignoring the zero padding some drivers append.
@@ -219,7 +360,7 @@ fn segments_before_scan(jpeg: &[u8]) -> Result<Vec<(u8, usize)>, ConvertError> {
 }
 
 /// Width and height from the start-of-frame segment.
-fn jpeg_size(jpeg: &[u8]) -> Result<(u32, u32), ConvertError> {
+pub fn jpeg_size(jpeg: &[u8]) -> Result<(u32, u32), ConvertError> {
     for (marker, pos) in segments_before_scan(jpeg)? {
         // SOF0–SOF15, except DHT (C4), JPG (C8) and DAC (CC), which share the range.
         if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {

@@ -5,12 +5,14 @@
 
 pub mod convert;
 pub mod newest;
+pub mod pixels;
 pub mod replay;
 pub mod stills;
 #[cfg(feature = "device")]
 pub mod v4l2;
 
 pub use newest::NewestFrame;
+pub use pixels::{FramePixels, Picture, Whole};
 pub use stills::{demo_frames, StillImages};
 
 use convert::PixelFormat;

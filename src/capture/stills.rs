@@ -1,7 +1,7 @@
 //! Still images as a frame source: a folder of JPEG/PNG files, or the demo frames built into
 //! the binary so `agecam run --demo` works on a machine with no camera and no files installed.
 
-use super::{CaptureError, Frame, FrameSource};
+use super::{CaptureError, Frame, FrameSource, RawFrame, RawPixels};
 use image::ImageFormat;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -62,6 +62,7 @@ pub fn demo_frames(repeat: bool) -> StillImages {
         seq: 0,
         repeat,
         description: format!("built-in demo frames ({} images)", DEMO_FRAMES.len()),
+        as_mjpeg: true,
     }
 }
 
@@ -87,6 +88,10 @@ pub struct StillImages {
     seq: u64,
     repeat: bool,
     description: String,
+    /// Hand the embedded JPEG frames out undecoded through [`FrameSource::next_raw`], as a
+    /// camera's MJPEG buffers (the demo), so the daemon decodes each frame as it would a
+    /// camera's: only as large as it is used.
+    as_mjpeg: bool,
 }
 
 /// Image file endings the folder source reads.
@@ -138,6 +143,7 @@ impl StillImages {
             seq: 0,
             repeat,
             description,
+            as_mjpeg: false,
         }
     }
 
@@ -158,19 +164,63 @@ impl StillImages {
     }
 }
 
-impl FrameSource for StillImages {
-    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+impl StillImages {
+    /// Moves on to the next still when the current one has been delivered `each` times:
+    /// `false` at the end of a pass without repeat.
+    fn advance(&mut self) -> bool {
         if self.delivered == 0 || self.delivered >= self.each {
             self.current = None;
             self.delivered = 0;
             if self.next == self.items.len() {
                 if !self.repeat || self.items.is_empty() {
-                    return Ok(None);
+                    return false;
                 }
                 self.next = 0;
             }
-            let item = &self.items[self.next];
             self.next += 1;
+        }
+        true
+    }
+}
+
+impl FrameSource for StillImages {
+    fn next_raw(&mut self) -> Result<Option<RawFrame>, CaptureError> {
+        if !self.as_mjpeg {
+            return Ok(self.next_frame()?.map(RawFrame::from));
+        }
+        if !self.advance() {
+            return Ok(None);
+        }
+        let (origin, bytes) = match &self.items[self.next - 1] {
+            Still::Embedded { name, bytes } => (name.to_string(), *bytes),
+            Still::File(_) => unreachable!("only the embedded demo frames come as MJPEG"),
+        };
+        let size = super::convert::jpeg_size(bytes).map_err(|e| CaptureError::BadFrame {
+            origin: origin.clone(),
+            reason: e.to_string(),
+        })?;
+        self.delivered += 1;
+        let frame = RawFrame {
+            pixels: RawPixels::Buffer {
+                bytes: bytes.to_vec(),
+                format: super::convert::PixelFormat::Mjpeg,
+                width: size.0,
+                height: size.1,
+            },
+            seq: self.seq,
+            captured: Instant::now(),
+            origin,
+        };
+        self.seq += 1;
+        Ok(Some(frame))
+    }
+
+    fn next_frame(&mut self) -> Result<Option<Frame>, CaptureError> {
+        if !self.advance() {
+            return Ok(None);
+        }
+        if self.current.is_none() {
+            let item = &self.items[self.next - 1];
             let (origin, decoded) = match item {
                 Still::File(path) => (path.display().to_string(), decode_file(path)),
                 Still::Embedded { name, bytes } => (name.to_string(), decode_bytes(bytes)),

@@ -4,11 +4,14 @@
 //! Stages are timed separately on the same frames in one run, so the figures can be compared
 //! with each other even on a busy machine; the absolute numbers are only as quiet as the host.
 
+use crate::capture::convert::PixelFormat;
 use crate::capture::replay::Scene;
 use crate::capture::stills::decode_bytes;
-use crate::capture::{demo_frames, FrameSource};
+use crate::capture::{demo_frames, FramePixels, FrameSource, RawPixels};
 use crate::config::ScheduleConfig;
-use crate::display::{annotate, Status};
+use crate::display::{
+    annotate, draw_overlay, faces_in_picture, fitted_size, PackedCanvas, PixelLayout, Status,
+};
 use crate::pipeline::Pipeline;
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,22 @@ pub struct BenchArgs {
     /// With --stream: the scenes to replay [default: all].
     #[arg(long, value_enum, value_delimiter = ',', requires = "stream")]
     pub scenes: Vec<Scene>,
+
+    /// With --stream: what shows the frames. `panel` draws the overlay onto a 320×240 RGB565
+    /// back buffer as the SPI LCD adapter does (from the frame decoded at 1/2); `none` is a
+    /// headless unit (frames between detector runs are not decoded at all).
+    #[arg(long, value_enum, default_value_t = StreamDisplay::Panel, requires = "stream")]
+    pub display: StreamDisplay,
+}
+
+/// What shows the frames in `bench --stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamDisplay {
+    /// A 320×240 SPI panel.
+    Panel,
+    /// Headless.
+    None,
 }
 
 /// One way of scheduling the work, over the replayed scenes of `bench --stream`.
@@ -61,6 +80,7 @@ pub struct StreamFigures {
 pub struct StreamReport {
     pub scenes: Vec<String>,
     pub schedule: String,
+    pub display: StreamDisplay,
     pub every_frame: StreamFigures,
     pub scheduled: StreamFigures,
     /// Every-frame CPU time ÷ scheduled CPU time, per frame.
@@ -81,12 +101,14 @@ fn thread_cpu_time() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// Replays `scenes` (every frame taken, as JPEG decoded per frame) through every-frame work
-/// and through `schedule`, on the same pipeline, in one run.
+/// Replays `scenes` (every frame taken, as a camera's MJPEG, decoded only as large as each
+/// stage reads it, as the daemon does) through every-frame work and through `schedule`, on the
+/// same pipeline, in one run, shown on `display`.
 pub fn bench_stream(
     pipeline: &mut Pipeline,
     schedule: ScheduleConfig,
     scenes: &[Scene],
+    display: StreamDisplay,
 ) -> anyhow::Result<StreamReport> {
     let scenes = if scenes.is_empty() {
         Scene::ALL.to_vec()
@@ -105,7 +127,7 @@ pub fn bench_stream(
             let mut jpeg = Vec::new();
             image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
                 .encode_image(&frame.image)?;
-            encoded.push(jpeg);
+            encoded.push((jpeg, frame.image.dimensions()));
         }
         for (settings, figures, cpu, wall) in [
             (
@@ -125,17 +147,31 @@ pub fn bench_stream(
             // The scene's own clock: one frame every 1/30 s, however long the work takes.
             let t0 = Instant::now();
             let (cpu_start, wall_start) = (thread_cpu_time(), Instant::now());
-            for (n, jpeg) in encoded.iter().enumerate() {
-                let image = decode_bytes(jpeg).map_err(anyhow::Error::msg)?;
-                let out = pipeline.frame(&image, t0 + Duration::from_secs_f64(n as f64 / 30.0))?;
-                std::hint::black_box(annotate(
-                    &image,
-                    &out.faces,
-                    &Status {
+            let mut panel = PackedCanvas::new(320, 240, 640, PixelLayout::RGB565)
+                .expect("a 320x240 RGB565 canvas");
+            for (n, (jpeg, size)) in encoded.iter().enumerate() {
+                let raw = RawPixels::Buffer {
+                    bytes: jpeg.clone(),
+                    format: PixelFormat::Mjpeg,
+                    width: size.0,
+                    height: size.1,
+                };
+                let mut pixels = FramePixels::new(raw, scene.name())?;
+                let at = t0 + Duration::from_secs_f64(n as f64 / 30.0);
+                let out = pipeline.frame_of(&mut pixels, at)?;
+                if display == StreamDisplay::Panel {
+                    let picture = pixels.take_at_least(fitted_size(*size, (320, 240)))?;
+                    let faces = faces_in_picture(out.faces.clone(), *size, picture.dimensions());
+                    let status = Status {
                         fps: None,
-                        faces: out.faces.len(),
-                    },
-                ));
+                        faces: faces.len(),
+                    };
+                    match draw_overlay(&mut panel, &picture, &faces, &status) {
+                        Ok(()) => {}
+                        Err(never) => match never {},
+                    }
+                    std::hint::black_box(panel.bytes());
+                }
                 figures.frames += 1;
                 figures.faces += out.faces.len() as u64;
                 figures.detector_runs += u64::from(out.work.detected);
@@ -165,6 +201,7 @@ pub fn bench_stream(
             schedule.recheck_every,
             schedule.recheck_on_resize
         ),
+        display,
         every_frame: every,
         scheduled,
         cpu_ratio,
@@ -174,9 +211,13 @@ pub fn bench_stream(
 /// Prints the stream report as a table, then (with `json`) as one JSON line.
 pub fn print_stream_report(report: &StreamReport, json: bool) -> anyhow::Result<()> {
     println!(
-        "replayed {} ({} frames, JPEG decoded per frame, one thread); schedule: {}",
+        "replayed {} ({} frames, MJPEG decoded per frame as large as used, one thread; display: {}); schedule: {}",
         report.scenes.join(", "),
         report.every_frame.frames,
+        match report.display {
+            StreamDisplay::Panel => "a 320x240 panel",
+            StreamDisplay::None => "none",
+        },
         report.schedule
     );
     println!("               CPU ms/frame    fps  detector on  network on (of faces in view)");

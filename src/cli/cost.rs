@@ -7,7 +7,7 @@
 //! of the stage alone. `benches/aarch64-cost.sh` does that under qemu-aarch64 with QEMU's
 //! instruction-counting plugin (and, with `--x86`, under callgrind).
 
-use crate::capture::convert::decode_mjpeg;
+use crate::capture::convert::{decode_mjpeg, decode_mjpeg_scaled};
 use crate::config::{Config, DetectorKind};
 use crate::model::manifest::VerifiedModels;
 use crate::model::{AgeGenderModel, Role};
@@ -25,8 +25,22 @@ const FRAMES: &[(&str, &[u8])] = crate::capture::stills::DEMO_FRAMES;
 /// One stage of the pipeline, as `cost` runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
-    /// MJPEG decode of the 640×480 frame to RGB (`capture::convert::decode_mjpeg`).
+    /// MJPEG decode of the 640×480 frame to RGB (`capture::convert::decode_mjpeg`,
+    /// libjpeg-turbo).
     Decode,
+    /// The same decode at 1/2 scale (320×240: an SPI panel's picture).
+    DecodeHalf,
+    /// At 1/4 scale (160×120: the short-range detector's picture).
+    DecodeQuarter,
+    /// At 1/8 scale (80×60).
+    DecodeEighth,
+    /// The whole frame through the `image` crate's decoder (zune-jpeg), the camera's decoder
+    /// before libjpeg-turbo and still the one for image files: for comparison.
+    DecodeImage,
+    /// The overlay of the frame and its faces drawn onto a 320×240 RGB565 panel's back buffer,
+    /// as the SPI LCD adapter does, from the frame decoded at 1/2 (the transfer to the panel
+    /// is the kernel's and not counted).
+    OverlayPanel,
     /// One call of the short-range BlazeFace detector (as `detector.kind = "blazeface"` with
     /// the configured tiles, threshold and sizes) on the decoded frame.
     Detect,
@@ -97,11 +111,63 @@ pub fn cost_command(args: &CostArgs, config_file: Option<&Path>) -> anyhow::Resu
     let decode = || decode_mjpeg(jpeg).map_err(|e| anyhow::anyhow!("cost: built-in {name}: {e}"));
     let frame = decode()?;
     let summary = match args.stage {
-        Stage::Decode => {
+        Stage::Decode | Stage::DecodeHalf | Stage::DecodeQuarter | Stage::DecodeEighth => {
+            let denominator = match args.stage {
+                Stage::DecodeHalf => 2,
+                Stage::DecodeQuarter => 4,
+                Stage::DecodeEighth => 8,
+                _ => 1,
+            };
+            let mut size = (0, 0);
             for _ in 0..args.repeat {
-                black_box(decode()?);
+                let picture = decode_mjpeg_scaled(black_box(jpeg), denominator)
+                    .map_err(|e| anyhow::anyhow!("cost: built-in {name}: {e}"))?;
+                size = black_box(picture).dimensions();
             }
-            format!("{}x{} RGB", frame.width(), frame.height())
+            format!("{}x{} RGB (1/{denominator})", size.0, size.1)
+        }
+        Stage::DecodeImage => {
+            for _ in 0..args.repeat {
+                let image =
+                    image::load_from_memory_with_format(black_box(jpeg), image::ImageFormat::Jpeg)
+                        .with_context(|| format!("cost: built-in {name}"))?;
+                black_box(image.to_rgb8());
+            }
+            format!("{}x{} RGB (image crate)", frame.width(), frame.height())
+        }
+        Stage::OverlayPanel => {
+            use crate::display::{draw_overlay, PackedCanvas, PixelLayout, Status};
+            let verified = verified(&models, &config)?;
+            let face = largest_face(&verified, &config, &frame, name)?;
+            let half = decode_mjpeg_scaled(jpeg, 2)
+                .map_err(|e| anyhow::anyhow!("cost: built-in {name}: {e}"))?;
+            let faces = [crate::face::FaceResult {
+                face: face.scaled(0.5, 0.5),
+                // A settled face's label, drawn as the panel shows it.
+                estimate: Some(crate::model::AgeGender {
+                    age: 34.0,
+                    age_low: 29.0,
+                    age_high: 39.0,
+                    gender: crate::model::Gender::Female,
+                    gender_confidence: 0.9,
+                }),
+                track: None,
+                looking: Some(true),
+            }];
+            let mut canvas = PackedCanvas::new(320, 240, 640, PixelLayout::RGB565)
+                .context("cost: a 320x240 RGB565 canvas")?;
+            let status = Status {
+                fps: Some(30.0),
+                faces: 1,
+            };
+            for _ in 0..args.repeat {
+                match draw_overlay(&mut canvas, black_box(&half), &faces, &status) {
+                    Ok(()) => {}
+                    Err(never) => match never {},
+                }
+                black_box(canvas.bytes());
+            }
+            "overlay of 1 face on a 320x240 RGB565 canvas".to_string()
         }
         Stage::Detect
         | Stage::DetectYunet

@@ -52,6 +52,7 @@ pub fn run_command(args: &RunArgs, config: &Config, model_dir: &Path) -> anyhow:
     // in the store and go out at the next start.
     daemon.shutdown();
     let summary = summary?;
+    log::info!("frames decoded: {}", summary.decodes);
     log::info!(
         "{} frames ({} skipped as unreadable, {} older frames dropped undecoded for newer ones, {} camera faults), {} faces, {:.1} fps; detector on {} frames ({:.0} %), age/gender network on {} faces; detection {:.1} ms/frame, age/gender {:.1} ms/frame",
         summary.frames,

@@ -127,6 +127,11 @@ impl Display for Framebuffer {
         }
     }
 
+    /// The frame scaled onto the screen.
+    fn reads(&self, frame: (u32, u32), _: u64) -> Option<(u32, u32)> {
+        Some(super::fitted_size(frame, (self.width, self.height)))
+    }
+
     fn describe(&self) -> String {
         format!(
             "framebuffer {} ({}x{})",

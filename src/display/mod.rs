@@ -9,7 +9,8 @@ mod png;
 #[cfg(feature = "spi-lcd")]
 pub mod spi_lcd;
 
-pub use overlay::{draw_overlay, Status};
+pub use overlay::{draw_overlay, fitted_size, Status};
+pub use packed::{PackedCanvas, PixelLayout};
 pub use png::{annotate, write_png_atomically, PngSnapshots, RgbCanvas};
 
 use crate::capture::Frame;
@@ -23,6 +24,15 @@ pub trait Display {
         faces: &[FaceResult],
         status: &Status,
     ) -> Result<(), crate::Error>;
+
+    /// How large a picture of frame `seq`, a `frame`-sized frame, this display shows (the
+    /// frame scaled onto its panel), or `None` when it shows nothing of that frame: the
+    /// daemon decodes the frame no larger, and hands [`Display::show`] that picture with the
+    /// faces in its pixels. The default is the whole frame, every frame.
+    fn reads(&self, frame: (u32, u32), seq: u64) -> Option<(u32, u32)> {
+        let _ = seq;
+        Some(frame)
+    }
 
     /// A short human description for logs.
     fn describe(&self) -> String;
@@ -38,9 +48,32 @@ impl<D: Display + ?Sized> Display for &mut D {
     ) -> Result<(), crate::Error> {
         (**self).show(frame, faces, status)
     }
+    fn reads(&self, frame: (u32, u32), seq: u64) -> Option<(u32, u32)> {
+        (**self).reads(frame, seq)
+    }
     fn describe(&self) -> String {
         (**self).describe()
     }
+}
+
+/// `faces`, found in a `frame`-sized frame, in the pixels of a `picture`-sized picture of it
+/// (the smaller picture a display was handed, see [`Display::reads`]).
+pub fn faces_in_picture(
+    faces: Vec<FaceResult>,
+    frame: (u32, u32),
+    picture: (u32, u32),
+) -> Vec<FaceResult> {
+    if frame == picture {
+        return faces;
+    }
+    let (sx, sy) = crate::vision::picture_scale(picture, frame);
+    faces
+        .into_iter()
+        .map(|mut f| {
+            f.face = f.face.scaled(1.0 / sx, 1.0 / sy);
+            f
+        })
+        .collect()
 }
 
 /// Shows nothing: for kiosks that only count.
@@ -49,6 +82,11 @@ pub struct NoDisplay;
 impl Display for NoDisplay {
     fn show(&mut self, _: &Frame, _: &[FaceResult], _: &Status) -> Result<(), crate::Error> {
         Ok(())
+    }
+
+    /// Nothing: a headless unit decodes only what the detector and the model read.
+    fn reads(&self, _: (u32, u32), _: u64) -> Option<(u32, u32)> {
+        None
     }
 
     fn describe(&self) -> String {

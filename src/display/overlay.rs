@@ -37,6 +37,16 @@ struct Fit {
     height: u32,
 }
 
+/// The size a `frame`-sized picture takes on a `panel`-sized panel: a picture decoded at least
+/// this large shows the same (the overlay samples it by nearest neighbour).
+pub fn fitted_size(frame: (u32, u32), panel: (u32, u32)) -> (u32, u32) {
+    if frame.0 == 0 || frame.1 == 0 {
+        return frame;
+    }
+    let fit = Fit::new(frame, Size::new(panel.0, panel.1));
+    (fit.width, fit.height)
+}
+
 impl Fit {
     fn new(frame: (u32, u32), panel: Size) -> Fit {
         let scale = (panel.width as f32 / frame.0 as f32).min(panel.height as f32 / frame.1 as f32);

@@ -121,6 +121,11 @@ impl Display for PngSnapshots {
         Ok(())
     }
 
+    /// The whole frame, on the frames written.
+    fn reads(&self, frame: (u32, u32), seq: u64) -> Option<(u32, u32)> {
+        seq.is_multiple_of(self.every).then_some(frame)
+    }
+
     fn describe(&self) -> String {
         format!(
             "PNG snapshots in {} (every {} frames)",

@@ -378,6 +378,12 @@ where
         }
     }
 
+    /// The frame scaled onto the panel (320×240 of a 640×480 frame on a 320×240 panel).
+    fn reads(&self, frame: (u32, u32), _: u64) -> Option<(u32, u32)> {
+        let panel = (u32::from(self.width), u32::from(self.height));
+        Some(crate::display::fitted_size(frame, panel))
+    }
+
     fn describe(&self) -> String {
         self.description.clone()
     }

@@ -328,6 +328,18 @@ impl BlazeFaceDetector {
 
 impl FaceDetector for BlazeFaceDetector {
     fn detect(&mut self, frame: &RgbImage) -> Vec<FaceBox> {
+        let size = frame.dimensions();
+        self.detect_scaled(frame, size)
+    }
+
+    /// The part of the square input the letterboxed frame fills (128×96 of a 640×480 frame
+    /// for the short-range network).
+    fn reads(&self, frame: (u32, u32)) -> (u32, u32) {
+        let lb = Letterbox::centred(frame.0, frame.1, self.variant.input_size());
+        (lb.width as u32, lb.height as u32)
+    }
+
+    fn detect_scaled(&mut self, frame: &RgbImage, whole: (u32, u32)) -> Vec<FaceBox> {
         let (width, height) = frame.dimensions();
         if width == 0 || height == 0 {
             return Vec::new();
@@ -348,11 +360,12 @@ impl FaceDetector for BlazeFaceDetector {
         );
         let n = self.variant.input_size();
         let lb = Letterbox::centred(width, height, n);
+        let (sx, sy) = super::picture_scale((width, height), whole);
         let faces = weighted_nms(candidates, NMS_IOU)
             .iter()
-            .map(|c| candidate_to_frame(c, &lb))
+            .map(|c| candidate_to_frame(c, &lb).scaled(sx, sy))
             .collect();
-        super::clip_faces(faces, width, height, &self.settings)
+        super::clip_faces(faces, whole.0, whole.1, &self.settings)
     }
 }
 

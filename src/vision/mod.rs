@@ -126,6 +126,19 @@ pub struct FaceBox {
 }
 
 impl FaceBox {
+    /// The box and its landmarks with x multiplied by `sx` and y by `sy` (from a smaller
+    /// picture's pixels to the frame's).
+    pub fn scaled(self, sx: f32, sy: f32) -> FaceBox {
+        FaceBox {
+            x: self.x * sx,
+            y: self.y * sy,
+            width: self.width * sx,
+            height: self.height * sy,
+            score: self.score,
+            landmarks: self.landmarks.map(|l| l.map(|[x, y]| [x * sx, y * sy])),
+        }
+    }
+
     /// A box without landmarks.
     pub fn new(x: f32, y: f32, width: f32, height: f32, score: f32) -> FaceBox {
         FaceBox {
@@ -257,6 +270,35 @@ pub struct DetectorSettings {
 pub trait FaceDetector {
     /// Faces in `frame`, largest first.
     fn detect(&mut self, frame: &RgbImage) -> Vec<FaceBox>;
+
+    /// The smallest picture of a `frame`-sized frame this detector gives the same faces on as
+    /// on the whole frame: the size its network reads. A camera frame is then decoded only
+    /// that large ([`Picture`](crate::capture::Picture)). The default, for detectors that look
+    /// at full-resolution pixels (a cascade's check, SeetaFace, tiles), is the whole frame.
+    fn reads(&self, frame: (u32, u32)) -> (u32, u32) {
+        frame
+    }
+
+    /// Faces in `picture`, a `frame`-sized frame decoded smaller (at least
+    /// [`FaceDetector::reads`]), in the whole frame's pixels, with the limits in frame pixels
+    /// too. The default scales [`FaceDetector::detect`]'s boxes up; a detector that filters by
+    /// size overrides it.
+    fn detect_scaled(&mut self, picture: &RgbImage, frame: (u32, u32)) -> Vec<FaceBox> {
+        let (sx, sy) = picture_scale(picture.dimensions(), frame);
+        self.detect(picture)
+            .into_iter()
+            .map(|face| face.scaled(sx, sy))
+            .collect()
+    }
+}
+
+/// How many frame pixels one pixel of a `picture`-sized picture of a `frame`-sized frame
+/// spans, across and down.
+pub fn picture_scale(picture: (u32, u32), frame: (u32, u32)) -> (f32, f32) {
+    (
+        frame.0 as f32 / picture.0.max(1) as f32,
+        frame.1 as f32 / picture.1.max(1) as f32,
+    )
 }
 
 /// A detector's faces in frame pixels made final: each box clipped to the `width`×`height`

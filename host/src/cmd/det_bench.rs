@@ -123,6 +123,11 @@ pub struct Args {
     pub tile_overlap: f32,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Also run every detector on the frames as the daemon decodes a camera's MJPEG:
+    /// libjpeg-turbo, only as large as the detector reads (1/4 for short-range BlazeFace at
+    /// 640×480); each such row is named `NAME (camera decode)`.
+    #[arg(long)]
+    pub camera_decode: bool,
     /// Also print the figures as one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
@@ -382,6 +387,7 @@ pub fn run(args: &Args, config_file: Option<&Path>) -> anyhow::Result<()> {
         positions: args.positions,
         nonface_crops: args.nonface_crops,
         seed: args.seed,
+        camera_decode: args.camera_decode,
     };
     let frame_sizes = run_bench(&input, &mut detectors)?;
     let report = Report {
