@@ -106,8 +106,11 @@ done
 
 export CROSS_CONTAINER_ENGINE=podman
 export CROSS_CUSTOM_TOOLCHAIN=1
-# cross builds cross/Dockerfile.aarch64 (Cross.toml) FROM this image (its CROSS_BASE_IMAGE).
-export CROSS_TARGET_AARCH64_UNKNOWN_LINUX_GNU_IMAGE="$base"
+# cross builds cross/Dockerfile.aarch64 (Cross.toml) with --build-arg CROSS_BASE_IMAGE=<cross's
+# image>; CROSS_BUILD_OPTS comes after that on its command line, and the last value wins. (Not
+# CROSS_TARGET_…_IMAGE: with a dockerfile, cross 0.2.5 uses that setting both as the base and
+# as the name of the image it builds, so each run would build on, and retag, the last one.)
+export CROSS_BUILD_OPTS="--build-arg CROSS_BASE_IMAGE=$base"
 # Not target/: the image's rustc (1.96) and the host's must not share build scripts' artefacts.
 export CARGO_TARGET_DIR="$PWD/target/cross"
 
