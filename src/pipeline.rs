@@ -185,6 +185,16 @@ impl Pipeline {
         self
     }
 
+    /// The picture of a `frame`-sized frame the next [`Pipeline::frame_of`] will read to
+    /// detect (`None` when the schedule skips the detector on it), so a caller that also needs
+    /// a picture (the display) can have the larger decoded first and both served by it. The
+    /// whole frame for the faces classified is asked for later, only when one is.
+    pub fn next_reads(&self, frame: (u32, u32)) -> Option<(u32, u32)> {
+        self.schedule
+            .detects_next()
+            .then(|| self.detector.reads(frame))
+    }
+
     /// The schedule streams run with.
     pub fn schedule(&self) -> &ScheduleConfig {
         self.schedule.settings()

@@ -50,11 +50,15 @@ impl Schedule {
         self.settings.detect_every <= 1 && self.settings.settle_estimates == 0
     }
 
+    /// Whether the detector will run on the next frame, without counting it.
+    pub fn detects_next(&self) -> bool {
+        self.frame
+            .is_multiple_of(u64::from(self.settings.detect_every.max(1)))
+    }
+
     /// Whether the detector runs on the next frame (counts the frame).
     pub fn detect_next(&mut self) -> bool {
-        let now = self
-            .frame
-            .is_multiple_of(u64::from(self.settings.detect_every.max(1)));
+        let now = self.detects_next();
         self.frame += 1;
         now
     }

@@ -84,7 +84,11 @@ fn replay_with_attention(
 ) -> (Cells<u32>, Cells<CellAttention>, RunSummary) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("replay.sqlite");
-    let config = Config::default();
+    let mut config = Config::default();
+    // One model form for both schedules: `auto` times both forms at load and keeps the faster,
+    // which on a loaded machine can differ from one load to the next (the forms differ by
+    // ~0.8 years per face, enough to move a face near a bucket's edge).
+    config.model.precision = agecam::config::ModelPrecision::Int8;
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let pipeline = Pipeline::load(&config, &models).unwrap();
     let start = 1_795_392_000.0;

@@ -197,17 +197,22 @@ where
     D: DrawTarget<Color = Rgb888>,
 {
     let (fw, fh) = frame.dimensions();
-    let columns: Vec<u32> = (0..fit.width)
-        .map(|x| (((x as f32 + 0.5) / fit.scale) as u32).min(fw - 1))
+    // Byte offsets of the sampled columns in a row, and each sampled row's bytes: no bounds
+    // arithmetic per pixel (this runs for every pixel of the panel, every frame).
+    let columns: Vec<usize> = (0..fit.width)
+        .map(|x| 3 * (((x as f32 + 0.5) / fit.scale) as u32).min(fw - 1) as usize)
         .collect();
+    let raw = frame.as_raw();
+    let row_bytes = 3 * fw as usize;
     let area = Rectangle::new(
         Point::new(fit.left, fit.top),
         Size::new(fit.width, fit.height),
     );
     let colours = (0..fit.height).flat_map(|y| {
-        let sy = (((y as f32 + 0.5) / fit.scale) as u32).min(fh - 1);
-        columns.iter().map(move |&sx| {
-            let p = frame.get_pixel(sx, sy).0;
+        let sy = (((y as f32 + 0.5) / fit.scale) as u32).min(fh - 1) as usize;
+        let row = &raw[sy * row_bytes..(sy + 1) * row_bytes];
+        columns.iter().map(move |&at| {
+            let p = &row[at..at + 3];
             Rgb888::new(p[0], p[1], p[2])
         })
     });

@@ -4,6 +4,7 @@
 
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::Rectangle;
 use std::convert::Infallible;
 
 /// Where one colour channel sits in a pixel: bit offset and width.
@@ -133,6 +134,34 @@ impl DrawTarget for PackedCanvas {
         }
         Ok(())
     }
+
+    /// A rectangle of colours row by row (the camera picture, every frame): packed straight
+    /// into each row, without a point per pixel. What falls outside the canvas is dropped, as
+    /// with [`DrawTarget::draw_iter`].
+    fn fill_contiguous<I>(&mut self, area: &Rectangle, colours: I) -> Result<(), Infallible>
+    where
+        I: IntoIterator<Item = Rgb888>,
+    {
+        let bytes = self.layout.bytes;
+        let (width, height) = (self.width as i64, self.height as i64);
+        let (left, top) = (i64::from(area.top_left.x), i64::from(area.top_left.y));
+        let (w, h) = (i64::from(area.size.width), i64::from(area.size.height));
+        let mut colours = colours.into_iter();
+        for y in top..top + h {
+            let row_inside = (0..height).contains(&y);
+            for x in left..left + w {
+                let Some(colour) = colours.next() else {
+                    return Ok(());
+                };
+                if row_inside && (0..width).contains(&x) {
+                    let at = y as usize * self.stride + x as usize * bytes;
+                    let packed = self.layout.pack(colour).to_le_bytes();
+                    self.bytes[at..at + bytes].copy_from_slice(&packed[..bytes]);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +193,23 @@ mod tests {
         assert_eq!(canvas.bytes(), &expected[..]);
         assert!(PackedCanvas::new(3, 2, 5, PixelLayout::RGB565).is_none());
         assert!(PackedCanvas::new(0, 2, 8, PixelLayout::RGB565).is_none());
+    }
+
+    #[test]
+    fn a_filled_rectangle_lands_as_its_pixels_would_clipped_at_every_edge() {
+        let colour = |i: usize| Rgb888::new((i * 37) as u8, (i * 11) as u8, (i * 5) as u8);
+        for (x, y, w, h) in [(0, 0, 5, 4), (-2, -1, 4, 3), (3, 2, 4, 4), (-1, 1, 8, 1)] {
+            for layout in [PixelLayout::RGB565, PixelLayout::XRGB8888] {
+                let stride = 5 * layout.bytes + 3;
+                let area = Rectangle::new(Point::new(x, y), Size::new(w, h));
+                let mut filled = PackedCanvas::new(5, 4, stride, layout).unwrap();
+                filled.fill_contiguous(&area, (0..).map(colour)).unwrap();
+                let mut drawn = PackedCanvas::new(5, 4, stride, layout).unwrap();
+                drawn
+                    .draw_iter(area.points().enumerate().map(|(i, p)| Pixel(p, colour(i))))
+                    .unwrap();
+                assert_eq!(filled.bytes(), drawn.bytes(), "{area:?}");
+            }
+        }
     }
 }
