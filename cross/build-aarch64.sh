@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 target=aarch64-unknown-linux-gnu
 packages=(rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu
-          libc6-dev-arm64-cross qemu-user libclang-dev cmake)
+          libc6-dev-arm64-cross qemu-user libclang-dev cmake make)
 
 if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
     if [ "$(id -u)" != 0 ]; then
