@@ -137,17 +137,11 @@ impl<'a> Daemon<'a> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            // When both the detector and the display read this frame, the larger picture is
-            // decoded first and serves both (a 1/2 decode for a panel also feeds a detector
-            // reading 1/4, instead of two decodes).
             let size = pixels.size();
             let shown = self.display.reads(size, seq);
-            if let (Some(a), Some(b)) = (shown, self.pipeline.next_reads(size)) {
-                let larger = if a.0 * a.1 >= b.0 * b.1 { a } else { b };
-                if let Err(e) = pixels.at_least(larger) {
-                    self.on_capture_fault(&e, &mut summary, &mut faults, clock);
-                    continue;
-                }
+            if let Err(e) = self.pipeline.decode_shared(&mut pixels, shown) {
+                self.on_capture_fault(&e, &mut summary, &mut faults, clock);
+                continue;
             }
             let done = self.pipeline.frame_of(&mut pixels, clock.monotonic());
             let (faces, times, work) = match done {
@@ -631,6 +625,14 @@ mod tests {
         assert_eq!(summary.frames, 0);
     }
 
+    /// Runs `daemon` until its source ends.
+    fn run_to_the_end(mut daemon: Daemon<'_>) -> RunSummary {
+        let stop = AtomicBool::new(false);
+        daemon
+            .run(&SystemClock, RunLimits::default(), &stop, &mut NoObserver)
+            .unwrap()
+    }
+
     /// Reads 160×120 pictures (as the short-range BlazeFace does 640×480 frames), records the
     /// sizes it was given and finds one face at (10, 10), 20 px wide, in the picture's pixels.
     struct SmallReader(std::sync::Arc<std::sync::Mutex<Vec<(u32, u32)>>>);
@@ -676,15 +678,8 @@ mod tests {
             let pipeline = Pipeline::from_parts(Box::new(SmallReader(seen.clone())), None, 0.25);
             // The demo frames come as a camera's 640×480 MJPEG buffers: 3 stills × 10 frames.
             let source = demo_frames(false).repeat_each(10);
-            let summary = Daemon::from_parts(Box::new(source), pipeline, display, None)
-                .with_schedule(schedule)
-                .run(
-                    &SystemClock,
-                    RunLimits::default(),
-                    &AtomicBool::new(false),
-                    &mut NoObserver,
-                )
-                .unwrap();
+            let daemon = Daemon::from_parts(Box::new(source), pipeline, display, None);
+            let summary = run_to_the_end(daemon.with_schedule(schedule));
             let seen = seen.lock().unwrap().clone();
             (summary, seen)
         };
@@ -754,15 +749,9 @@ mod tests {
         }
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let pipeline = Pipeline::from_parts(Box::new(SmallReader(seen)), None, 0.25);
-        let summary =
-            Daemon::from_parts(Box::new(CutCamera(0)), pipeline, Box::new(NoDisplay), None)
-                .run(
-                    &SystemClock,
-                    RunLimits::default(),
-                    &AtomicBool::new(false),
-                    &mut NoObserver,
-                )
-                .unwrap();
+        let daemon =
+            Daemon::from_parts(Box::new(CutCamera(0)), pipeline, Box::new(NoDisplay), None);
+        let summary = run_to_the_end(daemon);
         assert_eq!(
             (summary.frames, summary.bad_frames, summary.model_failures),
             (0, 3, 0)

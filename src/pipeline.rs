@@ -185,14 +185,24 @@ impl Pipeline {
         self
     }
 
-    /// The picture of a `frame`-sized frame the next [`Pipeline::frame_of`] will read to
-    /// detect (`None` when the schedule skips the detector on it), so a caller that also needs
-    /// a picture (the display) can have the larger decoded first and both served by it. The
-    /// whole frame for the faces classified is asked for later, only when one is.
-    pub fn next_reads(&self, frame: (u32, u32)) -> Option<(u32, u32)> {
-        self.schedule
+    /// Before [`Pipeline::frame_of`] on a frame the display shows at `shown`: when the
+    /// detector also reads that frame, the larger of the two pictures is decoded first and
+    /// serves both (a panel's 1/2 picture also feeds a detector reading 1/4, instead of two
+    /// decodes). The whole frame for the faces classified is asked for later, only when one is.
+    pub fn decode_shared(
+        &self,
+        pixels: &mut dyn Picture,
+        shown: Option<(u32, u32)>,
+    ) -> Result<(), crate::capture::CaptureError> {
+        let detected = self
+            .schedule
             .detects_next()
-            .then(|| self.detector.reads(frame))
+            .then(|| self.detector.reads(pixels.size()));
+        if let (Some(a), Some(b)) = (shown, detected) {
+            let larger = if a.0 * a.1 >= b.0 * b.1 { a } else { b };
+            pixels.at_least(larger)?;
+        }
+        Ok(())
     }
 
     /// The schedule streams run with.

@@ -306,6 +306,24 @@ fn timed_camera(
     Ok((boxes, t.elapsed().as_secs_f64() * 1e3))
 }
 
+/// Tally `i`'s run on one frame: detector `i` on the decoded frame, or, for the second set of
+/// tallies (`--camera-decode`), detector `i − n` on the camera path.
+fn run_path(
+    detectors: &mut [NamedDetector],
+    i: usize,
+    frame: &RgbImage,
+    jpeg: &[u8],
+    size: (u32, u32),
+) -> Result<(Vec<FaceBox>, f64), DetBenchError> {
+    let n = detectors.len();
+    let detector = detectors[i % n].detector.as_mut();
+    if i < n {
+        Ok(timed(detector, frame))
+    } else {
+        timed_camera(detector, jpeg, size)
+    }
+}
+
 /// Encodes a composed frame as a webcam's MJPEG would: the JPEG bytes, and the frame decoded
 /// whole by the `image` crate.
 fn camera_jpeg(frame: &RgbImage) -> Result<(Vec<u8>, RgbImage), DetBenchError> {
@@ -378,12 +396,7 @@ pub fn run(
                     let (jpeg, frame) = camera_jpeg(&frame)?;
                     face_frames += 1;
                     for (i, tally) in tallies.iter_mut().enumerate() {
-                        let d = &mut detectors[i % detectors_len];
-                        let (boxes, ms) = if i < detectors_len {
-                            timed(d.detector.as_mut(), &frame)
-                        } else {
-                            timed_camera(d.detector.as_mut(), &jpeg, (width, height))?
-                        };
+                        let (boxes, ms) = run_path(detectors, i, &frame, &jpeg, (width, height))?;
                         tally.ms.push(ms);
                         let best = boxes.iter().map(|b| b.iou(&truth)).fold(0.0f32, f32::max);
                         tally.faces[hi] += 1;
@@ -409,12 +422,7 @@ pub fn run(
                 let (jpeg, frame) = camera_jpeg(&background_frame(bg, width, height, &mut rng))?;
                 nonface_frames += 1;
                 for (i, tally) in tallies.iter_mut().enumerate() {
-                    let d = &mut detectors[i % detectors_len];
-                    let (boxes, ms) = if i < detectors_len {
-                        timed(d.detector.as_mut(), &frame)
-                    } else {
-                        timed_camera(d.detector.as_mut(), &jpeg, (width, height))?
-                    };
+                    let (boxes, ms) = run_path(detectors, i, &frame, &jpeg, (width, height))?;
                     tally.ms.push(ms);
                     tally.false_positives += boxes.len();
                     if !boxes.is_empty() {

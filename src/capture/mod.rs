@@ -80,12 +80,8 @@ impl RawFrame {
                 format,
                 width,
                 height,
-            } => convert::buffer_to_rgb(&bytes, format, width, height, &mut Vec::new()).map_err(
-                |reason| CaptureError::BadFrame {
-                    origin: self.origin.clone(),
-                    reason: reason.to_string(),
-                },
-            )?,
+            } => convert::buffer_to_rgb(&bytes, format, width, height, &mut Vec::new())
+                .map_err(|reason| CaptureError::bad_frame(&self.origin, reason))?,
         };
         Ok(Frame {
             image,
@@ -123,6 +119,14 @@ pub enum CaptureError {
 }
 
 impl CaptureError {
+    /// A frame from `origin` that did not decode, and why.
+    pub fn bad_frame(origin: &str, reason: impl std::fmt::Display) -> CaptureError {
+        CaptureError::BadFrame {
+            origin: origin.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// Whether the daemon should go on and ask for the next frame.
     pub fn is_skippable(&self) -> bool {
         matches!(

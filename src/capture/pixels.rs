@@ -75,13 +75,8 @@ impl FramePixels {
                 width,
                 height,
             } => {
-                let size =
-                    convert::buffer_size(&bytes, format, width, height).map_err(|reason| {
-                        CaptureError::BadFrame {
-                            origin: origin.to_string(),
-                            reason: reason.to_string(),
-                        }
-                    })?;
+                let size = convert::buffer_size(&bytes, format, width, height)
+                    .map_err(|reason| CaptureError::bad_frame(origin, reason))?;
                 let raw = RawPixels::Buffer {
                     bytes,
                     format,
@@ -132,10 +127,10 @@ impl FramePixels {
         }
         let image = match &self.raw {
             RawPixels::Rgb(_) => {
-                return Err(CaptureError::BadFrame {
-                    origin: self.origin.clone(),
-                    reason: "its picture was already taken for the display".to_string(),
-                })
+                return Err(CaptureError::bad_frame(
+                    &self.origin,
+                    "its picture was already taken for the display",
+                ))
             }
             RawPixels::Buffer {
                 bytes,
@@ -157,10 +152,7 @@ impl FramePixels {
                     d,
                     &mut self.scratch,
                 )
-                .map_err(|reason| CaptureError::BadFrame {
-                    origin: self.origin.clone(),
-                    reason: reason.to_string(),
-                })?;
+                .map_err(|reason| CaptureError::bad_frame(&self.origin, reason))?;
                 (d, image)
             }
         };

@@ -195,10 +195,8 @@ impl FrameSource for StillImages {
             Still::Embedded { name, bytes } => (name.to_string(), *bytes),
             Still::File(_) => unreachable!("only the embedded demo frames come as MJPEG"),
         };
-        let size = super::convert::jpeg_size(bytes).map_err(|e| CaptureError::BadFrame {
-            origin: origin.clone(),
-            reason: e.to_string(),
-        })?;
+        let size =
+            super::convert::jpeg_size(bytes).map_err(|e| CaptureError::bad_frame(&origin, e))?;
         self.delivered += 1;
         let frame = RawFrame {
             pixels: RawPixels::Buffer {
@@ -225,10 +223,7 @@ impl FrameSource for StillImages {
                 Still::File(path) => (path.display().to_string(), decode_file(path)),
                 Still::Embedded { name, bytes } => (name.to_string(), decode_bytes(bytes)),
             };
-            let image = decoded.map_err(|reason| CaptureError::BadFrame {
-                origin: origin.clone(),
-                reason: reason.to_string(),
-            })?;
+            let image = decoded.map_err(|reason| CaptureError::bad_frame(&origin, reason))?;
             self.current = Some((origin, image));
         }
         let Some((origin, image)) = &self.current else {

@@ -7,7 +7,7 @@
 use crate::capture::convert::PixelFormat;
 use crate::capture::replay::Scene;
 use crate::capture::stills::decode_bytes;
-use crate::capture::{demo_frames, FramePixels, FrameSource, Picture, RawPixels};
+use crate::capture::{demo_frames, FramePixels, FrameSource, RawPixels};
 use crate::config::ScheduleConfig;
 use crate::display::{
     annotate, draw_overlay, faces_in_picture, fitted_size, PackedCanvas, PixelLayout, Status,
@@ -160,14 +160,8 @@ pub fn bench_stream(
                 let at = t0 + Duration::from_secs_f64(n as f64 / 30.0);
                 // As the daemon: the larger of the panel's and the detector's pictures first.
                 let shown = fitted_size(*size, (320, 240));
-                if let (StreamDisplay::Panel, Some(b)) = (display, pipeline.next_reads(*size)) {
-                    let larger = if shown.0 * shown.1 >= b.0 * b.1 {
-                        shown
-                    } else {
-                        b
-                    };
-                    pixels.at_least(larger)?;
-                }
+                let panel_reads = (display == StreamDisplay::Panel).then_some(shown);
+                pipeline.decode_shared(&mut pixels, panel_reads)?;
                 let out = pipeline.frame_of(&mut pixels, at)?;
                 if display == StreamDisplay::Panel {
                     let picture = pixels.take_at_least(shown)?;

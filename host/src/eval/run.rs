@@ -63,15 +63,7 @@ pub fn as_seen_at_height(
         w as f32 / img.width() as f32,
         h as f32 / img.height() as f32,
     );
-    let scaled = FaceBox {
-        x: face.x * sx,
-        y: face.y * sy,
-        width: face.width * sx,
-        height: face.height * sy,
-        score: face.score,
-        landmarks: face.landmarks.map(|l| l.map(|[x, y]| [x * sx, y * sy])),
-    };
-    Ok((small, scaled))
+    Ok((small, face.scaled(sx, sy)))
 }
 
 /// Faces found and scored, per model in the order given.
