@@ -113,9 +113,11 @@ fn write_fuzz_seeds() {
     let frame = &frames[0];
     let (w, h) = (frame.width() as u16, frame.height() as u16);
     let rgb = frame.as_raw().clone();
-    let grey: Vec<u8> = rgb.chunks_exact(3).map(|p| p[1]).collect();
+    let grey: Vec<u8> = rgb.as_chunks::<3>().0.iter().map(|p| p[1]).collect();
     let yuyv: Vec<u8> = rgb
-        .chunks_exact(6)
+        .as_chunks::<6>()
+        .0
+        .iter()
         .flat_map(|p| [p[1], p[2], p[4], p[0]])
         .collect();
     let jpeg = strip_huffman_tables(&encode(frame, ImageFormat::Jpeg));

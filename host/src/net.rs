@@ -278,7 +278,7 @@ impl Exporter<'_> {
 /// normalised over the 101 classes. `[n, 101]`.
 pub fn age_targets(ages: &[u32], sigma: f32) -> Result<Tensor> {
     let mut t = vec![0f32; ages.len() * NUM_AGES];
-    for (row, &age) in t.chunks_exact_mut(NUM_AGES).zip(ages) {
+    for (row, &age) in t.as_chunks_mut::<NUM_AGES>().0.iter_mut().zip(ages) {
         let age = age.min(NUM_AGES as u32 - 1) as usize;
         if sigma <= 0.0 {
             row[age] = 1.0;

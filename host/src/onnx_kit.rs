@@ -63,8 +63,10 @@ pub fn floats(t: &pb::TensorProto) -> Result<Vec<f32>, OnnxError> {
         t.float_data.clone()
     } else {
         t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|&b| f32::from_le_bytes(b))
             .collect()
     };
     let n: i64 = t.dims.iter().product();

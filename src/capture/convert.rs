@@ -216,7 +216,12 @@ pub fn yuyv_to_rgb(
 ) -> Result<(), ConvertError> {
     let needed = check_yuyv(buf, width, height)?;
     out.resize(width as usize * height as usize * 3, 0);
-    for (yuyv, rgb) in buf[..needed].chunks_exact(4).zip(out.chunks_exact_mut(6)) {
+    for (yuyv, rgb) in buf[..needed]
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .zip(out.as_chunks_mut::<6>().0)
+    {
         let d = yuyv[1] as i32 - 128;
         let e = yuyv[3] as i32 - 128;
         let r_off = 409 * e + 128;

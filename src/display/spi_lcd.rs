@@ -147,8 +147,8 @@ impl<SPI: SpiDevice, DC: OutputPin> Interface for SpiBus<SPI, DC> {
         count: u32,
     ) -> Result<(), Self::Error> {
         let per_write = self.buffer.len() / N;
-        for slot in self.buffer.chunks_exact_mut(N) {
-            slot.copy_from_slice(&pixel);
+        for slot in self.buffer.as_chunks_mut::<N>().0 {
+            *slot = pixel;
         }
         let mut left = count as usize;
         while left > 0 {
@@ -320,7 +320,9 @@ where
         let pixels = self
             .canvas
             .bytes()
-            .chunks_exact(2)
+            .as_chunks::<2>()
+            .0
+            .iter()
             .map(|b| Rgb565::from(RawU16::new(u16::from_le_bytes([b[0], b[1]]))));
         let (right, bottom) = (self.width - 1, self.height - 1);
         let sent = match &mut self.panel {

@@ -129,7 +129,9 @@ pub fn decode(
 ) -> Vec<Candidate> {
     let scale = input_size as f32;
     regressors
-        .chunks_exact(REGRESSOR_WIDTH)
+        .as_chunks::<REGRESSOR_WIDTH>()
+        .0
+        .iter()
         .zip(logits)
         .zip(anchors)
         .filter_map(|((r, &logit), anchor)| {

@@ -138,7 +138,7 @@ impl FaceDetector for SeetaDetector {
 /// BT.601 luma in integer arithmetic, reusing `out`'s allocation frame after frame.
 fn luma_into(frame: &RgbImage, out: &mut Vec<u8>) {
     out.clear();
-    out.extend(frame.as_raw().chunks_exact(3).map(|p| {
+    out.extend(frame.as_raw().as_chunks::<3>().0.iter().map(|p| {
         let y = 77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32;
         ((y + 128) >> 8) as u8
     }));

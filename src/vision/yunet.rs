@@ -380,8 +380,10 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/yunet/golden.bin"),
         )
         .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|&b| f32::from_le_bytes(b))
         .collect();
         let ours: Vec<f32> = [&raw.cls, &raw.obj, &raw.bbox, &raw.kps]
             .into_iter()

@@ -53,9 +53,9 @@ fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize) -> (f32, f
         let p = (b * c + ch) * hw;
         let plane = &x[p..p + hw];
         let mut acc = [0f32; 8];
-        let chunks = plane.chunks_exact(8);
+        let (chunks, rest) = plane.as_chunks::<8>();
         let mut r = 0f32;
-        for t in chunks.remainder() {
+        for t in rest {
             r += (t - mean) * (t - mean);
         }
         for ck in chunks {

@@ -52,10 +52,9 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0f32; 8];
-    let ca = a.chunks_exact(8);
-    let cb = b.chunks_exact(8);
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
         }
@@ -71,8 +70,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub(crate) fn sum(a: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
-    let c = a.chunks_exact(8);
-    let r = c.remainder();
+    let (c, r) = a.as_chunks::<8>();
     for x in c {
         for i in 0..8 {
             acc[i] += x[i];

@@ -130,8 +130,10 @@ pub fn read_tfjs_weights(manifest: &Path) -> Result<TfjsWeights, Error> {
             let values = match (entry.dtype.as_str(), &entry.quantization) {
                 ("float32", None) => {
                     let raw = take(&bytes, &mut offset, count * 4, entry, &shard_file, &shards)?;
-                    raw.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    raw.as_chunks::<4>()
+                        .0
+                        .iter()
+                        .map(|&b| f32::from_le_bytes(b))
                         .collect::<Vec<f32>>()
                 }
                 ("float32", Some(q)) if q.dtype == "uint8" => {

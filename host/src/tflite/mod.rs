@@ -746,38 +746,50 @@ impl Model {
         let raw: Vec<f64> = match tensor.dtype {
             TensorType::Float32 => {
                 return Ok(Some(
-                    data.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    data.as_chunks::<4>()
+                        .0
+                        .iter()
+                        .map(|&b| f32::from_le_bytes(b))
                         .collect(),
                 ));
             }
             TensorType::Float16 => {
                 return Ok(Some(
-                    data.chunks_exact(2)
+                    data.as_chunks::<2>()
+                        .0
+                        .iter()
                         .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
                         .collect(),
                 ));
             }
             TensorType::Float64 => {
                 return Ok(Some(
-                    data.chunks_exact(8)
-                        .map(|b| f64::from_le_bytes(le8(b)) as f32)
+                    data.as_chunks::<8>()
+                        .0
+                        .iter()
+                        .map(|&b| f64::from_le_bytes(b) as f32)
                         .collect(),
                 ));
             }
             TensorType::Int8 => data.iter().map(|&b| b as i8 as f64).collect(),
             TensorType::UInt8 => data.iter().map(|&b| b as f64).collect(),
             TensorType::Int16 => data
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]) as f64)
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .map(|&b| i16::from_le_bytes(b) as f64)
                 .collect(),
             TensorType::Int32 => data
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|&b| i32::from_le_bytes(b) as f64)
                 .collect(),
             TensorType::Int64 => data
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(le8(b)) as f64)
+                .as_chunks::<8>()
+                .0
+                .iter()
+                .map(|&b| i64::from_le_bytes(b) as f64)
                 .collect(),
             other => {
                 return err(format!(
@@ -815,16 +827,22 @@ impl Model {
             TensorType::Int8 => data.iter().map(|&b| b as i8 as i64).collect(),
             TensorType::UInt8 => data.iter().map(|&b| b as i64).collect(),
             TensorType::Int16 => data
-                .chunks_exact(2)
-                .map(|b| i16::from_le_bytes([b[0], b[1]]) as i64)
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .map(|&b| i16::from_le_bytes(b) as i64)
                 .collect(),
             TensorType::Int32 => data
-                .chunks_exact(4)
-                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                .as_chunks::<4>()
+                .0
+                .iter()
+                .map(|&b| i32::from_le_bytes(b) as i64)
                 .collect(),
             TensorType::Int64 => data
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(le8(b)))
+                .as_chunks::<8>()
+                .0
+                .iter()
+                .map(|&b| i64::from_le_bytes(b))
                 .collect(),
             other => {
                 return err(format!(
@@ -834,13 +852,6 @@ impl Model {
             }
         }))
     }
-}
-
-/// An 8-byte chunk (from `chunks_exact(8)`) as an array.
-fn le8(b: &[u8]) -> [u8; 8] {
-    let mut raw = [0u8; 8];
-    raw.copy_from_slice(b);
-    raw
 }
 
 /// For per-channel quantization, maps a flat element index to its channel; checks the scale

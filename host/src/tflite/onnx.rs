@@ -887,8 +887,10 @@ mod tests {
     fn golden(file: &str, anchors: usize) -> (Vec<f32>, Vec<f32>) {
         let bytes = std::fs::read(data(file)).unwrap();
         let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .map(|&b| f32::from_le_bytes(b))
             .collect();
         assert_eq!(values.len(), anchors * 17);
         let (reg, cls) = values.split_at(anchors * 16);
