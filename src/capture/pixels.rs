@@ -61,30 +61,20 @@ impl FramePixels {
     /// now (cheap): a frame that declares more than the camera's mode is refused before any
     /// decoding.
     pub fn new(raw: RawPixels, origin: &str) -> Result<FramePixels, CaptureError> {
-        let mut decoded = Vec::new();
-        let (raw, size) = match raw {
-            // Already decoded: it is the whole picture, kept without a copy.
-            RawPixels::Rgb(image) => {
-                let size = image.dimensions();
-                decoded.push((1, image));
-                (RawPixels::Rgb(RgbImage::new(0, 0)), size)
-            }
+        let size = match &raw {
+            RawPixels::Rgb(image) => image.dimensions(),
             RawPixels::Buffer {
                 bytes,
                 format,
                 width,
                 height,
-            } => {
-                let size = convert::buffer_size(&bytes, format, width, height)
-                    .map_err(|reason| CaptureError::bad_frame(origin, reason))?;
-                let raw = RawPixels::Buffer {
-                    bytes,
-                    format,
-                    width,
-                    height,
-                };
-                (raw, size)
-            }
+            } => convert::buffer_size(bytes, *format, *width, *height)
+                .map_err(|reason| CaptureError::bad_frame(origin, reason))?,
+        };
+        let (raw, decoded) = match raw {
+            // Already decoded: it is the whole picture, kept without a copy.
+            RawPixels::Rgb(image) => (RawPixels::Rgb(RgbImage::new(0, 0)), vec![(1, image)]),
+            buffer => (buffer, Vec::new()),
         };
         Ok(FramePixels {
             raw,
